@@ -1,0 +1,4 @@
+; Every function definition, with its name and body.
+(function_definition
+  name: (identifier) @name
+  body: (block) @body) @function

@@ -1,0 +1,154 @@
+"""The one typed settings object, and where its values come from.
+
+Sources, lowest precedence first: defaults, ``[tool.lsp-verify]`` in the project's pyproject.toml, then the
+editor (initializationOptions / workspace/configuration) or CLI flags. An invalid value never stops the
+caller: it is reported in ``Settings.problems`` (the server shows them with window/showMessage, the CLI
+prints them) and the previous value is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+PromptFormat = Literal["auto", "chat", "fim"]
+SandboxMode = Literal["auto", "bwrap", "none"]
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every knob of lsp-verify. Field names are the keys users write (snake_case or camelCase)."""
+
+    model_path: str | None = None
+    """A GGUF to use instead of the embedded default."""
+    prompt_format: PromptFormat = "auto"
+    k: int = 8
+    """Candidates generated per request."""
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None
+    """Layers to offload; None means all when the llama.cpp build supports offload, none otherwise."""
+    n_threads: int | None = None
+    test_timeout_s: float = 30.0
+    mypy_timeout_s: float = 120.0
+    memory_limit_mb: int = 2048
+    require_tests: bool = False
+    """Refuse "types only" results (no nearby tests ran)."""
+    trusted: bool = False
+    """Whether workspace code (tests, conftest.py, mypy plugins) may run. The CLI is trusted by being run."""
+    sandbox: SandboxMode = "auto"
+    problems: list[str] = dataclasses.field(default_factory=list, compare=False, repr=False)
+
+    def updated(self, values: Mapping[str, Any], source: str) -> Settings:
+        """A copy with ``values`` applied; unknown keys and invalid values become ``problems``."""
+        new = dataclasses.replace(self, problems=list(self.problems))
+        fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "problems"}
+        for raw_key, value in values.items():
+            key = _snake(raw_key)
+            field = fields.get(key)
+            if field is None:
+                new.problems.append(f"{source}: unknown setting '{raw_key}' (ignored)")
+                continue
+            try:
+                setattr(new, key, _coerce(key, field.type, value))
+            except ValueError as exc:
+                new.problems.append(
+                    f"{source}: invalid value {value!r} for '{raw_key}': {exc}; using {getattr(new, key)!r}"
+                )
+        return new
+
+
+def _snake(key: str) -> str:
+    out = []
+    for ch in key.replace("-", "_"):
+        if ch.isupper():
+            out.append("_" + ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_POSITIVE = {"k", "max_tokens", "n_ctx", "test_timeout_s", "mypy_timeout_s", "memory_limit_mb", "n_threads"}
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    text = str(annotation)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ValueError("a value is required")
+    if text.startswith("Literal") or text in ("PromptFormat", "SandboxMode"):
+        choices = get_args(PromptFormat if "Prompt" in text else SandboxMode)
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+    if "bool" in text:
+        if isinstance(value, bool):
+            return value
+        raise ValueError("expected true or false")
+    if "int" in text and "float" not in text:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            else:
+                raise ValueError("expected an integer")
+        if key in _POSITIVE and value <= 0:
+            raise ValueError("expected a positive integer")
+        if key == "n_gpu_layers" and value < -1:
+            raise ValueError("expected -1 (all), 0 (none) or a layer count")
+        return value
+    if "float" in text:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("expected a number")
+        value = float(value)
+        if key in _POSITIVE and value <= 0:
+            raise ValueError("expected a positive number")
+        if key == "temperature" and value < 0:
+            raise ValueError("expected a number >= 0")
+        if key == "top_p" and not 0 < value <= 1:
+            raise ValueError("expected a number in (0, 1]")
+        return value
+    if "str" in text:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value or None if "None" in text else value
+    raise ValueError(f"unsupported setting type {text}")  # pragma: no cover
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest directory above ``start`` holding pyproject.toml, setup.cfg, setup.py or .git."""
+    start = start.resolve()
+    here = start if start.is_dir() else start.parent
+    for candidate in (here, *here.parents):
+        if any((candidate / marker).exists() for marker in ("pyproject.toml", "setup.cfg", "setup.py", ".git")):
+            return candidate
+    return here
+
+
+def project_settings(root: Path, base: Settings | None = None) -> Settings:
+    """``base`` (or the defaults) with ``[tool.lsp-verify]`` from ``root/pyproject.toml`` applied."""
+    settings = base or Settings()
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return settings
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        settings = dataclasses.replace(settings, problems=[*settings.problems])
+        settings.problems.append(f"{pyproject}: cannot read [tool.lsp-verify]: {exc}")
+        return settings
+    table = data.get("tool", {}).get("lsp-verify", {})
+    if not isinstance(table, dict):
+        return settings.updated({}, str(pyproject))
+    return settings.updated(table, f"{pyproject} [tool.lsp-verify]")

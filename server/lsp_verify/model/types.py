@@ -1,0 +1,58 @@
+"""Plain data types of the model stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+FinishReason = Literal["eos", "stop", "length", "left_function", "cancelled"]
+Format = Literal["chat", "fim"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    k: int = 8
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    """Sequence i samples with seed ``seed + i``: a run is repeatable, the k sequences differ."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """A fully rendered prompt and the rules that end a sequence."""
+
+    text: str
+    format: Format
+    stop: tuple[str, ...] = ()
+    """Plain strings that end a sequence (excluded from the text)."""
+    is_complete: Callable[[str], bool] | None = None
+    """Called with the text generated so far; True when the code has left the function being written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """One finished sequence."""
+
+    index: int
+    text: str
+    n_tokens: int
+    mean_logprob: float
+    finish_reason: FinishReason
+    seconds: float
+    """Time from the start of the request until this sequence finished."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineInfo:
+    model_path: str
+    backend: str
+    """"CPU", "CUDA", "Metal", "Vulkan", ... as the llama.cpp build reports it."""
+    gpu_offload_supported: bool
+    n_gpu_layers: int
+    n_layers: int
+    n_threads: int
+    n_ctx: int
+    n_seq_max: int

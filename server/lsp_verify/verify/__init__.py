@@ -1,0 +1,1 @@
+"""Verification: shadow workspace, sandboxed runs, mypy, nearby tests, the cascade, ranking."""

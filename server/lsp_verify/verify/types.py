@@ -1,0 +1,86 @@
+"""Plain data types of the verification stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Literal
+
+StageName = Literal["parse", "mypy", "tests"]
+
+
+class Evidence(enum.Enum):
+    """How strongly a passing candidate is backed."""
+
+    TESTS = "tests"
+    """Parses, adds no mypy error, and every selected nearby test passes."""
+    TYPES_ONLY = "types_only"
+    """Parses and adds no mypy error, but no nearby test exists to run."""
+    NONE = "none"
+    """Failed a check (or was not checked)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    stage: StageName
+    ok: bool
+    seconds: float
+    detail: str = ""
+    """For a failure, the first error: the message a repair step or a user can act on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TestOutcome:
+    nodeid: str
+    """pytest node id, e.g. ``tests/test_calc.py::test_add`` or a doctest id."""
+    outcome: Literal["passed", "failed", "error", "skipped", "timeout"]
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One generated body, spliced into the document."""
+
+    index: int
+    body: str
+    """The replacement for the target's body range (indented as in the file)."""
+    new_text: str
+    """The whole document with the body spliced in."""
+    key: str
+    """Normalised syntax tree: equal keys mean equal code up to formatting and comments."""
+    mean_logprob: float = 0.0
+    n_tokens: int = 0
+    generated_s: float = 0.0
+    duplicates: int = 0
+    """How many other generated sequences normalised to the same code (self-consistency votes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateResult:
+    candidate: Candidate
+    passed: bool
+    evidence: Evidence
+    stages: tuple[StageResult, ...]
+    tests_selected: tuple[str, ...] = ()
+    tests_passed: tuple[str, ...] = ()
+    tests_fixed: tuple[str, ...] = ()
+    """Tests that failed on the original code and pass with this candidate."""
+    tests_broken: tuple[str, ...] = ()
+    """Tests that passed on the original code and fail (or error/time out) with this candidate."""
+    new_mypy_errors: tuple[str, ...] = ()
+    outcomes: tuple[TestOutcome, ...] = ()
+    seconds: float = 0.0
+    verified_at_s: float = 0.0
+    """Time from the start of the request until this result was known."""
+
+    @property
+    def first_error(self) -> str | None:
+        for stage in self.stages:
+            if not stage.ok:
+                return f"{stage.stage}: {stage.detail}"
+        return None
+
+    @property
+    def behaviour(self) -> tuple[tuple[str, str], ...]:
+        """Outcome on every selected test: candidates with equal behaviour agree (self-consistency)."""
+        return tuple(sorted((o.nodeid, o.outcome) for o in self.outcomes))
