@@ -37,7 +37,10 @@ def grammar_dir() -> Path:
 @functools.cache
 def load_query(name: str) -> tree_sitter.Query:
     """The query ``grammars/python/<name>.scm``, compiled once per process."""
-    return tree_sitter.Query(LANGUAGE, (grammar_dir() / f"{name}.scm").read_text(encoding="utf-8"))
+    query: tree_sitter.Query = tree_sitter.Query(
+        LANGUAGE, (grammar_dir() / f"{name}.scm").read_text(encoding="utf-8")
+    )
+    return query
 
 
 def parse(source: str | bytes) -> tree_sitter.Tree:
