@@ -30,6 +30,10 @@ class Prompt:
     """Plain strings that end a sequence (excluded from the text)."""
     is_complete: Callable[[str], bool] | None = None
     """Called with the text generated so far; True when the code has left the function being written."""
+    prefill: str = ""
+    """Text at the end of ``text`` that the model's output continues (for chat: the opening ```python fence,
+    class line, header and docstring). The generated text is the function body: whole lines indented by the
+    body's indentation; ``prefill + generated`` is the code as the model sees it. Empty for FIM."""
 
 
 @dataclasses.dataclass(frozen=True)
