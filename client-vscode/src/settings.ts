@@ -1,0 +1,197 @@
+/**
+ * What the extension sends to the server and how it starts it, computed from configuration values.
+ *
+ * Nothing here imports `vscode`: the extension passes in a reader over `workspace.getConfiguration`,
+ * and the unit tests pass in plain objects. Values are forwarded as the user wrote them; the server
+ * validates them (and reports bad ones with window/showMessage), so the rules live in one place.
+ */
+
+/** The configuration section, also the LanguageClient id (so `lspVerify.trace.server` works). */
+export const SECTION = "lspVerify";
+
+export const COMMANDS = {
+    verifyAndApply: "lsp-verify.verifyAndApply",
+    showReport: "lsp-verify.showReport",
+    restart: "lsp-verify.restart",
+} as const;
+
+/** Commands the server implements (workspace/executeCommand); `restart` is the client's own. */
+export const SERVER_COMMANDS: readonly string[] = [COMMANDS.verifyAndApply, COMMANDS.showReport];
+
+/** Settings the server reads, from initializationOptions and from workspace/configuration. */
+export const SERVER_KEYS = [
+    "modelPath",
+    "k",
+    "maxTokens",
+    "nGpuLayers",
+    "testTimeoutS",
+    "requireTests",
+    "temperature",
+    "seed",
+    "promptFormat",
+] as const;
+
+/** Settings only the client uses: how to start the server. */
+export const LAUNCH_KEYS = ["interpreter", "serverArgs"] as const;
+
+/**
+ * Reads one key of the `lspVerify` section; `undefined` when the user has not set it anywhere.
+ *
+ * Only values the user set are forwarded: sending VS Code's defaults would hide the project's
+ * `[tool.lsp-verify]` table, which the server ranks below the editor's values.
+ */
+export type SettingReader = (key: string) => unknown;
+
+export type ServerSettings = { trusted: boolean } & Partial<Record<(typeof SERVER_KEYS)[number], unknown>>;
+
+/** initializationOptions, and the answer to workspace/configuration for the `lspVerify` section. */
+export function serverSettings(read: SettingReader, trusted: boolean): ServerSettings {
+    const settings: ServerSettings = { trusted };
+    for (const key of SERVER_KEYS) {
+        const value = read(key);
+        // An empty model path in the settings UI means "the embedded default", as an unset one does.
+        if (value === undefined || (key === "modelPath" && value === "")) {
+            continue;
+        }
+        settings[key] = value;
+    }
+    return settings;
+}
+
+/** Where `${...}` variables in launch settings get their values. */
+export interface Variables {
+    workspaceFolder: string | undefined;
+    userHome: string;
+    env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Expands `${workspaceFolder}`, `${userHome}`, `${env:NAME}` and a leading `~/`; unknown ones stay as written. */
+export function expandVariables(value: string, vars: Variables): string {
+    const expanded = value.replace(/\$\{([^}]+)\}/g, (whole, name: string) => {
+        if (name === "workspaceFolder") {
+            return vars.workspaceFolder ?? whole;
+        }
+        if (name === "userHome") {
+            return vars.userHome;
+        }
+        if (name.startsWith("env:")) {
+            return vars.env[name.slice("env:".length)] ?? "";
+        }
+        return whole;
+    });
+    if (expanded === "~" || expanded.startsWith("~/")) {
+        return vars.userHome + expanded.slice(1);
+    }
+    return expanded;
+}
+
+export interface LaunchSettings {
+    /** Empty: ask the Python extension, else the platform's default Python. */
+    interpreter: string[];
+    serverArgs: string[];
+    /** Messages for values that were ignored, ready to show to the user. */
+    problems: string[];
+}
+
+export function launchSettings(read: SettingReader, vars: Variables): LaunchSettings {
+    const problems: string[] = [];
+    const stringList = (key: string): string[] => {
+        const value = read(key);
+        if (value === undefined) {
+            return [];
+        }
+        if (!Array.isArray(value) || !value.every((item): item is string => typeof item === "string")) {
+            problems.push(`${SECTION}.${key} must be a list of strings; ignoring ${JSON.stringify(value)}`);
+            return [];
+        }
+        return value.map((item) => expandVariables(item, vars));
+    };
+    const interpreter = stringList("interpreter");
+    if (interpreter.length > 0 && interpreter[0]?.trim() === "") {
+        problems.push(`${SECTION}.interpreter starts with an empty program name; ignoring it`);
+        interpreter.length = 0;
+    }
+    return { interpreter, serverArgs: stringList("serverArgs"), problems };
+}
+
+export type InterpreterSource = "setting" | "python-extension" | "default";
+
+export interface ServerCommandLine {
+    command: string;
+    args: string[];
+    source: InterpreterSource;
+}
+
+export function defaultPython(platform: string): string {
+    // On Windows `python3` is often the Store's installer stub; `python` is what a real install puts on PATH.
+    return platform === "win32" ? "python" : "python3";
+}
+
+/**
+ * The process that runs the server: the interpreter setting wins, then the Python extension's
+ * interpreter for the workspace, then the platform's default Python.
+ */
+export function serverCommandLine(
+    launch: Pick<LaunchSettings, "interpreter" | "serverArgs">,
+    pythonExtensionCommand: readonly string[] | undefined,
+    platform: string,
+): ServerCommandLine {
+    let source: InterpreterSource;
+    let interpreter: readonly string[];
+    if (launch.interpreter.length > 0) {
+        source = "setting";
+        interpreter = launch.interpreter;
+    } else if (pythonExtensionCommand !== undefined && pythonExtensionCommand.length > 0) {
+        source = "python-extension";
+        interpreter = pythonExtensionCommand;
+    } else {
+        source = "default";
+        interpreter = [defaultPython(platform)];
+    }
+    const [command = defaultPython(platform), ...prefix] = interpreter;
+    return { command, args: [...prefix, "-m", "lsp_verify", "serve", ...launch.serverArgs], source };
+}
+
+/**
+ * Whether a configuration change needs a new server process. `affects` is
+ * `ConfigurationChangeEvent.affectsConfiguration`. `trace.server` alone does not: the client library
+ * applies it to the running connection.
+ */
+export function changeNeedsRestart(affects: (section: string) => boolean): boolean {
+    if (!affects(SECTION)) {
+        return false;
+    }
+    return [...SERVER_KEYS, ...LAUNCH_KEYS].some((key) => affects(`${SECTION}.${key}`));
+}
+
+/** The single argument of `lsp-verify.verifyAndApply`: the document and the 0-based cursor line. */
+export interface VerifyTarget {
+    uri: string;
+    line: number;
+}
+
+export function verifyArguments(uri: string, line: number): [VerifyTarget] {
+    return [{ uri, line }];
+}
+
+export type MissingCommandReason = "server-not-running" | "not-provided-by-server";
+
+/**
+ * Server commands that the client library will not register, so the extension must answer them itself
+ * (with an explanation) rather than leave VS Code to say "command not found".
+ *
+ * The library registers every command the server lists in `executeCommandProvider` while it runs;
+ * registering the same id twice throws, so the extension only fills the gaps.
+ * `advertised` is undefined when no server is running.
+ */
+export function commandsToCover(
+    advertised: readonly string[] | undefined,
+): { command: string; reason: MissingCommandReason }[] {
+    if (advertised === undefined) {
+        return SERVER_COMMANDS.map((command) => ({ command, reason: "server-not-running" }));
+    }
+    return SERVER_COMMANDS.filter((command) => !advertised.includes(command)).map((command) => ({
+        command,
+        reason: "not-provided-by-server",
+    }));
+}
