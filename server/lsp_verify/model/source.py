@@ -538,7 +538,7 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFInfo:
         block = _GGML_BLOCKS.get(ttype)
         ends.append(offset + (elements // block[0] * block[1] if block else 1))
     data_start = (r.pos + alignment - 1) // alignment * alignment
-    data_end = data_start + max(ends, default=0)
+    data_end = data_start + max(ends) if ends else r.pos
     if data_end > size:
         raise CorruptModel(
             f"{path} is truncated: its tensors need {data_end:,} bytes but the file has {size:,} "
