@@ -1,0 +1,1 @@
+"""A tiny package whose stub functions ``lsp-verify fix`` can fill in."""

@@ -1,0 +1,180 @@
+"""The git questions the headless commands ask: which files and lines are staged, what HEAD holds.
+
+Every call goes through :func:`run_git`, which turns off the repository settings that can make git run a
+command of the repository's choosing (fsmonitor, hooks, external diff drivers, textconv, pagers) and
+ignores the system-wide configuration. Blobs are read with ``git cat-file blob``, which never applies
+filters or textconv, so what is compared is exactly what is committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+# Settings a repository's own config could use to run a program during a read-only git command.
+_SAFE_CONFIG = (
+    "core.fsmonitor=",
+    "core.hooksPath=/dev/null",
+    "diff.external=",
+    "core.pager=cat",
+    "core.quotePath=false",
+    "color.ui=false",
+)
+
+_HUNK = re.compile(rb"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+
+
+class GitError(Exception):
+    """git is missing, the path is not in a repository, or a git command failed (message says which)."""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # GIT_INDEX_FILE and GIT_DIR are kept on purpose: inside a pre-commit hook they point at the index
+    # being committed. Everything that could start a program or wait for a person is switched off.
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_PAGER="cat",
+        PAGER="cat",
+        GIT_OPTIONAL_LOCKS="0",
+        LC_ALL="C",
+    )
+    for name in ("GIT_EXTERNAL_DIFF", "GIT_DIFF_OPTS", "GIT_EDITOR", "GIT_SSH_COMMAND", "GIT_ASKPASS"):
+        env.pop(name, None)
+    return env
+
+
+def run_git(args: Sequence[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git <args>`` in ``cwd`` with repository-controlled commands disabled; output is bytes."""
+    command = ["git"]
+    for setting in _SAFE_CONFIG:
+        command += ["-c", setting]
+    command += ["--no-pager", *args]
+    try:
+        proc = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed (needed to find the staged changes)") from exc
+    if check and proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {detail[-1] if detail else f'exit {proc.returncode}'}")
+    return proc
+
+
+def repo_root(path: Path) -> Path | None:
+    """The top of the work tree holding ``path``, or None when it is not in a git repository."""
+    start = path if path.is_dir() else path.parent
+    try:
+        proc = run_git(["rev-parse", "--show-toplevel"], start, check=False)
+    except GitError:
+        return None
+    if proc.returncode != 0:
+        return None
+    return Path(os.fsdecode(proc.stdout.rstrip(b"\n"))).resolve()
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    """Absolute path in the work tree."""
+    relpath: str
+    """Path relative to the repository root, as git names it (``/``-separated)."""
+    lines: frozenset[int]
+    """0-based line numbers, in the staged version, that the staged change adds or touches."""
+    added: bool
+    """The file is new in the index (not in HEAD)."""
+
+
+def staged_python_files(root: Path) -> list[StagedFile]:
+    """Python files added, copied or modified in the index relative to HEAD, with their touched lines."""
+    base = _diff_base(root)
+    names = run_git(
+        [
+            "diff",
+            "--cached",
+            "--name-status",
+            "-z",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--diff-filter=AM",
+            base,
+            "--",
+        ],
+        root,
+    ).stdout.split(b"\0")
+    files = []
+    for status, name in zip(names[0::2], names[1::2], strict=False):
+        relpath = os.fsdecode(name)
+        if not relpath.endswith((".py", ".pyi")):
+            continue
+        diff = run_git(
+            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-textconv", base, "--", relpath],
+            root,
+        ).stdout
+        files.append(
+            StagedFile(
+                path=root / relpath,
+                relpath=relpath,
+                lines=frozenset(touched_lines(diff)),
+                added=status == b"A",
+            )
+        )
+    return files
+
+
+def touched_lines(diff: bytes) -> set[int]:
+    """0-based lines of the new version that a ``-U0`` unified diff adds or changes.
+
+    A pure deletion touches the line just above it (git numbers it as the hunk's new start), so a function
+    whose statement was deleted still counts as changed.
+    """
+    lines: set[int] = set()
+    for raw in diff.splitlines():
+        match = _HUNK.match(raw)
+        if match is None:
+            continue
+        start = int(match.group(1))
+        count = int(match.group(2)) if match.group(2) is not None else 1
+        if count == 0:
+            lines.add(max(start - 1, 0))
+        else:
+            lines.update(range(start - 1, start - 1 + count))
+    return lines
+
+
+def head_text(root: Path, relpath: str) -> str | None:
+    """The file as committed in HEAD, or None when there is no HEAD or the file is not in it."""
+    proc = run_git(["cat-file", "blob", f"HEAD:{relpath}"], root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def staged_text(root: Path, relpath: str) -> str | None:
+    """The file as staged in the index, or None when it is not in the index."""
+    proc = run_git(["cat-file", "blob", f":{relpath}"], root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def tracked_python_files(root: Path) -> list[str]:
+    """Every tracked ``.py`` file, relative to the root."""
+    out = run_git(["ls-files", "-z", "--", "*.py"], root).stdout
+    return sorted(os.fsdecode(name) for name in out.split(b"\0") if name)
+
+
+def _diff_base(root: Path) -> str:
+    """HEAD, or git's empty tree before the first commit (then everything staged is new)."""
+    proc = run_git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], root, check=False)
+    if proc.returncode == 0:
+        return "HEAD"
+    empty = run_git(["hash-object", "-t", "tree", "--stdin"], root, check=False)
+    return (
+        empty.stdout.decode().strip() if empty.returncode == 0 else "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    )
