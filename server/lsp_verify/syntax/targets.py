@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .parse import captures, parse
 from .target import EditTarget, TargetError, TargetKind
 
 _STRING_TYPES = frozenset({"string", "concatenated_string"})
+_TOP_LEVEL_DEFINITION = re.compile(rb"^(?:async[ \t]+def|def|class|@)\b", re.MULTILINE)
 
 
 class SourceText:
@@ -103,13 +105,64 @@ class FunctionSite:
 
 
 def parse_functions(source: SourceText) -> tuple[list[FunctionSite], tree_sitter.Tree]:
-    """Every function definition of the document, in document order."""
+    """Every function definition of the document, in document order.
+
+    tree-sitter's error recovery can swallow the definitions after a syntax error into one ERROR node.
+    When the document does not parse, each top-level definition that overlaps an error is parsed again on
+    its own, so the intact functions after the error are still found.
+    """
     tree = parse(source.data)
-    stub_nodes = {_key(node) for node in captures("stubs", tree.root_node).get("stub", [])}
-    sites = [
-        _site(source, node, stub_nodes) for node in captures("functions", tree.root_node).get("function", [])
-    ]
+    sites = _sites(source, tree.root_node)
+    if tree.root_node.has_error:
+        for start, end in _top_level_chunks(source):
+            if not _overlaps_error(tree.root_node, start, end):
+                continue
+            # Blank out everything else, keeping line breaks: positions stay those of the whole document.
+            masked = bytes(byte if byte == 0x0A else 0x20 for byte in source.data[:start])
+            masked += source.data[start:end]
+            masked += bytes(byte if byte == 0x0A else 0x20 for byte in source.data[end:])
+            again = _sites(source, parse(masked).root_node)
+            replaced = {site.outer.start_byte for site in again}
+            sites = [site for site in sites if site.outer.start_byte not in replaced or not site.broken]
+            known = {site.outer.start_byte for site in sites}
+            sites.extend(site for site in again if site.outer.start_byte not in known)
+        sites.sort(key=lambda site: (site.outer.start_byte, site.node.start_byte))
     return sites, tree
+
+
+def _sites(source: SourceText, root: tree_sitter.Node) -> list[FunctionSite]:
+    stub_nodes = {_key(node) for node in captures("stubs", root).get("stub", [])}
+    return [_site(source, node, stub_nodes) for node in captures("functions", root).get("function", [])]
+
+
+def _top_level_chunks(source: SourceText) -> list[tuple[int, int]]:
+    """Byte ranges of the document's top-level definitions (decorators included), each up to the next."""
+    starts = [match.start() for match in _TOP_LEVEL_DEFINITION.finditer(source.data)]
+    chunks: list[tuple[int, int]] = []
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else len(source.data)
+        previous = starts[index - 1] if index else None
+        if (
+            previous is not None
+            and source.data[previous : previous + 1] == b"@"
+            and source.line_of(start) == source.line_of(previous) + 1
+        ):
+            chunks[-1] = (chunks[-1][0], end)  # the definition a decorator line decorates
+        else:
+            chunks.append((start, end))
+    return chunks
+
+
+def _overlaps_error(root: tree_sitter.Node, start: int, end: int) -> bool:
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if node.end_byte <= start or node.start_byte >= end:
+            continue
+        if node.type == "ERROR" or node.is_missing:
+            return True
+        pending.extend(child for child in node.children if child.has_error or child.is_missing)
+    return False
 
 
 def find_stub_targets(text: str, path: Path, version: int | None = None) -> list[EditTarget]:
@@ -121,7 +174,7 @@ def find_stub_targets(text: str, path: Path, version: int | None = None) -> list
     """
     source = SourceText(text)
     sites, tree = parse_functions(source)
-    targets = [_target(source, site, path, TargetKind.STUB, version) for site in sites if _usable(site)]
+    targets = [_target(source, site, path, TargetKind.AT_LINE, version) for site in sites if _usable(site)]
     found = [target for target in targets if target.kind is TargetKind.STUB]
     if not found and tree.root_node.has_error:
         raise TargetError(f"no stub found in {path}: {_does_not_parse(source, tree.root_node)}")
