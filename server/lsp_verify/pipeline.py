@@ -7,12 +7,26 @@ verified as soon as the engine hands it over, while the other sequences are stil
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from .syntax.target import EditTarget
-from .verify.types import CandidateResult
+from .cancel import Cancelled, CancelToken
+from .config import Settings
+from .model.engine import Engine
+from .model.prompts import PromptContext, build_prompt, choose_format
+from .model.source import resolve_model
+from .model.types import Generation, SamplingParams
+from .syntax.context import PromptPieces, prompt_pieces
+from .syntax.splice import extract_body, normalise, splice_body
+from .syntax.target import EditTarget, TargetError
+from .syntax.targets import find_stub_targets, target_at
+from .verify.cascade import Verifier, VerifyPlan
+from .verify.rank import rank
+from .verify.types import Candidate, CandidateResult, Evidence
 
 Stage = Literal["target", "baseline", "generating", "verifying", "done"]
 
@@ -51,6 +65,8 @@ class FixReport:
     first_verified_s: float | None
     message: str
     """One-paragraph summary for a user: what was tried and, when nothing passed, why each failed."""
+    notes: tuple[str, ...] = ()
+    """Caveats of the verification, e.g. "no nearby tests: types only"."""
 
     @property
     def passing(self) -> tuple[CandidateResult, ...]:
@@ -64,3 +80,318 @@ class FixReport:
 
 ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[CandidateResult], None]
+
+
+class Pipeline:
+    """Owns the engine (loaded lazily, once per process) and one verifier per workspace root.
+
+    Thread model: :meth:`run` blocks and is meant to be called from one worker thread at a time (the LSP
+    layer queues requests on a single worker; the CLI calls it directly). :meth:`targets` is cheap
+    (tree-sitter only) and safe to call from any thread.
+    """
+
+    def __init__(self, settings: Settings, *, engine_factory: Callable[[Settings], Engine] | None = None) -> None:
+        self.settings = settings
+        self._engine_factory = engine_factory or _load_engine
+        self._engine: Engine | None = None
+        self._engine_key: tuple[object, ...] | None = None
+        self._verifiers: dict[Path, Verifier] = {}
+        self._lock = threading.Lock()
+
+    # -- cheap queries -----------------------------------------------------------------------------
+    @staticmethod
+    def targets(text: str, path: Path, version: int | None = None) -> list[EditTarget]:
+        """Stub functions in ``text`` (tree-sitter only; no model, no subprocess)."""
+        return find_stub_targets(text, path, version)
+
+    @staticmethod
+    def target(request: FixRequest) -> EditTarget:
+        if request.line is None:
+            stubs = find_stub_targets(request.text, request.path, request.version)
+            if not stubs:
+                raise TargetError(
+                    f"{request.path.name}: no function with a stub body (..., pass, raise NotImplementedError, "
+                    "TODO) found; give a line to rewrite a specific function"
+                )
+            return stubs[0]
+        return target_at(request.text, request.path, request.line, request.version)
+
+    # -- settings and resources --------------------------------------------------------------------
+    def update_settings(self, settings: Settings) -> None:
+        """Apply new settings; the engine is reloaded lazily if a model setting changed."""
+        with self._lock:
+            self.settings = settings
+            for verifier in self._verifiers.values():
+                verifier.close()
+            self._verifiers.clear()
+
+    def engine(self) -> Engine:
+        """The loaded engine (loading it on first use)."""
+        key = _engine_key(self.settings)
+        with self._lock:
+            if self._engine is not None and self._engine_key != key:
+                self._engine.close()
+                self._engine = None
+            if self._engine is None:
+                self._engine = self._engine_factory(self.settings)
+                self._engine_key = key
+            return self._engine
+
+    def verifier(self, root: Path) -> Verifier:
+        with self._lock:
+            verifier = self._verifiers.get(root)
+            if verifier is None:
+                verifier = self._verifiers[root] = Verifier(root, self.settings)
+            return verifier
+
+    def invalidate(self, paths: Sequence[Path]) -> None:
+        """Files changed on disk: drop test indexes, baselines and caches that depend on them."""
+        with self._lock:
+            verifiers = list(self._verifiers.values())
+        for verifier in verifiers:
+            verifier.invalidate(paths)
+
+    def close(self) -> None:
+        with self._lock:
+            for verifier in self._verifiers.values():
+                verifier.close()
+            self._verifiers.clear()
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+
+    # -- the request -------------------------------------------------------------------------------
+    def run(
+        self,
+        request: FixRequest,
+        *,
+        cancel: CancelToken | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+        k: int | None = None,
+    ) -> FixReport:
+        """Generate, verify and rank candidates for the target of ``request``.
+
+        Raises TargetError (nothing to rewrite), ModelNotFound / CorruptModel (no usable model),
+        VerifyError (the project's tests cannot be collected) and Cancelled.
+        """
+        cancel = cancel or CancelToken()
+        start = time.monotonic()
+        settings = self.settings
+        k = k or settings.k
+        report = _Reporter(on_progress, total=k)
+
+        report.stage("target", "finding the function to write")
+        target = self.target(request)
+        cancel.raise_if_cancelled()
+
+        report.stage("baseline", f"checking the original {target.qualname} (baseline)")
+        verifier = self.verifier(request.root)
+        plan = verifier.prepare(target, request.text, cancel)
+        cancel.raise_if_cancelled()
+
+        pieces = prompt_pieces(request.text, target)
+        engine = self.engine()
+        fmt = choose_format(engine.info.model_path, settings.prompt_format)
+        prompt = build_prompt(_prompt_context(request, target, pieces, plan), fmt)
+        params = SamplingParams(
+            k=k,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+        )
+
+        results: list[CandidateResult] = []
+        seen: dict[str, Candidate] = {}
+        first_verified: list[float] = []
+        n_generated = 0
+        pending: queue.Queue[Candidate | None] = queue.Queue()
+        results_lock = threading.Lock()
+
+        def on_generation(generation: Generation) -> None:
+            # Runs on the generating thread: cheap work only, verification happens on the verify thread.
+            nonlocal n_generated
+            n_generated += 1
+            report.generated(n_generated)
+            body = extract_body(prompt.prefill + generation.text, target)
+            if body is None:
+                return
+            new_text = splice_body(request.text, target, body)
+            key = normalise(body)
+            with results_lock:
+                if key in seen:
+                    seen[key] = dataclasses.replace(seen[key], duplicates=seen[key].duplicates + 1)
+                    return
+                candidate = Candidate(
+                    index=generation.index,
+                    body=body,
+                    new_text=new_text,
+                    key=key,
+                    mean_logprob=generation.mean_logprob,
+                    n_tokens=generation.n_tokens,
+                    generated_s=generation.seconds,
+                )
+                seen[key] = candidate
+            pending.put(candidate)
+
+        def verify_loop() -> None:
+            while True:
+                candidate = pending.get()
+                if candidate is None or cancel.cancelled:
+                    return
+                report.verifying(candidate.index)
+                try:
+                    result = verifier.verify(
+                        plan, candidate, cancel, on_stage=lambda stage: report.verifying(candidate.index, stage)
+                    )
+                except Cancelled:
+                    return
+                result = dataclasses.replace(result, verified_at_s=time.monotonic() - start)
+                with results_lock:
+                    results.append(result)
+                    if result.passed and not first_verified:
+                        first_verified.append(result.verified_at_s)
+                report.verified(result)
+                if on_result is not None:
+                    on_result(result)
+
+        verify_thread = threading.Thread(target=verify_loop, name="lsp-verify-verify", daemon=True)
+        verify_thread.start()
+        try:
+            report.stage("generating", f"generating {k} candidates for {target.qualname}")
+            engine.generate(prompt, params, on_generation=on_generation, cancel=cancel)
+        finally:
+            pending.put(None)
+            verify_thread.join()
+        cancel.raise_if_cancelled()
+
+        # Self-consistency votes were counted on `seen` after some candidates were already verified.
+        votes = {key: candidate.duplicates for key, candidate in seen.items()}
+        final = [
+            dataclasses.replace(r, candidate=dataclasses.replace(r.candidate, duplicates=votes[r.candidate.key]))
+            for r in results
+        ]
+        ranked = tuple(rank(final))
+        seconds = time.monotonic() - start
+        out = FixReport(
+            target=target,
+            results=ranked,
+            n_generated=n_generated,
+            seconds=seconds,
+            first_verified_s=first_verified[0] if first_verified else None,
+            message=summarise(target, ranked, n_generated, plan.notes),
+            notes=tuple(plan.notes),
+        )
+        report.stage("done", out.message.splitlines()[0])
+        return out
+
+
+def summarise(target: EditTarget, results: Sequence[CandidateResult], n_generated: int, notes: Sequence[str]) -> str:
+    """What was tried and, when nothing passed, why each candidate failed."""
+    passing = [r for r in results if r.passed]
+    distinct = len(results)
+    head = f"{target.qualname}: {len(passing)} of {distinct} distinct candidates passed ({n_generated} generated)"
+    lines = [head]
+    if passing:
+        best = passing[0]
+        lines.append(f"best: {describe_evidence(best)}")
+    elif distinct == 0:
+        lines.append("the model produced no usable function body (nothing parsed as a body for this function)")
+    else:
+        for r in results:
+            lines.append(f"candidate {r.candidate.index + 1}: {r.first_error or 'failed'}")
+    lines.extend(notes)
+    return "\n".join(lines)
+
+
+def describe_evidence(result: CandidateResult) -> str:
+    """One line: what was checked for this candidate."""
+    parts = ["parses", "mypy: no new errors" if result.passed or result.new_mypy_errors == () else "mypy: new errors"]
+    if result.evidence is Evidence.TESTS:
+        parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
+        if result.tests_fixed:
+            parts.append(f"fixed {len(result.tests_fixed)}")
+    elif result.evidence is Evidence.TYPES_ONLY:
+        parts.append("types only (no nearby tests)")
+    parts.append(f"{result.seconds:.1f}s")
+    return ", ".join(parts)
+
+
+class _Reporter:
+    """Turns stage events into :class:`Progress` for the caller (thread-safe, monotonic counters)."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
+        self._callback = callback
+        self._lock = threading.Lock()
+        self.total = total
+        self.n_generated = 0
+        self.n_verified = 0
+        self.n_passed = 0
+        self.stage_name: Stage = "target"
+
+    def _emit(self, message: str) -> None:
+        if self._callback is None:
+            return
+        self._callback(
+            Progress(
+                stage=self.stage_name,
+                message=message,
+                generated=self.n_generated,
+                verified=self.n_verified,
+                passed=self.n_passed,
+                total=self.total,
+            )
+        )
+
+    def stage(self, stage: Stage, message: str) -> None:
+        with self._lock:
+            self.stage_name = stage
+            self._emit(message)
+
+    def generated(self, n: int) -> None:
+        with self._lock:
+            self.n_generated = n
+            self._emit(f"generating {n}/{self.total}")
+
+    def verifying(self, index: int, stage: str | None = None) -> None:
+        with self._lock:
+            self.stage_name = "verifying"
+            suffix = f" — {stage}" if stage else ""
+            self._emit(f"verifying {index + 1}/{self.total}{suffix}")
+
+    def verified(self, result: CandidateResult) -> None:
+        with self._lock:
+            self.n_verified += 1
+            self.n_passed += int(result.passed)
+            self._emit(f"{self.n_passed} passed, {self.n_verified} verified")
+
+
+def _engine_key(settings: Settings) -> tuple[object, ...]:
+    return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads, settings.k)
+
+
+def _load_engine(settings: Settings) -> Engine:
+    model = resolve_model(settings.model_path)
+    return Engine(
+        model.path,
+        n_ctx=settings.n_ctx,
+        n_seq_max=max(settings.k, 1),
+        n_gpu_layers=settings.n_gpu_layers,
+        n_threads=settings.n_threads,
+    )
+
+
+def _prompt_context(request: FixRequest, target: EditTarget, pieces: PromptPieces, plan: VerifyPlan) -> PromptContext:
+    return PromptContext(
+        path=request.path,
+        imports=pieces.imports,
+        class_header=pieces.class_header,
+        header=pieces.header,
+        docstring=pieces.docstring,
+        indent=pieces.indent,
+        prefix=pieces.prefix,
+        suffix=pieces.suffix,
+        tests=plan.tests_source,
+        feedback=None,
+    )

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run it. This is the README's test command and what CI runs.
+#   - Python: a virtual environment in .venv with lsp-verify (editable), the embedded model and dev tools
+#   - Debian: neovim (a real editor as LSP client in the end-to-end tests), bubblewrap (sandbox for test runs)
+#   - npm: the VS Code extension's dependencies, compiled with strict TypeScript
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not model"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if ! command -v nvim >/dev/null 2>&1 || ! command -v bwrap >/dev/null 2>&1; then
+    echo "== apt-get install neovim bubblewrap" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends neovim bubblewrap >/dev/null
+  fi
+else
+  command -v nvim >/dev/null 2>&1 || echo "note: nvim not found; the Neovim end-to-end test will be skipped" >&2
+  command -v bwrap >/dev/null 2>&1 || echo "note: bwrap not found; tests run without bubblewrap isolation" >&2
+fi
+
+echo "== python environment (.venv)" >&2
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# llama-cpp-python compiles llama.cpp from source the first time (several minutes on 2 cores; pip caches it).
+.venv/bin/python -m pip install -q -e '.[model,dev,bench]'
+
+if command -v npm >/dev/null 2>&1; then
+  echo "== VS Code extension (npm ci, strict tsc)" >&2
+  (cd client-vscode && npm ci --no-audit --no-fund --loglevel=error && npm run -s compile)
+else
+  echo "note: npm not found; the VS Code extension tests will be skipped" >&2
+fi
+
+echo "== lint and types" >&2
+.venv/bin/ruff check server tests bench
+.venv/bin/ruff format --check server tests bench
+.venv/bin/mypy --strict server/lsp_verify
+
+echo "== model (assembled once into the cache, hash verified)" >&2
+.venv/bin/lsp-verify doctor
+
+echo "== pytest" >&2
+exec .venv/bin/python -m pytest -ra "$@"
