@@ -1,0 +1,199 @@
+"""The fork server that runs mypy and pytest for the verifier (runs as a script inside the sandbox).
+
+Starting Python, mypy or pytest costs far more than checking one small candidate (pytest with its plugins:
+about 0.6-2 s). This process imports the tool once - and for pytest the installed plugins, never workspace
+code - then forks one child per request, so every run starts from the same clean, pre-imported state and
+one run's imports (the candidate's module above all) never leak into the next.
+
+Protocol: one JSON request per line on stdin, one JSON answer per line on stdout. Children point fds 0-2
+at /dev/null and a log file at once, so only this process ever writes the protocol pipe.
+
+This file is started with ``runpy.run_path`` (see ``sandbox.WorkerProcess``) and imports only the standard
+library, mypy and pytest: it must not import lsp_verify, and its directory must not be on sys.path (it holds
+a ``types.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+
+def _preimport(mode: str) -> None:
+    if mode == "mypy":
+        import mypy.api
+        import mypy.build
+        import mypy.main  # noqa: F401
+    else:
+        import importlib.metadata
+
+        import _pytest.doctest
+        import _pytest.python  # noqa: F401
+        import pytest  # noqa: F401
+
+        # Installed plugins (pytest11 entry points) are third-party code, not the workspace's: importing
+        # them here saves each child the import; pytest still registers them as usual.
+        for entry in importlib.metadata.entry_points(group="pytest11"):
+            # A plugin that fails to import is reported by pytest itself, in the child.
+            with contextlib.suppress(Exception):
+                entry.load()
+
+
+def _run_mypy(request: dict[str, Any]) -> int:
+    from mypy import api
+
+    stdout, stderr, status = api.run(request["args"])
+    with open(request["result_file"], "w", encoding="utf-8") as out:
+        json.dump({"stdout": stdout, "stderr": stderr, "status": status}, out)
+    return 0
+
+
+class _ResultPlugin:
+    """Writes one JSON line per event as it happens: a timed-out run still tells which tests finished."""
+
+    def __init__(self, path: str) -> None:
+        self._out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child exits
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._out.write(json.dumps(record) + "\n")
+        self._out.flush()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
+        self._write({"event": "start", "nodeid": nodeid})
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call" or report.outcome != "passed":
+            if report.when == "call":
+                outcome = report.outcome
+            else:
+                outcome = "skipped" if report.outcome == "skipped" else "error"
+            message = "" if report.outcome == "passed" else _short(report)
+            self._write({"event": "report", "nodeid": report.nodeid, "outcome": outcome, "message": message})
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self._write({"event": "collect_error", "nodeid": report.nodeid, "message": _short(report)})
+
+
+def _short(report: Any) -> str:
+    text = str(getattr(report, "longreprtext", "") or "")
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2])
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E ")]
+    return "\n".join((errors or lines)[-6:])[:2000]
+
+
+def _run_pytest(request: dict[str, Any]) -> int:
+    import pytest
+
+    sys.dont_write_bytecode = True
+    # The shadow comes first: an installed or editable copy of the user's package must not win.
+    sys.path.insert(0, request["cwd"])
+    plugin = _ResultPlugin(request["result_file"])
+    code = int(pytest.main(request["args"], plugins=[plugin]))
+    _check_imports(request, plugin)
+    return code
+
+
+def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
+    """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree."""
+    forbidden = os.path.realpath(request["forbidden_file"])
+    expected = os.path.realpath(request["edited_file"])
+    found: dict[str, str] = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if real in (forbidden, expected):
+            found[name] = real
+    plugin._write({"event": "imports", "modules": found, "leaked": sorted(set(found.values()) - {expected})})
+
+
+def _child(request: dict[str, Any]) -> None:
+    code = 70
+    try:
+        os.setpgid(0, 0)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(request["log_file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        cpu = int(request["timeout"]) + 2
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        os.chdir(request["cwd"])
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        code = _run_mypy(request) if request["op"] == "mypy" else _run_pytest(request)
+    except BaseException as exc:
+        try:
+            sys.stderr.write(f"lsp-verify worker child failed: {exc!r}\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _serve(request: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(request)
+    # The child does this too: whichever runs first wins the race, harmlessly.
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    deadline = started + float(request["timeout"])
+    status = "ok"
+    code = -1
+    delay = 0.002
+    while True:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(wait_status)
+            break
+        if time.monotonic() >= deadline:
+            status = "timeout"
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    # Whatever the run left behind in its group (a background server a test forgot) goes too.
+    _kill_group(pid)
+    return {"status": status, "exit": code, "seconds": time.monotonic() - started}
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
+    _preimport(mode)
+    protocol = sys.stdout
+    protocol.write(json.dumps({"ready": mode, "pid": os.getpid()}) + "\n")
+    protocol.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        answer = _serve(json.loads(line))
+        protocol.write(json.dumps(answer) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    main()

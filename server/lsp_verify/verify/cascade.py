@@ -1,0 +1,386 @@
+"""The verification cascade: parse -> mypy -> nearby tests, cheapest first, stopping at the first failure.
+
+:class:`Verifier` is what the pipeline and the CLI call. ``prepare`` runs once per request: it selects the
+nearby tests and runs mypy and those tests on the *original* code (the baseline, cached until a file it
+depends on changes). ``verify`` then judges one candidate against that baseline:
+
+- parse: ``ast.parse`` of the whole document with the candidate spliced in;
+- mypy: fails only for errors the candidate adds over the original file (see ``mypy_check``);
+- tests: passes when no selected test fails, errors or times out - so every test that passed before still
+  passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test the
+  result is :attr:`Evidence.TYPES_ONLY` (a failure instead when ``settings.require_tests`` is set).
+
+Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy only when the
+project's mypy configuration loads no plugins (plugins are skipped with a note, never run).
+
+Threading: ``verify`` may be called from several threads at once (the pipeline calls it per candidate as
+candidates arrive). mypy and pytest each have one fork server that serves one run at a time, so at most
+two verifications make progress together - one in mypy, one in tests - which is what two cores allow.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..cancel import CancelToken
+from ..config import Settings
+from ..syntax.target import EditTarget
+from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, config_plugins
+from .mypy_check import default_cache_dir as default_mypy_cache_dir
+from .pytest_run import PytestRunner, TestRun
+from .sandbox import Limits, WorkerProcess, choose_isolation
+from .shadow import Shadow, ShadowRoot
+from .test_index import TestIndex
+from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
+
+_FAILING = frozenset({"failed", "error", "timeout"})
+_CONFIG_NAMES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "conftest.py")
+
+
+class VerifyError(Exception):
+    """The request cannot be verified at all (message says why and what to fix)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyPlan:
+    """What ``prepare`` found: the tests to run and how the original code fared on them and on mypy."""
+
+    target: EditTarget
+    original_text: str
+    relative_path: Path
+    """The edited file, relative to the workspace root."""
+    tests_selected: tuple[str, ...]
+    """Node ids of the test items run (parametrised cases and doctests expanded, as the baseline saw them)."""
+    baseline: tuple[TestOutcome, ...]
+    """Outcome of every selected test on the original code."""
+    baseline_mypy_errors: tuple[MypyError, ...]
+    notes: tuple[str, ...]
+    """For a user: e.g. "no nearby tests: types only", "untrusted workspace: tests not run"."""
+    run_mypy: bool
+    run_tests: bool
+    pytest_targets: tuple[str, ...] = ()
+    """What is passed to pytest: node ids of the selected test functions."""
+    doctest_file: str | None = None
+    """The edited file, when it holds doctests (run with ``--doctest-modules``)."""
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def baseline_by_nodeid(self) -> dict[str, TestOutcome]:
+        return {outcome.nodeid: outcome for outcome in self.baseline}
+
+
+class Verifier:
+    """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root.resolve()
+        self.settings = settings
+        self.isolation = choose_isolation(settings.sandbox)
+        self._shadows = ShadowRoot(self.root)
+        self._mypy_cache = default_mypy_cache_dir(self.root)
+        self._index = TestIndex(self.root)
+        self._unlisten = self._index.add_listener(self._on_change)
+        self._lock = threading.Lock()
+        self._mypy_baselines: dict[str, MypyRun] = {}
+        self._test_baselines: dict[str, TestRun] = {}
+        self._started = False
+        limits = Limits(memory_mb=settings.memory_limit_mb)
+        readable = [self.root, *(Path(p) for p in sys.path if p)]
+        writable = [self._shadows.path, self._mypy_cache]
+        self._mypy_worker = WorkerProcess(
+            "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
+            cwd=self._shadows.path,
+        )  # fmt: skip
+        self._pytest_worker = WorkerProcess(
+            "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
+            cwd=self._shadows.path,
+        )  # fmt: skip
+        self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
+        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s)
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers and the file watcher and remove the shadow directory."""
+        self._unlisten()
+        self._index.stop()
+        self._mypy_worker.close()
+        self._pytest_worker.close()
+        self._shadows.close()
+
+    def invalidate(self, paths: Iterable[Path]) -> None:
+        """Files changed (saved, created, deleted): forget cached baselines and re-read changed tests."""
+        self._index.invalidate(list(paths))
+
+    def _on_change(self, paths: frozenset[Path]) -> None:
+        # Baselines are keyed on content hashes already; a change anywhere may still alter what the tests
+        # import (a helper module), so every cached test baseline goes. mypy baselines stay keyed.
+        with self._lock:
+            self._test_baselines.clear()
+            self._mypy_baselines.clear()
+
+    # -- prepare -----------------------------------------------------------------------------------------
+
+    def prepare(self, target: EditTarget, original_text: str, cancel: CancelToken) -> VerifyPlan:
+        """Select the nearby tests and run mypy and them on the original code (cached)."""
+        started = time.monotonic()
+        relative = self._relative(target.path)
+        if not self._started:
+            self._started = True
+            self._index.start()
+        notes: list[str] = []
+        trusted = self.settings.trusted
+
+        run_mypy = True
+        plugins = config_plugins(self.root)
+        if not trusted and plugins:
+            run_mypy = False
+            notes.append(
+                f"untrusted workspace: mypy skipped (its configuration loads plugins: {', '.join(plugins)})"
+            )
+        baseline_mypy: tuple[MypyError, ...] = ()
+        if run_mypy:
+            baseline_mypy = self._baseline_mypy(relative, original_text, cancel).errors
+
+        node_ids = tuple(self._index.node_ids(target.path, target.name, target.class_name))
+        doctest_file = relative.as_posix() if ">>>" in original_text else None
+        baseline: tuple[TestOutcome, ...] = ()
+        run_tests = False
+        if not trusted:
+            notes.append("untrusted workspace: tests not run (types only)")
+        elif not node_ids and doctest_file is None:
+            notes.append("no nearby tests: types only")
+        else:
+            run = self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+            baseline = run.outcomes
+            run_tests = True
+            if not baseline:
+                notes.append("no nearby tests: types only (none was collected)")
+                run_tests = False
+        return VerifyPlan(
+            target=target,
+            original_text=original_text,
+            relative_path=relative,
+            tests_selected=tuple(outcome.nodeid for outcome in baseline),
+            baseline=baseline,
+            baseline_mypy_errors=baseline_mypy,
+            notes=tuple(notes),
+            run_mypy=run_mypy,
+            run_tests=run_tests,
+            pytest_targets=node_ids,
+            doctest_file=doctest_file,
+            started_at=started,
+        )
+
+    def _relative(self, path: Path) -> Path:
+        try:
+            return path.resolve().relative_to(self.root)
+        except ValueError:
+            raise VerifyError(f"{path} is not inside the workspace {self.root}; cannot verify it") from None
+
+    def _baseline_mypy(self, relative: Path, text: str, cancel: CancelToken) -> MypyRun:
+        key = _digest(relative.as_posix(), text, config_digest(self.root))
+        with self._lock:
+            cached = self._mypy_baselines.get(key)
+        if cached is not None:
+            return cached
+        shadow = self._shadows.create(relative, text)
+        try:
+            run = self._mypy.check(shadow, cancel)
+        finally:
+            shadow.remove()
+        if run.crashed:
+            raise VerifyError(f"mypy cannot check {relative} (unmodified): {run.crashed}")
+        with self._lock:
+            self._mypy_baselines[key] = run
+        return run
+
+    def _baseline_tests(
+        self,
+        target: EditTarget,
+        relative: Path,
+        text: str,
+        node_ids: tuple[str, ...],
+        doctest_file: str | None,
+        cancel: CancelToken,
+    ) -> TestRun:
+        key = self._tests_key(relative, text, node_ids)
+        with self._lock:
+            cached = self._test_baselines.get(key)
+        if cached is not None:
+            return cached
+        shadow = self._shadows.create(relative, text)
+        try:
+            run = self._pytest.run(shadow, node_ids, doctest_file, target.path, cancel)
+        finally:
+            shadow.remove()
+        if run.problem:
+            raise VerifyError(f"the tests near {target.qualname} could not run: {run.problem}")
+        if run.collect_errors:
+            where, message = run.collect_errors[0]
+            raise VerifyError(
+                f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
+                "Fix the test files or conftest.py so that `pytest --collect-only` succeeds."
+            )
+        if run.leaked_imports:
+            raise VerifyError(_leak_message(run.leaked_imports))
+        with self._lock:
+            self._test_baselines[key] = run
+        return run
+
+    def _tests_key(self, relative: Path, text: str, node_ids: tuple[str, ...]) -> str:
+        """Content hash of everything the baseline depends on that we can name cheaply."""
+        files: set[Path] = {self.root / name for name in _CONFIG_NAMES}
+        for node_id in node_ids:
+            test_path = self.root / node_id.split("::", 1)[0]
+            files.add(test_path)
+            for directory in test_path.parents:
+                files.add(directory / "conftest.py")
+                if directory == self.root:
+                    break
+        parts = [relative.as_posix(), text, *node_ids]
+        for path in sorted(files):
+            try:
+                parts.append(f"{path}\0{hashlib.sha256(path.read_bytes()).hexdigest()}")
+            except OSError:
+                continue
+        return _digest(*parts)
+
+    # -- verify ------------------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        plan: VerifyPlan,
+        candidate: Candidate,
+        cancel: CancelToken,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> CandidateResult:
+        """Run the cascade on one candidate. Raises :class:`~lsp_verify.cancel.Cancelled` when cancelled."""
+        started = time.monotonic()
+        stages: list[StageResult] = []
+
+        def finish(passed: bool, evidence: Evidence, **fields: object) -> CandidateResult:
+            now = time.monotonic()
+            return CandidateResult(
+                candidate=candidate,
+                passed=passed,
+                evidence=evidence if passed else Evidence.NONE,
+                stages=tuple(stages),
+                tests_selected=plan.tests_selected,
+                seconds=now - started,
+                verified_at_s=now - plan.started_at,
+                **fields,  # type: ignore[arg-type]
+            )
+
+        def stage(name: StageName, ok: bool, since: float, detail: str = "") -> bool:
+            stages.append(StageResult(name, ok, time.monotonic() - since, detail))
+            return ok
+
+        cancel.raise_if_cancelled()
+        since = time.monotonic()
+        try:
+            ast.parse(candidate.new_text, filename=plan.relative_path.as_posix())
+        except SyntaxError as exc:
+            stage("parse", False, since, f"line {exc.lineno}: {exc.msg}")
+            return finish(False, Evidence.NONE)
+        except ValueError as exc:  # e.g. null bytes
+            stage("parse", False, since, str(exc))
+            return finish(False, Evidence.NONE)
+        stage("parse", True, since)
+
+        shadow = self._shadows.create(plan.relative_path, candidate.new_text)
+        try:
+            if plan.run_mypy:
+                cancel.raise_if_cancelled()
+                if on_stage is not None:
+                    on_stage("mypy")
+                since = time.monotonic()
+                run = self._mypy.check(shadow, cancel)
+                cancel.raise_if_cancelled()
+                if run.crashed:
+                    stage("mypy", False, since, run.crashed)
+                    return finish(False, Evidence.NONE)
+                added = added_errors(plan.baseline_mypy_errors, run.errors)
+                if added:
+                    stage("mypy", False, since, str(added[0]))
+                    return finish(False, Evidence.NONE, new_mypy_errors=tuple(str(e) for e in added))
+                stage("mypy", True, since)
+
+            if not plan.run_tests:
+                if self.settings.require_tests:
+                    stage("tests", False, time.monotonic(), "no nearby tests ran and require_tests is set")
+                    return finish(False, Evidence.NONE)
+                return finish(True, Evidence.TYPES_ONLY)
+            cancel.raise_if_cancelled()
+            if on_stage is not None:
+                on_stage("tests")
+            return self._judge_tests(plan, shadow, cancel, stage, finish)
+        finally:
+            shadow.remove()
+
+    def _judge_tests(
+        self,
+        plan: VerifyPlan,
+        shadow: Shadow,
+        cancel: CancelToken,
+        stage: Callable[[StageName, bool, float, str], bool],
+        finish: Callable[..., CandidateResult],
+    ) -> CandidateResult:
+        since = time.monotonic()
+        run = self._pytest.run(shadow, plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+        cancel.raise_if_cancelled()
+        before = plan.baseline_by_nodeid
+        now = run.by_nodeid
+        outcomes = tuple(now.get(nodeid) or TestOutcome(nodeid, "error", "not run") for nodeid in before)
+        outcomes += tuple(o for o in run.outcomes if o.nodeid not in before)
+        passed = tuple(o.nodeid for o in outcomes if o.outcome == "passed")
+        fixed = tuple(nodeid for nodeid in passed if nodeid in before and before[nodeid].outcome in _FAILING)
+        broken = tuple(
+            o.nodeid
+            for o in outcomes
+            if o.outcome != "passed" and before.get(o.nodeid, o).outcome == "passed"
+        )
+        failing = [o for o in outcomes if o.outcome in _FAILING]
+        fields = {"tests_passed": passed, "tests_fixed": fixed, "tests_broken": broken, "outcomes": outcomes}
+        detail = ""
+        if run.leaked_imports:
+            detail = _leak_message(run.leaked_imports)
+        elif run.problem:
+            detail = run.problem
+        elif run.collect_errors:
+            where, message = run.collect_errors[0]
+            detail = f"tests cannot be collected with this candidate ({where}): {message}"
+        elif failing:
+            first = failing[0]
+            others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            message = first.message.strip().splitlines()[-1] if first.message.strip() else ""
+            detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
+        stage("tests", not detail, since, detail)
+        return finish(not detail, Evidence.TESTS, **fields)
+
+
+def _leak_message(files: Iterable[str]) -> str:
+    return (
+        "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
+        "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
+    )
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", errors="surrogatepass") + b"\0")
+    return digest.hexdigest()

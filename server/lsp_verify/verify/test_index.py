@@ -1,0 +1,304 @@
+"""Which tests are "nearby": an index of the workspace's test functions, kept fresh as files change.
+
+Test files are the ones pytest collects by default (``test_*.py``, ``*_test.py``) anywhere under the root,
+outside virtual environments, VCS and build directories. Each is parsed once with tree-sitter into its
+imports and its test functions (module level, or methods of ``Test*`` classes) with every name each one
+mentions; a watchdog observer drops a file's entry when it changes and tells listeners (the verifier's
+baseline cache) which paths changed.
+
+A test is selected for a target function ``name`` in module ``pkg.mod`` when
+
+- it lives in the conventional test module for the file (``test_mod.py`` / ``mod_test.py``): all its tests; or
+- its file imports ``pkg.mod`` (``import pkg.mod``, ``from pkg import mod``, ``from pkg.mod import name``)
+  and the test mentions ``name`` (or the name it was imported as, or the class of a method).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import tree_sitter
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ..syntax.parse import captures, parse
+
+_SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
+     "dist", "site-packages", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs"}
+)  # fmt: skip
+
+Listener = Callable[[frozenset[Path]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TestFunction:
+    name: str
+    class_name: str | None
+    line: int
+    """0-based line of the ``def``."""
+    names_used: frozenset[str]
+
+    @property
+    def node_suffix(self) -> str:
+        return f"{self.class_name}::{self.name}" if self.class_name else self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class TestFile:
+    path: Path
+    """Relative to the root."""
+    imported_modules: frozenset[str]
+    """Dotted modules the file imports, including ``pkg.mod`` for ``from pkg import mod``."""
+    aliases: dict[str, str]
+    """Local name -> dotted origin, for ``from pkg.mod import name as local``."""
+    functions: tuple[TestFunction, ...]
+
+
+def is_test_file(name: str) -> bool:
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def module_name(root: Path, path: Path) -> str:
+    """The dotted module name of ``path``: its package directories (those with ``__init__.py``) + stem."""
+    root = root.resolve()
+    absolute = (path if path.is_absolute() else root / path).resolve()
+    parts = [absolute.stem] if absolute.stem != "__init__" else []
+    directory = absolute.parent
+    while directory != root and (directory / "__init__.py").exists():
+        parts.insert(0, directory.name)
+        directory = directory.parent
+    return ".".join(parts)
+
+
+def scan_test_file(relative: Path, source: bytes) -> TestFile:
+    """Imports and test functions of one test file."""
+    tree = parse(source)
+    modules: set[str] = set()
+    aliases: dict[str, str] = {}
+    functions: list[TestFunction] = []
+    for node in tree.root_node.children:
+        if node.type == "import_statement":
+            for child in node.named_children:
+                dotted = child.child_by_field_name("name") if child.type == "aliased_import" else child
+                if dotted is not None:
+                    modules.add(_text(dotted))
+        elif node.type == "import_from_statement":
+            module_node = node.child_by_field_name("module_name")
+            base = _text(module_node) if module_node is not None else ""
+            if base.startswith("."):
+                continue  # relative imports inside a tests package do not import the code under test
+            modules.add(base)
+            for child in node.children_by_field_name("name"):
+                dotted = child.child_by_field_name("name") if child.type == "aliased_import" else child
+                alias = child.child_by_field_name("alias") if child.type == "aliased_import" else dotted
+                if dotted is None or alias is None:
+                    continue
+                modules.add(f"{base}.{_text(dotted)}")
+                aliases[_text(alias)] = f"{base}.{_text(dotted)}"
+        else:
+            definition = _definition(node)
+            if definition is None:
+                continue
+            if definition.type == "function_definition":
+                function = _test_function(node, definition, None)
+                if function is not None:
+                    functions.append(function)
+            elif definition.type == "class_definition":
+                class_name = _name(definition)
+                body = definition.child_by_field_name("body")
+                if not class_name.startswith("Test") or body is None:
+                    continue
+                for member in body.named_children:
+                    method = _definition(member)
+                    if method is not None and method.type == "function_definition":
+                        function = _test_function(member, method, class_name)
+                        if function is not None:
+                            functions.append(function)
+    return TestFile(relative, frozenset(modules), aliases, tuple(functions))
+
+
+def _definition(node: tree_sitter.Node) -> tree_sitter.Node | None:
+    if node.type == "decorated_definition":
+        return node.child_by_field_name("definition")
+    if node.type in ("function_definition", "class_definition"):
+        return node
+    return None
+
+
+def _name(definition: tree_sitter.Node) -> str:
+    name = definition.child_by_field_name("name")
+    return _text(name) if name is not None else ""
+
+
+def _text(node: tree_sitter.Node) -> str:
+    return (node.text or b"").decode("utf-8", errors="replace")
+
+
+def _test_function(
+    outer: tree_sitter.Node, definition: tree_sitter.Node, class_name: str | None
+) -> TestFunction | None:
+    name = _name(definition)
+    if not name.startswith("test"):
+        return None
+    # The decorators count too: @pytest.mark.parametrize arguments often name the code under test.
+    names = frozenset(_text(node) for node in captures("verify_names", outer).get("name", []))
+    return TestFunction(name, class_name, definition.start_point[0], names)
+
+
+class TestIndex:
+    """The test files under ``root``, parsed lazily and kept fresh by a watchdog observer."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._lock = threading.Lock()
+        self._files: dict[Path, TestFile | None] | None = None
+        """Relative path -> parsed file (None: not parsed yet or changed since)."""
+        self._listeners: list[Listener] = []
+        self._observer: Any = None
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Index the tree and start watching it (idempotent)."""
+        with self._lock:
+            if self._observer is not None:
+                return
+        self._ensure_listed()
+        observer = Observer()
+        observer.schedule(_Handler(self), str(self.root), recursive=True)
+        observer.daemon = True
+        try:
+            observer.start()
+        except OSError:  # e.g. inotify watch limit reached: fall back to invalidate() calls only
+            return
+        with self._lock:
+            self._observer = observer
+
+    def stop(self) -> None:
+        with self._lock:
+            observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(paths)`` whenever files under the root change; returns an unregister function."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unregister() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unregister
+
+    def invalidate(self, paths: Iterable[Path]) -> None:
+        """Forget what is known about ``paths`` (absolute or relative) and tell the listeners."""
+        changed: set[Path] = set()
+        for path in paths:
+            absolute = path if path.is_absolute() else self.root / path
+            try:
+                relative = absolute.relative_to(self.root)
+            except ValueError:
+                continue
+            if any(part in _SKIPPED_DIRS for part in relative.parts):
+                continue
+            changed.add(absolute)
+            with self._lock:
+                if self._files is not None and is_test_file(relative.name):
+                    if absolute.is_file():
+                        self._files[relative] = None
+                    else:
+                        self._files.pop(relative, None)
+        if changed:
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                listener(frozenset(changed))
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    def test_files(self) -> list[TestFile]:
+        files = self._ensure_listed()
+        parsed = []
+        for relative in sorted(files):
+            info = files.get(relative)
+            if info is None:
+                try:
+                    info = scan_test_file(relative, (self.root / relative).read_bytes())
+                except OSError:
+                    continue
+                with self._lock:
+                    if self._files is not None and relative in self._files:
+                        self._files[relative] = info
+            parsed.append(info)
+        return parsed
+
+    def node_ids(self, target_path: Path, name: str, class_name: str | None) -> list[str]:
+        """pytest node ids of the tests near function ``name`` (a method of ``class_name``) in the file."""
+        absolute = target_path if target_path.is_absolute() else self.root / target_path
+        module = module_name(self.root, absolute)
+        stem = absolute.stem
+        conventional = {f"test_{stem}.py", f"{stem}_test.py"}
+        parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+        selected: list[str] = []
+        for test_file in self.test_files():
+            if (self.root / test_file.path).resolve() == absolute.resolve():
+                continue
+            prefix = test_file.path.as_posix()
+            if test_file.path.name in conventional:
+                selected += [f"{prefix}::{f.node_suffix}" for f in test_file.functions]
+                continue
+            imports_module = module in test_file.imported_modules or f"{module}.{name}" in (
+                test_file.imported_modules
+            )
+            if not imports_module and not (parents & test_file.imported_modules and "." in module):
+                continue
+            wanted = {name}
+            if class_name:
+                wanted.add(class_name)
+            wanted |= {local for local, origin in test_file.aliases.items() if origin.endswith(f".{name}")}
+            for function in test_file.functions:
+                if function.names_used & wanted:
+                    selected.append(f"{prefix}::{function.node_suffix}")
+        return selected
+
+    def _ensure_listed(self) -> dict[Path, TestFile | None]:
+        with self._lock:
+            if self._files is not None:
+                return dict(self._files)
+        found: dict[Path, TestFile | None] = {}
+        for directory, subdirs, names in os.walk(self.root):
+            subdirs[:] = [d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith(".")]
+            for file_name in names:
+                if is_test_file(file_name):
+                    found[(Path(directory) / file_name).relative_to(self.root)] = None
+        with self._lock:
+            if self._files is None:
+                self._files = found
+            return dict(self._files)
+
+
+class _Handler(FileSystemEventHandler):
+    """Forwards changes of Python and configuration files to :meth:`TestIndex.invalidate`."""
+
+    _SUFFIXES = (".py", ".toml", ".ini", ".cfg")
+
+    def __init__(self, index: TestIndex) -> None:
+        super().__init__()
+        self._index = index
+
+    def on_any_event(self, event: Any) -> None:
+        if event.event_type in ("opened", "closed_no_write") or event.is_directory:
+            return
+        paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
+        changed = [Path(os.fsdecode(p)) for p in paths if p and os.fsdecode(p).endswith(self._SUFFIXES)]
+        if changed:
+            self._index.invalidate(changed)
