@@ -1,0 +1,190 @@
+import { strict as assert } from "node:assert";
+import { describe, it } from "node:test";
+
+import {
+    changeNeedsRestart,
+    commandsToCover,
+    COMMANDS,
+    expandVariables,
+    launchSettings,
+    SECTION,
+    SERVER_COMMANDS,
+    serverCommandLine,
+    serverSettings,
+    type Variables,
+    verifyArguments,
+} from "../settings";
+
+/** A reader over what the user set; keys that are absent were not set. */
+function reader(values: Record<string, unknown>) {
+    return (key: string): unknown => values[key];
+}
+
+const vars: Variables = {
+    workspaceFolder: "/work/project",
+    userHome: "/home/ada",
+    env: { VIRTUAL_ENV: "/work/project/.venv" },
+};
+
+describe("serverSettings", () => {
+    it("sends only trust when the user set nothing, so pyproject.toml values are not overridden", () => {
+        assert.deepEqual(serverSettings(reader({}), false), { trusted: false });
+        assert.deepEqual(serverSettings(reader({}), true), { trusted: true });
+    });
+
+    it("forwards the values the user set, under the server's keys", () => {
+        const settings = serverSettings(
+            reader({ k: 4, maxTokens: 128, nGpuLayers: 0, testTimeoutS: 5.5, requireTests: true, modelPath: "/m.gguf" }),
+            true,
+        );
+        assert.deepEqual(settings, {
+            trusted: true,
+            k: 4,
+            maxTokens: 128,
+            nGpuLayers: 0,
+            testTimeoutS: 5.5,
+            requireTests: true,
+            modelPath: "/m.gguf",
+        });
+    });
+
+    it("keeps an explicit null (nGpuLayers: server decides) but drops an empty model path", () => {
+        assert.deepEqual(serverSettings(reader({ nGpuLayers: null, modelPath: "" }), false), {
+            trusted: false,
+            nGpuLayers: null,
+        });
+    });
+
+    it("never forwards client-only keys, and trust comes from VS Code, not from settings", () => {
+        const settings = serverSettings(
+            reader({ interpreter: ["py"], serverArgs: ["-v"], "trace.server": "verbose", trusted: true }),
+            false,
+        );
+        assert.deepEqual(settings, { trusted: false });
+    });
+
+    it("leaves validation to the server: a wrong type goes through as written", () => {
+        assert.deepEqual(serverSettings(reader({ k: "many" }), false), { trusted: false, k: "many" });
+    });
+});
+
+describe("launchSettings", () => {
+    it("defaults to no interpreter and no extra arguments", () => {
+        assert.deepEqual(launchSettings(reader({}), vars), { interpreter: [], serverArgs: [], problems: [] });
+    });
+
+    it("expands variables in the interpreter and server arguments", () => {
+        const launch = launchSettings(
+            reader({
+                interpreter: ["${env:VIRTUAL_ENV}/bin/python"],
+                serverArgs: ["--log-file", "${workspaceFolder}/lsp.log"],
+            }),
+            vars,
+        );
+        assert.deepEqual(launch.interpreter, ["/work/project/.venv/bin/python"]);
+        assert.deepEqual(launch.serverArgs, ["--log-file", "/work/project/lsp.log"]);
+        assert.deepEqual(launch.problems, []);
+    });
+
+    it("ignores a value that is not a list of strings, and says so", () => {
+        const launch = launchSettings(reader({ interpreter: "/usr/bin/python3", serverArgs: ["-v", 3] }), vars);
+        assert.deepEqual(launch.interpreter, []);
+        assert.deepEqual(launch.serverArgs, []);
+        assert.equal(launch.problems.length, 2);
+        assert.match(launch.problems[0] ?? "", /lspVerify\.interpreter must be a list of strings/);
+        assert.match(launch.problems[1] ?? "", /lspVerify\.serverArgs/);
+    });
+
+    it("rejects an interpreter whose program name is empty", () => {
+        const launch = launchSettings(reader({ interpreter: ["", "-m", "x"] }), vars);
+        assert.deepEqual(launch.interpreter, []);
+        assert.match(launch.problems[0] ?? "", /empty program name/);
+    });
+});
+
+describe("expandVariables", () => {
+    it("expands known variables and ~, leaves unknown ones as written", () => {
+        assert.equal(expandVariables("~/venv/bin/python", vars), "/home/ada/venv/bin/python");
+        assert.equal(expandVariables("${userHome}/x", vars), "/home/ada/x");
+        assert.equal(expandVariables("${env:MISSING}x", vars), "x");
+        assert.equal(expandVariables("${config:python.path}", vars), "${config:python.path}");
+        assert.equal(expandVariables("a~/b", vars), "a~/b");
+    });
+
+    it("leaves ${workspaceFolder} alone when no folder is open", () => {
+        assert.equal(expandVariables("${workspaceFolder}/py", { ...vars, workspaceFolder: undefined }), "${workspaceFolder}/py");
+    });
+});
+
+describe("serverCommandLine", () => {
+    const noArgs = { interpreter: [], serverArgs: [] };
+
+    it("prefers the interpreter setting over the Python extension", () => {
+        const line = serverCommandLine({ interpreter: ["uv", "run", "python"], serverArgs: ["-v"] }, ["/env/bin/python"], "linux");
+        assert.deepEqual(line, {
+            command: "uv",
+            args: ["run", "python", "-m", "lsp_verify", "serve", "-v"],
+            source: "setting",
+        });
+    });
+
+    it("uses the Python extension's interpreter when the setting is empty", () => {
+        const line = serverCommandLine(noArgs, ["conda", "run", "-n", "dev", "python"], "linux");
+        assert.equal(line.command, "conda");
+        assert.deepEqual(line.args, ["run", "-n", "dev", "python", "-m", "lsp_verify", "serve"]);
+        assert.equal(line.source, "python-extension");
+    });
+
+    it("falls back to the platform's Python", () => {
+        assert.deepEqual(serverCommandLine(noArgs, undefined, "linux"), {
+            command: "python3",
+            args: ["-m", "lsp_verify", "serve"],
+            source: "default",
+        });
+        assert.equal(serverCommandLine(noArgs, [], "darwin").command, "python3");
+        assert.equal(serverCommandLine(noArgs, undefined, "win32").command, "python");
+    });
+});
+
+describe("changeNeedsRestart", () => {
+    const affecting =
+        (...changed: string[]) =>
+        (section: string): boolean =>
+            changed.some((key) => key === section || key.startsWith(`${section}.`));
+
+    it("restarts for server and launch settings", () => {
+        assert.equal(changeNeedsRestart(affecting("lspVerify.k")), true);
+        assert.equal(changeNeedsRestart(affecting("lspVerify.interpreter")), true);
+        assert.equal(changeNeedsRestart(affecting("lspVerify.modelPath", "editor.fontSize")), true);
+    });
+
+    it("does not restart for trace alone or for other extensions' settings", () => {
+        assert.equal(changeNeedsRestart(affecting("lspVerify.trace.server")), false);
+        assert.equal(changeNeedsRestart(affecting("python.defaultInterpreterPath")), false);
+    });
+});
+
+describe("commands", () => {
+    it("verifyAndApply takes one {uri, line} argument", () => {
+        assert.deepEqual(verifyArguments("file:///a/b.py", 12), [{ uri: "file:///a/b.py", line: 12 }]);
+    });
+
+    it("covers every server command while no server runs", () => {
+        assert.deepEqual(
+            commandsToCover(undefined).map((entry) => entry.command),
+            [COMMANDS.verifyAndApply, COMMANDS.showReport],
+        );
+        assert.ok(commandsToCover(undefined).every((entry) => entry.reason === "server-not-running"));
+    });
+
+    it("covers only the commands a running server does not list, so ids are never registered twice", () => {
+        assert.deepEqual(commandsToCover([...SERVER_COMMANDS, "lsp-verify.somethingElse"]), []);
+        assert.deepEqual(commandsToCover([COMMANDS.verifyAndApply]), [
+            { command: COMMANDS.showReport, reason: "not-provided-by-server" },
+        ]);
+    });
+
+    it("uses the configuration section as the client id", () => {
+        assert.equal(SECTION, "lspVerify");
+    });
+});
