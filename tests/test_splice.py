@@ -247,3 +247,15 @@ def test_extracted_bodies_splice_into_documents_that_parse() -> None:
     push = next(node for node in stack.body if isinstance(node, ast.FunctionDef) and node.name == "push")
     assert ast.get_docstring(push) == "Put item on top."
     assert ast.unparse(push.body[1]) == "self.items.append(item)"
+
+
+def test_splice_keeps_windows_line_endings() -> None:
+    text = "def f(x: int) -> int: ...\r\n\r\ndef g() -> None:\r\n    pass\r\n"
+    first, second = find_stub_targets(text, PATH)
+    assert splice_body(text, first, "    y = x\n    return y").startswith(
+        "def f(x: int) -> int:\r\n    y = x\r\n    return y\r\n"
+    )
+    assert second.current_body == "pass"
+    new_text = splice_body(text, second, "    print()\n    return None")
+    assert new_text.endswith("def g() -> None:\r\n    print()\r\n    return None\r\n")
+    assert parse_error(new_text) is None

@@ -140,6 +140,8 @@ def _replacement(text: str, target: EditTarget, body: str) -> tuple[SourceText, 
         raise StaleTargetError(f"{target.path} changed since {target.qualname} was located; locate it again")
     if not body.strip():
         raise ValueError("an empty body cannot be spliced")
+    if b"\r\n" in source.data:
+        body = body.replace("\r\n", "\n").replace("\n", "\r\n")  # keep the document's line endings
     start, end = target.body_start_byte, target.body_end_byte
     prefix = source.line_prefix(start)
     if prefix.strip():
@@ -148,7 +150,7 @@ def _replacement(text: str, target: EditTarget, body: str) -> tuple[SourceText, 
         while prefix and prefix[-1:] in {b" ", b"\t"}:
             prefix = prefix[:-1]
             start -= 1
-        return source, start, end, "\n" + body
+        return source, start, end, ("\r\n" if b"\r\n" in source.data else "\n") + body
     indentation = prefix.decode("utf-8")
     if body.startswith(indentation):
         return source, start, end, body[len(indentation) :]
