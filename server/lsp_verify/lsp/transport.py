@@ -1,0 +1,228 @@
+"""JSON-RPC over stdio that survives a misbehaving peer, and the watch on the client process.
+
+pygls' own stdio loop trusts its input: a request whose params do not fit gets no answer at all, a bad
+``Content-Length`` desynchronises every later message, and its stdin reader thread keeps the process alive
+after ``exit``. This module frames messages itself:
+
+- a header without a usable ``Content-Length`` is skipped; a header glued to the end of a bad body is found
+  again, so the stream recovers at the next message;
+- a body that is not JSON gets a Parse error (-32700), a non-object an Invalid request (-32600), a request
+  whose params do not fit its method an Invalid params (-32602) reply — and the server keeps serving;
+- the real stdout is kept for JSON-RPC alone: file descriptor 1 is pointed at stderr, so a stray ``print``
+  or a native library writing to fd 1 cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+)
+from pygls.lsp.server import LanguageServer
+
+log = logging.getLogger(__name__)
+
+_HEADER = b"content-length:"
+PARENT_POLL_S = 2.0
+
+
+def reserve_stdout() -> BinaryIO:
+    """A private handle on the process's stdout for JSON-RPC; fd 1 and ``sys.stdout`` now go to stderr."""
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "wb", buffering=0)
+
+
+class MessageReader:
+    """Reads framed message bodies; recovers from bad headers and bad lengths."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        read1 = getattr(self._stream, "read1", None)
+        chunk = read1(65536) if read1 is not None else self._stream.read(1)
+        if not chunk:
+            self._eof = True
+            return False
+        self._buffer += chunk
+        return True
+
+    def _readline(self) -> bytes | None:
+        while (end := self._buffer.find(b"\n")) < 0:
+            if not self._fill():
+                rest, self._buffer = self._buffer, b""
+                return rest or None
+        line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+        return line
+
+    def _read(self, n: int) -> bytes | None:
+        while len(self._buffer) < n:
+            if not self._fill():
+                return None
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def unread(self, data: bytes) -> None:
+        self._buffer = data + self._buffer
+
+    def read_body(self) -> bytes | None:
+        """The next message body (None at end of input)."""
+        length: int | None = None
+        while True:
+            line = self._readline()
+            if line is None:
+                return None
+            start = line.lower().find(_HEADER)
+            if start > 0:  # a header glued to the tail of a body that was cut short or too long
+                log.warning("discarding %d stray bytes before a header", start)
+                line = line[start:]
+            if not line.strip():
+                if length is None:
+                    continue  # a blank line outside a header block, or a header block without a length
+                body = self._read(length)
+                if body is None:
+                    return None
+                return body
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                try:
+                    length = int(value.strip())
+                    if length < 0:
+                        raise ValueError(length)
+                except ValueError:
+                    log.warning("ignoring a message with a bad header: %r", line[:80])
+                    length = None
+
+
+def decode(reader: MessageReader, body: bytes) -> Any:
+    """The JSON value of ``body``; a body that swallowed the next message's header gives that header back."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        glued = body.lower().find(_HEADER)
+        if glued > 0:
+            reader.unread(body[glued:])
+            body = body[:glued]
+        raise JsonRpcParseError(f"message is not valid JSON: {body[:80]!r}") from None
+
+
+class StreamWriter:
+    """pygls' writer interface over the reserved stdout (only the event loop thread writes)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._stream.flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.close()
+
+
+def send_error(server: LanguageServer, msg_id: int | str | None, error: JsonRpcException) -> None:
+    """An error response written directly (the id may be null, which pygls' response types do not allow)."""
+    response = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": error.code, "message": error.message}}
+    body = json.dumps(response)
+    writer = server.protocol.writer
+    if writer is not None:
+        writer.write(f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+
+
+def dispatch(server: LanguageServer, data: Any) -> None:
+    """Hand one decoded message to pygls, answering what pygls would leave unanswered."""
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    is_request = isinstance(data, dict) and "method" in data and "id" in data
+    if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
+        log.warning("not a JSON-RPC 2.0 message: %.200r", data)
+        if is_request or not isinstance(data, dict):
+            send_error(server, msg_id, JsonRpcInvalidRequest("expected a JSON-RPC 2.0 object"))
+        return
+    try:
+        message = server.protocol.structure_message(data)
+    except JsonRpcException as exc:
+        log.warning("bad %s message: %s", data.get("method", "response"), exc)
+        if is_request:
+            method = data.get("method")
+            send_error(server, msg_id, type(exc)(f"invalid params for {method}: {exc.__cause__ or exc}"))
+        return
+    try:
+        server.protocol.handle_message(message)
+    except JsonRpcException as exc:
+        if is_request:
+            send_error(server, msg_id, exc)
+    except Exception as exc:
+        log.exception("failed to handle %s", data.get("method", "a response"))
+        if is_request:
+            send_error(server, msg_id, JsonRpcInternalError(str(exc)))
+
+
+async def serve_stdio(
+    server: LanguageServer, stdin: BinaryIO, stdout: BinaryIO, client_alive: Callable[[], bool]
+) -> None:
+    """Serve until ``exit`` (pygls raises SystemExit), end of input or the client process is gone."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    server.protocol.set_writer(StreamWriter(stdout))
+    reader = MessageReader(stdin)
+
+    def on_message(result: Any) -> None:
+        if isinstance(result, JsonRpcException):
+            send_error(server, None, result)
+        else:
+            dispatch(server, result)
+
+    def read_loop() -> None:
+        while (body := reader.read_body()) is not None:
+            try:
+                message: Any = decode(reader, body)
+            except JsonRpcParseError as exc:
+                message = exc
+            loop.call_soon_threadsafe(on_message, message)
+        log.info("end of input")
+        loop.call_soon_threadsafe(stopped.set)
+
+    threading.Thread(target=read_loop, name="lsp-verify-stdin", daemon=True).start()
+    while not stopped.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopped.wait(), PARENT_POLL_S)
+        if not client_alive():
+            log.warning("the client process is gone; exiting")
+            return
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` still exists (True when unknown)."""
+    if pid is None or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a dead client whose own parent has not reaped it yet
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
