@@ -30,6 +30,8 @@ _BROKEN_EXIT_CODES = frozenset({2, 3, 4})
 
 @dataclasses.dataclass(frozen=True)
 class TestRun:
+    __test__ = False  # not a pytest test class, despite the name
+
     outcomes: tuple[TestOutcome, ...]
     collect_errors: tuple[tuple[str, str], ...] = ()
     """(node id or path, message) of everything that failed to collect, conftest files included."""

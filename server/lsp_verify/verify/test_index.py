@@ -39,6 +39,8 @@ Listener = Callable[[frozenset[Path]], None]
 
 @dataclasses.dataclass(frozen=True)
 class TestFunction:
+    __test__ = False  # not a pytest test class, despite the name
+
     name: str
     class_name: str | None
     line: int
@@ -52,6 +54,8 @@ class TestFunction:
 
 @dataclasses.dataclass(frozen=True)
 class TestFile:
+    __test__ = False  # not a pytest test class, despite the name
+
     path: Path
     """Relative to the root."""
     imported_modules: frozenset[str]
@@ -154,6 +158,8 @@ def _test_function(
 
 class TestIndex:
     """The test files under ``root``, parsed lazily and kept fresh by a watchdog observer."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()

@@ -31,6 +31,8 @@ class StageResult:
 
 @dataclasses.dataclass(frozen=True)
 class TestOutcome:
+    __test__ = False  # not a pytest test class, despite the name
+
     nodeid: str
     """pytest node id, e.g. ``tests/test_calc.py::test_add`` or a doctest id."""
     outcome: Literal["passed", "failed", "error", "skipped", "timeout"]

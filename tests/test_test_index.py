@@ -1,0 +1,70 @@
+"""Nearby-test selection with tree-sitter, kept fresh by watchdog."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from lsp_verify.verify.test_index import TestIndex, module_name, scan_test_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_scan_finds_test_functions_methods_imports_and_aliases() -> None:
+    source = b"""
+import pkg.mod
+from pkg.core import add as plus, mul
+
+def helper():
+    pass
+
+def test_one():
+    assert plus(1, 2) == 3
+
+class TestThing:
+    def test_method(self):
+        assert mul(2, 2) == 4
+
+    def not_a_test(self):
+        pass
+"""
+    scanned = scan_test_file(Path("tests/test_x.py"), source)
+    assert {"pkg.mod", "pkg.core", "pkg.core.add", "pkg.core.mul"} <= scanned.imported_modules
+    assert scanned.aliases["plus"] == "pkg.core.add"
+    assert [f.node_suffix for f in scanned.functions] == ["test_one", "TestThing::test_method"]
+    assert "plus" in scanned.functions[0].names_used
+
+
+def test_selects_tests_that_use_the_function_and_the_conventional_module(tmp_path: Path) -> None:
+    root = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", root)
+    (root / "tests" / "test_core.py").write_text("def test_anything() -> None:\n    pass\n")
+    index = TestIndex(root)
+    assert module_name(root, root / "calc" / "core.py") == "calc.core"
+    selected = index.node_ids(root / "calc" / "core.py", "add", None)
+    assert selected == [
+        "tests/test_calc.py::test_add",
+        "tests/test_calc.py::test_add_negative",
+        "tests/test_core.py::test_anything",  # test_core.py is core.py's conventional test module
+        "tests/test_other.py::test_uses_add_via_module",
+    ]
+    assert "tests/test_calc.py::test_mul" not in selected
+
+
+def test_watchdog_keeps_the_index_fresh(tmp_path: Path) -> None:
+    root = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", root)
+    index = TestIndex(root)
+    changed = threading.Event()
+    index.add_listener(lambda paths: changed.set())
+    index.start()
+    try:
+        assert "tests/test_more.py::test_more_add" not in index.node_ids(root / "calc/core.py", "add", None)
+        (root / "tests" / "test_more.py").write_text(
+            "from calc.core import add\n\n\ndef test_more_add() -> None:\n    assert add(1, 2) == 3\n"
+        )
+        assert changed.wait(10), "no change notification from watchdog"
+        assert "tests/test_more.py::test_more_add" in index.node_ids(root / "calc/core.py", "add", None)
+    finally:
+        index.stop()
