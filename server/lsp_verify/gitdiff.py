@@ -9,6 +9,7 @@ filters or textconv, so what is compared is exactly what is committed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import subprocess
@@ -147,12 +148,44 @@ def touched_lines(diff: bytes) -> set[int]:
     return lines
 
 
-def head_text(root: Path, relpath: str) -> str | None:
-    """The file as committed in HEAD, or None when there is no HEAD or the file is not in it."""
-    proc = run_git(["cat-file", "blob", f"HEAD:{relpath}"], root, check=False)
+def file_at(root: Path, rev: str, relpath: str) -> str | None:
+    """The file as committed in ``rev``, or None when ``rev`` does not exist or does not have the file."""
+    proc = run_git(["cat-file", "blob", f"{rev}:{relpath}"], root, check=False)
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", "replace")
+
+
+def head_text(root: Path, relpath: str) -> str | None:
+    """The file as committed in HEAD, or None when there is no HEAD or the file is not in it."""
+    return file_at(root, "HEAD", relpath)
+
+
+def changed_python_files(root: Path, rev: str) -> list[str]:
+    """Tracked Python files whose work-tree bytes differ from ``rev`` (modified or added), relative.
+
+    Compared here by blob hash instead of ``git diff REV``: diffing the work tree would run the
+    repository's clean filters, which are commands of its choosing.
+    """
+    verify = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root, check=False)
+    if verify.returncode != 0:
+        raise GitError(f"{rev!r} is not a commit in {root}")
+    algorithm = run_git(["rev-parse", "--show-object-format"], root, check=False).stdout.decode().strip()
+    committed: dict[str, str] = {}
+    for entry in run_git(["ls-tree", "-r", "-z", "--full-tree", rev], root).stdout.split(b"\0"):
+        meta, _, name = entry.partition(b"\t")
+        if name and meta.split(b" ")[1:2] == [b"blob"]:
+            committed[os.fsdecode(name)] = meta.split(b" ")[2].decode()
+    changed = []
+    for relpath in tracked_python_files(root):
+        try:
+            data = (root / relpath).read_bytes()
+        except OSError:
+            continue  # deleted in the work tree
+        oid = hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest()
+        if committed.get(relpath) != oid:
+            changed.append(relpath)
+    return changed
 
 
 def staged_text(root: Path, relpath: str) -> str | None:
