@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -108,14 +108,38 @@ def stub_source(problem: Problem) -> str:
     return "\n".join(lines) + f"\n{indent}...\n"
 
 
-def write_workspace(problem: Problem, parent: Path) -> Path:
-    """A one-file workspace for ``problem`` under ``parent``; returns the solution file's path."""
-    root = parent / problem.slug
+def write_workspace(problem: Problem, root: Path) -> Path:
+    """Make ``root`` the one-file workspace of ``problem`` (replacing the previous problem's file).
+
+    Returns the solution file's path.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
     path = root / SOLUTION_FILE
     path.write_text(stub_source(problem), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def workspace_root() -> Iterator[Path]:
+    """The directory every problem's workspace lives in, one problem after the other.
+
+    One root for all problems, as an editor keeps one workspace open: the pipeline keeps its verifier (and
+    its mypy and pytest workers) warm between requests, and mypy's incremental cache (keyed on the root's
+    path) is reused, also by later runs. A second run at the same time gets a private directory instead.
+    """
+    import fcntl
+
+    base = Path(tempfile.gettempdir()) / f"lsp-verify-humaneval-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    with open(base / "lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with tempfile.TemporaryDirectory(prefix="lsp-verify-humaneval-") as private:
+                yield Path(private) / "workspace"
+            return
+        yield base / "workspace"
 
 
 def request_line(problem: Problem, text: str) -> int | None:
@@ -647,12 +671,15 @@ def _run_record(
     )
 
 
-def run_problem(bench: Bench, problem: Problem, workdir: Path) -> ProblemRecord:
+def run_problem(bench: Bench, problem: Problem, root: Path) -> ProblemRecord:
     """Greedy pass, sampled run(s), held-out judging and the per-k views of one problem."""
     from lsp_verify.model.source import ModelError
 
     start = time.monotonic()
-    path = write_workspace(problem, workdir)
+    path = write_workspace(problem, root)
+    for pipeline in (bench.sampled, bench.greedy):
+        if pipeline is not None:
+            pipeline.invalidate([path])  # the file changed on disk: no baseline of the last problem applies
     reports: list[tuple[int, float, FixReport, list[_Finished]]] = []
     error: str | None = None
     try:
@@ -668,11 +695,6 @@ def run_problem(bench: Bench, problem: Problem, workdir: Path) -> ProblemRecord:
         raise
     except Exception as exc:  # one problem's failure is a data point, not the end of the benchmark
         error = f"{type(exc).__name__}: {exc}"
-    finally:
-        # A fresh workspace per problem: drop its verifiers (the engine stays loaded).
-        for pipeline in (bench.sampled, bench.greedy):
-            if pipeline is not None:
-                pipeline.update_settings(pipeline.settings)
 
     programs = {r.candidate.key: r.candidate.new_text for _, _, report, _ in reports for r in report.results}
     ids = {key: f"c{i}" for i, key in enumerate(programs)}
@@ -1197,9 +1219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sampled.engine()
         if greedy is not None:
             greedy.engine()
-        with tempfile.TemporaryDirectory(prefix="lsp-verify-humaneval-") as tmp:
+        with workspace_root() as root:
             for i, problem in enumerate(todo, start=len(problems) - len(todo) + 1):
-                record = run_problem(bench, problem, Path(tmp))
+                record = run_problem(bench, problem, root)
                 done[problem.task_id] = record
                 with records_path.open("a", encoding="utf-8") as fh:
                     fh.write(record.to_json() + "\n")

@@ -80,7 +80,7 @@ def test_every_problem_becomes_a_workspace_with_one_stub_target(tmp_path: Path) 
     from lsp_verify.syntax.targets import find_stub_targets, target_at
 
     for problem in q.load_problems():
-        path = q.write_workspace(problem, tmp_path)
+        path = q.write_workspace(problem, tmp_path / problem.slug)
         assert path.name == "problem.py"
         assert (path.parent / "pyproject.toml").is_file()
         text = path.read_text(encoding="utf-8")
