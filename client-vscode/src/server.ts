@@ -12,10 +12,12 @@ import * as os from "os";
 import * as path from "path";
 import * as vscode from "vscode";
 import {
+    CancellationToken,
     ExecuteCommandRequest,
     LanguageClient,
     type LanguageClientOptions,
     type Middleware,
+    ResponseError,
     RevealOutputChannelOn,
     type ServerOptions,
     State,
@@ -32,8 +34,10 @@ import {
     SECTION,
     type SettingReader,
     serverCommandLine,
+    initializationOptions,
     serverSettings,
     verifyArguments,
+    verifyOutcomeMessage,
 } from "./settings";
 
 /** How long a stopping server gets to answer shutdown/exit before it is left behind. */
@@ -46,6 +50,8 @@ export class VerifyServer implements vscode.Disposable {
     private readonly restarts = new CoalescingRunner(() => this.replaceClient());
     private ownCommands: vscode.Disposable[] = [];
     private stateListener: vscode.Disposable | undefined;
+    /** Counts window/showDocument requests from the server; see showReport. */
+    private documentsShownByServer = 0;
     private disposed = false;
 
     constructor(
@@ -161,7 +167,7 @@ export class VerifyServer implements vscode.Disposable {
             outputChannel: this.log,
             // Command failures get their own specific message below; code-action failures stay in the log.
             revealOutputChannelOn: RevealOutputChannelOn.Never,
-            initializationOptions: serverSettings(settingReader(resource), vscode.workspace.isTrusted),
+            initializationOptions: initializationOptions(settingReader(resource), vscode.workspace.isTrusted),
             middleware: this.middleware(),
         };
         return new LanguageClient(SECTION, "lsp-verify", serverOptions, clientOptions);
@@ -180,9 +186,20 @@ export class VerifyServer implements vscode.Disposable {
                         return next(command, args);
                 }
             },
+            window: {
+                showDocument: async (params, next) => {
+                    this.documentsShownByServer += 1;
+                    const result = await next(params, CancellationToken.None);
+                    if (result instanceof ResponseError) {
+                        throw result;
+                    }
+                    return result;
+                },
+            },
             workspace: {
                 // The library answers with the whole section, VS Code's defaults and the client-only
-                // keys included; the server should see exactly what initializationOptions gave it.
+                // keys included: the server would warn about the client-only keys, and the defaults would
+                // hide the project's [tool.lsp-verify] values, which rank below the editor's.
                 configuration: async (params, token, next) => {
                     const answer = await next(params, token);
                     if (!Array.isArray(answer)) {
@@ -194,7 +211,7 @@ export class VerifyServer implements vscode.Disposable {
                         }
                         const scope =
                             item.scopeUri === undefined ? undefined : this.client?.protocol2CodeConverter.asUri(item.scopeUri);
-                        return serverSettings(settingReader(scope), vscode.workspace.isTrusted);
+                        return serverSettings(settingReader(scope));
                     });
                 },
             },
@@ -220,8 +237,10 @@ export class VerifyServer implements vscode.Disposable {
         }
         try {
             const result = await send(args);
-            if (typeof result === "string" && result !== "") {
-                void vscode.window.showInformationMessage(`lsp-verify: ${result}`);
+            const outcome = verifyOutcomeMessage(result);
+            if (outcome !== undefined) {
+                const show = outcome.applied ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
+                void show(`lsp-verify: ${outcome.text}`);
             }
             return result;
         } catch (error) {
@@ -231,6 +250,7 @@ export class VerifyServer implements vscode.Disposable {
     }
 
     private async showReport(send: SendCommand): Promise<unknown> {
+        const shownBefore = this.documentsShownByServer;
         let report: unknown;
         try {
             report = await send([]);
@@ -238,10 +258,10 @@ export class VerifyServer implements vscode.Disposable {
             this.reportCommandFailure("Show report", error);
             return undefined;
         }
-        if (typeof report !== "string" || report.trim() === "") {
-            void vscode.window.showInformationMessage(
-                "lsp-verify: no verification has run yet in this session; use a code action or Verify and apply first.",
-            );
+        // null: nothing has run yet, and the server has said so itself (window/showMessage).
+        // A server that can ask the editor to show a document opens the report as a file itself, which
+        // arrives before its answer; a second, untitled copy would only ask to be saved on close.
+        if (typeof report !== "string" || report.trim() === "" || this.documentsShownByServer !== shownBefore) {
             return report;
         }
         const document = await vscode.workspace.openTextDocument({ language: "markdown", content: report });

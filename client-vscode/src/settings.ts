@@ -42,11 +42,11 @@ export const LAUNCH_KEYS = ["interpreter", "serverArgs"] as const;
  */
 export type SettingReader = (key: string) => unknown;
 
-export type ServerSettings = { trusted: boolean } & Partial<Record<(typeof SERVER_KEYS)[number], unknown>>;
+export type ServerSettings = Partial<Record<(typeof SERVER_KEYS)[number], unknown>>;
 
-/** initializationOptions, and the answer to workspace/configuration for the `lspVerify` section. */
-export function serverSettings(read: SettingReader, trusted: boolean): ServerSettings {
-    const settings: ServerSettings = { trusted };
+/** The answer to workspace/configuration for the `lspVerify` section: the server keys the user set. */
+export function serverSettings(read: SettingReader): ServerSettings {
+    const settings: ServerSettings = {};
     for (const key of SERVER_KEYS) {
         const value = read(key);
         // An empty model path in the settings UI means "the embedded default", as an unset one does.
@@ -56,6 +56,14 @@ export function serverSettings(read: SettingReader, trusted: boolean): ServerSet
         settings[key] = value;
     }
     return settings;
+}
+
+/**
+ * initializationOptions: the settings plus whether VS Code trusts the workspace. Trust travels only here;
+ * the server ignores (and warns about) `trusted` anywhere else, since a repository cannot trust itself.
+ */
+export function initializationOptions(read: SettingReader, trusted: boolean): ServerSettings & { trusted: boolean } {
+    return { trusted, ...serverSettings(read) };
 }
 
 /** Where `${...}` variables in launch settings get their values. */
@@ -194,4 +202,16 @@ export function commandsToCover(
         command,
         reason: "not-provided-by-server",
     }));
+}
+
+/** What the user is told after `lsp-verify.verifyAndApply`; the server answers `{applied, message}`. */
+export function verifyOutcomeMessage(result: unknown): { applied: boolean; text: string } | undefined {
+    if (typeof result !== "object" || result === null) {
+        return undefined;
+    }
+    const { applied, message } = result as { applied?: unknown; message?: unknown };
+    if (typeof message !== "string" || message.trim() === "") {
+        return undefined;
+    }
+    return { applied: applied === true, text: message };
 }

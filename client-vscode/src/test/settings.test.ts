@@ -6,6 +6,7 @@ import {
     commandsToCover,
     COMMANDS,
     expandVariables,
+    initializationOptions,
     launchSettings,
     SECTION,
     SERVER_COMMANDS,
@@ -13,6 +14,7 @@ import {
     serverSettings,
     type Variables,
     verifyArguments,
+    verifyOutcomeMessage,
 } from "../settings";
 
 /** A reader over what the user set; keys that are absent were not set. */
@@ -23,48 +25,39 @@ function reader(values: Record<string, unknown>) {
 const vars: Variables = {
     workspaceFolder: "/work/project",
     userHome: "/home/ada",
-    env: { VIRTUAL_ENV: "/work/project/.venv" },
+    env: { VIRTUAL_ENV: "/work/project/.venv", LOG_LEVEL: "DEBUG" },
 };
 
-describe("serverSettings", () => {
-    it("sends only trust when the user set nothing, so pyproject.toml values are not overridden", () => {
-        assert.deepEqual(serverSettings(reader({}), false), { trusted: false });
-        assert.deepEqual(serverSettings(reader({}), true), { trusted: true });
+describe("serverSettings and initializationOptions", () => {
+    it("send only trust when the user set nothing, so pyproject.toml values are not overridden", () => {
+        assert.deepEqual(initializationOptions(reader({}), false), { trusted: false });
+        assert.deepEqual(initializationOptions(reader({}), true), { trusted: true });
+        assert.deepEqual(serverSettings(reader({})), {});
     });
 
-    it("forwards the values the user set, under the server's keys", () => {
-        const settings = serverSettings(
-            reader({ k: 4, maxTokens: 128, nGpuLayers: 0, testTimeoutS: 5.5, requireTests: true, modelPath: "/m.gguf" }),
-            true,
-        );
-        assert.deepEqual(settings, {
-            trusted: true,
-            k: 4,
-            maxTokens: 128,
-            nGpuLayers: 0,
-            testTimeoutS: 5.5,
-            requireTests: true,
-            modelPath: "/m.gguf",
+    it("forward the values the user set, under the server's keys", () => {
+        const set = { k: 4, maxTokens: 128, nGpuLayers: 0, testTimeoutS: 5.5, requireTests: true, modelPath: "/m.gguf" };
+        assert.deepEqual(serverSettings(reader(set)), set);
+        assert.deepEqual(initializationOptions(reader(set), true), { trusted: true, ...set });
+        assert.deepEqual(serverSettings(reader({ temperature: 0, seed: 7, promptFormat: "fim" })), {
+            temperature: 0,
+            seed: 7,
+            promptFormat: "fim",
         });
     });
 
-    it("keeps an explicit null (nGpuLayers: server decides) but drops an empty model path", () => {
-        assert.deepEqual(serverSettings(reader({ nGpuLayers: null, modelPath: "" }), false), {
-            trusted: false,
-            nGpuLayers: null,
-        });
+    it("keep an explicit null (nGpuLayers: server decides) but drop an empty model path", () => {
+        assert.deepEqual(serverSettings(reader({ nGpuLayers: null, modelPath: "" })), { nGpuLayers: null });
     });
 
-    it("never forwards client-only keys, and trust comes from VS Code, not from settings", () => {
-        const settings = serverSettings(
-            reader({ interpreter: ["py"], serverArgs: ["-v"], "trace.server": "verbose", trusted: true }),
-            false,
-        );
-        assert.deepEqual(settings, { trusted: false });
+    it("never forward client-only keys or a trust setting: trust comes from VS Code, in initializationOptions only", () => {
+        const values = { interpreter: ["py"], serverArgs: ["-v"], "trace.server": "verbose", trusted: true };
+        assert.deepEqual(serverSettings(reader(values)), {});
+        assert.deepEqual(initializationOptions(reader(values), false), { trusted: false });
     });
 
-    it("leaves validation to the server: a wrong type goes through as written", () => {
-        assert.deepEqual(serverSettings(reader({ k: "many" }), false), { trusted: false, k: "many" });
+    it("leave validation to the server: a wrong type goes through as written", () => {
+        assert.deepEqual(serverSettings(reader({ k: "many" })), { k: "many" });
     });
 });
 
@@ -77,12 +70,12 @@ describe("launchSettings", () => {
         const launch = launchSettings(
             reader({
                 interpreter: ["${env:VIRTUAL_ENV}/bin/python"],
-                serverArgs: ["--log-file", "${workspaceFolder}/lsp.log"],
+                serverArgs: ["--log-level", "${env:LOG_LEVEL}"],
             }),
             vars,
         );
         assert.deepEqual(launch.interpreter, ["/work/project/.venv/bin/python"]);
-        assert.deepEqual(launch.serverArgs, ["--log-file", "/work/project/lsp.log"]);
+        assert.deepEqual(launch.serverArgs, ["--log-level", "DEBUG"]);
         assert.deepEqual(launch.problems, []);
     });
 
@@ -104,6 +97,7 @@ describe("launchSettings", () => {
 
 describe("expandVariables", () => {
     it("expands known variables and ~, leaves unknown ones as written", () => {
+        assert.equal(expandVariables("${workspaceFolder}/.venv/bin/python", vars), "/work/project/.venv/bin/python");
         assert.equal(expandVariables("~/venv/bin/python", vars), "/home/ada/venv/bin/python");
         assert.equal(expandVariables("${userHome}/x", vars), "/home/ada/x");
         assert.equal(expandVariables("${env:MISSING}x", vars), "x");
@@ -182,6 +176,20 @@ describe("commands", () => {
         assert.deepEqual(commandsToCover([COMMANDS.verifyAndApply]), [
             { command: COMMANDS.showReport, reason: "not-provided-by-server" },
         ]);
+    });
+
+    it("turns the server's {applied, message} answer into what the user is told", () => {
+        assert.deepEqual(verifyOutcomeMessage({ applied: true, message: "applied 1 of 8 candidates" }), {
+            applied: true,
+            text: "applied 1 of 8 candidates",
+        });
+        assert.deepEqual(verifyOutcomeMessage({ applied: false, message: "no candidate passed mypy" }), {
+            applied: false,
+            text: "no candidate passed mypy",
+        });
+        assert.equal(verifyOutcomeMessage({ applied: true, message: "" }), undefined);
+        assert.equal(verifyOutcomeMessage(null), undefined);
+        assert.equal(verifyOutcomeMessage("done"), undefined);
     });
 
     it("uses the configuration section as the client id", () => {
