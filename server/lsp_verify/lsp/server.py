@@ -120,6 +120,7 @@ class VerifyServer(LanguageServer):
         self.shutdown_requested = False
         self._shown_problems: set[str] = set()
         self._report_dir: Path | None = None
+        self._closed = False
 
     # -- client capabilities ---------------------------------------------------------------------------
     @property
@@ -303,7 +304,10 @@ class VerifyServer(LanguageServer):
         return self._report_dir / "report.md"
 
     def close(self) -> None:
-        """Stop everything this server started (children of the pipeline included)."""
+        """Stop everything this server started (children of the pipeline included); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.worker.cancel_all(jobs.SHUTTING_DOWN)
         if self.watcher is not None:
             self.watcher.stop()
@@ -340,6 +344,7 @@ async def initialized(ls: VerifyServer, params: types.InitializedParams) -> None
         if settings != ls.settings:
             ls.apply_settings(settings)
             log.info("settings (with workspace/configuration): %s", settings)
+        ls.settings = settings  # equal settings may still carry new problems
     ls.show_problems(ls.settings)
     if not ls.settings.trusted:
         ls.log_to_client(actions.UNTRUSTED_HELP)
@@ -503,7 +508,8 @@ def serve(tcp: tuple[str, int] | None = None, *, server: VerifyServer | None = N
         asyncio.run(
             transport.serve_stdio(
                 server,
-                sys.stdin.buffer,
+                # The raw file: a daemon thread blocked in a buffered read would hold its lock at shutdown.
+                sys.stdin.buffer.raw,
                 stdout,
                 client_alive=lambda: transport.process_alive(server.process_id),
             )

@@ -58,8 +58,9 @@ class MessageReader:
     def _fill(self) -> bool:
         if self._eof:
             return False
+        # read1 (buffered) and a raw read both return what is there instead of waiting for a full chunk.
         read1 = getattr(self._stream, "read1", None)
-        chunk = read1(65536) if read1 is not None else self._stream.read(1)
+        chunk = read1(65536) if read1 is not None else self._stream.read(65536)
         if not chunk:
             self._eof = True
             return False
