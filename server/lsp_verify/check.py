@@ -33,7 +33,7 @@ from .verify.types import Candidate, CandidateResult, Evidence
 
 if TYPE_CHECKING:
     from .pipeline import FixReport, Pipeline, Progress
-    from .verify.cascade import Verifier
+    from .verify.cascade import Verifier, VerifyPlan
 
 SettingsFor = Callable[[Path], Settings]
 """Settings for a project root: ``[tool.lsp-verify]`` plus the command line's flags."""
@@ -383,8 +383,35 @@ def _check_file(
                 )
             )
             continue
-        reports.append(function_report(target, result, relpath, details=plan.notes))
+        reports.append(_judge_check(target, result, plan, relpath, is_new=old is None))
     return reports
+
+
+def _judge_check(
+    target: EditTarget, result: CandidateResult, plan: VerifyPlan, relpath: str, *, is_new: bool
+) -> FunctionReport:
+    """The cascade's verdict, except that tests failing with and without the change do not count against an
+    existing function: like mypy errors, only what the change breaks is charged to it. (A new function's
+    baseline is a stub, so every failing test counts for it.)"""
+    failing = [o for o in result.outcomes if o.outcome in ("failed", "error", "timeout")]
+    stage = next((s for s in result.stages if not s.ok), None)
+    before = plan.baseline_by_nodeid
+    already = [o.nodeid for o in failing if before.get(o.nodeid, o).outcome in ("failed", "error", "timeout")]
+    only_old_failures = (
+        not result.passed
+        and not is_new
+        and stage is not None
+        and stage.stage == "tests"
+        and failing
+        and not result.tests_broken
+        and len(already) == len(failing)
+    )
+    if not only_old_failures:
+        return function_report(target, result, relpath, details=plan.notes)
+    passed = dataclasses.replace(result, passed=True, evidence=Evidence.TESTS)
+    old = ", ".join(already)
+    message = f"{describe(passed)}; failing before this change too (not counted): {old}"
+    return function_report(target, passed, relpath, message=message, details=plan.notes)
 
 
 def _targets_by_name(text: str, path: Path) -> dict[tuple[str, int], EditTarget]:

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the language server (stdio by default)")
+    serve.add_argument("--stdio", action="store_true", help="talk JSON-RPC on stdin/stdout (the default)")
     serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on a TCP socket instead of stdio")
+    serve.add_argument("--log-level", help="stderr log level (default: $LSP_VERIFY_LOG or INFO)")
     serve.set_defaults(handler=_serve)
 
     check = sub.add_parser(
@@ -199,19 +201,15 @@ def _emit(report: RunReport, fmt: str) -> int:
 
 # -- serve ---------------------------------------------------------------------------------------------
 def _serve(args: argparse.Namespace) -> int:
-    host = port = None
-    if args.tcp:
-        host, _, port_text = args.tcp.rpartition(":")
-        if not host or not port_text.isdigit():
-            return _error(f"--tcp expects HOST:PORT, got {args.tcp!r}")
-        port = int(port_text)
+    # The server parses its own options (lsp.server.main); they are forwarded unchanged.
+    argv = ["--tcp", args.tcp] if args.tcp else []
+    if args.log_level:
+        argv += ["--log-level", args.log_level]
     try:
-        from .lsp import server
+        from .lsp.server import main as server_main
     except ImportError as exc:
         return _error(f"the language server cannot start: {exc}")
-    argv = [] if host is None else ["--tcp", f"{host}:{port}"]
-    result = server.main(argv)
-    return int(result or 0)
+    return server_main(argv)
 
 
 # -- check ---------------------------------------------------------------------------------------------

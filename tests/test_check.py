@@ -1,0 +1,335 @@
+"""``lsp-verify check``: each staged function is type-checked and tested as it is, against HEAD.
+
+Every test builds a throw-away git repository (a small package, its tests, one commit), stages a change
+and runs the real command in a subprocess, as a pre-commit hook or CI would. No model is involved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from lsp_verify import gitdiff
+from lsp_verify.report import FunctionReport, RunReport, escape_data, escape_property, render_github
+
+SERVER = Path(__file__).resolve().parents[1] / "server"
+SCHEMA = json.loads((SERVER / "lsp_verify" / "report-schema.json").read_text(encoding="utf-8"))
+
+CALC = '''\
+"""Arithmetic."""
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def mul(a: int, b: int) -> int:
+    return a * b
+'''
+
+TESTS = """\
+from calc.ops import add, mul
+
+
+def test_add() -> None:
+    assert add(2, 3) == 5
+
+
+def test_mul() -> None:
+    assert mul(2, 3) == 6
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def make_repo(root: Path) -> Path:
+    """A committed package ``calc`` with tests; returns the repository root."""
+    (root / "calc").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n', encoding="utf-8")
+    (root / "calc" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "calc" / "ops.py").write_text(CALC, encoding="utf-8")
+    (root / "tests" / "test_ops.py").write_text(TESTS, encoding="utf-8")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def stage(repo: Path, relpath: str, text: str) -> None:
+    (repo / relpath).write_text(text, encoding="utf-8")
+    git(repo, "add", relpath)
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SERVER), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # mypy's cache stays out of the user's home
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def run_check(repo: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_verify", "check", *args],
+        cwd=repo,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+# ----------------------------------------------------------------------------------------------- outcomes
+
+
+def test_a_change_that_breaks_a_nearby_test_fails_and_names_function_and_test(
+    repo: Path, tmp_path: Path
+) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail_line = next(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
+    assert "calc/ops.py:4 add" in fail_line
+    assert "tests/test_ops.py::test_add" in proc.stdout
+    assert "mul" not in proc.stdout.split("lsp-verify check:")[0], "mul did not change: it is not checked"
+
+
+def test_a_change_that_adds_a_type_error_fails_with_the_new_error(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return str(a * b)"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  calc/ops.py:8 mul" in proc.stdout
+    assert "Incompatible return value type" in proc.stdout
+
+
+def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS  calc/ops.py:8 mul" in proc.stdout
+    assert "tests: 2/2 passed" in proc.stdout or "tests: 1/1 passed" in proc.stdout
+
+
+def test_each_function_is_judged_on_its_own_change(repo: Path, tmp_path: Path) -> None:
+    # add gets a type error; mul gets a clean rewrite. mul must not be blamed for add's error.
+    changed = CALC.replace("return a + b", 'return a + b + ""').replace("return a * b", "return b * a")
+    stage(repo, "calc/ops.py", changed)
+
+    proc = run_check(repo, tmp_path, "--format", "json")
+
+    report = json.loads(proc.stdout)
+    by_name = {f["qualname"]: f for f in report["functions"]}
+    assert by_name["add"]["status"] == "fail"
+    assert by_name["add"]["mypy_new_errors"]
+    assert by_name["mul"]["status"] == "pass", by_name["mul"]
+    assert by_name["mul"]["mypy_new_errors"] == []
+    assert proc.returncode == 1
+
+
+def test_a_new_function_is_checked_against_its_own_tests_and_doctest(repo: Path, tmp_path: Path) -> None:
+    new = CALC + textwrap.dedent('''
+
+        def neg(a: int) -> int:
+            """
+            >>> neg(2)
+            -2
+            """
+            return a
+        ''')
+    stage(repo, "calc/ops.py", new)
+
+    proc = run_check(repo, tmp_path, "--format", "json")
+
+    report = json.loads(proc.stdout)
+    (neg,) = report["functions"]
+    assert neg["qualname"] == "neg"
+    assert neg["status"] == "fail", neg
+    assert any("neg" in test for test in neg["tests"]["failed"]), neg["tests"]
+    assert proc.returncode == 1
+
+
+def test_a_staged_file_that_does_not_parse_fails(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a *"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not parse" in proc.stdout
+    assert "line 9" in proc.stdout
+
+
+def test_nothing_staged_passes_with_a_note(repo: Path, tmp_path: Path) -> None:
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no Python changes to check" in proc.stdout
+
+
+def test_outside_a_git_repository_without_paths_is_a_usage_error(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+
+    proc = run_check(plain, tmp_path)
+
+    assert proc.returncode == 2
+    assert "not in a git repository" in proc.stderr
+
+
+def test_changed_paths_check_only_functions_that_differ_from_head(repo: Path, tmp_path: Path) -> None:
+    # Not staged: --changed compares the file on disk with HEAD, function by function.
+    (repo / "calc" / "ops.py").write_text(CALC.replace("return a + b", "return a - b"), encoding="utf-8")
+
+    changed = run_check(repo, tmp_path, "--changed", "calc/ops.py", "tests/test_ops.py", "--format", "json")
+    every = run_check(repo, tmp_path, "calc/ops.py", "--format", "json")
+
+    assert [f["qualname"] for f in json.loads(changed.stdout)["functions"]] == ["add"]
+    assert changed.returncode == 1
+    assert {f["qualname"]: f["status"] for f in json.loads(every.stdout)["functions"]} == {
+        "add": "fail",
+        "mul": "pass",
+    }
+
+
+def test_base_revision_checks_the_work_tree_against_it(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a * b + 1"))
+    git(repo, "commit", "-q", "-m", "break mul")
+
+    at_head = run_check(repo, tmp_path)
+    since_init = run_check(repo, tmp_path, "--base", "HEAD~1")
+
+    assert at_head.returncode == 0  # nothing staged
+    assert since_init.returncode == 1, since_init.stdout + since_init.stderr
+    assert "FAIL  calc/ops.py:8 mul" in since_init.stdout
+
+
+# ----------------------------------------------------------------------------------------------- formats
+
+
+def test_json_output_follows_the_schema(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b").replace("a * b", "b * a"))
+
+    proc = run_check(repo, tmp_path, "--format", "json")
+
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, SCHEMA)
+    assert report["exit_code"] == proc.returncode == 1
+    assert report["summary"] == {"functions": 2, "passed": 1, "failed": 1, "errors": 0}
+    add = next(f for f in report["functions"] if f["qualname"] == "add")
+    assert add["file"] == "calc/ops.py" and add["line"] == 4
+    assert "tests/test_ops.py::test_add" in add["tests"]["failed"]
+    assert add["tests"]["selected"]
+
+
+def test_github_format_annotates_the_failing_function(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path, "--format", "github")
+
+    assert proc.returncode == 1
+    annotations = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]
+    assert len(annotations) == 1
+    assert annotations[0].startswith("::error file=calc/ops.py,line=4,title=lsp-verify check%3A add::")
+    assert "tests/test_ops.py::test_add" in annotations[0]
+
+
+def test_github_escaping_follows_the_workflow_command_rules() -> None:
+    assert escape_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
+    assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+    report = RunReport(
+        command="check",
+        root="/r",
+        functions=[FunctionReport("d/x,y.py", "f", 3, "fail", "none", "first\nsecond: 100%")],
+    )
+    first = render_github(report).splitlines()[0]
+    assert first == "::error file=d/x%2Cy.py,line=3,title=lsp-verify check%3A f::first%0Asecond: 100%25"
+
+
+# ----------------------------------------------------------------------------------------------- model-free
+
+
+def test_check_never_imports_the_model(repo: Path, tmp_path: Path) -> None:
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return b * a"))
+    probe = textwrap.dedent("""
+        import sys
+        from lsp_verify.cli import main
+        code = main(["check"])
+        loaded = sorted(m for m in sys.modules if m == "llama_cpp" or m.startswith(("llama_cpp.",
+                        "lsp_verify.model", "lsp_verify.pipeline", "numpy")))
+        print("LOADED", loaded, "EXIT", code)
+    """)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=repo,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert "LOADED [] EXIT 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------- git helpers
+
+
+def test_touched_lines_of_a_zero_context_diff() -> None:
+    diff = b"\n".join(
+        [
+            b"diff --git a/x.py b/x.py",
+            b"@@ -3 +3 @@",  # one line changed: line 3
+            b"@@ -10,0 +11,2 @@",  # two lines added: 11, 12
+            b"@@ -20,2 +21,0 @@",  # two lines deleted after new line 21
+        ]
+    )
+    assert gitdiff.touched_lines(diff) == {2, 10, 11, 20}
+
+
+def test_git_runs_with_repository_commands_disabled(repo: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return b * a"))
+    git(repo, "config", "core.fsmonitor", f"touch {marker}; false")
+    git(repo, "config", "diff.external", f"sh -c 'touch {marker}'")
+    git(repo, "config", "core.pager", f"touch {marker}; cat")
+
+    files = gitdiff.staged_python_files(repo)
+
+    assert [(f.relpath, sorted(f.lines)) for f in files] == [("calc/ops.py", [8])]
+    assert not marker.exists()
