@@ -4,8 +4,8 @@ pygls' own stdio loop trusts its input: a request whose params do not fit gets n
 ``Content-Length`` desynchronises every later message, and its stdin reader thread keeps the process alive
 after ``exit``. This module frames messages itself:
 
-- a header without a usable ``Content-Length`` is skipped; a header glued to the end of a bad body is found
-  again, so the stream recovers at the next message;
+- a header without a usable ``Content-Length`` is skipped; a header glued to the end of a bad body, or
+  swallowed by a body whose length was too large, is found again, so the stream recovers at the next message;
 - a body that is not JSON gets a Parse error (-32700), a non-object an Invalid request (-32600), a request
   whose params do not fit its method an Invalid params (-32602) reply — and the server keeps serving;
 - the real stdout is kept for JSON-RPC alone: file descriptor 1 is pointed at stderr, so a stray ``print``
@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from pygls.lsp.server import LanguageServer
 log = logging.getLogger(__name__)
 
 _HEADER = b"content-length:"
+_FULL_HEADER = re.compile(rb"content-length: *\d+\r\n(?:[^\r\n]*\r\n)*\r\n", re.IGNORECASE)
 PARENT_POLL_S = 2.0
 
 
@@ -77,6 +79,11 @@ class MessageReader:
 
     def _read(self, n: int) -> bytes | None:
         while len(self._buffer) < n:
+            # A complete header inside a body that is still short means its Content-Length was too large:
+            # no JSON text contains one (raw line breaks cannot appear in JSON strings). Cut the body there.
+            if (header := _FULL_HEADER.search(self._buffer)) is not None:
+                data, self._buffer = self._buffer[: header.start()], self._buffer[header.start() :]
+                return data
             if not self._fill():
                 return None
         data, self._buffer = self._buffer[:n], self._buffer[n:]
