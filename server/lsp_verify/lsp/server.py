@@ -509,7 +509,7 @@ def serve(tcp: tuple[str, int] | None = None, *, server: VerifyServer | None = N
             transport.serve_stdio(
                 server,
                 # The raw file: a daemon thread blocked in a buffered read would hold its lock at shutdown.
-                sys.stdin.buffer.raw,
+                getattr(sys.stdin.buffer, "raw", sys.stdin.buffer),
                 stdout,
                 client_alive=lambda: transport.process_alive(server.process_id),
             )
