@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lsp-verify: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # A bug, not a verdict: exit 1 would read as "a check failed".
+        import traceback
+
+        traceback.print_exc()
+        print("lsp-verify: internal error (the traceback above is worth a bug report)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
