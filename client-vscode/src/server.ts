@@ -238,9 +238,11 @@ export class VerifyServer implements vscode.Disposable {
         try {
             const result = await send(args);
             const outcome = verifyOutcomeMessage(result);
-            if (outcome !== undefined) {
-                const show = outcome.applied ? vscode.window.showInformationMessage : vscode.window.showWarningMessage;
-                void show(`lsp-verify: ${outcome.text}`);
+            if (outcome?.applied === true) {
+                void vscode.window.showInformationMessage(`lsp-verify: ${outcome.text}`);
+            } else if (outcome !== undefined) {
+                // The server has already warned (window/showMessage) where nothing passed; no second popup.
+                this.log.info(`Verify and apply: nothing applied: ${outcome.text}`);
             }
             return result;
         } catch (error) {
