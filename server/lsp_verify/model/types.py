@@ -16,6 +16,9 @@ class SamplingParams:
     max_tokens: int = 256
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 40
+    """Keep the k most likely tokens before top-p (0 disables). Besides being llama.cpp's usual default, it
+    spares top-p a sort of the whole ~150k-token vocabulary for every sampled token."""
     seed: int = 0
     """Sequence i samples with seed ``seed + i``: a run is repeatable, the k sequences differ."""
 

@@ -1,0 +1,590 @@
+"""The llama.cpp engine: load a GGUF, offload it, and sample k candidates from one prompt in one batch.
+
+Built on llama-cpp-python's low-level ctypes bindings (``llama_cpp.llama_cpp``) because the high-level
+``Llama`` class decodes one sequence at a time. One request works like this:
+
+1. clear the KV memory of every sequence (one context serves every request);
+2. decode the prompt once into sequence 0 and copy its KV cells to sequences 1..k-1
+   (``llama_memory_seq_cp``; with a unified KV cache the copy shares cells instead of duplicating them);
+3. each step decodes one token for every live sequence in a single ``llama_batch``; each sequence samples
+   with its own native sampler chain (top-k -> temp -> top-p -> dist, seed ``params.seed + i``; greedy at
+   temperature 0);
+4. a sequence ends on an end-of-generation token, a stop string, ``max_tokens``, or when
+   ``prompt.is_complete`` says the code has left the function; it is handed to ``on_generation`` at once.
+
+Every native handle lives in :class:`Engine` and is freed in reverse order by :meth:`Engine.close`.
+
+llama.cpp logs to stderr by default, and its loader must never write to stdout (JSON-RPC owns it in
+``serve``). Instead of pointing file descriptor 1 at /dev/null while loading -- which would also swallow
+protocol messages another thread writes meanwhile -- we install a ``llama_log_set`` callback that forwards
+every native log line to Python :mod:`logging` at debug level.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import dataclasses
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..cancel import CancelToken
+from .types import EngineInfo, FinishReason, Generation, Prompt, SamplingParams
+
+__all__ = ["BackendInfo", "Engine", "EngineError", "backend_info"]
+
+log = logging.getLogger(__name__)
+native_log = logging.getLogger("lsp_verify.llama_cpp")
+
+OnGeneration = Callable[[Generation], None]
+
+# Backend registry names as ggml reports them, most specific first; "CPU" is always there.
+_GPU_BACKENDS = ("CUDA", "Metal", "Vulkan", "ROCm", "HIP", "SYCL", "MUSA", "CANN", "OpenCL", "RPC")
+
+
+class EngineError(RuntimeError):
+    """The native library failed (model would not load, decode error); the message says what to do."""
+
+
+def _bindings() -> Any:
+    """The ctypes bindings, imported on first use so that importing this module stays cheap.
+
+    Typed as Any on purpose: the bindings' own annotations are partial and would drown ``mypy --strict``.
+    """
+    from llama_cpp import llama_cpp
+
+    return llama_cpp
+
+
+# --------------------------------------------------------------------------------------------- native logging
+
+_log_lock = threading.Lock()
+_log_callback: Any = None
+"""The installed ctypes callback. Kept referenced for the life of the process: llama.cpp keeps the raw
+function pointer, and a collected callback would crash the next log call."""
+_backend_ready = False
+
+
+def _forward_native_log(level: int, text: bytes | None, user_data: Any) -> None:
+    if text:
+        native_log.debug("%s", text.decode("utf-8", "replace").rstrip("\n"))
+
+
+def _init_native() -> Any:
+    """Install the log forwarder and initialise the llama.cpp backend, once per process."""
+    global _log_callback, _backend_ready
+    lib = _bindings()
+    with _log_lock:
+        if _log_callback is None:
+            _log_callback = lib.llama_log_callback(_forward_native_log)
+            lib.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        if not _backend_ready:
+            lib.llama_backend_init()
+            _backend_ready = True
+    return lib
+
+
+# --------------------------------------------------------------------------------------------- backend info
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    """What the installed llama.cpp build can do (for ``lsp-verify doctor``); no model is loaded."""
+
+    backend: str
+    """The compute backend a model would use: "CUDA", "Metal", ... or "CPU"."""
+    gpu_offload_supported: bool
+    devices: tuple[str, ...]
+    """Devices ggml can use, e.g. ("CPU",) or ("CUDA0", "CPU")."""
+    system_info: str
+    """llama_print_system_info(): backends and their compile-time features."""
+    llama_cpp_python: str
+    max_parallel_sequences: int
+
+
+def _devices(lib: Any) -> tuple[str, ...]:
+    """Names of the ggml devices, read through the symbols the llama library pulls in (dlsym follows deps)."""
+    raw = lib._lib
+    try:
+        count = raw.ggml_backend_dev_count
+        get = raw.ggml_backend_dev_get
+        name = raw.ggml_backend_dev_name
+    except AttributeError:
+        return ()
+    count.restype, count.argtypes = ctypes.c_size_t, []
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    out = []
+    for i in range(int(count())):
+        value = name(get(i))
+        if value:
+            out.append(value.decode("utf-8", "replace"))
+    return tuple(out)
+
+
+def _backend_name(system_info: str, devices: Sequence[str], offload: bool) -> str:
+    if offload:
+        for backend in _GPU_BACKENDS:
+            if any(d.upper().startswith(backend.upper()) for d in devices) or f"{backend} :" in system_info:
+                return backend
+    return "CPU"
+
+
+def backend_info() -> BackendInfo:
+    """Describe the llama.cpp build without loading a model. Raises ImportError without llama-cpp-python."""
+    lib = _init_native()
+    import llama_cpp
+
+    system_info = (lib.llama_print_system_info() or b"").decode("utf-8", "replace").strip()
+    offload = bool(lib.llama_supports_gpu_offload())
+    devices = _devices(lib)
+    return BackendInfo(
+        backend=_backend_name(system_info, devices, offload),
+        gpu_offload_supported=offload,
+        devices=devices,
+        system_info=system_info,
+        llama_cpp_python=str(getattr(llama_cpp, "__version__", "unknown")),
+        max_parallel_sequences=int(lib.llama_max_parallel_sequences()),
+    )
+
+
+def default_threads() -> int:
+    """Threads for decoding: all CPUs we may use on small machines, half of them (physical cores) on big ones.
+
+    llama.cpp's matrix kernels gain nothing from SMT siblings, and on a 2-4 core machine there is nothing to
+    spare; the count respects CPU affinity (containers, taskset).
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        n = os.cpu_count() or 1
+    return max(1, n // 2) if n > 4 else n
+
+
+# --------------------------------------------------------------------------------------------- the engine
+
+
+@dataclasses.dataclass
+class _Sequence:
+    """Decoding state of one candidate."""
+
+    index: int
+    sampler: Any
+    decoder: codecs.IncrementalDecoder
+    text: str = ""
+    n_tokens: int = 0
+    logprob_sum: float = 0.0
+    last_token: int = 0
+    finish: FinishReason | None = None
+
+
+class Engine:
+    """One llama.cpp model + context, reused for every request.
+
+    Not thread-safe: the server drives it from one worker thread. A lock serialises :meth:`generate` and
+    :meth:`close` anyway, so a misuse waits instead of corrupting native state.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_seq_max: int = 8,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise EngineError(f"model file {path} does not exist")
+        if n_ctx <= 0 or n_seq_max <= 0:
+            raise ValueError("n_ctx and n_seq_max must be positive")
+        self._lib = lib = _init_native()
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+        self._closed = False
+        max_seq = int(lib.llama_max_parallel_sequences())
+        if n_seq_max > max_seq:
+            raise ValueError(f"n_seq_max {n_seq_max} exceeds what this llama.cpp build supports ({max_seq})")
+
+        offload = bool(lib.llama_supports_gpu_offload())
+        if n_gpu_layers is None or n_gpu_layers < 0:
+            n_gpu_layers = -1 if offload else 0
+        if not offload:
+            n_gpu_layers = 0
+        threads = n_threads or default_threads()
+
+        try:
+            mparams = lib.llama_model_default_params()
+            mparams.n_gpu_layers = n_gpu_layers
+            model = lib.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
+            if not model:
+                raise EngineError(
+                    f"llama.cpp could not load {path} (not a GGUF it supports, or damaged); "
+                    "run `lsp-verify doctor` with --verbose for the loader's log"
+                )
+            self._model = model
+            self._stack.callback(lib.llama_model_free, model)
+
+            cparams = lib.llama_context_default_params()
+            cparams.n_ctx = n_ctx
+            cparams.n_batch = min(n_ctx, 512)
+            cparams.n_ubatch = min(n_ctx, 512)
+            cparams.n_seq_max = n_seq_max
+            cparams.n_threads = threads
+            cparams.n_threads_batch = threads
+            cparams.no_perf = True
+            # Unified KV: the k sequences share the prompt's cells and the free cells, so n_ctx bounds the
+            # total (prompt + all candidates) instead of being split n_seq_max ways.
+            self._unified = hasattr(cparams, "kv_unified")
+            if self._unified:
+                cparams.kv_unified = True
+            ctx = lib.llama_init_from_model(model, cparams)
+            if not ctx:
+                raise EngineError(
+                    f"llama.cpp could not create a context (n_ctx={n_ctx}, n_seq_max={n_seq_max})"
+                )
+            self._ctx = ctx
+            self._stack.callback(lib.llama_free, ctx)
+
+            self._n_batch = int(lib.llama_n_batch(ctx))
+            batch = lib.llama_batch_init(max(self._n_batch, n_seq_max), 0, 1)
+            self._batch = batch
+            self._stack.callback(lib.llama_batch_free, batch)
+        except BaseException:
+            self._stack.close()
+            raise
+
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._mem = lib.llama_get_memory(ctx)
+        self._n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
+        self._n_ctx = int(lib.llama_n_ctx(ctx))
+        self._n_ctx_seq = self._n_ctx if self._unified else self._n_ctx // n_seq_max
+        self._pieces: dict[int, bytes] = {}
+        self._eog_ids: list[int] | None = None
+        n_layers = int(lib.llama_model_n_layer(model))
+        system_info = (lib.llama_print_system_info() or b"").decode("utf-8", "replace")
+        self._info = EngineInfo(
+            model_path=str(path),
+            backend=_backend_name(system_info, _devices(lib), offload and n_gpu_layers != 0),
+            gpu_offload_supported=offload,
+            # -1 asks for every layer; llama.cpp offloads n_layer blocks plus the output layer.
+            n_gpu_layers=n_layers if n_gpu_layers < 0 else min(n_gpu_layers, n_layers),
+            n_layers=n_layers,
+            n_threads=threads,
+            n_ctx=self._n_ctx,
+            n_seq_max=n_seq_max,
+        )
+        log.info(
+            "engine ready: %s, backend %s, %d/%d layers offloaded, %d threads, n_ctx %d, %d sequences",
+            path.name,
+            self._info.backend,
+            self._info.n_gpu_layers,
+            n_layers,
+            threads,
+            self._n_ctx,
+            n_seq_max,
+        )
+
+    # ----------------------------------------------------------------------------------------- lifetime
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def close(self) -> None:
+        """Free batch, context and model, in that order. Safe to call twice."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._stack.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("the engine is closed")
+
+    # ----------------------------------------------------------------------------------------- tokens
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``. Special tokens written in the text (``<|im_start|>``) are parsed as such."""
+        self._check_open()
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (ctypes.c_int32 * capacity)()
+        n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:  # pragma: no cover - capacity is an upper bound for BPE vocabularies
+            capacity = -n
+            buf = (ctypes.c_int32 * capacity)()
+            n = self._lib.llama_tokenize(
+                self._vocab, data, len(data), buf, capacity, add_special, parse_special
+            )
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        """Bytes of one token (control tokens render as nothing); cached, the vocabulary never changes."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def _eog_tokens(self) -> list[int]:
+        if self._eog_ids is None:
+            is_eog = self._lib.llama_vocab_is_eog
+            self._eog_ids = [t for t in range(self._n_vocab) if is_eog(self._vocab, t)]
+        return self._eog_ids
+
+    # ----------------------------------------------------------------------------------------- sampling
+
+    def _sampler(self, params: SamplingParams, index: int, ignore_eos: bool) -> Any:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if ignore_eos:
+            eog = self._eog_tokens()
+            biases = (lib.llama_logit_bias * len(eog))(*[lib.llama_logit_bias(t, -math.inf) for t in eog])
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_logit_bias(self._n_vocab, len(eog), biases)
+            )
+        if params.temperature <= 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            if params.top_k > 0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(params.top_k))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+            if params.top_p < 1.0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+            # dist takes a uint32 seed; wrap so any Python int gives a repeatable, distinct stream.
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_dist((params.seed + index) & 0xFFFFFFFF)
+            )
+        return chain
+
+    def _check_budget(self, n_prompt: int, params: SamplingParams) -> None:
+        if self._unified:
+            need = n_prompt + params.k * params.max_tokens
+            where = f"prompt {n_prompt} + k {params.k} x max_tokens {params.max_tokens}"
+        else:
+            need = n_prompt + params.max_tokens
+            where = f"prompt {n_prompt} + max_tokens {params.max_tokens}"
+        limit = self._n_ctx if self._unified else self._n_ctx_seq
+        if need > limit:
+            raise ValueError(
+                f"prompt too long for the context: {where} = {need} tokens > n_ctx {limit}; "
+                "shorten the context (fewer tests or surrounding code), lower k or max_tokens, or raise n_ctx"
+            )
+
+    # ----------------------------------------------------------------------------------------- generate
+
+    def generate(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        on_generation: OnGeneration | None = None,
+        cancel: CancelToken | None = None,
+        ignore_eos: bool = False,
+    ) -> list[Generation]:
+        """Sample ``params.k`` continuations of ``prompt``; the list is ordered by sequence index.
+
+        Each :class:`Generation` is passed to ``on_generation`` (from this thread) the moment its sequence
+        ends, before the others finish. ``cancel`` is polled between decode steps: once set, every live
+        sequence ends with finish reason "cancelled" (also handed to ``on_generation``) and this returns.
+        ``ignore_eos`` masks end-of-generation tokens (benchmarks: every sequence runs its full budget).
+
+        ``Generation.text`` is the decoded continuation with a matched stop string cut off; for
+        ``left_function`` it still holds the line that left the function (the prompt's extraction trims it).
+        ``mean_logprob`` averages the model's own log-probability (softmax of the raw logits, before
+        temperature and top-p) of every sampled token, end-of-generation token included.
+        """
+        if params.k <= 0 or params.max_tokens <= 0:
+            raise ValueError("k and max_tokens must be positive")
+        if params.k > self._info.n_seq_max:
+            raise ValueError(f"k={params.k} exceeds the engine's n_seq_max={self._info.n_seq_max}")
+        with self._lock:
+            self._check_open()
+            return self._generate(prompt, params, on_generation, cancel, ignore_eos)
+
+    def _generate(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        on_generation: OnGeneration | None,
+        cancel: CancelToken | None,
+        ignore_eos: bool,
+    ) -> list[Generation]:
+        lib, ctx, batch = self._lib, self._ctx, self._batch
+        start = time.monotonic()
+        tokens = self.tokenize(prompt.text)
+        if not tokens:
+            raise ValueError("empty prompt")
+        self._check_budget(len(tokens), params)
+
+        # One context serves every request: forget whatever the last one left.
+        lib.llama_memory_clear(self._mem, True)
+
+        seqs: list[_Sequence] = []
+        finished: list[Generation] = []
+        stack = ExitStack()
+        try:
+            for i in range(params.k):
+                sampler = self._sampler(params, i, ignore_eos)
+                stack.callback(lib.llama_sampler_free, sampler)
+                seqs.append(_Sequence(i, sampler, codecs.getincrementaldecoder("utf-8")("replace")))
+
+            def finish(seq: _Sequence, reason: FinishReason) -> None:
+                seq.finish = reason
+                seq.text += seq.decoder.decode(b"", final=True)
+                if reason != "stop":
+                    seq.text = _cut_stop(seq.text, prompt.stop)[0]
+                gen = Generation(
+                    index=seq.index,
+                    text=seq.text,
+                    n_tokens=seq.n_tokens,
+                    mean_logprob=seq.logprob_sum / seq.n_tokens if seq.n_tokens else 0.0,
+                    finish_reason=reason,
+                    seconds=time.monotonic() - start,
+                )
+                finished.append(gen)
+                # Free its KV cells at once: with a unified cache the others can use them.
+                lib.llama_memory_seq_rm(self._mem, seq.index, -1, -1)
+                if on_generation is not None:
+                    on_generation(gen)
+
+            if not self._decode_prompt(tokens, cancel):
+                for seq in seqs:
+                    finish(seq, "cancelled")
+                return sorted(finished, key=lambda g: g.index)
+            for seq in seqs[1:]:
+                lib.llama_memory_seq_cp(self._mem, 0, seq.index, -1, -1)
+
+            # Every sequence samples its first token from the prompt's last logits row.
+            live = seqs
+            rows = [batch.n_tokens - 1] * len(live)
+            pos = len(tokens)
+            max_stop = max((len(s) for s in prompt.stop), default=0)
+            while True:
+                logits = self._logits(rows)
+                lse = _logsumexp_rows(logits)
+                still: list[_Sequence] = []
+                for j, seq in enumerate(live):
+                    token = int(lib.llama_sampler_sample(seq.sampler, ctx, rows[j]))
+                    seq.n_tokens += 1
+                    seq.logprob_sum += float(logits[j, token]) - float(lse[j])
+                    seq.last_token = token
+                    if lib.llama_vocab_is_eog(self._vocab, token) and not ignore_eos:
+                        finish(seq, "eos")
+                        continue
+                    new = seq.decoder.decode(self._piece(token))
+                    if new:
+                        seq.text += new
+                        if max_stop:
+                            cut, hit = _cut_stop(seq.text, prompt.stop, len(new) + max_stop)
+                            if hit:
+                                seq.text = cut
+                                finish(seq, "stop")
+                                continue
+                        if prompt.is_complete is not None and prompt.is_complete(seq.text):
+                            finish(seq, "left_function")
+                            continue
+                    if seq.n_tokens >= params.max_tokens:
+                        finish(seq, "length")
+                        continue
+                    still.append(seq)
+                live = still
+                if not live:
+                    break
+                if cancel is not None and cancel.cancelled:
+                    for seq in live:
+                        finish(seq, "cancelled")
+                    break
+                self._fill_batch([(s.last_token, pos, s.index) for s in live])
+                self._decode()
+                rows = list(range(len(live)))
+                pos += 1
+        finally:
+            stack.close()
+        return sorted(finished, key=lambda g: g.index)
+
+    def _fill_batch(self, items: Sequence[tuple[int, int, int]], *, logits_last_only: bool = False) -> None:
+        batch = self._batch
+        for j, (token, pos, seq_id) in enumerate(items):
+            batch.token[j] = token
+            batch.pos[j] = pos
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = seq_id
+            batch.logits[j] = not logits_last_only
+        if logits_last_only and items:
+            batch.logits[len(items) - 1] = True
+        batch.n_tokens = len(items)
+
+    def _decode(self) -> None:
+        rc = int(self._lib.llama_decode(self._ctx, self._batch))
+        if rc != 0:
+            reason = "no room left in the KV cache" if rc == 1 else f"error code {rc}"
+            raise EngineError(f"llama_decode failed: {reason}")
+
+    def _decode_prompt(self, tokens: list[int], cancel: CancelToken | None) -> bool:
+        """Decode the prompt into sequence 0 in n_batch chunks; False when cancelled in between."""
+        for begin in range(0, len(tokens), self._n_batch):
+            if cancel is not None and cancel.cancelled:
+                return False
+            chunk = tokens[begin : begin + self._n_batch]
+            self._fill_batch([(t, begin + j, 0) for j, t in enumerate(chunk)], logits_last_only=True)
+            self._decode()
+        return True
+
+    def _logits(self, rows: list[int]) -> npt.NDArray[np.float32]:
+        """The logits rows of the last decode, as one (len(rows), n_vocab) array (a view, no copy)."""
+        lib, ctx = self._lib, self._ctx
+        if rows == list(range(len(rows))):
+            ptr = lib.llama_get_logits(ctx)
+            return np.ctypeslib.as_array(ptr, shape=(len(rows), self._n_vocab))
+        # Prompt case: every sequence reads the same (last) row.
+        ptr = lib.llama_get_logits_ith(ctx, rows[0])
+        row = np.ctypeslib.as_array(ptr, shape=(1, self._n_vocab))
+        return np.broadcast_to(row, (len(rows), self._n_vocab))
+
+
+def _logsumexp_rows(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """log(sum(exp(row))) per row, stable; the log-probability of token t is logits[t] - lse."""
+    unique = logits[:1] if logits.strides[0] == 0 else logits
+    peak = unique.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(unique - peak).sum(axis=1, dtype=np.float64)) + peak[:, 0]
+    return np.broadcast_to(lse, (logits.shape[0],)) if unique is not logits else lse
+
+
+def _cut_stop(text: str, stops: Sequence[str], window: int | None = None) -> tuple[str, bool]:
+    """``text`` up to the earliest stop string (searching only the last ``window`` characters)."""
+    if not stops:
+        return text, False
+    begin = 0 if window is None else max(0, len(text) - window)
+    best = -1
+    for stop in stops:
+        at = text.find(stop, begin)
+        if at >= 0 and (best < 0 or at < best):
+            best = at
+    return (text[:best], True) if best >= 0 else (text, False)
