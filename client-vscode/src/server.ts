@@ -116,6 +116,11 @@ export class VerifyServer implements vscode.Disposable {
         if (client === undefined) {
             return;
         }
+        if (client.state === State.Starting) {
+            // The library restarting a crashed server: stop() refuses a client that is starting, and
+            // start() returns the start in progress, so wait for that to end first.
+            await client.start().catch(() => undefined);
+        }
         try {
             // stop() rejects for a client that never got running; that is the state we want anyway.
             if (client.state !== State.Stopped) {
