@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -37,7 +38,7 @@ from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .pytest_run import PytestRunner, TestRun
 from .sandbox import Limits, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
-from .test_index import TestIndex
+from .test_index import TestIndex, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
 
 _FAILING = frozenset({"failed", "error", "timeout"})
@@ -92,7 +93,9 @@ class Verifier:
         self._test_baselines: dict[str, TestRun] = {}
         self._started = False
         limits = Limits(memory_mb=settings.memory_limit_mb)
-        readable = [self.root, *(Path(p) for p in sys.path if p)]
+        # Under bwrap /tmp is private: whatever the interpreter imports from there must be mounted back.
+        python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        readable = [self.root, *(Path(p) for p in [*sys.path, *python_path] if p)]
         writable = [self._shadows.path, self._mypy_cache]
         self._mypy_worker = WorkerProcess(
             "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
@@ -165,7 +168,8 @@ class Verifier:
             notes.append("no nearby tests: types only")
         else:
             run = self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
-            baseline = run.outcomes
+            module = module_name(self.root, target.path)
+            baseline = tuple(o for o in run.outcomes if _selected(o.nodeid, doctest_file, module, target))
             run_tests = True
             if not baseline:
                 notes.append("no nearby tests: types only (none was collected)")
@@ -227,6 +231,8 @@ class Verifier:
             run = self._pytest.run(shadow, node_ids, doctest_file, target.path, cancel)
         finally:
             shadow.remove()
+        if run.leaked_imports:
+            raise VerifyError(_leak_message(run.leaked_imports))
         if run.problem:
             raise VerifyError(f"the tests near {target.qualname} could not run: {run.problem}")
         if run.collect_errors:
@@ -235,8 +241,6 @@ class Verifier:
                 f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
                 "Fix the test files or conftest.py so that `pytest --collect-only` succeeds."
             )
-        if run.leaked_imports:
-            raise VerifyError(_leak_message(run.leaked_imports))
         with self._lock:
             self._test_baselines[key] = run
         return run
@@ -345,7 +349,12 @@ class Verifier:
         before = plan.baseline_by_nodeid
         now = run.by_nodeid
         outcomes = tuple(now.get(nodeid) or TestOutcome(nodeid, "error", "not run") for nodeid in before)
-        outcomes += tuple(o for o in run.outcomes if o.nodeid not in before)
+        module = module_name(self.root, plan.target.path)
+        outcomes += tuple(
+            o
+            for o in run.outcomes
+            if o.nodeid not in before and _selected(o.nodeid, plan.doctest_file, module, plan.target)
+        )
         passed = tuple(o.nodeid for o in outcomes if o.outcome == "passed")
         fixed = tuple(nodeid for nodeid in passed if nodeid in before and before[nodeid].outcome in _FAILING)
         broken = tuple(
@@ -370,6 +379,15 @@ class Verifier:
             detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
         stage("tests", not detail, since, detail)
         return finish(not detail, Evidence.TESTS, **fields)
+
+
+def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:
+    """Whether a collected item counts: of the edited module's doctests, only the module docstring's and
+    the target's own - another function's doctest says nothing about this candidate."""
+    if doctest_file is None or not nodeid.startswith(f"{doctest_file}::"):
+        return True
+    name = nodeid.split("::", 1)[1]
+    return name in (module, f"{module}.{target.qualname}")
 
 
 def _leak_message(files: Iterable[str]) -> str:

@@ -1,0 +1,406 @@
+"""The verification cascade end to end, on fixture projects, with hand-written candidates.
+
+Every test copies a fixture to tmp_path and checks afterwards that the copy is byte-for-byte unchanged,
+with no new files (no __pycache__, .mypy_cache, .pytest_cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lsp_verify.cancel import Cancelled, CancelToken
+from lsp_verify.config import Settings
+from lsp_verify.syntax.target import EditTarget, TargetKind
+from lsp_verify.verify.cascade import Verifier, VerifyError
+from lsp_verify.verify.sandbox import choose_isolation
+from lsp_verify.verify.types import Candidate, Evidence
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STUB = "    raise NotImplementedError\n"
+BWRAP = choose_isolation("auto") == "bwrap"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with a hash of its content (or link target)."""
+    found = {}
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs + files:
+            path = Path(directory) / name
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                found[key] = "link:" + os.readlink(path)
+            elif path.is_file():
+                found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[key] = "dir"
+    return found
+
+
+def target_for(path: Path, name: str) -> EditTarget:
+    """An EditTarget for function ``name``; the cascade only uses its path and names."""
+    lines = path.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines) if text.startswith(f"def {name}("))
+    return EditTarget(
+        path=path, name=name, qualname=name, class_name=None, kind=TargetKind.STUB, is_async=False,
+        def_start_line=line, def_end_line=line + 1, body_start_byte=0, body_end_byte=0,
+        body_start_line=line + 1, body_start_col=4, body_end_line=line + 1, body_end_col=0, indent="    ",
+        header=lines[line], docstring=None, current_body="", source_sha256="",
+    )  # fmt: skip
+
+
+def candidate(index: int, text: str, old: str, new: str) -> Candidate:
+    assert old in text
+    return Candidate(index=index, body=new, new_text=text.replace(old, new, 1), key=new)
+
+
+def descendants() -> set[int]:
+    """Live processes descended from this one (zombies excluded)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+class Project:
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.before = snapshot(root)
+        self.verifier = Verifier(root, settings)
+
+    def close(self) -> None:
+        self.verifier.close()
+        assert snapshot(self.root) == self.before, "the user's tree changed"
+        deadline = time.monotonic() + 5
+        while descendants() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not descendants(), "a process outlived the verifier"
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Iterator[Callable[..., Project]]:
+    """``make_project(name, **settings)``: a trusted Verifier on a copy of fixture ``name``."""
+    made: list[Project] = []
+
+    def make(name: str = "calc", **overrides: object) -> Project:
+        root = tmp_path / name
+        shutil.copytree(FIXTURES / name, root)
+        values = {"trusted": True, "test_timeout_s": 10.0, **overrides}
+        made.append(Project(root, Settings().updated(values, "test")))
+        return made[-1]
+
+    yield make
+    for created in made:
+        created.close()
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Project]) -> Project:
+    return make_project("calc")
+
+
+def calc(project: Project, name: str = "add") -> tuple[Path, str, EditTarget]:
+    path = project.root / "calc" / "core.py"
+    return path, path.read_text(), target_for(path, name)
+
+
+def test_correct_candidate_passes_with_tests_and_reports_fixed_tests(project: Project) -> None:
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    assert "tests/test_calc.py::test_add" in plan.tests_selected
+    assert "calc/core.py::calc.core.add" in plan.tests_selected  # the docstring's doctest
+    assert "tests/test_calc.py::test_mul" not in plan.tests_selected
+    stages: list[str] = []
+    result = project.verifier.verify(
+        plan, candidate(0, text, STUB, "    return a + b\n"), CancelToken(), stages.append
+    )
+    assert result.passed, result.first_error
+    assert result.evidence is Evidence.TESTS
+    assert stages == ["mypy", "tests"]
+    assert set(result.tests_passed) == set(plan.tests_selected)
+    # Every selected test failed on the stub and passes now.
+    assert set(result.tests_fixed) == set(plan.tests_selected)
+
+
+def test_candidate_adding_a_type_error_is_rejected_at_mypy(project: Project) -> None:
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    result = project.verifier.verify(plan, candidate(0, text, STUB, "    return str(a + b)\n"), CancelToken())
+    assert not result.passed
+    assert result.stages[-1].stage == "mypy"
+    assert "Incompatible return value type" in (result.first_error or "")
+    assert result.new_mypy_errors
+
+
+def test_syntax_error_is_rejected_at_parse(project: Project) -> None:
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    result = project.verifier.verify(plan, candidate(0, text, STUB, "    return a +\n"), CancelToken())
+    assert [s.stage for s in result.stages] == ["parse"]
+    assert not result.passed
+
+
+def test_pre_existing_mypy_errors_do_not_fail_candidates(make_project: Callable[..., Project]) -> None:
+    project = make_project("typed")
+    path = project.root / "typed" / "core.py"
+    text = path.read_text()
+    plan = project.verifier.prepare(target_for(path, "greet"), text, CancelToken())
+    assert len(plan.baseline_mypy_errors) >= 2
+    good = project.verifier.verify(
+        plan, candidate(0, text, 'return "hello"', 'return f"hello {name}"'), CancelToken()
+    )
+    assert good.passed, good.first_error
+    bad = project.verifier.verify(
+        plan, candidate(1, text, 'return "hello"', "return len(name)"), CancelToken()
+    )
+    assert not bad.passed and bad.stages[-1].stage == "mypy"
+
+
+def test_candidate_breaking_a_passing_test_is_rejected_naming_it(project: Project) -> None:
+    _, text, target = calc(project, "mul")
+    plan = project.verifier.prepare(target, text, CancelToken())
+    assert [o.outcome for o in plan.baseline] == ["passed"]
+    result = project.verifier.verify(plan, candidate(0, text, "return a * b", "return a + b"), CancelToken())
+    assert not result.passed
+    assert result.tests_broken == ("tests/test_calc.py::test_mul",)
+    assert "tests/test_calc.py::test_mul failed" in (result.first_error or "")
+
+
+def test_hanging_candidate_times_out_quickly_and_leaves_no_process(
+    make_project: Callable[..., Project],
+) -> None:
+    project = make_project("calc", test_timeout_s=2.0)
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    started = time.monotonic()
+    result = project.verifier.verify(
+        plan, candidate(0, text, STUB, "    while True:\n        pass\n"), CancelToken()
+    )
+    assert time.monotonic() - started < 10
+    assert not result.passed
+    assert any(o.outcome == "timeout" for o in result.outcomes)
+    assert "timeout" in (result.first_error or "")
+
+
+def test_forked_sleeper_holding_output_is_killed(make_project: Callable[..., Project]) -> None:
+    project = make_project("calc", test_timeout_s=3.0)
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    body = (
+        "    import os, subprocess, sys, time\n"
+        "    subprocess.Popen(['sleep', '1000.4242'])\n"  # same process group, inherits stdout
+        "    if os.fork() == 0:\n"
+        "        time.sleep(1000)\n"
+        "    return a + b\n"
+    )
+    started = time.monotonic()
+    result = project.verifier.verify(plan, candidate(0, text, STUB, body), CancelToken())
+    assert time.monotonic() - started < 15
+    assert result.first_error is None or "timeout" not in result.first_error
+    assert not processes_with("1000.4242"), "a process of the run outlived it"
+
+
+@pytest.mark.skipif(
+    not BWRAP, reason="escaping the process group is contained only by bubblewrap's PID namespace"
+)
+def test_setsid_escapee_dies_with_the_sandbox(make_project: Callable[..., Project]) -> None:
+    project = make_project("calc", test_timeout_s=3.0)
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    body = (
+        "    import subprocess\n"
+        "    subprocess.Popen(['sleep', '1000.4343'], start_new_session=True)\n"
+        "    return a + b\n"
+    )
+    project.verifier.verify(plan, candidate(0, text, STUB, body), CancelToken())
+    project.verifier.close()
+    # The kernel kills the rest of a PID namespace as its init exits: give it a moment.
+    deadline = time.monotonic() + 5
+    while processes_with("1000.4343") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not processes_with("1000.4343")
+
+
+def test_writes_outside_the_shadow_do_not_reach_the_user(project: Project, tmp_path: Path) -> None:
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    outside = tmp_path / "outside.txt"
+    body = (
+        "    from pathlib import Path\n"
+        f"    root = Path({str(project.root)!r})\n"
+        f"    for p in [root / 'pwned.txt', root / 'calc' / 'x.txt',\n"
+        f"              Path({str(outside)!r})]:\n"
+        "        try:\n"
+        "            p.write_text('pwned')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return a + b\n"
+    )
+    result = project.verifier.verify(plan, candidate(0, text, STUB, body), CancelToken())
+    assert result.passed, result.first_error
+    if not BWRAP:
+        pytest.skip("without bubblewrap the filesystem is not read-only: only the shadow protects the user")
+    assert not outside.exists()
+    # Project.close checks the workspace is byte-for-byte unchanged, with no new files.
+
+
+@pytest.mark.skipif(choose_isolation("auto") == "none", reason="no network isolation on this machine")
+def test_network_is_unreachable_from_tests(project: Project) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    body = (
+        "    import socket\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    return a + b\n"
+    )
+    result = project.verifier.verify(plan, candidate(0, text, STUB, body), CancelToken())
+    assert result.passed, result.first_error
+    with pytest.raises(TimeoutError):
+        server.accept()
+    server.close()
+
+
+def test_uncollectable_tests_give_a_clear_verify_error(make_project: Callable[..., Project]) -> None:
+    project = make_project("broken")
+    path = project.root / "broken" / "core.py"
+    with pytest.raises(VerifyError, match=r"cannot be collected.*module_that_does_not_exist"):
+        project.verifier.prepare(target_for(path, "double"), path.read_text(), CancelToken())
+
+
+def test_collection_errors_in_unrelated_files_do_not_block(make_project: Callable[..., Project]) -> None:
+    project = make_project("partly")
+    path = project.root / "partly" / "core.py"
+    text = path.read_text()
+    plan = project.verifier.prepare(target_for(path, "double"), text, CancelToken())
+    assert plan.tests_selected == ("tests/test_core.py::test_double",)
+    result = project.verifier.verify(plan, candidate(0, text, "return x + x", "return 2 * x"), CancelToken())
+    assert result.passed and result.evidence is Evidence.TESTS
+
+
+def test_cancel_during_a_test_run_kills_it_promptly(make_project: Callable[..., Project]) -> None:
+    project = make_project("calc", test_timeout_s=60.0)
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    cancel = CancelToken()
+    timer = threading.Timer(1.0, cancel.cancel)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        project.verifier.verify(
+            plan, candidate(0, text, STUB, "    import time\n    time.sleep(50)\n    return a + b\n"), cancel
+        )
+    assert time.monotonic() - started < 6
+
+
+def test_untrusted_workspace_runs_mypy_but_no_tests(make_project: Callable[..., Project]) -> None:
+    project = make_project("calc", trusted=False)
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    assert plan.tests_selected == ()
+    assert any("untrusted" in note for note in plan.notes)
+    result = project.verifier.verify(plan, candidate(0, text, STUB, "    return a + b\n"), CancelToken())
+    assert result.passed and result.evidence is Evidence.TYPES_ONLY
+
+
+def test_shadow_is_private_and_removed_on_close(project: Project) -> None:
+    shadow_dir = project.verifier._shadows.path
+    assert (shadow_dir.stat().st_mode & 0o777) == 0o700
+    project.verifier.close()
+    assert not shadow_dir.exists()
+
+
+def _site_dir(tmp_path: Path, sitecustomize: str) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(sitecustomize)
+    return site
+
+
+def test_imports_resolve_to_the_shadow_despite_an_editable_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", root)
+    # An editable install's .pth puts the user's tree on sys.path.
+    site = _site_dir(tmp_path, "import os, site\nsite.addsitedir(os.path.dirname(__file__))\n")
+    (site / "__editable__.calc.pth").write_text(f"{root}\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    project = Project(root, Settings(trusted=True, test_timeout_s=10.0))
+    try:
+        _, text, target = calc(project)
+        plan = project.verifier.prepare(target, text, CancelToken())
+        result = project.verifier.verify(plan, candidate(0, text, STUB, "    return a + b\n"), CancelToken())
+        assert result.passed and result.evidence is Evidence.TESTS
+    finally:
+        project.close()
+
+
+def test_refuses_to_pass_when_imports_resolve_to_the_users_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", root)
+    # A finder placed before the path finder (as some editable installs do) that maps `calc` to the
+    # user's tree: the shadow cannot win, so no candidate may pass.
+    finder = f"""
+import importlib.machinery, importlib.util, sys
+
+class _Finder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "calc" or name.startswith("calc."):
+            return importlib.machinery.PathFinder.find_spec(name, [{str(root)!r}] if name == "calc" else path)
+        return None
+
+sys.meta_path.insert(0, _Finder)
+"""
+    site = _site_dir(tmp_path, finder)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    project = Project(root, Settings(trusted=True, test_timeout_s=10.0))
+    try:
+        _, text, target = calc(project)
+        with pytest.raises(VerifyError, match="outside the shadow"):
+            project.verifier.prepare(target, text, CancelToken())
+    finally:
+        project.close()
