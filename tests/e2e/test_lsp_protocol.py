@@ -101,7 +101,7 @@ async def test_command_applies_through_apply_edit(client: EditorClient, project:
 
 
 async def test_nothing_passed_says_why(client: EditorClient, project: Path) -> None:
-    uri = client.open(project / "mathutil.py")
+    uri = client.open(project / "secret.py")
     before = client.text(uri)
     client.messages.clear()
     (action,) = await code_actions(client, uri, line_of(before, "def magic"))
