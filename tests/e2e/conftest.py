@@ -177,6 +177,41 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every live descendant of ``pid`` -> its parent."""
+    found: dict[int, int] = {}
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        for child in children_of(parent):
+            found[child] = parent
+            stack.append(child)
+    return found
+
+
+def running_work(pid: int) -> list[str]:
+    """Descendants of the server doing a request's work (a test run, a mypy run, any other subprocess).
+
+    The verifier's fork servers (and the bubblewrap sandbox around them) stay between requests by design;
+    each run is a fork of one of them, recognisable by having the same command line as its parent.
+    """
+    work = []
+    for child, parent in descendants(pid).items():
+        command = cmdline(child)
+        if command.split(" ")[0].endswith("bwrap"):
+            continue
+        if "lsp-verify-worker" not in command or command == cmdline(parent):
+            work.append(f"{child}: {command[:120]}")
+    return work
+
+
 async def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -23,11 +23,12 @@ from .conftest import (
     MODEL_OPTIONS,
     SERVER,
     EditorClient,
-    children_of,
     code_actions,
     config,
     copy_project,
+    descendants,
     line_of,
+    running_work,
     start,
     wait_until,
 )
@@ -131,7 +132,8 @@ async def test_cancel_mid_generation_stops_work_and_child_processes(
     with pytest.raises(JsonRpcException) as error:
         await future
     assert error.value.code == -32800
-    assert await wait_until(lambda: children_of(client._server.pid) == [], timeout=5)  # type: ignore[union-attr]
+    pid = client._server.pid  # type: ignore[union-attr]
+    assert await wait_until(lambda: running_work(pid) == [], timeout=5), running_work(pid)
     assert time.monotonic() - cancelled_at < 10
     assert client.text(uri) == before
 
@@ -155,7 +157,11 @@ async def untrusted(lsp_client: EditorClient, tmp_path_factory: pytest.TempPathF
     await start(lsp_client, project, "neovim", **MODEL_OPTIONS)  # utf-8 positions, no documentChanges
     lsp_client.project = project  # type: ignore[attr-defined]
     yield
+    assert lsp_client._server is not None
+    started = descendants(lsp_client._server.pid)
     await lsp_client.shutdown_session()
+    # Exiting stops every process the server started (the verifier's fork servers included).
+    assert await wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in started), timeout=10)
 
 
 async def test_untrusted_workspace_runs_no_tests(untrusted: EditorClient) -> None:
