@@ -105,6 +105,12 @@ class Verifier:
             "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
             cwd=self._shadows.path,
         )  # fmt: skip
+        # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
+        # next - loading the model, generating - instead of delaying the first check.
+        for worker in (self._mypy_worker, self._pytest_worker) if settings.trusted else (self._mypy_worker,):
+            threading.Thread(
+                target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
+            ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
         self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s)
 

@@ -133,9 +133,14 @@ def config_digest(root: Path) -> str:
 
 
 def default_cache_dir(root: Path) -> Path:
-    """mypy's incremental cache for ``root``: outside the workspace, shared across runs and requests."""
+    """mypy's incremental cache: outside the workspace, shared across runs, requests and checkouts.
+
+    Keyed by interpreter and mypy configuration, not by path: the typeshed part (most of a cold check's
+    seconds) is then warm for a new clone or a second worktree of the project too. mypy validates every
+    entry by content hash, so sharing is safe.
+    """
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{sys.executable}\0{config_digest(root)}".encode()).hexdigest()[:16]
     path = base / "lsp-verify" / "mypy" / tag
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path

@@ -143,7 +143,9 @@ def sandbox_argv(
             wrapped += ["--ro-bind", str(real), str(real)]
     for path in writable:
         wrapped += ["--bind", str(path), str(path)]
-    wrapped += ["--unshare-net", "--unshare-pid", "--die-with-parent", "--"]
+    # No --die-with-parent: its PR_SET_PDEATHSIG fires when the *thread* that started bwrap exits, which
+    # would kill workers started from a warm-up thread. A worker exits on end-of-file on stdin instead.
+    wrapped += ["--unshare-net", "--unshare-pid", "--"]
     return [*wrapped, *argv]
 
 
@@ -330,6 +332,13 @@ class WorkerProcess:
         line, self._buffer = self._buffer.split(b"\n", 1)
         answer: dict[str, Any] = json.loads(line)
         return answer
+
+    def warm_up(self) -> None:
+        """Start the worker now (from a background thread) so that the first request does not wait."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                with contextlib.suppress(WorkerError, OSError):
+                    self._start(time.monotonic() + 60.0)
 
     def request(self, request: dict[str, Any], cancel: CancelToken) -> dict[str, Any]:
         """Send one request and wait for its answer (``request["timeout"]`` plus start-up and grace)."""
