@@ -20,7 +20,7 @@ from .model.engine import Engine
 from .model.prompts import PromptContext, build_prompt, choose_format
 from .model.source import resolve_model
 from .model.types import Generation, SamplingParams
-from .syntax.context import PromptPieces, prompt_pieces
+from .syntax.context import PromptPieces, nearby_tests_source, prompt_pieces
 from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
@@ -392,6 +392,6 @@ def _prompt_context(request: FixRequest, target: EditTarget, pieces: PromptPiece
         indent=pieces.indent,
         prefix=pieces.prefix,
         suffix=pieces.suffix,
-        tests=plan.tests_source,
+        tests=nearby_tests_source(request.root, plan.pytest_targets),
         feedback=None,
     )

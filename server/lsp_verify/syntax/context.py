@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 import tree_sitter
 
@@ -17,6 +19,7 @@ from .parse import captures
 from .splice import StaleTargetError
 from .target import EditTarget
 from .targets import FunctionSite, SourceText, docstring_node, parse_functions, site_for
+from .tests_scan import test_functions
 
 MAX_CONSTANT_CHARS = 120
 """A module-level assignment longer than this (or spanning lines) is left out of ``imports``."""
@@ -210,3 +213,38 @@ def _comments(node: tree_sitter.Node, end: int) -> list[tree_sitter.Node]:
 
 def _node_text(source: SourceText, node: tree_sitter.Node) -> str:
     return source.slice(node.start_byte, node.end_byte)
+
+
+MAX_TESTS_CHARS = 1500
+"""The 0.5B default model has a small useful context: a few tests tell it more than many."""
+
+
+def nearby_tests_source(root: Path, node_ids: Sequence[str], max_chars: int = MAX_TESTS_CHARS) -> str:
+    """Source of the test functions named by pytest ``node_ids`` (``path::[Class::]name[...]``), for the prompt.
+
+    Parametrised ids and doctest ids are reduced to their function; unreadable files are skipped. Stops
+    before ``max_chars`` so one long test module cannot crowd the function itself out of the prompt.
+    """
+    wanted: dict[str, set[str]] = {}
+    for node_id in node_ids:
+        path, _, rest = node_id.partition("::")
+        if not rest or not path.endswith(".py"):
+            continue
+        wanted.setdefault(path, set()).add(rest.split("[", 1)[0])
+    chunks: list[str] = []
+    used = 0
+    for relative, suffixes in wanted.items():
+        try:
+            source = (root / relative).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        lines = source.splitlines()
+        for function in test_functions(source):
+            if function.nodeid_suffix not in suffixes:
+                continue
+            chunk = "\n".join(lines[function.line : function.end_line + 1])
+            if used + len(chunk) > max_chars:
+                return "\n\n".join(chunks)
+            chunks.append(chunk)
+            used += len(chunk)
+    return "\n\n".join(chunks)
