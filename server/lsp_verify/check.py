@@ -562,7 +562,15 @@ def _fix_files(options: FixOptions, cwd: Path) -> list[_FixFile]:
                 by_path.setdefault(change.path.resolve(), _FixFile(change.path.resolve())).lines.append(None)
         return list(by_path.values())
     for spec in options.specs:
-        path, line = parse_location(str(cwd / spec) if not Path(spec).is_absolute() else spec)
+        directory = (cwd / spec).resolve()
+        if directory.is_dir():
+            # Every stub in the package's source files (tests and hidden directories left out).
+            for path in sorted(directory.rglob("*.py")):
+                relative = path.relative_to(directory).as_posix()
+                if not _is_test_file(relative) and not any(p.startswith(".") for p in relative.split("/")):
+                    by_path.setdefault(path, _FixFile(path)).lines.append(None)
+            continue
+        path, line = parse_location(str(cwd / spec))
         by_path.setdefault(path, _FixFile(path)).lines.append(line)
     return list(by_path.values())
 

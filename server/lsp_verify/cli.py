@@ -171,8 +171,10 @@ class StatusLine:
         self.stream = stream
         self.live = stream.isatty()
         self._shown = False
+        self._label = ""
 
     def started(self, message: str) -> None:
+        self._label = message
         if self.live:
             self.update(message)
         else:
@@ -187,7 +189,7 @@ class StatusLine:
         self._shown = True
 
     def progress(self, progress: Progress) -> None:
-        self.update(progress.message)
+        self.update(f"{self._label} — {progress.message}" if self._label else progress.message)
 
     def clear(self) -> None:
         if self._shown:
