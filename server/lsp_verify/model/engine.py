@@ -352,7 +352,8 @@ class Engine:
             self._pieces[token] = piece
         return piece
 
-    def _eog_tokens(self) -> list[int]:
+    def eog_tokens(self) -> list[int]:
+        """Ids of every end-of-generation token (EOS, EOT, FIM pad, ...), computed once."""
         if self._eog_ids is None:
             is_eog = self._lib.llama_vocab_is_eog
             self._eog_ids = [t for t in range(self._n_vocab) if is_eog(self._vocab, t)]
@@ -364,7 +365,7 @@ class Engine:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if ignore_eos:
-            eog = self._eog_tokens()
+            eog = self.eog_tokens()
             biases = (lib.llama_logit_bias * len(eog))(*[lib.llama_logit_bias(t, -math.inf) for t in eog])
             lib.llama_sampler_chain_add(
                 chain, lib.llama_sampler_init_logit_bias(self._n_vocab, len(eog), biases)
