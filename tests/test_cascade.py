@@ -404,3 +404,35 @@ sys.meta_path.insert(0, _Finder)
             project.verifier.prepare(target, text, CancelToken())
     finally:
         project.close()
+
+
+def test_another_stubs_failing_test_does_not_sink_the_candidate(make_project: Callable[..., Project]) -> None:
+    # test_text.py is the conventional test module of pkg/text.py, so all its tests are selected; the one
+    # for the other stub fails before and after, which is not this candidate's fault.
+    project = make_project("twostubs")
+    path = project.root / "pkg" / "text.py"
+    text = path.read_text()
+    plan = project.verifier.prepare(target_for(path, "shout"), text, CancelToken())
+    assert {"tests/test_text.py::test_shout", "tests/test_text.py::test_whisper"} <= set(plan.tests_selected)
+    first_stub = "def shout(word: str) -> str:\n    raise NotImplementedError\n"
+    good = candidate(0, text, first_stub, "def shout(word: str) -> str:\n    return word.upper()\n")
+    result = project.verifier.verify(plan, good, CancelToken())
+    assert result.passed, result.first_error
+    assert result.evidence is Evidence.TESTS
+    assert result.tests_fixed == ("tests/test_text.py::test_shout",)
+    # The target's own test must pass: a body that is still wrong fails on it.
+    wrong = candidate(1, text, first_stub, "def shout(word: str) -> str:\n    return word\n")
+    result = project.verifier.verify(plan, wrong, CancelToken())
+    assert not result.passed
+    assert "test_shout" in (result.first_error or "")
+    # A guard test that passed before must still pass.
+    breaking = candidate(
+        2,
+        text,
+        "def stay(word: str) -> str:\n    return word\n",
+        "def stay(word: str) -> str:\n    return ''\n",
+    )
+    breaking = Candidate(2, "", breaking.new_text.replace(first_stub, good.body), "k")
+    result = project.verifier.verify(plan, breaking, CancelToken())
+    assert not result.passed
+    assert result.tests_broken == ("tests/test_text.py::test_stay",)

@@ -70,6 +70,10 @@ class VerifyPlan:
     """What is passed to pytest: node ids of the selected test functions."""
     doctest_file: str | None = None
     """The edited file, when it holds doctests (run with ``--doctest-modules``)."""
+    direct_tests: tuple[str, ...] = ()
+    """Node ids (of ``pytest_targets``) of the tests that name the target: they must pass. Other selected
+    tests (the rest of the conventional test module, the module docstring's doctests) must only not break:
+    one that already failed on the original code is not the candidate's fault."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -164,7 +168,9 @@ class Verifier:
         if run_mypy:
             baseline_mypy = self._baseline_mypy(relative, original_text, cancel).errors
 
-        node_ids = tuple(self._index.node_ids(target.path, target.name, target.class_name))
+        nearby = self._index.nearby(target.path, target.name, target.class_name)
+        node_ids = tuple(node_id for node_id, _ in nearby)
+        direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
         doctest_file = relative.as_posix() if ">>>" in original_text else None
         baseline: tuple[TestOutcome, ...] = ()
         run_tests = False
@@ -192,6 +198,7 @@ class Verifier:
             run_tests=run_tests,
             pytest_targets=node_ids,
             doctest_file=doctest_file,
+            direct_tests=direct,
             started_at=started,
         )
 
@@ -368,7 +375,12 @@ class Verifier:
             for o in outcomes
             if o.outcome != "passed" and before.get(o.nodeid, o).outcome == "passed"
         )
-        failing = [o for o in outcomes if o.outcome in _FAILING]
+        failing = [
+            o
+            for o in outcomes
+            if o.outcome in _FAILING
+            and (_is_direct(o.nodeid, plan, module) or before.get(o.nodeid, o).outcome not in _FAILING)
+        ]
         fields = {"tests_passed": passed, "tests_fixed": fixed, "tests_broken": broken, "outcomes": outcomes}
         detail = ""
         if run.leaked_imports:
@@ -383,8 +395,24 @@ class Verifier:
             others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
             message = first.message.strip().splitlines()[-1] if first.message.strip() else ""
             detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
+        # Tests that merely guard the rest of the module say nothing about the target's own behaviour.
+        evidence = (
+            Evidence.TESTS
+            if any(_is_direct(o.nodeid, plan, module) for o in outcomes)
+            else Evidence.TYPES_ONLY
+        )
+        if not detail and evidence is Evidence.TYPES_ONLY and self.settings.require_tests:
+            detail = f"no nearby test names {plan.target.qualname} and require_tests is set"
         stage("tests", not detail, since, detail)
-        return finish(not detail, Evidence.TESTS, **fields)
+        return finish(not detail, evidence, **fields)
+
+
+def _is_direct(nodeid: str, plan: VerifyPlan, module: str) -> bool:
+    """Whether a test item names the target (it must pass), as opposed to guarding the module's rest."""
+    if plan.doctest_file is not None and nodeid.startswith(f"{plan.doctest_file}::"):
+        return nodeid.split("::", 1)[1] == f"{module}.{plan.target.qualname}"
+    function = nodeid.split("[", 1)[0]
+    return function in plan.direct_tests
 
 
 def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:

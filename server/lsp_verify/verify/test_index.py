@@ -249,31 +249,41 @@ class TestIndex:
 
     def node_ids(self, target_path: Path, name: str, class_name: str | None) -> list[str]:
         """pytest node ids of the tests near function ``name`` (a method of ``class_name``) in the file."""
+        return [node_id for node_id, _ in self.nearby(target_path, name, class_name)]
+
+    def nearby(self, target_path: Path, name: str, class_name: str | None) -> list[tuple[str, bool]]:
+        """(node id, direct) for each test near ``name``: direct when the test itself names the target.
+
+        Tests of the conventional module (``test_<module>.py``) that never name the target are selected
+        too, as a guard against breaking the module's other behaviour, but they are not direct.
+        """
         absolute = target_path if target_path.is_absolute() else self.root / target_path
         module = module_name(self.root, absolute)
         stem = absolute.stem
         conventional = {f"test_{stem}.py", f"{stem}_test.py"}
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
-        selected: list[str] = []
+        selected: list[tuple[str, bool]] = []
         for test_file in self.test_files():
             if (self.root / test_file.path).resolve() == absolute.resolve():
                 continue
             prefix = test_file.path.as_posix()
+            wanted = {name}
+            if class_name:
+                wanted.add(class_name)
+            wanted |= {local for local, origin in test_file.aliases.items() if origin.endswith(f".{name}")}
             if test_file.path.name in conventional:
-                selected += [f"{prefix}::{f.node_suffix}" for f in test_file.functions]
+                selected += [
+                    (f"{prefix}::{f.node_suffix}", bool(f.names_used & wanted)) for f in test_file.functions
+                ]
                 continue
             imports_module = module in test_file.imported_modules or f"{module}.{name}" in (
                 test_file.imported_modules
             )
             if not imports_module and not (parents & test_file.imported_modules and "." in module):
                 continue
-            wanted = {name}
-            if class_name:
-                wanted.add(class_name)
-            wanted |= {local for local, origin in test_file.aliases.items() if origin.endswith(f".{name}")}
             for function in test_file.functions:
                 if function.names_used & wanted:
-                    selected.append(f"{prefix}::{function.node_suffix}")
+                    selected.append((f"{prefix}::{function.node_suffix}", True))
         return selected
 
     def _ensure_listed(self) -> dict[Path, TestFile | None]:
