@@ -1090,7 +1090,8 @@ def plot(summary: Mapping[str, Any], records: Sequence[ProblemRecord], path: Pat
     ax.set_ylim(0, 1.02)
     ax.set_title(f"latency CDF, k = {top}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if views:
+        ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(
         "lsp-verify on HumanEval ("
         + ", ".join(f"{GROUP_LABELS[g]} n={groups[g]['problems']}" for g in GROUPS)
