@@ -693,11 +693,8 @@ def generate_candidates(
     The prompt is the pipeline's own (same target, same nearby tests), so what this prints is what the
     verifier would be given. Returns (unified diff, note) per distinct candidate, in sequence order.
     """
-    from .model.prompts import build_prompt, choose_format
-    from .model.types import Generation, SamplingParams
-    from .pipeline import FixRequest, Pipeline, _prompt_context
-    from .syntax.context import prompt_pieces
-    from .syntax.splice import extract_body, normalise, splice_body
+    from .model.types import Generation
+    from .pipeline import FixRequest, Pipeline, candidate_from
     from .syntax.targets import target_at
 
     status = status or _Quiet()
@@ -715,34 +712,22 @@ def generate_candidates(
         request = FixRequest(path=path, text=text, root=root, line=line)
         plan = pipeline.verifier(root).prepare(target, text, CancelToken())
         status.started("loading the model")
-        engine = pipeline.engine()
-        fmt = choose_format(engine.info.model_path, settings.prompt_format)
-        prompt = build_prompt(_prompt_context(request, target, prompt_pieces(text, target), plan), fmt)
-        params = SamplingParams(
-            k=settings.k,
-            max_tokens=settings.max_tokens,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=settings.seed,
-        )
+        prompt, params = pipeline.prompt(request, target, plan)
         status.started(f"generating {settings.k} candidates for {target.qualname}")
-        generations: list[Generation] = engine.generate(prompt, params)
+        generations: list[Generation] = pipeline.engine().generate(prompt, params)
     finally:
         pipeline.close()
 
     seen: dict[str, int] = {}
     out: list[tuple[str, str]] = []
     for generation in generations:
-        body = extract_body(prompt.prefill + generation.text, target)
-        if body is None:
+        candidate = candidate_from(generation, prompt, text, target)
+        if candidate is None or candidate.key in seen:
             continue
-        key = normalise(body)
-        if key in seen:
-            continue
-        seen[key] = len(out)
+        seen[candidate.key] = len(out)
         note = (
             f"sequence {generation.index}, {generation.n_tokens} tokens, mean logprob "
             f"{generation.mean_logprob:.3f}, finished by {generation.finish_reason}"
         )
-        out.append((unified_diff(text, splice_body(text, target, body), relpath), note))
+        out.append((unified_diff(text, candidate.new_text, relpath), note))
     return out

@@ -7,6 +7,7 @@ verified as soon as the engine hands it over, while the other sequences are stil
 from __future__ import annotations
 
 import dataclasses
+import functools
 import queue
 import threading
 import time
@@ -19,8 +20,8 @@ from .config import Settings
 from .model.engine import Engine
 from .model.prompts import PromptContext, build_prompt, choose_format
 from .model.source import resolve_model
-from .model.types import Generation, SamplingParams
-from .syntax.context import PromptPieces, nearby_tests_source, prompt_pieces
+from .model.types import Generation, Prompt, SamplingParams
+from .syntax.context import nearby_tests_source, prompt_pieces
 from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
@@ -90,7 +91,9 @@ class Pipeline:
     (tree-sitter only) and safe to call from any thread.
     """
 
-    def __init__(self, settings: Settings, *, engine_factory: Callable[[Settings], Engine] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, engine_factory: Callable[[Settings], Engine] | None = None
+    ) -> None:
         self.settings = settings
         self._engine_factory = engine_factory or _load_engine
         self._engine: Engine | None = None
@@ -110,8 +113,8 @@ class Pipeline:
             stubs = find_stub_targets(request.text, request.path, request.version)
             if not stubs:
                 raise TargetError(
-                    f"{request.path.name}: no function with a stub body (..., pass, raise NotImplementedError, "
-                    "TODO) found; give a line to rewrite a specific function"
+                    f"{request.path.name}: no function with a stub body (..., pass, "
+                    "raise NotImplementedError, TODO) found; give a line to rewrite a specific function"
                 )
             return stubs[0]
         return target_at(request.text, request.path, request.line, request.version)
@@ -161,6 +164,34 @@ class Pipeline:
                 self._engine = None
 
     # -- the request -------------------------------------------------------------------------------
+    def prompt(
+        self, request: FixRequest, target: EditTarget, plan: VerifyPlan, *, k: int | None = None
+    ) -> tuple[Prompt, SamplingParams]:
+        """The prompt and sampling parameters for ``target`` (loads the engine to choose the format)."""
+        settings = self.settings
+        fmt = choose_format(self.engine().info.model_path, settings.prompt_format)
+        pieces = prompt_pieces(request.text, target)
+        context = PromptContext(
+            path=request.path,
+            imports=pieces.imports,
+            class_header=pieces.class_header,
+            header=pieces.header,
+            docstring=pieces.docstring,
+            indent=pieces.indent,
+            prefix=pieces.prefix,
+            suffix=pieces.suffix,
+            tests=nearby_tests_source(request.root, plan.pytest_targets),
+            feedback=None,
+        )
+        params = SamplingParams(
+            k=k or settings.k,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+        )
+        return build_prompt(context, fmt), params
+
     def run(
         self,
         request: FixRequest,
@@ -190,17 +221,8 @@ class Pipeline:
         plan = verifier.prepare(target, request.text, cancel)
         cancel.raise_if_cancelled()
 
-        pieces = prompt_pieces(request.text, target)
+        prompt, params = self.prompt(request, target, plan, k=k)
         engine = self.engine()
-        fmt = choose_format(engine.info.model_path, settings.prompt_format)
-        prompt = build_prompt(_prompt_context(request, target, pieces, plan), fmt)
-        params = SamplingParams(
-            k=k,
-            max_tokens=settings.max_tokens,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=settings.seed,
-        )
 
         results: list[CandidateResult] = []
         seen: dict[str, Candidate] = {}
@@ -214,25 +236,15 @@ class Pipeline:
             nonlocal n_generated
             n_generated += 1
             report.generated(n_generated)
-            body = extract_body(prompt.prefill + generation.text, target)
-            if body is None:
+            candidate = candidate_from(generation, prompt, request.text, target)
+            if candidate is None:
                 return
-            new_text = splice_body(request.text, target, body)
-            key = normalise(body)
             with results_lock:
-                if key in seen:
-                    seen[key] = dataclasses.replace(seen[key], duplicates=seen[key].duplicates + 1)
+                if candidate.key in seen:
+                    earlier = seen[candidate.key]
+                    seen[candidate.key] = dataclasses.replace(earlier, duplicates=earlier.duplicates + 1)
                     return
-                candidate = Candidate(
-                    index=generation.index,
-                    body=body,
-                    new_text=new_text,
-                    key=key,
-                    mean_logprob=generation.mean_logprob,
-                    n_tokens=generation.n_tokens,
-                    generated_s=generation.seconds,
-                )
-                seen[key] = candidate
+                seen[candidate.key] = candidate
             pending.put(candidate)
 
         def verify_loop() -> None:
@@ -243,7 +255,10 @@ class Pipeline:
                 report.verifying(candidate.index)
                 try:
                     result = verifier.verify(
-                        plan, candidate, cancel, on_stage=lambda stage: report.verifying(candidate.index, stage)
+                        plan,
+                        candidate,
+                        cancel,
+                        on_stage=functools.partial(report.verifying, candidate.index),
                     )
                 except Cancelled:
                     return
@@ -269,7 +284,9 @@ class Pipeline:
         # Self-consistency votes were counted on `seen` after some candidates were already verified.
         votes = {key: candidate.duplicates for key, candidate in seen.items()}
         final = [
-            dataclasses.replace(r, candidate=dataclasses.replace(r.candidate, duplicates=votes[r.candidate.key]))
+            dataclasses.replace(
+                r, candidate=dataclasses.replace(r.candidate, duplicates=votes[r.candidate.key])
+            )
             for r in results
         ]
         ranked = tuple(rank(final))
@@ -287,17 +304,24 @@ class Pipeline:
         return out
 
 
-def summarise(target: EditTarget, results: Sequence[CandidateResult], n_generated: int, notes: Sequence[str]) -> str:
+def summarise(
+    target: EditTarget, results: Sequence[CandidateResult], n_generated: int, notes: Sequence[str]
+) -> str:
     """What was tried and, when nothing passed, why each candidate failed."""
     passing = [r for r in results if r.passed]
     distinct = len(results)
-    head = f"{target.qualname}: {len(passing)} of {distinct} distinct candidates passed ({n_generated} generated)"
+    head = (
+        f"{target.qualname}: {len(passing)} of {distinct} distinct candidates passed "
+        f"({n_generated} generated)"
+    )
     lines = [head]
     if passing:
         best = passing[0]
         lines.append(f"best: {describe_evidence(best)}")
     elif distinct == 0:
-        lines.append("the model produced no usable function body (nothing parsed as a body for this function)")
+        lines.append(
+            "the model produced no usable function body (nothing parsed as a body for this function)"
+        )
     else:
         for r in results:
             lines.append(f"candidate {r.candidate.index + 1}: {r.first_error or 'failed'}")
@@ -307,7 +331,10 @@ def summarise(target: EditTarget, results: Sequence[CandidateResult], n_generate
 
 def describe_evidence(result: CandidateResult) -> str:
     """One line: what was checked for this candidate."""
-    parts = ["parses", "mypy: no new errors" if result.passed or result.new_mypy_errors == () else "mypy: new errors"]
+    parts = [
+        "parses",
+        "mypy: no new errors" if result.passed or result.new_mypy_errors == () else "mypy: new errors",
+    ]
     if result.evidence is Evidence.TESTS:
         parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
         if result.tests_fixed:
@@ -382,16 +409,17 @@ def _load_engine(settings: Settings) -> Engine:
     )
 
 
-def _prompt_context(request: FixRequest, target: EditTarget, pieces: PromptPieces, plan: VerifyPlan) -> PromptContext:
-    return PromptContext(
-        path=request.path,
-        imports=pieces.imports,
-        class_header=pieces.class_header,
-        header=pieces.header,
-        docstring=pieces.docstring,
-        indent=pieces.indent,
-        prefix=pieces.prefix,
-        suffix=pieces.suffix,
-        tests=nearby_tests_source(request.root, plan.pytest_targets),
-        feedback=None,
+def candidate_from(generation: Generation, prompt: Prompt, text: str, target: EditTarget) -> Candidate | None:
+    """The candidate a generated sequence proposes for ``target`` in ``text``; None without a usable body."""
+    body = extract_body(prompt.prefill + generation.text, target)
+    if body is None:
+        return None
+    return Candidate(
+        index=generation.index,
+        body=body,
+        new_text=splice_body(text, target, body),
+        key=normalise(body),
+        mean_logprob=generation.mean_logprob,
+        n_tokens=generation.n_tokens,
+        generated_s=generation.seconds,
     )

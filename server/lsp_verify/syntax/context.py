@@ -220,7 +220,7 @@ MAX_TESTS_CHARS = 1500
 
 
 def nearby_tests_source(root: Path, node_ids: Sequence[str], max_chars: int = MAX_TESTS_CHARS) -> str:
-    """Source of the test functions named by pytest ``node_ids`` (``path::[Class::]name[...]``), for the prompt.
+    """Source of the test functions named by pytest ``node_ids`` (``path::[Class::]name``), for the prompt.
 
     Parametrised ids and doctest ids are reduced to their function; unreadable files are skipped. Stops
     before ``max_chars`` so one long test module cannot crowd the function itself out of the prompt.
