@@ -131,7 +131,9 @@ def find_project_root(start: Path) -> Path:
     start = start.resolve()
     here = start if start.is_dir() else start.parent
     for candidate in (here, *here.parents):
-        if any((candidate / marker).exists() for marker in ("pyproject.toml", "setup.cfg", "setup.py", ".git")):
+        if any(
+            (candidate / marker).exists() for marker in ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+        ):
             return candidate
     return here
 
