@@ -887,6 +887,14 @@ def _git_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load: a benchmark's times only mean something on a machine that was otherwise quiet."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -985,6 +993,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines.append(
         f"- date: {meta['date']}; revision {meta['revision']}; wall time {meta['wall_s'] / 60:.1f} min"
     )
+    load = meta.get("load_average") or {}
+    if load.get("start") and load.get("end"):
+        lines.append(
+            f"- load average (1/5/15 min) at start {'/'.join(map(str, load['start']))}, at end "
+            f"{'/'.join(map(str, load['end']))}"
+            f" (above {machine['cores_usable']}: other work shared the cores)"
+        )
     lines.append(
         f"- machine: {machine['cores']} cores ({machine['cores_usable']} usable), {machine['cpu']}; "
         f"backend {machine['backend']}, {machine['n_threads']} threads, llama-cpp-python "
@@ -1216,6 +1231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     start = time.monotonic()
+    load_before = _load_average()
     try:
         sampled.engine()
         if greedy is not None:
@@ -1249,6 +1265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "derived_note": None
         if args.separate
         else f"k < {max(ks)} derived from the first k sequences of one k={max(ks)} run per problem",
+        "load_average": {"start": load_before, "end": _load_average()},
         "wall_s": round(
             wall + sum(r.wall_s for r in previous if r.task_id in {p.task_id for p in problems}), 1
         ),
