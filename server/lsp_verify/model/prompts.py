@@ -36,7 +36,7 @@ __all__ = ["PromptContext", "build_prompt", "choose_format", "fim_supported"]
 log = logging.getLogger(__name__)
 
 FENCE = "```"
-SYSTEM = "You are an expert Python programmer. Write correct, simple, type-annotated code."
+SYSTEM = "You are an expert Python programmer. Write correct, concise code without comments."
 # Characters of surrounding file text kept for FIM (the prompt must fit n_ctx next to k candidates).
 FIM_PREFIX_CHARS = 4000
 FIM_SUFFIX_CHARS = 1500
