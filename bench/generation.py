@@ -62,6 +62,9 @@ def run_batched(engine: Engine, k: int, tokens: int, seed: int) -> tuple[float, 
 
 
 def run_sequential(llm: Any, eog: dict[int, float], k: int, tokens: int, seed: int) -> tuple[float, int]:
+    # Forget the previous run's prompt: like the batched engine, each run decodes the prompt once (later
+    # calls in the loop still reuse it through Llama's prefix cache).
+    llm.reset()
     start = time.perf_counter()
     produced = 0
     for i in range(k):
