@@ -43,6 +43,8 @@ class Settings:
     test_timeout_s: float = 30.0
     mypy_timeout_s: float = 120.0
     memory_limit_mb: int = 2048
+    repair_rounds: int = 1
+    """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
     require_tests: bool = False
     """Refuse "types only" results (no nearby tests ran)."""
     trusted: bool = False
@@ -105,6 +107,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
                 raise ValueError("expected an integer")
         if key in _POSITIVE and value <= 0:
             raise ValueError("expected a positive integer")
+        if key == "repair_rounds" and value < 0:
+            raise ValueError("expected 0 (no repair) or a number of rounds")
         if key == "n_gpu_layers" and value < -1:
             raise ValueError("expected -1 (all), 0 (none) or a layer count")
         return value

@@ -165,7 +165,13 @@ class Pipeline:
 
     # -- the request -------------------------------------------------------------------------------
     def prompt(
-        self, request: FixRequest, target: EditTarget, plan: VerifyPlan, *, k: int | None = None
+        self,
+        request: FixRequest,
+        target: EditTarget,
+        plan: VerifyPlan,
+        *,
+        k: int | None = None,
+        feedback: str | None = None,
     ) -> tuple[Prompt, SamplingParams]:
         """The prompt and sampling parameters for ``target`` (loads the engine to choose the format)."""
         settings = self.settings
@@ -181,7 +187,7 @@ class Pipeline:
             prefix=pieces.prefix,
             suffix=pieces.suffix,
             tests=nearby_tests_source(request.root, plan.pytest_targets),
-            feedback=None,
+            feedback=feedback,
         )
         params = SamplingParams(
             k=k or settings.k,
@@ -221,65 +227,90 @@ class Pipeline:
         plan = verifier.prepare(target, request.text, cancel)
         cancel.raise_if_cancelled()
 
-        prompt, params = self.prompt(request, target, plan, k=k)
         engine = self.engine()
-
         results: list[CandidateResult] = []
         seen: dict[str, Candidate] = {}
         first_verified: list[float] = []
+        failures: list[BaseException] = []
         n_generated = 0
-        pending: queue.Queue[Candidate | None] = queue.Queue()
         results_lock = threading.Lock()
 
-        def on_generation(generation: Generation) -> None:
-            # Runs on the generating thread: cheap work only, verification happens on the verify thread.
-            nonlocal n_generated
-            n_generated += 1
-            report.generated(n_generated)
-            candidate = candidate_from(generation, prompt, request.text, target)
-            if candidate is None:
-                return
-            with results_lock:
-                if candidate.key in seen:
-                    earlier = seen[candidate.key]
-                    seen[candidate.key] = dataclasses.replace(earlier, duplicates=earlier.duplicates + 1)
-                    return
-                seen[candidate.key] = candidate
-            pending.put(candidate)
+        def one_round(prompt: Prompt, params: SamplingParams, first_index: int) -> None:
+            """Generate ``params.k`` sequences; verify each distinct candidate as soon as it is finished."""
+            pending: queue.Queue[Candidate | None] = queue.Queue()
 
-        def verify_loop() -> None:
-            while True:
-                candidate = pending.get()
-                if candidate is None or cancel.cancelled:
+            def on_generation(generation: Generation) -> None:
+                # Runs on the generating thread: cheap work only, verification happens on the verify thread.
+                nonlocal n_generated
+                n_generated += 1
+                report.generated(n_generated)
+                candidate = candidate_from(generation, prompt, request.text, target)
+                if candidate is None:
                     return
-                report.verifying(candidate.index)
-                try:
-                    result = verifier.verify(
-                        plan,
-                        candidate,
-                        cancel,
-                        on_stage=functools.partial(report.verifying, candidate.index),
-                    )
-                except Cancelled:
-                    return
-                result = dataclasses.replace(result, verified_at_s=time.monotonic() - start)
+                candidate = dataclasses.replace(candidate, index=first_index + candidate.index)
                 with results_lock:
-                    results.append(result)
-                    if result.passed and not first_verified:
-                        first_verified.append(result.verified_at_s)
-                report.verified(result)
-                if on_result is not None:
-                    on_result(result)
+                    if candidate.key in seen:
+                        earlier = seen[candidate.key]
+                        seen[candidate.key] = dataclasses.replace(earlier, duplicates=earlier.duplicates + 1)
+                        return
+                    seen[candidate.key] = candidate
+                pending.put(candidate)
 
-        verify_thread = threading.Thread(target=verify_loop, name="lsp-verify-verify", daemon=True)
-        verify_thread.start()
-        try:
-            report.stage("generating", f"generating {k} candidates for {target.qualname}")
-            engine.generate(prompt, params, on_generation=on_generation, cancel=cancel)
-        finally:
-            pending.put(None)
-            verify_thread.join()
-        cancel.raise_if_cancelled()
+            def verify_loop() -> None:
+                while True:
+                    candidate = pending.get()
+                    if candidate is None or cancel.cancelled:
+                        return
+                    report.verifying(candidate.index)
+                    try:
+                        result = verifier.verify(
+                            plan,
+                            candidate,
+                            cancel,
+                            on_stage=functools.partial(report.verifying, candidate.index),
+                        )
+                    except Cancelled:
+                        return
+                    except BaseException as exc:  # surfaced on the request's thread below
+                        failures.append(exc)
+                        cancel.cancel(f"verification failed: {exc}")
+                        return
+                    result = dataclasses.replace(result, verified_at_s=time.monotonic() - start)
+                    with results_lock:
+                        results.append(result)
+                        if result.passed and not first_verified:
+                            first_verified.append(result.verified_at_s)
+                    report.verified(result)
+                    if on_result is not None:
+                        on_result(result)
+
+            verify_thread = threading.Thread(target=verify_loop, name="lsp-verify-verify", daemon=True)
+            verify_thread.start()
+            try:
+                engine.generate(prompt, params, on_generation=on_generation, cancel=cancel)
+            finally:
+                pending.put(None)
+                verify_thread.join()
+            if failures:
+                raise failures[0]
+            cancel.raise_if_cancelled()
+
+        prompt, params = self.prompt(request, target, plan, k=k)
+        report.stage("generating", f"generating {k} candidates for {target.qualname}")
+        one_round(prompt, params, 0)
+        for attempt in range(1, settings.repair_rounds + 1):
+            # A failed check is feedback: when nothing passed, show the model the most promising failure
+            # and its first error, and sample k more (new seeds, so the sequences differ from round one).
+            feedback = repair_feedback(results)
+            if feedback is None or any(r.passed for r in results):
+                break
+            prompt, params = self.prompt(request, target, plan, k=k, feedback=feedback)
+            params = dataclasses.replace(params, seed=params.seed + attempt * k)
+            report.total += k
+            report.stage(
+                "generating", f"repairing {target.qualname}: {k} more candidates, told why the last failed"
+            )
+            one_round(prompt, params, attempt * k)
 
         # Self-consistency votes were counted on `seen` after some candidates were already verified.
         votes = {key: candidate.duplicates for key, candidate in seen.items()}
@@ -302,6 +333,21 @@ class Pipeline:
         )
         report.stage("done", out.message.splitlines()[0])
         return out
+
+
+_STAGE_DEPTH = {"parse": 0, "mypy": 1, "tests": 2}
+
+
+def repair_feedback(results: Sequence[CandidateResult]) -> str | None:
+    """The failed candidate that got furthest through the cascade (then the likeliest) and its error."""
+    failed = [r for r in results if not r.passed and r.first_error]
+    if not failed:
+        return None
+    best = max(
+        failed,
+        key=lambda r: (max((_STAGE_DEPTH[s.stage] for s in r.stages), default=0), r.candidate.mean_logprob),
+    )
+    return f"```python\n{best.candidate.body}\n```\n{best.first_error}"
 
 
 def summarise(
