@@ -81,7 +81,7 @@ def run(
     project: Path, engine: ScriptedEngine, **settings: object
 ) -> tuple[Pipeline, list[Progress], list[CandidateResult], FixReport]:
     values = {"trusted": True, "k": 3, "test_timeout_s": 20.0, **settings}
-    pipeline = Pipeline(Settings().updated(values, "test"), engine_factory=lambda _: engine)  # type: ignore[arg-type, return-value]
+    pipeline = Pipeline(Settings().updated(values, "test"), engine_factory=lambda _: engine)
     progress: list[Progress] = []
     streamed: list[CandidateResult] = []
     path = project / "calc.py"
@@ -136,7 +136,7 @@ def test_cancel_between_candidates_raises_cancelled(project: Path) -> None:
     )
     pipeline = Pipeline(
         Settings().updated({"trusted": True, "k": 3}, "test"), engine_factory=lambda _: engine
-    )  # type: ignore[arg-type, return-value]
+    )
     path = project / "calc.py"
     with pytest.raises(Cancelled):
         pipeline.run(FixRequest(path=path, text=MODULE, root=project), cancel=token)
