@@ -173,7 +173,7 @@ def test_chat_prompt_gives_bodies_that_pass_a_toy_test(engine: Engine) -> None:
         assert lines and all(line.startswith("    ") for line in lines[:1])
         namespace: dict[str, object] = {}
         try:
-            exec(prompt.prefill.removeprefix("```python\n") + body, namespace)
+            exec("import math\n" + prompt.prefill.removeprefix("```python\n") + body, namespace)
             passed += namespace["hypot"](3.0, 4.0) == pytest.approx(5.0)  # type: ignore[operator]
         except Exception:
             pass
