@@ -961,11 +961,14 @@ def markdown(summary: Mapping[str, Any]) -> str:
             ]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append(
-        "Greedy (temperature 0, k = 1, unverified) pass@1: "
-        + ", ".join(f"{GROUP_LABELS[g]} {_pct(groups[g]['greedy_pass_at_1'])}" for g in GROUPS)
-        + "."
-    )
+    if groups["all"]["greedy_pass_at_1"] is None:
+        lines.append("Greedy pass@1: not run (`--no-greedy`).")
+    else:
+        lines.append(
+            "Greedy (temperature 0, k = 1, unverified) pass@1: "
+            + ", ".join(f"{GROUP_LABELS[g]} {_pct(groups[g]['greedy_pass_at_1'])}" for g in GROUPS)
+            + "."
+        )
     lines.append("")
     lines.append("Tests evidence only (the `require_tests` policy: types-only suggestions are not surfaced):")
     lines.append("")
