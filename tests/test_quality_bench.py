@@ -262,6 +262,12 @@ def test_summary_reports_each_group_and_the_targets(tmp_path: Path) -> None:
     assert not targets["precision"]["met"]  # k = 4 surfaces a wrong types-only suggestion
     assert targets["coverage_over_greedy"]["margin"] == pytest.approx(0.5)
     assert targets["coverage_over_greedy"]["met"]
+    rows = {(r["group"], r["policy"]): r for r in targets["breakdown"]}
+    assert len(rows) == 6
+    assert rows[("all", "default")]["precision"] == targets["precision"]
+    # Under require_tests k = 4 surfaces nothing, so every surfaced suggestion was right.
+    assert rows[("all", "tests evidence only")]["precision"]["met"]
+    assert rows[("types", "default")]["coverage_over_greedy"]["margin"] == pytest.approx(0.0)
 
     summary["ks"] = list(ks)
     summary["run"] = {
