@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import datetime
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -316,7 +317,7 @@ class SequenceRecord:
 
     index: int
     key: str | None
-    """Normalised code of its body (the pipeline's de-duplication key); None when no body could be read."""
+    """:func:`key_id` of its body's de-duplication key (normalised code); None when no body could be read."""
     finish_reason: str
     n_tokens: int
     finished_s: float
@@ -328,6 +329,7 @@ class CandidateRecord:
     """One distinct candidate: what the pipeline's verification said, and what the held-out tests say."""
 
     key: str
+    """:func:`key_id` of the de-duplication key."""
     index: int
     body: str
     verified: bool
@@ -484,6 +486,11 @@ def view_of(run: RunRecord, k: int, ranked_keys: Sequence[str] | None = None) ->
     )
 
 
+def key_id(key: str) -> str:
+    """A short stand-in for a de-duplication key (a normalised syntax tree) in the records."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
 def rerank_first_k(report: FixReport, sequences: Sequence[SequenceRecord], k: int) -> list[str]:
     """Keys of the distinct candidates among sequences < k, in the order the pipeline's ``rank`` gives them.
 
@@ -500,13 +507,15 @@ def rerank_first_k(report: FixReport, sequences: Sequence[SequenceRecord], k: in
         dataclasses.replace(
             r,
             candidate=dataclasses.replace(
-                r.candidate, index=first_index[r.candidate.key], duplicates=votes[r.candidate.key] - 1
+                r.candidate,
+                index=first_index[key_id(r.candidate.key)],
+                duplicates=votes[key_id(r.candidate.key)] - 1,
             ),
         )
         for r in report.results
-        if r.candidate.key in votes
+        if key_id(r.candidate.key) in votes
     ]
-    return [r.candidate.key for r in rank(subset)]
+    return [key_id(r.candidate.key) for r in rank(subset)]
 
 
 # -------------------------------------------------------------------------------------- running problems
@@ -625,7 +634,7 @@ def _sequences(report: FixReport, finished: Sequence[_Finished]) -> list[Sequenc
         out.append(
             SequenceRecord(
                 index=f.index,
-                key=normalise(body) if body is not None else None,
+                key=key_id(normalise(body)) if body is not None else None,
                 finish_reason=f.finish_reason,
                 n_tokens=f.n_tokens,
                 finished_s=round(f.finished_s, 3),
@@ -646,7 +655,7 @@ def _run_record(
         verdict = verdicts.get(r.candidate.key, Verdict(False, "not judged"))
         candidates.append(
             CandidateRecord(
-                key=r.candidate.key,
+                key=key_id(r.candidate.key),
                 index=r.candidate.index,
                 body=r.candidate.body,
                 verified=r.passed,

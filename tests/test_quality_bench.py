@@ -212,6 +212,30 @@ def test_derived_views_see_only_the_first_k_sequences() -> None:
     assert (four.n, four.c) == (8, 2)
 
 
+def test_rerank_recounts_votes_over_the_first_k_sequences() -> None:
+    from types import SimpleNamespace
+
+    from lsp_verify.verify.types import Candidate, CandidateResult, Evidence, StageResult
+
+    def result(key: str, index: int, logprob: float, duplicates: int, passed: bool = True) -> CandidateResult:
+        candidate = Candidate(index, "return 1", "", key, mean_logprob=logprob, duplicates=duplicates)
+        evidence = Evidence.TYPES_ONLY if passed else Evidence.NONE
+        return CandidateResult(candidate, passed, evidence, (StageResult("parse", passed, 0.0),))
+
+    # A: sequences 3, 5, 6 (the most votes over all 8); B: sequences 0, 1; C: sequence 2 (fails).
+    report = SimpleNamespace(
+        results=(result("A", 5, -0.1, 2), result("B", 1, -0.5, 1), result("C", 2, -0.2, 0, passed=False))
+    )
+    a, b, c = (q.key_id(k) for k in "ABC")
+    sequences = [
+        q.SequenceRecord(i, key, "eos", 10, 1.0) for i, key in enumerate([b, b, c, a, None, a, a, None])
+    ]
+    assert q.rerank_first_k(report, sequences, 8) == [a, b, c]
+    # Among the first four, B has two votes and A one: B first, and the failing C last.
+    assert q.rerank_first_k(report, sequences, 4) == [b, a, c]
+    assert q.rerank_first_k(report, sequences, 1) == [b]
+
+
 def _record(task_id: str, group: str, views: list[Any], greedy_correct: bool) -> Any:
     greedy = _run(
         [(0, "G", 1.0)],
