@@ -1085,7 +1085,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
         lines.append(
             f"- load average (1/5/15 min) at start {'/'.join(map(str, load['start']))}, at end "
             f"{'/'.join(map(str, load['end']))}"
-            f" (above {machine['cores_usable']}: other work shared the cores)"
+            f" (the start value is read before this run does any work: above {machine['cores_usable']} "
+            "there means other work shared the cores)"
         )
     lines.append(
         f"- machine: {machine['cores']} cores ({machine['cores_usable']} usable), {machine['cpu']}; "
