@@ -621,7 +621,7 @@ def make_pipeline(settings: Settings) -> tuple[Pipeline, list[RecordingEngine]]:
     holder: list[RecordingEngine] = []
 
     def factory(s: Settings) -> Engine:
-        holder[:] = [RecordingEngine(pipeline_module._load_engine(s))]
+        holder[:] = [RecordingEngine(pipeline_module.load_engine(s))]
         return cast("Engine", holder[0])
 
     return pipeline_module.Pipeline(settings, engine_factory=factory), holder

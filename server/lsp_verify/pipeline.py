@@ -95,7 +95,7 @@ class Pipeline:
         self, settings: Settings, *, engine_factory: Callable[[Settings], Engine] | None = None
     ) -> None:
         self.settings = settings
-        self._engine_factory = engine_factory or _load_engine
+        self._engine_factory = engine_factory or load_engine
         self._engine: Engine | None = None
         self._engine_key: tuple[object, ...] | None = None
         self._verifiers: dict[Path, Verifier] = {}
@@ -444,7 +444,7 @@ def _engine_key(settings: Settings) -> tuple[object, ...]:
     return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads, settings.k)
 
 
-def _load_engine(settings: Settings) -> Engine:
+def load_engine(settings: Settings) -> Engine:
     model = resolve_model(settings.model_path)
     return Engine(
         model.path,
