@@ -32,7 +32,7 @@ class TestThing:
     scanned = scan_test_file(Path("tests/test_x.py"), source)
     assert {"pkg.mod", "pkg.core", "pkg.core.add", "pkg.core.mul"} <= scanned.imported_modules
     assert scanned.aliases["plus"] == "pkg.core.add"
-    assert [f.node_suffix for f in scanned.functions] == ["test_one", "TestThing::test_method"]
+    assert [f.nodeid_suffix for f in scanned.functions] == ["test_one", "TestThing::test_method"]
     assert "plus" in scanned.functions[0].names_used
 
 

@@ -27,7 +27,8 @@ import tree_sitter
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from ..syntax.parse import captures, parse
+from ..syntax.parse import parse
+from ..syntax.tests_scan import TestFunction, test_functions
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
@@ -35,21 +36,6 @@ _SKIPPED_DIRS = frozenset(
 )  # fmt: skip
 
 Listener = Callable[[frozenset[Path]], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class TestFunction:
-    __test__ = False  # not a pytest test class, despite the name
-
-    name: str
-    class_name: str | None
-    line: int
-    """0-based line of the ``def``."""
-    names_used: frozenset[str]
-
-    @property
-    def node_suffix(self) -> str:
-        return f"{self.class_name}::{self.name}" if self.class_name else self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +72,6 @@ def scan_test_file(relative: Path, source: bytes) -> TestFile:
     tree = parse(source)
     modules: set[str] = set()
     aliases: dict[str, str] = {}
-    functions: list[TestFunction] = []
     for node in tree.root_node.children:
         if node.type == "import_statement":
             for child in node.named_children:
@@ -106,54 +91,14 @@ def scan_test_file(relative: Path, source: bytes) -> TestFile:
                     continue
                 modules.add(f"{base}.{_text(dotted)}")
                 aliases[_text(alias)] = f"{base}.{_text(dotted)}"
-        else:
-            definition = _definition(node)
-            if definition is None:
-                continue
-            if definition.type == "function_definition":
-                function = _test_function(node, definition, None)
-                if function is not None:
-                    functions.append(function)
-            elif definition.type == "class_definition":
-                class_name = _name(definition)
-                body = definition.child_by_field_name("body")
-                if not class_name.startswith("Test") or body is None:
-                    continue
-                for member in body.named_children:
-                    method = _definition(member)
-                    if method is not None and method.type == "function_definition":
-                        function = _test_function(member, method, class_name)
-                        if function is not None:
-                            functions.append(function)
+    # The test functions themselves (pytest's collection rules, nested Test* classes included) come from
+    # the one scan of test modules that the prompt's nearby-test context uses too.
+    functions = test_functions(source.decode("utf-8", errors="replace"))
     return TestFile(relative, frozenset(modules), aliases, tuple(functions))
-
-
-def _definition(node: tree_sitter.Node) -> tree_sitter.Node | None:
-    if node.type == "decorated_definition":
-        return node.child_by_field_name("definition")
-    if node.type in ("function_definition", "class_definition"):
-        return node
-    return None
-
-
-def _name(definition: tree_sitter.Node) -> str:
-    name = definition.child_by_field_name("name")
-    return _text(name) if name is not None else ""
 
 
 def _text(node: tree_sitter.Node) -> str:
     return (node.text or b"").decode("utf-8", errors="replace")
-
-
-def _test_function(
-    outer: tree_sitter.Node, definition: tree_sitter.Node, class_name: str | None
-) -> TestFunction | None:
-    name = _name(definition)
-    if not name.startswith("test"):
-        return None
-    # The decorators count too: @pytest.mark.parametrize arguments often name the code under test.
-    names = frozenset(_text(node) for node in captures("verify_names", outer).get("name", []))
-    return TestFunction(name, class_name, definition.start_point[0], names)
 
 
 class TestIndex:
@@ -273,7 +218,7 @@ class TestIndex:
             wanted |= {local for local, origin in test_file.aliases.items() if origin.endswith(f".{name}")}
             if test_file.path.name in conventional:
                 selected += [
-                    (f"{prefix}::{f.node_suffix}", bool(f.names_used & wanted)) for f in test_file.functions
+                    (f"{prefix}::{f.nodeid_suffix}", bool(f.names_used & wanted)) for f in test_file.functions
                 ]
                 continue
             imports_module = module in test_file.imported_modules or f"{module}.{name}" in (
@@ -283,7 +228,7 @@ class TestIndex:
                 continue
             for function in test_file.functions:
                 if function.names_used & wanted:
-                    selected.append((f"{prefix}::{function.node_suffix}", True))
+                    selected.append((f"{prefix}::{function.nodeid_suffix}", True))
         return selected
 
     def _ensure_listed(self) -> dict[Path, TestFile | None]:
