@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,29 @@ def server_env(**extra: str) -> dict[str, str]:
 def copy_project(dest: Path) -> Path:
     shutil.copytree(PROJECT, dest, ignore=shutil.ignore_patterns("__pycache__", ".*_cache"))
     return dest
+
+
+def add_tests_pass(tmp_path: Path, module_text: str) -> subprocess.CompletedProcess[str]:
+    """Run the fixture's ``test_add`` and the module's doctests against ``module_text``, in a fresh copy."""
+    project = copy_project(tmp_path / "check")
+    (project / "mathutil.py").write_text(module_text, encoding="utf-8")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--doctest-modules",
+            "mathutil.py",
+            "tests/test_mathutil.py::test_add",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class EditorClient(LanguageClient):

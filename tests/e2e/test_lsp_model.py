@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from .conftest import (
     MODEL_OPTIONS,
     SERVER,
     EditorClient,
+    add_tests_pass,
     code_actions,
     config,
     copy_project,
@@ -43,28 +42,6 @@ async def client(lsp_client: EditorClient, project: Path):
     await lsp_client.shutdown_session()
 
 
-def run_tests(tmp_path: Path, module_text: str) -> subprocess.CompletedProcess[str]:
-    project = copy_project(tmp_path / "check")
-    (project / "mathutil.py").write_text(module_text, encoding="utf-8")
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--doctest-modules",
-            "mathutil.py",
-            "tests/test_mathutil.py::test_add",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 async def test_complete_applies_an_edit_that_passes_the_tests(
     client: EditorClient, project: Path, tmp_path: Path
 ) -> None:
@@ -82,7 +59,7 @@ async def test_complete_applies_an_edit_that_passes_the_tests(
     ast.parse(after)
     assert after.split("def add")[0] == before.split("def add")[0]
     assert after.split("def double")[1] == before.split("def double")[1]  # nothing outside `add` changed
-    result = run_tests(tmp_path, after)
+    result = add_tests_pass(tmp_path, after)
     assert result.returncode == 0, result.stdout + after
 
     (values,) = client.progress_reports.values()

@@ -7,12 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import FAKE_SERVER, MODEL_OPTIONS, SERVER, copy_project, server_env
+from .conftest import FAKE_SERVER, MODEL_OPTIONS, SERVER, add_tests_pass, copy_project, server_env
 
 NVIM = shutil.which("nvim")
 INIT = Path(__file__).parent / "nvim" / "test_init.lua"
@@ -51,35 +50,13 @@ def run_neovim(tmp_path: Path, command: list[str], function: str, **init_options
     return report, buffer
 
 
-def passes_tests(tmp_path: Path, buffer: str) -> subprocess.CompletedProcess[str]:
-    project = copy_project(tmp_path / "check")
-    (project / "mathutil.py").write_text(buffer, encoding="utf-8")
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--doctest-modules",
-            "mathutil.py",
-            "tests/test_mathutil.py::test_add",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_neovim_applies_the_resolved_edit(tmp_path: Path) -> None:
     report, buffer = run_neovim(tmp_path, FAKE_SERVER, "add", trusted=True, k=2)
     assert "status: done" in report and "action: Complete `add` (verified)" in report, report
     assert "applied edit" in report
     ast.parse(buffer)
     assert "    return a + b\n" in buffer
-    assert passes_tests(tmp_path, buffer).returncode == 0
+    assert add_tests_pass(tmp_path, buffer).returncode == 0
 
 
 @pytest.mark.model
@@ -88,5 +65,5 @@ def test_neovim_with_the_model_gets_code_that_passes(tmp_path: Path) -> None:
     assert "status: done" in report and "applied edit" in report, report
     ast.parse(buffer)
     assert "    ...\n" not in buffer.split("def double")[0]  # the stub body is gone
-    result = passes_tests(tmp_path, buffer)
+    result = add_tests_pass(tmp_path, buffer)
     assert result.returncode == 0, result.stdout + buffer
