@@ -230,6 +230,10 @@ def test_forked_sleeper_holding_output_is_killed(make_project: Callable[..., Pro
     result = project.verifier.verify(plan, candidate(0, text, STUB, body), CancelToken())
     assert time.monotonic() - started < 15
     assert result.first_error is None or "timeout" not in result.first_error
+    # The group is killed when the run ends; SIGKILLed processes take a moment to leave /proc.
+    deadline = time.monotonic() + 5
+    while processes_with("1000.4242") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not processes_with("1000.4242"), "a process of the run outlived it"
 
 
