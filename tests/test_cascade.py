@@ -149,7 +149,7 @@ def test_correct_candidate_passes_with_tests_and_reports_fixed_tests(project: Pr
     )
     assert result.passed, result.first_error
     assert result.evidence is Evidence.TESTS
-    assert stages == ["mypy", "tests"]
+    assert stages == ["mypy", "tests", "probe"]
     assert set(result.tests_passed) == set(plan.tests_selected)
     # Every selected test failed on the stub and passes now.
     assert set(result.tests_fixed) == set(plan.tests_selected)

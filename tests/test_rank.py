@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lsp_verify.verify.rank import rank
+import dataclasses
+
+from lsp_verify.verify.rank import agreeing_samples, rank
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence, StageResult, TestOutcome
 
 
@@ -48,3 +50,35 @@ def test_logprob_breaks_ties() -> None:
     low = result(0, True, "a", logprob=-2.0)
     high = result(1, True, "b", logprob=-0.5)
     assert [r.candidate.index for r in rank([low, high])] == [1, 0]
+
+
+def probed(r: CandidateResult, *outputs: str) -> CandidateResult:
+    return dataclasses.replace(r, probe_outputs=outputs)
+
+
+def test_behaviour_agreement_beats_identical_code() -> None:
+    """Two identical samples that behave differently from three distinct bodies that behave alike."""
+    twice = probed(result(0, True, "w", logprob=-0.1, duplicates=1), "1", "2", "!IndexError")
+    alike = [probed(result(i, True, f"r{i}", logprob=-1.0), "1", "3", "!IndexError") for i in (1, 2, 3)]
+    ranked = rank([twice, *alike])
+    assert ranked[0].candidate.index == 1  # the behaviour three samples share; log-probability breaks ties
+    assert ranked[-1].candidate.index == 0
+    assert agreeing_samples(ranked, ranked[0]) == 3
+    assert agreeing_samples(ranked, twice) == 2
+
+
+def test_exact_agreement_first_then_near_agreement_breaks_ties() -> None:
+    a = probed(result(0, True, "a", logprob=-2.0), "1", "2", "3", "4")
+    b = probed(result(1, True, "b", logprob=-1.0), "1", "2", "3", "!ValueError")
+    c = probed(result(2, True, "c", logprob=-0.1), "9", "9", "9", "4")
+    # One vote each for every behaviour; near agreement a: 1 + .75 + .25, b: 1 + .75, c: 1 + .25.
+    assert [r.candidate.index for r in rank([a, b, c])] == [0, 1, 2]
+    twice = probed(result(3, True, "d", logprob=-3.0, duplicates=1), "9", "9", "9", "9")
+    assert rank([a, b, c, twice])[0].candidate.index == 3  # two votes for one behaviour beat near agreement
+
+
+def test_unprobed_candidates_fall_back_to_identical_code_votes() -> None:
+    plain = result(0, True, "a", logprob=-0.1)
+    voted = result(1, True, "b", logprob=-2.0, duplicates=2)
+    assert [r.candidate.index for r in rank([plain, voted])] == [1, 0]
+    assert agreeing_samples([plain, voted], voted) == 3

@@ -29,6 +29,7 @@ from .cancel import CancelToken
 from .config import Settings, find_project_root
 from .report import FunctionReport, RunReport, Status
 from .syntax.target import EditTarget, TargetError
+from .verify.rank import agreeing_samples
 from .verify.types import Candidate, CandidateResult, Evidence
 
 if TYPE_CHECKING:
@@ -660,9 +661,10 @@ def _fix_outcome(fix: FixReport, text: str, relpath: str, settings: Settings) ->
     details = tuple(summary[1:])
     if best is not None:
         diff = unified_diff(text, best.candidate.new_text, relpath)
-        votes = best.candidate.duplicates + 1
+        how = "behave alike" if best.probe_outputs else "agree"
+        votes = agreeing_samples(fix.results, best)
         message = (
-            f"verified: {describe(best)}; {votes} of {fix.n_generated} samples agree, {fix.seconds:.1f}s"
+            f"verified: {describe(best)}; {votes} of {fix.n_generated} samples {how}, {fix.seconds:.1f}s"
         )
         return function_report(fix.target, best, relpath, message=message, details=fix.notes, diff=diff)
     if fix.passing and settings.require_tests:

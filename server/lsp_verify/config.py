@@ -45,6 +45,8 @@ class Settings:
     memory_limit_mb: int = 2048
     repair_rounds: int = 1
     """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
+    probe_inputs: int = 24
+    """Inputs each passing candidate is called on to rank by behaviour (trusted workspaces; 0: off)."""
     require_tests: bool = False
     """Refuse "types only" results (no nearby tests ran)."""
     trusted: bool = False
@@ -109,6 +111,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             raise ValueError("expected a positive integer")
         if key == "repair_rounds" and value < 0:
             raise ValueError("expected 0 (no repair) or a number of rounds")
+        if key == "probe_inputs" and value < 0:
+            raise ValueError("expected 0 (no probes) or a number of inputs")
         if key == "n_gpu_layers" and value < -1:
             raise ValueError("expected -1 (all), 0 (none) or a layer count")
         return value

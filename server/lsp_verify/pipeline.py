@@ -26,7 +26,7 @@ from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
 from .verify.cascade import Verifier, VerifyPlan
-from .verify.rank import rank
+from .verify.rank import agreeing_samples, rank
 from .verify.types import Candidate, CandidateResult, Evidence
 
 Stage = Literal["target", "baseline", "generating", "verifying", "done"]
@@ -364,6 +364,12 @@ def summarise(
     if passing:
         best = passing[0]
         lines.append(f"best: {describe_evidence(best)}")
+        if len(passing) > 1 and best.probe_outputs:
+            samples = sum(r.candidate.duplicates + 1 for r in passing)
+            lines.append(
+                f"agreement: {agreeing_samples(passing, best)} of {samples} passing samples behave like the "
+                f"best on {len(best.probe_outputs)} probe inputs"
+            )
     elif distinct == 0:
         lines.append(
             "the model produced no usable function body (nothing parsed as a body for this function)"

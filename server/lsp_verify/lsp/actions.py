@@ -109,6 +109,12 @@ def _candidate_markdown(rank: int, result: CandidateResult) -> list[str]:
         f"- evidence: {describe_evidence(result)}",
         f"- votes: {candidate.duplicates + 1}, mean log-probability: {candidate.mean_logprob:.3f}",
     ]
+    if result.probe_outputs:
+        failures = sum(1 for output in result.probe_outputs if output.startswith("!"))
+        out.append(
+            f"- behaviour: called on {len(result.probe_outputs)} probe inputs"
+            + (f" ({failures} raised or timed out)" if failures else "")
+        )
     if result.first_error:
         out.append(f"- first failure: {result.first_error}")
     out += ["", "| check | ok | seconds | detail |", "| --- | --- | --- | --- |"]

@@ -1,4 +1,4 @@
-"""The fork server that runs mypy and pytest for the verifier (runs as a script inside the sandbox).
+"""The fork server that runs mypy, pytest and behaviour probes for the verifier (a script run in the sandbox).
 
 Starting Python, mypy or pytest costs far more than checking one small candidate (pytest with its plugins:
 about 0.6-2 s). This process imports the tool once - and for pytest the installed plugins, never workspace
@@ -102,6 +102,74 @@ def _run_pytest(request: dict[str, Any]) -> int:
     return code
 
 
+class _CallTimeout(BaseException):
+    """A probe call ran past its deadline (a BaseException, so a candidate's ``except Exception`` cannot
+    swallow it)."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _CallTimeout
+
+
+def _run_probe(request: dict[str, Any]) -> int:
+    """Call ``module.function(<args>)`` for each input; write one fingerprint per input as a JSON list.
+
+    A fingerprint is a digest of the result's ``repr`` or ``!`` and the exception's type name: equal
+    fingerprints mean the candidates behaved alike on that input.
+    """
+    import hashlib
+    import importlib
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, request["path"])
+    module = importlib.import_module(request["module"])
+    function = getattr(module, request["function"])
+    signal.signal(signal.SIGALRM, _on_alarm)
+    budget = float(request["call_timeout"])
+    # Calls stop well before the fork server's deadline, so a slow candidate still reports what it did.
+    stop = time.monotonic() + max(0.5, float(request["timeout"]) - 1.0)
+    outputs = []
+    for arguments in request["inputs"]:
+        if time.monotonic() >= stop:
+            outputs.append("!timeout")
+            continue
+        signal.setitimer(signal.ITIMER_REAL, budget)
+        try:
+            namespace = dict(vars(module))
+            namespace["__lsp_verify_probe__"] = function
+            result = eval(f"__lsp_verify_probe__({arguments})", namespace)  # sandboxed, like the tests
+            text = _canonical(result)
+            outputs.append(hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16])
+        except _CallTimeout:
+            outputs.append("!timeout")
+        except BaseException as exc:  # the candidate's behaviour, whatever it raised
+            outputs.append("!" + type(exc).__name__)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    with open(request["result_file"], "w", encoding="utf-8") as out:
+        json.dump(outputs, out)
+    return 0
+
+
+def _canonical(value: object, depth: int = 0) -> str:
+    """``repr`` with floats rounded (0.1 + 0.2 and 0.3 agree), sets ordered and addresses dropped."""
+    import re
+
+    if depth > 20:
+        return "..."
+    if isinstance(value, float):
+        return format(value, ".9g")
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_canonical(item, depth + 1) for item in value)
+        return f"{type(value).__name__}[{inner}]"
+    if isinstance(value, (set, frozenset)):
+        return "set{" + ", ".join(sorted(_canonical(item, depth + 1) for item in value)) + "}"
+    if isinstance(value, dict):
+        items = sorted(f"{_canonical(k, depth + 1)}: {_canonical(v, depth + 1)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+
+
 def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
     """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree."""
     forbidden = os.path.realpath(request["forbidden_file"])
@@ -132,7 +200,8 @@ def _child(request: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         os.chdir(request["cwd"])
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        code = _run_mypy(request) if request["op"] == "mypy" else _run_pytest(request)
+        runs = {"mypy": _run_mypy, "pytest": _run_pytest, "probe": _run_probe}
+        code = runs[request["op"]](request)
     except BaseException as exc:
         try:
             sys.stderr.write(f"lsp-verify worker child failed: {exc!r}\n")

@@ -10,6 +10,9 @@ depends on changes). ``verify`` then judges one candidate against that baseline:
   passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test the
   result is :attr:`Evidence.TYPES_ONLY` (a failure instead when ``settings.require_tests`` is set).
 
+A passing candidate is then *probed* (``probe.py``): called on the same generated inputs as every other
+candidate, so ranking can prefer the behaviour most candidates agree on. A probe never fails a candidate.
+
 Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy only when the
 project's mypy configuration loads no plugins (plugins are skipped with a note, never run).
 
@@ -35,6 +38,7 @@ from ..config import Settings
 from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, config_plugins
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
+from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import PytestRunner, TestRun
 from .sandbox import Limits, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
@@ -74,6 +78,8 @@ class VerifyPlan:
     """Node ids (of ``pytest_targets``) of the tests that name the target: they must pass. Other selected
     tests (the rest of the conventional test module, the module docstring's doctests) must only not break:
     one that already failed on the original code is not the candidate's fault."""
+    probe: ProbePlan | None = None
+    """Inputs every passing candidate is called on, to rank by agreement (None: no probe; see probe.py)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -117,6 +123,7 @@ class Verifier:
             ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
         self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s)
+        self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -199,6 +206,11 @@ class Verifier:
             pytest_targets=node_ids,
             doctest_file=doctest_file,
             direct_tests=direct,
+            probe=(
+                probe_plan(target, self.root, module_name(self.root, target.path), self.settings.probe_inputs)
+                if trusted
+                else None
+            ),
             started_at=started,
         )
 
@@ -340,11 +352,23 @@ class Verifier:
                 if self.settings.require_tests:
                     stage("tests", False, time.monotonic(), "no nearby tests ran and require_tests is set")
                     return finish(False, Evidence.NONE)
-                return finish(True, Evidence.TYPES_ONLY)
-            cancel.raise_if_cancelled()
-            if on_stage is not None:
-                on_stage("tests")
-            return self._judge_tests(plan, shadow, cancel, stage, finish)
+                result = finish(True, Evidence.TYPES_ONLY)
+            else:
+                cancel.raise_if_cancelled()
+                if on_stage is not None:
+                    on_stage("tests")
+                result = self._judge_tests(plan, shadow, cancel, stage, finish)
+            if result.passed and plan.probe is not None:
+                # Ranking input only: which behaviour do the passing candidates agree on?
+                cancel.raise_if_cancelled()
+                if on_stage is not None:
+                    on_stage("probe")
+                outputs = self._probe.run(shadow, plan.probe, cancel)
+                cancel.raise_if_cancelled()
+                result = dataclasses.replace(
+                    result, probe_outputs=outputs, seconds=time.monotonic() - started
+                )
+            return result
         finally:
             shadow.remove()
 

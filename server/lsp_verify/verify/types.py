@@ -71,6 +71,8 @@ class CandidateResult:
     """Tests that passed on the original code and fail (or error/time out) with this candidate."""
     new_mypy_errors: tuple[str, ...] = ()
     outcomes: tuple[TestOutcome, ...] = ()
+    probe_outputs: tuple[str, ...] = ()
+    """One fingerprint per probe input (result digest or ``!Exception``); empty when not probed."""
     seconds: float = 0.0
     verified_at_s: float = 0.0
     """Time from the start of the request until this result was known."""
