@@ -344,6 +344,9 @@ class CandidateRecord:
     duplicates: int
     correct: bool
     judge_result: str
+    mean_logprob: float | None = None
+    behaviour: str | None = None
+    """:func:`key_id` of the probe outputs (equal: the candidates behaved alike); None when not probed."""
 
 
 @dataclasses.dataclass
@@ -682,6 +685,8 @@ def _run_record(
                 duplicates=r.candidate.duplicates,
                 correct=verdict.passed,
                 judge_result=verdict.result[:300],
+                mean_logprob=round(r.candidate.mean_logprob, 4),
+                behaviour=key_id("\n".join(r.probe_outputs)) if r.probe_outputs else None,
             )
         )
     return RunRecord(

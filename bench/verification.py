@@ -9,7 +9,8 @@ Runs on a copy of tests/fixtures/textkit (one stub, twenty nearby tests) with k 
 - naive: per candidate one ``python -m mypy`` process (warm incremental cache) and one pytest process;
 - verifier (cold): a fresh Verifier - worker start-up, baseline mypy and tests, then k ``verify`` calls
   from ``--threads`` threads, as the pipeline does while candidates arrive;
-- verifier (warm): the same Verifier again: baselines cached, workers running.
+- verifier (warm): the same Verifier again: baselines cached, workers running;
+- verifier (warm, no probes): the same with ``probe_inputs = 0``, so the cost of behaviour probes shows.
 
 Target: the cold verifier within 3x one plain pytest run.
 """
@@ -119,6 +120,15 @@ def main() -> None:
             warm = time.monotonic() - started
         finally:
             verifier.close()
+        # The same warm run without behaviour probes (probe_inputs = 0): what the probes cost.
+        verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+        try:
+            verify_all(verifier, path, text, args.k, args.threads)
+            started = time.monotonic()
+            verify_all(verifier, path, text, args.k, args.threads)
+            warm_unprobed = time.monotonic() - started
+        finally:
+            verifier.close()
 
     passed = sum(r.passed for r in results)
     print(f"k={args.k} candidates ({passed} pass), {args.threads} verify threads, 20 nearby tests + doctest")
@@ -132,6 +142,7 @@ def main() -> None:
         (f"naive: {args.k} x (mypy + pytest processes)", naive),
         (f"verifier, cold: fresh Verifier, prepare + {args.k} verify", cold),
         (f"verifier, warm: prepare (cached) + {args.k} verify", warm),
+        (f"verifier, warm, no behaviour probes: prepare (cached) + {args.k} verify", warm_unprobed),
     ]
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {seconds / plain_pytest:.2f} |")

@@ -423,3 +423,26 @@ def test_one_problem_end_to_end(tmp_path: Path) -> None:
     )
     assert (tmp_path / "quality.png").stat().st_size > 0
     assert "| 2 | " in done.stdout
+
+
+def test_rerank_replays_recorded_candidates_through_the_verifier(tmp_path: Path) -> None:
+    """bench/rerank.py on the first recorded problem (HumanEval/0): no model, the real verifier and probe.
+
+    HumanEval/0 is the recorded case where identical-code votes surfaced a wrong body (two equal samples)
+    over four different correct ones; agreement by behaviour must surface a correct one.
+    """
+    out = tmp_path / "rerank.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "rerank.py"), "--limit", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| overall |" in done.stdout
+    (outcome,) = json.loads(out.read_text(encoding="utf-8"))["outcomes"]
+    assert outcome["task_id"] == "HumanEval/0"
+    assert outcome["verdict_changes"] == 0
+    assert outcome["probe_inputs"] == 24 and outcome["passing"] >= 4
+    assert not outcome["by_code_correct"] and outcome["by_behaviour_correct"]
