@@ -21,6 +21,7 @@ from lsp_verify.cancel import Cancelled, CancelToken
 from lsp_verify.config import Settings
 from lsp_verify.syntax.target import EditTarget, TargetKind
 from lsp_verify.verify.cascade import Verifier, VerifyError
+from lsp_verify.verify.pytest_run import failure_summary
 from lsp_verify.verify.sandbox import choose_isolation
 from lsp_verify.verify.types import Candidate, Evidence
 
@@ -440,3 +441,32 @@ def test_another_stubs_failing_test_does_not_sink_the_candidate(make_project: Ca
     result = project.verifier.verify(plan, breaking, CancelToken())
     assert not result.passed
     assert result.tests_broken == ("tests/test_text.py::test_stay",)
+
+
+def test_a_failing_doctest_says_what_it_expected_and_got(project: Project) -> None:
+    _, text, target = calc(project)
+    plan = project.verifier.prepare(target, text, CancelToken())
+    result = project.verifier.verify(plan, candidate(0, text, STUB, "    return a * b\n"), CancelToken())
+    assert not result.passed
+    (doctest,) = [o for o in result.outcomes if o.nodeid == "calc/core.py::calc.core.add"]
+    assert failure_summary(doctest.message) == ">>> add(2, 3) expected 5, got 6"
+
+
+def test_doctest_failure_summaries() -> None:
+    no_expectation = """\
+004     >>> f(19) == 'xix'
+Expected nothing
+Got:
+    True
+/tmp/s1/m.py:4: DocTestFailure"""
+    summary = failure_summary(no_expectation)
+    assert summary.startswith(">>> f(19) == 'xix' expected nothing, got True (the example gives no expected")
+    raised = """\
+012     >>> g(1)
+UNEXPECTED EXCEPTION: ValueError('bad')
+Traceback (most recent call last):
+ValueError: bad
+/tmp/s1/m.py:12: UnexpectedException"""
+    assert failure_summary(raised) == ">>> g(1) raised ValueError('bad')"
+    assert failure_summary("E   assert 42 == 48151623") == "E   assert 42 == 48151623"
+    assert failure_summary("") == ""

@@ -426,14 +426,16 @@ def test_one_problem_end_to_end(tmp_path: Path) -> None:
 
 
 def test_rerank_replays_recorded_candidates_through_the_verifier(tmp_path: Path) -> None:
-    """bench/rerank.py on the first recorded problem (HumanEval/0): no model, the real verifier and probe.
+    """bench/rerank.py on a recorded problem (HumanEval/0): no model, the real verifier and probe.
 
     HumanEval/0 is the recorded case where identical-code votes surfaced a wrong body (two equal samples)
-    over four different correct ones; agreement by behaviour must surface a correct one.
+    over four different correct ones; agreement by behaviour must surface a correct one. The record is a
+    copy of the quality run's first line (tests/fixtures/quality), so a new benchmark run cannot move it.
     """
     out = tmp_path / "rerank.json"
+    records = REPO / "tests" / "fixtures" / "quality" / "humaneval-0.jsonl"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "rerank.py"), "--limit", "1", "--json", str(out)],
+        [sys.executable, str(REPO / "bench" / "rerank.py"), "--records", str(records), "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

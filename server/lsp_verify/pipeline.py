@@ -140,6 +140,12 @@ class Pipeline:
                 self._engine_key = key
             return self._engine
 
+    def warm_up(self, root: Path) -> None:
+        """Start what the first request for ``root`` needs besides the model: the verifier's mypy and
+        pytest workers (they import in the background). The model stays unloaded until a request needs it,
+        so an idle editor does not hold its memory."""
+        self.verifier(root)
+
     def verifier(self, root: Path) -> Verifier:
         with self._lock:
             verifier = self._verifiers.get(root)

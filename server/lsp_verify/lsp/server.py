@@ -69,6 +69,8 @@ class PipelineLike(Protocol):
 
     def invalidate(self, paths: Sequence[Path]) -> None: ...
 
+    def warm_up(self, root: Path) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -361,6 +363,11 @@ async def initialized(ls: VerifyServer, params: types.InitializedParams) -> None
         except OSError as exc:  # e.g. inotify limits: the server works, caches are just not refreshed
             log.warning("cannot watch %s: %s", ls.root, exc)
             ls.watcher = None
+        if pipeline is not None:
+            # The verifier's workers start now, while the user reads code, not at the first request
+            # (a cold first verification paid their start-up: bench/verification.py, cold vs warm).
+            root = ls.root
+            ls.worker.submit(lambda token: pipeline.warm_up(root))
 
 
 async def workspace_did_change_configuration(

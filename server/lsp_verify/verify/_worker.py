@@ -86,6 +86,14 @@ def _short(report: Any) -> str:
     if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2])
     lines = [line for line in text.splitlines() if line.strip()]
+    if lines and lines[-1].endswith(("DocTestFailure", "UnexpectedException")):
+        # A doctest: keep the failing example and what it expected and got (the traceback of an
+        # unexpected exception ends with the exception itself).
+        start = max((i for i, line in enumerate(lines) if ">>>" in line), default=0)
+        kept = lines[start:]
+        if len(kept) > 12:
+            kept = kept[:4] + kept[-8:]
+        return "\n".join(kept)[:2000]
     errors = [line for line in lines if line.startswith("E ")]
     return "\n".join((errors or lines)[-6:])[:2000]
 

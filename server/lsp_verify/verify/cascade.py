@@ -39,7 +39,7 @@ from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, config_plugins
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
-from .pytest_run import PytestRunner, TestRun
+from .pytest_run import PytestRunner, TestRun, failure_summary
 from .sandbox import Limits, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
 from .test_index import TestIndex, module_name
@@ -417,7 +417,7 @@ class Verifier:
         elif failing:
             first = failing[0]
             others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
-            message = first.message.strip().splitlines()[-1] if first.message.strip() else ""
+            message = failure_summary(first.message)
             detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
         # Tests that merely guard the rest of the module say nothing about the target's own behaviour.
         evidence = (

@@ -142,6 +142,42 @@ class PytestRunner:
         )
 
 
+def failure_summary(message: str) -> str:
+    """One line for a failed test's message: for a doctest, the example with what it expected and got."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if not lines[-1].endswith(("DocTestFailure", "UnexpectedException")):
+        return lines[-1].strip()
+    example = next((line for line in lines if ">>>" in line), "")
+    source = example[example.index(">>>") :].strip() if example else "a doctest example"
+    if lines[-1].endswith("UnexpectedException"):
+        raised = next((line for line in lines if line.startswith("UNEXPECTED EXCEPTION:")), "")
+        what = raised.removeprefix("UNEXPECTED EXCEPTION:").strip() or lines[-2].strip()
+        return f"{source} raised {what}"[:500]
+    expected, got = _doctest_block(lines, "Expected"), _doctest_block(lines, "Got")
+    summary = f"{source} expected {expected or 'nothing'}, got {got or 'nothing'}"
+    if not expected and got in ("True", "False"):
+        summary += (
+            " (the example gives no expected output: put the expected value on the line after it, "
+            "e.g. `True` after a comparison)"
+        )
+    return summary[:500]
+
+
+def _doctest_block(lines: list[str], label: str) -> str:
+    """The indented block after ``Expected:`` / ``Got:`` in a doctest report, on one line."""
+    for i, line in enumerate(lines):
+        if line.strip() == f"{label}:":
+            block = []
+            for following in lines[i + 1 :]:
+                if not following.startswith((" ", "\t")):
+                    break
+                block.append(following.strip())
+            return " / ".join(block)
+    return ""
+
+
 def _read_events(path: Path) -> list[dict[str, Any]]:
     events = []
     for line in _read_text(path).splitlines():
