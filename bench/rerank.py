@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=8, help="which recorded run to replay (its k)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table and outcomes here")
     args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
 
     records = quality.read_records(args.records)[: args.limit]
     problems = {p.task_id: p for p in quality.load_problems()}
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "command": "python bench/rerank.py" + (f" --limit {args.limit}" if args.limit else ""),
+                    "command": " ".join(["python bench/rerank.py", *given]),
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "records": str(args.records),
                     "k": args.k,
