@@ -26,6 +26,8 @@ export const SERVER_KEYS = [
     "nGpuLayers",
     "testTimeoutS",
     "requireTests",
+    "repairRounds",
+    "probeInputs",
     "temperature",
     "seed",
     "promptFormat",
