@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -136,6 +137,8 @@ def _run_probe(request: dict[str, Any]) -> int:
     budget = float(request["call_timeout"])
     # Calls stop well before the fork server's deadline, so a slow candidate still reports what it did.
     stop = time.monotonic() + max(0.5, float(request["timeout"]) - 1.0)
+    # Argument lists are evaluated in a copy of the module's namespace, made once: they only read it.
+    namespace = {**vars(module), "__lsp_verify_probe__": function}
     outputs = []
     for arguments in request["inputs"]:
         if time.monotonic() >= stop:
@@ -143,8 +146,6 @@ def _run_probe(request: dict[str, Any]) -> int:
             continue
         signal.setitimer(signal.ITIMER_REAL, budget)
         try:
-            namespace = dict(vars(module))
-            namespace["__lsp_verify_probe__"] = function
             result = eval(f"__lsp_verify_probe__({arguments})", namespace)  # sandboxed, like the tests
             text = _canonical(result)
             outputs.append(hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16])
@@ -161,8 +162,6 @@ def _run_probe(request: dict[str, Any]) -> int:
 
 def _canonical(value: object, depth: int = 0) -> str:
     """``repr`` with floats rounded (0.1 + 0.2 and 0.3 agree), sets ordered and addresses dropped."""
-    import re
-
     if depth > 20:
         return "..."
     if isinstance(value, float):
