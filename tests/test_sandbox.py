@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
-from lsp_verify.verify.sandbox import Limits, choose_isolation, isolation_report, run_process
+from lsp_verify.verify.sandbox import Limits, WorkerProcess, choose_isolation, isolation_report, run_process
 
 
 def test_timeout_kills_the_group_even_when_a_grandchild_holds_the_output(tmp_path: Path) -> None:
@@ -36,3 +37,27 @@ def test_isolation_report_names_the_active_isolation() -> None:
     assert report.startswith("isolation: ")
     assert {"bwrap": "bubblewrap", "unshare": "unshare", "none": "none"}[chosen] in report
     assert isolation_report("none").startswith("isolation: none")
+
+
+def test_closing_a_worker_while_it_starts_leaves_no_process(tmp_path: Path) -> None:
+    """A verifier closed while its warm-up thread is still starting the worker (the server closes
+    verifiers when settings change, right after it warmed them up) must not leave that worker behind."""
+    for delay in (0.0, 0.05, 0.3):
+        worker = WorkerProcess(
+            "pytest",
+            limits=Limits(),
+            isolation=choose_isolation("auto"),
+            writable=[tmp_path],
+            readable=[tmp_path, *(Path(p) for p in sys.path if p)],
+            cwd=tmp_path,
+        )
+        warm = threading.Thread(target=worker.warm_up)
+        warm.start()
+        time.sleep(delay)
+        worker.close()
+        warm.join(timeout=60)
+        assert not warm.is_alive()
+        process = worker._process
+        assert process is None, "closed, yet a worker process is held"
+        worker.warm_up()  # after close: starts nothing
+        assert worker._process is None and worker.starts <= 1

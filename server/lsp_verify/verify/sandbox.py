@@ -282,9 +282,13 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._lock = threading.Lock()
+        self._closed = False
         self.starts = 0
 
     def _start(self, deadline: float) -> subprocess.Popen[bytes]:
+        """Start the worker (with ``_lock`` held); refused once the worker is closed."""
+        if self._closed:
+            raise WorkerError(f"the {self.mode} worker is closed")
         bootstrap = (
             "import runpy, sys; del sys.path[0]; "
             f"sys.argv = ['lsp-verify-worker', {self.mode!r}]; "
@@ -375,9 +379,14 @@ class WorkerProcess:
             kill_group(process)
 
     def close(self) -> None:
-        self.kill()
-        process, self._process = self._process, None
+        """Kill the worker for good. A start in progress (a warm-up thread) is waited for and killed too:
+        otherwise a worker started just after ``close`` would outlive its verifier."""
+        self._closed = True
+        self.kill()  # a request in progress sees end-of-file and lets go of the lock
+        with self._lock:
+            process, self._process = self._process, None
         if process is not None:
+            kill_group(process)
             for stream in (process.stdin, process.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):
