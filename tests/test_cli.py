@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from lsp_verify.check import FixOptions, run_fix
 from lsp_verify.cli import main, use_colour
 from lsp_verify.config import Settings
+from lsp_verify.fix import FixOptions, run_fix
 from lsp_verify.model.source import default_cache_dir
 from lsp_verify.pipeline import FixReport, FixRequest
 from lsp_verify.syntax.splice import normalise, splice_body

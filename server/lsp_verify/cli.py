@@ -1,8 +1,8 @@
 """The ``lsp-verify`` command: ``serve | check | fix | generate | doctor``.
 
 A thin shell: it parses arguments, builds :class:`~lsp_verify.config.Settings`, calls the headless logic in
-:mod:`lsp_verify.check` (or the pipeline, or the LSP server) and prints. Imports are lazy so that
-``lsp-verify check`` starts quickly and never loads llama.cpp.
+:mod:`lsp_verify.check` and :mod:`lsp_verify.fix` (or the pipeline, or the LSP server) and prints. Imports
+are lazy so that ``lsp-verify check`` starts quickly and never loads llama.cpp.
 
 Exit codes: 0 success, 1 a check failed / no verified candidate, 2 usage or environment error.
 """
@@ -238,7 +238,7 @@ def _check(args: argparse.Namespace) -> int:
 
 # -- fix -----------------------------------------------------------------------------------------------
 def _fix(args: argparse.Namespace) -> int:
-    from .check import FixOptions, run_fix
+    from .fix import FixOptions, run_fix
 
     status = StatusLine(sys.stderr)
     overrides = {
@@ -258,7 +258,8 @@ def _fix(args: argparse.Namespace) -> int:
 
 # -- generate ------------------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    from .check import UsageError, generate_candidates, parse_location
+    from .fix import generate_candidates
+    from .headless import UsageError, parse_location
 
     overrides = {"k": args.k, "model_path": args.model, "seed": args.seed, "max_tokens": args.max_tokens}
     status = StatusLine(sys.stderr)
