@@ -26,10 +26,10 @@ from .headless import (
     describe,
     function_report,
     is_test_file,
-    read_source,
     relpath_in,
 )
 from .report import FunctionReport, RunReport
+from .sourcefile import SourceError, read_source
 from .syntax.target import EditTarget, TargetError
 from .verify.types import Candidate, CandidateResult, Evidence
 
@@ -81,7 +81,7 @@ def run_check(
 
     try:
         files = _select_files(options, cwd, git_root)
-    except (UsageError, gitdiff.GitError) as exc:
+    except (UsageError, SourceError, gitdiff.GitError) as exc:
         report.error = str(exc)
         return report
     if not files:
@@ -118,7 +118,7 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
         for relpath in gitdiff.tracked_python_files(git_root):
             path = git_root / relpath
             if not is_test_file(relpath) and path.is_file():
-                out.append(_FileToCheck(path, relpath, read_source(path)[0], at_base(relpath)))
+                out.append(_FileToCheck(path, relpath, read_source(path).text, at_base(relpath)))
         return out
 
     if not options.paths:
@@ -129,7 +129,7 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
             for relpath in gitdiff.changed_python_files(git_root, options.base):
                 path = git_root / relpath
                 if not is_test_file(relpath):
-                    text = read_source(path)[0]
+                    text = read_source(path).text
                     out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=True))
             return out
         for change in gitdiff.staged_python_files(git_root):
@@ -148,7 +148,7 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
         relpath = relpath_in(path, git_root) if git_root else path.name
         if path.suffix not in (".py", ".pyi") or is_test_file(relpath):
             continue  # tests are what functions are checked against, not functions to check
-        text = read_source(path)[0]
+        text = read_source(path).text
         out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=options.changed_only))
     return out
 

@@ -8,10 +8,6 @@ filled in), and ``--apply`` writes the result only if the file still has the byt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,48 +24,17 @@ from .headless import (
     function_report,
     is_test_file,
     parse_location,
-    read_source,
     relpath_in,
     unified_diff,
 )
 from .report import FunctionReport, RunReport
+from .sourcefile import FileChanged, SourceError, SourceFile, read_source, write_if_unchanged
 from .syntax.target import EditTarget, TargetError
 from .verify.rank import agreeing_samples
 from .verify.types import CandidateResult, Evidence
 
 if TYPE_CHECKING:
     from .pipeline import FixReport, Pipeline
-
-
-class FileChanged(Exception):
-    """The file no longer holds the bytes the edit was computed from."""
-
-
-def write_if_unchanged(path: Path, text: str, expected_sha256: str) -> None:
-    """Replace ``path`` with ``text`` atomically, only while it still hashes to ``expected_sha256``.
-
-    The new content goes to a temporary file in the same directory (same file system), gets the original's
-    permission bits, is flushed to disk, and is renamed over the original: a reader sees the old file or the
-    new one, never half of either.
-    """
-    current = path.read_bytes()
-    if hashlib.sha256(current).hexdigest() != expected_sha256:
-        raise FileChanged(f"{path} changed since it was read; not written (run lsp-verify fix again)")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".lsp-verify.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        # Last look right before the rename: an editor that saved meanwhile wins.
-        if hashlib.sha256(path.read_bytes()).hexdigest() != expected_sha256:
-            raise FileChanged(f"{path} changed since it was read; not written (run lsp-verify fix again)")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,12 +87,12 @@ def run_fix(
     report.problems.extend(settings.problems)
 
     # Read and target every file first: a bad file is a usage error before the model is loaded.
-    plans: list[tuple[_FixFile, str, str, list[EditTarget]]] = []
+    plans: list[tuple[SourceFile, list[EditTarget]]] = []
     try:
         for item in files:
-            text, digest = read_source(item.path)
-            plans.append((item, text, digest, _fix_targets(item, text)))
-    except (UsageError, TargetError) as exc:
+            source = read_source(item.path)
+            plans.append((source, _fix_targets(item, source.text)))
+    except (UsageError, SourceError, TargetError) as exc:
         report.error = str(exc)
         return report
     if not any(targets for *_, targets in plans):
@@ -142,9 +107,9 @@ def run_fix(
     try:
         status.started("loading the model")
         pipeline.engine()
-        for item, text, digest, targets in plans:
+        for source, targets in plans:
             report.functions.extend(
-                _fix_file(pipeline, item.path, text, digest, targets, root, options, settings, status, cancel)
+                _fix_file(pipeline, source, targets, root, options, settings, status, cancel)
             )
     except (ModelError, EngineError, ImportError) as exc:
         report.error = (
@@ -205,9 +170,7 @@ def _fix_targets(item: _FixFile, text: str) -> list[EditTarget]:
 
 def _fix_file(
     pipeline: Pipeline,
-    path: Path,
-    original: str,
-    digest: str,
+    source: SourceFile,
     targets: list[EditTarget],
     root: Path,
     options: FixOptions,
@@ -218,6 +181,7 @@ def _fix_file(
     from .pipeline import FixRequest
     from .syntax.targets import function_targets
 
+    path, original = source.path, source.text
     relpath = relpath_in(path, root)
     text = original
     reports: list[FunctionReport] = []
@@ -237,9 +201,9 @@ def _fix_file(
 
     if options.apply and text != original:
         try:
-            write_if_unchanged(path, text, digest)
-        except (FileChanged, OSError) as exc:
-            message = str(exc) if isinstance(exc, FileChanged) else f"{path}: cannot write: {exc}"
+            write_if_unchanged(source, text)
+        except (FileChanged, SourceError, OSError) as exc:
+            message = str(exc) if not isinstance(exc, OSError) else f"{path}: cannot write: {exc}"
             return [
                 dataclasses.replace(r, status="error", applied=False, message=message)
                 if r.status == "pass"
@@ -313,7 +277,7 @@ def generate_candidates(
     from .syntax.targets import target_at
 
     status = status or Quiet()
-    text, _ = read_source(path)
+    text = read_source(path).text
     root = find_project_root(path)
     settings = settings_for(root)
     try:

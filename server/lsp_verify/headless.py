@@ -1,5 +1,5 @@
 """What the headless commands (``check``, ``fix``, ``generate``) share: usage errors, the status sink, file
-locations and reading, diffs, and the per-function report record.
+locations, diffs, and the per-function report record. (Reading and writing the files: :mod:`.sourcefile`.)
 
 The commands themselves live in :mod:`lsp_verify.check` and :mod:`lsp_verify.fix`; :mod:`lsp_verify.cli`
 only parses arguments and prints.
@@ -8,7 +8,6 @@ only parses arguments and prints.
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -62,19 +61,6 @@ def parse_location(spec: str, *, need_line: bool = False) -> tuple[Path, int | N
     if not path.is_file():
         raise UsageError(f"{path_text}: no such file")
     return path, line
-
-
-def read_source(path: Path) -> tuple[str, str]:
-    """(text, sha256 of the bytes) of a Python file; UsageError when it is not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    return text, hashlib.sha256(data).hexdigest()
 
 
 def unified_diff(before: str, after: str, relpath: str) -> str:
