@@ -287,7 +287,7 @@ def fix_in_process(project: Path, apply: bool, require_tests: bool = False, **sc
     )
 
 
-def test_apply_writes_atomically_and_keeps_the_mode(project: Path) -> None:
+def test_apply_writes_the_body_and_keeps_the_mode(project: Path) -> None:
     ops = project / "mathx" / "ops.py"
     ops.chmod(0o640)
 

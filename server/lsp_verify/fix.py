@@ -2,7 +2,8 @@
 
 ``fix`` runs :class:`~lsp_verify.pipeline.Pipeline` per stub function. A file's verified bodies are applied
 one after the other to an in-memory copy (later functions are generated and verified with the earlier ones
-filled in), and ``--apply`` writes the result only if the file still has the bytes that were read.
+filled in), and ``--apply`` writes the result only if the file still has the bytes that were read (in place,
+in the file's own encoding: :mod:`.sourcefile`).
 """
 
 from __future__ import annotations
