@@ -260,6 +260,7 @@ def _fix(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from .fix import generate_candidates
     from .headless import UsageError, parse_location
+    from .model.prompts import PromptTooLarge
     from .sourcefile import SourceError
 
     overrides = {"k": args.k, "model_path": args.model, "seed": args.seed, "max_tokens": args.max_tokens}
@@ -270,7 +271,7 @@ def _generate(args: argparse.Namespace) -> int:
         diffs = generate_candidates(
             path, line, settings_for=lambda root: _settings(root, overrides), status=status
         )
-    except (UsageError, SourceError) as exc:
+    except (UsageError, SourceError, PromptTooLarge) as exc:
         status.clear()
         return _error(str(exc))
     finally:

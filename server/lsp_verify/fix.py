@@ -179,6 +179,7 @@ def _fix_file(
     status: StatusSink,
     cancel: CancelToken,
 ) -> list[FunctionReport]:
+    from .model.prompts import PromptTooLarge
     from .pipeline import FixRequest
     from .syntax.targets import function_targets
 
@@ -190,11 +191,16 @@ def _fix_file(
         # Earlier bodies in this file may have moved the function: find it again by name in the new text.
         current = _same_function(function_targets(text, path), wanted, targets)
         status.started(f"fixing {relpath}:{def_line(current) + 1} {current.qualname}")
-        fix = pipeline.run(
-            FixRequest(path=path, text=text, root=root, line=current.body_start_line),
-            cancel=cancel,
-            on_progress=status.progress,
-        )
+        try:
+            fix = pipeline.run(
+                FixRequest(path=path, text=text, root=root, line=current.body_start_line),
+                cancel=cancel,
+                on_progress=status.progress,
+            )
+        except PromptTooLarge as exc:  # this function only: the file's other functions may still fit
+            line = def_line(current) + 1
+            reports.append(FunctionReport(relpath, current.qualname, line, "error", "none", str(exc)))
+            continue
         reports.append(_fix_outcome(fix, text, relpath, settings))
         best = _accepted(fix, settings)
         if best is not None:

@@ -41,6 +41,7 @@ from pygls.workspace import TextDocument
 from .. import __version__
 from ..cancel import Cancelled, CancelToken
 from ..config import Settings, find_project_root
+from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress
 from ..syntax.target import EditTarget, TargetError
@@ -272,7 +273,7 @@ class VerifyServer(LanguageServer):
                     f"{target.qualname}: {jobs.CONTENT_MODIFIED}; not applied"
                 ) from None
             raise JsonRpcRequestCancelled(f"{target.qualname}: {job.token.reason}") from None
-        except (ModelError, VerifyError, TargetError) as exc:
+        except (ModelError, VerifyError, TargetError, PromptTooLarge) as exc:
             progress.end("failed")
             message = f"lsp-verify could not check {target.qualname}: {exc}"
             self.show(types.MessageType.Error, message)
