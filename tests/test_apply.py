@@ -150,6 +150,20 @@ def test_the_write_keeps_the_inode_its_hard_links_and_its_mode(tmp_path: Path) -
     assert sorted(p.name for p in ops.parent.iterdir()) == ["__init__.py", "ops.py"], "nothing left beside it"
 
 
+def test_the_write_keeps_extended_attributes(tmp_path: Path) -> None:
+    """ACLs live in extended attributes (system.posix_acl_access); a user attribute stands in for them."""
+    project = make_project(tmp_path / "proj", OPS.encode())
+    ops = project / "mathx" / "ops.py"
+    try:
+        os.setxattr(ops, "user.lsp-verify-test", b"kept")
+    except OSError as exc:
+        pytest.skip(f"this file system has no user extended attributes: {exc.strerror}")
+
+    applied(fix(project))
+
+    assert os.getxattr(ops, "user.lsp-verify-test") == b"kept"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
 def test_the_write_keeps_owner_and_group(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj", OPS.encode())
