@@ -10,6 +10,7 @@ bubblewrap contains what it would do.
 from __future__ import annotations
 
 import dataclasses
+import os
 import stat
 import sys
 from pathlib import Path
@@ -193,6 +194,16 @@ def test_repository_startup_files_are_never_imported(hostile: Hostile) -> None:
     outcome = hostile.verify_untrusted()
     assert hostile.ran() == []
     assert_restricted(outcome, "plugins")
+
+
+def test_a_pythonpath_naming_the_workspace_does_not_import_from_it(
+    hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostile.write("sitecustomize.py", payload(hostile.marks / "sitecustomize"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hostile.root), os.environ.get("PYTHONPATH", "")]))
+    outcome = hostile.verify_untrusted()
+    assert hostile.ran() == []
+    assert outcome.good.passed and not outcome.type_error.passed
 
 
 def test_a_trusted_workspace_keeps_the_projects_configuration(hostile: Hostile) -> None:

@@ -110,9 +110,13 @@ class Verifier:
         python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         readable = [self.root, *(Path(p) for p in [*sys.path, *python_path] if p)]
         writable = [self._shadows.path, self._mypy_cache]
+        # The mypy worker starts outside every shadow and nothing relative to a shadow is on its sys.path, so
+        # a repository's sitecustomize.py or .pth never loads - unless the user's PYTHONPATH names the
+        # workspace itself: in an untrusted workspace such entries are left out.
+        mypy_env = {} if settings.trusted else {"PYTHONPATH": _outside(self.root, python_path)}
         self._mypy_worker = WorkerProcess(
             "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path,
+            cwd=self._shadows.path, env=mypy_env,
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
             "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
@@ -456,6 +460,17 @@ def _leak_message(files: Iterable[str]) -> str:
         "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
         "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
     )
+
+
+def _outside(root: Path, entries: list[str]) -> str:
+    """``entries`` (a PYTHONPATH) without those inside ``root``; relative ones stay (the worker resolves them
+    against its own directory, which holds no modules)."""
+    kept = []
+    for entry in entries:
+        path = Path(entry)
+        if entry and not (path.is_absolute() and path.resolve().is_relative_to(root)):
+            kept.append(entry)
+    return os.pathsep.join(kept)
 
 
 def _digest(*parts: str) -> str:
