@@ -41,14 +41,23 @@ def test_the_project_configuration_is_found_as_mypy_finds_it(tmp_path: Path) -> 
     assert project_config(tmp_path) is None
     (tmp_path / "setup.cfg").write_text("[metadata]\nname = x\n")  # no [mypy]: mypy reads on
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.mypy]\nstrict = true\n[[tool.mypy.overrides]]\nmodule = ["a", "b.*"]\nignore_errors = true\n'
+        "[tool.mypy]\npython_version = 3.12\nstrict = true\n"
+        '[[tool.mypy.overrides]]\nmodule = ["a", "b.*"]\nignore_errors = true\n'
     )
     assert project_config(tmp_path) == (
         "pyproject.toml",
-        {"mypy": {"strict": True}, "mypy-a": {"ignore_errors": True}, "mypy-b.*": {"ignore_errors": True}},
+        {
+            "mypy": {"python_version": 3.12, "strict": True},
+            "mypy-a": {"ignore_errors": True},
+            "mypy-b.*": {"ignore_errors": True},
+        },
     )
     (tmp_path / ".mypy.ini").write_text("[mypy\n")  # cannot be parsed: mypy skips it
-    assert project_config(tmp_path) is not None and project_config(tmp_path)[0] == "pyproject.toml"  # type: ignore[index]
+    assert restricted_config(tmp_path).text.splitlines()[:3] == [
+        "[mypy]",
+        "python_version = 3.12",
+        "strict = True",
+    ]  # type: ignore[index]
     (tmp_path / "mypy.ini").write_text("[other]\nx = 1\n")  # used even without a [mypy] section
     assert project_config(tmp_path) == ("mypy.ini", {})
 

@@ -254,8 +254,9 @@ def _allowed(root: Path, key: str, value: object) -> str | None:
             return None
         return ", ".join(items)
     if key in _WORD:
-        text = value if isinstance(value, str) else None
-        return text if text is not None and _WORD[key].fullmatch(text) else None
+        # TOML may spell python_version as a float; mypy reads str() of it too.
+        text = str(value) if isinstance(value, (str, float)) else ""
+        return text if _WORD[key].fullmatch(text) else None
     if key == "mypy_path":
         return _mypy_path(root, value)
     if _is_boolean(key):
