@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -218,6 +219,24 @@ def test_a_trusted_workspace_keeps_the_projects_configuration(hostile: Hostile) 
     assert hostile.ran() == ["plugin"]
     assert not any("restricted" in note for note in plan.notes)
     assert result.mypy_evidence == "mypy: no new errors"
+
+
+def test_check_is_trusted_by_being_run(hostile: Hostile) -> None:
+    """`lsp-verify check` keeps the project's own mypy configuration and settings (a regression guard)."""
+    hostile.write("evil_plugin.py", plugin(hostile.marks / "plugin"))
+    hostile.write(
+        "pyproject.toml", '[tool.lsp-verify]\nsandbox = "none"\n\n[tool.mypy]\nplugins = ["evil_plugin.py"]\n'
+    )
+    hostile.write("mod.py", MODULE.replace(STUB, GOOD))
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "lsp_verify", "check", "mod.py"],
+        cwd=hostile.root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mypy: no new errors" in done.stdout and "restricted" not in done.stdout
+    assert "not trusted" not in done.stderr
+    assert hostile.ran() == ["plugin"]
 
 
 # -- [tool.lsp-verify] -----------------------------------------------------------------------------------
