@@ -26,6 +26,7 @@ from lsp_verify import cli
 from lsp_verify.cancel import CancelToken
 from lsp_verify.config import UNTRUSTED_PROJECT_ALLOWS, UNTRUSTED_PROJECT_IGNORES, Settings, project_settings
 from lsp_verify.lsp.options import effective_settings
+from lsp_verify.pipeline import describe_evidence
 from lsp_verify.verify.cascade import Verifier
 from lsp_verify.verify.types import CandidateResult
 from test_cascade import candidate, snapshot, target_for
@@ -205,6 +206,16 @@ def test_a_pythonpath_naming_the_workspace_does_not_import_from_it(
     outcome = hostile.verify_untrusted()
     assert hostile.ran() == []
     assert outcome.good.passed and not outcome.type_error.passed
+
+
+def test_evidence_says_skipped_for_a_check_that_did_not_run(hostile: Hostile) -> None:
+    path = hostile.root / "mod.py"
+    text = path.read_text()
+    with Verifier(hostile.root, Settings(trusted=False, sandbox="none")) as verifier:
+        plan = verifier.prepare(target_for(path, "double"), text, CancelToken())
+        broken = verifier.verify(plan, candidate(0, text, STUB, "    return (\n"), CancelToken())
+    assert broken.mypy_evidence == "mypy: skipped"
+    assert "mypy: skipped" in describe_evidence(broken) and "no new errors" not in describe_evidence(broken)
 
 
 def test_a_trusted_workspace_keeps_the_projects_configuration(hostile: Hostile) -> None:
