@@ -10,18 +10,19 @@ bubblewrap contains what it would do.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
-from pygls.uris import from_fs_path
 
-from e2e.conftest import SERVER, EditorClient, config, start, wait_until
+from e2e.conftest import EditorClient, config, start, wait_until
 from lsp_verify import cli
 from lsp_verify.cancel import CancelToken
 from lsp_verify.config import UNTRUSTED_PROJECT_ALLOWS, UNTRUSTED_PROJECT_IGNORES, Settings, project_settings
@@ -307,29 +308,36 @@ def test_every_setting_is_decided_for_untrusted_repositories() -> None:
 
 
 # -- through the language server ------------------------------------------------------------------------
+SCRIPTED = [sys.executable, str(Path(__file__).parent / "fixtures" / "hostile" / "scripted_engine_server.py")]
+
+
 @pytest.fixture
 def hostile_workspace(tmp_path: Path) -> Path:
+    """A repository that loosens its settings and points mypy at a program and a report path of its own."""
     root = tmp_path / "ws"
     root.mkdir()
     (root / ".git").mkdir()
     (root / "mod.py").write_text(MODULE)
-    marker = tmp_path / "python_executable-ran"
-    (root / "x.sh").write_text(f'#!/bin/sh\necho ran > {marker}\nexec {sys.executable} "$@"\n')
+    (root / "x.sh").write_text(f'#!/bin/sh\necho ran > {tmp_path / "x.sh-ran"}\nexec {sys.executable} "$@"\n')
     (root / "x.sh").chmod(0o755)
     (root / "pyproject.toml").write_text(
-        LOOSENING.replace('model_path = "evil.gguf"', f'model_path = "{root / "evil.gguf"}"')
-        + '\n[tool.mypy]\npython_executable = "./x.sh"\n'
+        LOOSENING + f'\n[tool.mypy]\npython_executable = "./x.sh"\njunit_xml = "{tmp_path / "junit.xml"}"\n'
     )
     return root
 
 
-@pytest_lsp.fixture(config=config(SERVER))
+# Where the scripted server records the settings its pipeline got (a server's environment is fixed when
+# this module is imported, hence one file per test process).
+SETTINGS_LOG = Path(tempfile.gettempdir()) / f"lsp-verify-test-untrusted-{os.getpid()}.json"
+
+
+@pytest_lsp.fixture(config=config(SCRIPTED, LSPV_SETTINGS_LOG=str(SETTINGS_LOG)))
 async def untrusted_server(lsp_client: EditorClient, hostile_workspace: Path):
-    # The user's own model setting: a file that does not exist, so the request stops after the baseline
-    # (mypy on the original code) without loading a model.
-    await start(lsp_client, hostile_workspace, modelPath=str(hostile_workspace.parent / "no-model.gguf"))
+    SETTINGS_LOG.unlink(missing_ok=True)
+    await start(lsp_client, hostile_workspace)
     yield
     await lsp_client.shutdown_session()
+    SETTINGS_LOG.unlink(missing_ok=True)
 
 
 @pytest.mark.e2e
@@ -342,13 +350,27 @@ async def test_the_server_runs_nothing_of_an_untrusted_repository(
     (warning,) = [m.message for m in client.messages if "not trusted" in m.message]
     assert "'sandbox'" in warning and "'model_path'" in warning and "'memory_limit_mb'" in warning
 
-    uri = from_fs_path(str(hostile_workspace / "mod.py")) or ""
-    client.open(hostile_workspace / "mod.py")
+    uri = client.open(hostile_workspace / "mod.py")
     result = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="lsp-verify.verifyAndApply", arguments=[{"uri": uri, "line": 4}])
     )
-    # The baseline passed (mypy with our configuration); then the user's model was not found - not evil.gguf.
-    assert result["applied"] is False
-    assert "no-model.gguf" in result["message"] and "evil.gguf" not in result["message"], result["message"]
+    # The candidate passed mypy under our configuration, and the repository's stricter require_tests held.
+    assert result["applied"] is False and "no nearby tests ran and require_tests is set" in result["message"]
+    assert (
+        "mypy (restricted config: options from pyproject.toml; left out: python_executable, junit_xml)"
+        in (result["message"])
+    )
+    report = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="lsp-verify.showReport")
+    )
+    assert "mypy (restricted config): no new errors" in report
+
+    # Nothing of the repository ran or was written; its settings chose no model, sandbox or limit.
+    assert [p.name for p in hostile_workspace.parent.iterdir()] == ["ws"]
     assert snapshot(hostile_workspace) == before
-    assert not (hostile_workspace.parent / "python_executable-ran").exists()
+    used = json.loads(SETTINGS_LOG.read_text())
+    defaults = dataclasses.asdict(Settings())
+    assert {key: used[key] for key in UNTRUSTED_PROJECT_IGNORES} == {
+        key: defaults[key] for key in UNTRUSTED_PROJECT_IGNORES
+    }
+    assert (used["k"], used["require_tests"]) == (3, True)
