@@ -123,7 +123,7 @@ PLUGIN_CONFIGS = {
     "pyproject.toml": {
         "pyproject.toml": '[tool.mypy]\nplugins = ["evil_plugin.py"]\ndisallow_any_explicit = true\n'
     },
-    # mypy skips a file it cannot parse and reads the next: the plugin check of old read the broken one only.
+    # mypy skips a file it cannot parse and reads the next one: the plugin is in the second file.
     "unparsable mypy.ini, then pyproject.toml": {
         "mypy.ini": "[mypy\nplugins = nothing\n",
         "pyproject.toml": '[tool.mypy]\nplugins = "evil_plugin.py"\ndisallow_any_explicit = true\n',
@@ -143,6 +143,22 @@ def test_a_mypy_plugin_never_runs_but_the_strictness_still_counts(
     assert_restricted(outcome, "plugins")
     # The project's strictness is harmless and still applies.
     assert not outcome.explicit_any.passed and "Any" in (outcome.explicit_any.first_error or "")
+
+
+def test_mypy_reads_no_configuration_but_ours(hostile: Hostile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not even the user-level one mypy would fall back to (~/.config/mypy/config): exactly our file."""
+    home = hostile.out.parent / "home"
+    (home / ".config" / "mypy").mkdir(parents=True)
+    (home / ".config" / "mypy" / "config").write_text(
+        f"[mypy]\nplugins = {hostile.root / 'evil_plugin.py'}\n"
+    )
+    hostile.write("evil_plugin.py", plugin(hostile.marks / "plugin"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    outcome = hostile.verify_untrusted()
+    assert hostile.ran() == []
+    assert "the project has no mypy configuration" in outcome.notes[0]
+    assert outcome.good.passed and not outcome.type_error.passed
 
 
 def test_python_executable_is_never_run(hostile: Hostile) -> None:
