@@ -140,7 +140,7 @@ def _settings(root: Path, overrides: dict[str, Any]) -> Settings:
     """Project settings (``[tool.lsp-verify]``) with command-line flags on top; the CLI is trusted."""
     from .config import project_settings
 
-    settings = project_settings(root)
+    settings = project_settings(root, trusted=True)
     settings = settings.updated(
         {key: value for key, value in overrides.items() if value is not None}, "command line"
     )

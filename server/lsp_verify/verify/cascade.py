@@ -13,8 +13,9 @@ depends on changes). ``verify`` then judges one candidate against that baseline:
 A passing candidate is then *probed* (``probe.py``): called on the same generated inputs as every other
 candidate, so ranking can prefer the behaviour most candidates agree on. A probe never fails a candidate.
 
-Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy only when the
-project's mypy configuration loads no plugins (plugins are skipped with a note, never run).
+Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy with a
+configuration of ours that keeps only the harmless options of the project's (``mypy_check.restricted_config``;
+the note says what was left out), never the project's own.
 
 Threading: ``verify`` may be called from several threads at once (the pipeline calls it per candidate as
 candidates arrive). mypy and pytest each have one fork server that serves one run at a time, so at most
@@ -36,7 +37,7 @@ from pathlib import Path
 from ..cancel import CancelToken
 from ..config import Settings
 from ..syntax.target import EditTarget
-from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, config_plugins
+from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import PytestRunner, TestRun, failure_summary
@@ -70,6 +71,8 @@ class VerifyPlan:
     """For a user: e.g. "no nearby tests: types only", "untrusted workspace: tests not run"."""
     run_mypy: bool
     run_tests: bool
+    mypy_config_file: Path | None = None
+    """Our restricted mypy configuration (untrusted workspace); None: the project's own configuration."""
     pytest_targets: tuple[str, ...] = ()
     """What is passed to pytest: node ids of the selected test functions."""
     doctest_file: str | None = None
@@ -107,9 +110,13 @@ class Verifier:
         python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         readable = [self.root, *(Path(p) for p in [*sys.path, *python_path] if p)]
         writable = [self._shadows.path, self._mypy_cache]
+        # The mypy worker starts outside every shadow and nothing relative to a shadow is on its sys.path, so
+        # a repository's sitecustomize.py or .pth never loads - unless the user's PYTHONPATH names the
+        # workspace itself: in an untrusted workspace such entries are left out.
+        mypy_env = {} if settings.trusted else {"PYTHONPATH": _outside(self.root, python_path)}
         self._mypy_worker = WorkerProcess(
             "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path,
+            cwd=self._shadows.path, env=mypy_env,
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
             "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
@@ -164,16 +171,12 @@ class Verifier:
         notes: list[str] = []
         trusted = self.settings.trusted
 
-        run_mypy = True
-        plugins = config_plugins(self.root)
-        if not trusted and plugins:
-            run_mypy = False
-            notes.append(
-                f"untrusted workspace: mypy skipped (its configuration loads plugins: {', '.join(plugins)})"
-            )
-        baseline_mypy: tuple[MypyError, ...] = ()
-        if run_mypy:
-            baseline_mypy = self._baseline_mypy(relative, original_text, cancel).errors
+        mypy_config: Path | None = None
+        if not trusted:
+            restricted = restricted_config(self.root)
+            mypy_config = restricted.write(self._shadows.path)
+            notes.append(restricted.note)
+        baseline_mypy = self._baseline_mypy(relative, original_text, mypy_config, cancel).errors
 
         nearby = self._index.nearby(target.path, target.name, target.class_name)
         node_ids = tuple(node_id for node_id, _ in nearby)
@@ -201,8 +204,9 @@ class Verifier:
             baseline=baseline,
             baseline_mypy_errors=baseline_mypy,
             notes=tuple(notes),
-            run_mypy=run_mypy,
+            run_mypy=True,
             run_tests=run_tests,
+            mypy_config_file=mypy_config,
             pytest_targets=node_ids,
             doctest_file=doctest_file,
             direct_tests=direct,
@@ -220,15 +224,17 @@ class Verifier:
         except ValueError:
             raise VerifyError(f"{path} is not inside the workspace {self.root}; cannot verify it") from None
 
-    def _baseline_mypy(self, relative: Path, text: str, cancel: CancelToken) -> MypyRun:
-        key = _digest(relative.as_posix(), text, config_digest(self.root))
+    def _baseline_mypy(
+        self, relative: Path, text: str, config_file: Path | None, cancel: CancelToken
+    ) -> MypyRun:
+        key = _digest(relative.as_posix(), text, config_digest(self.root), str(config_file))
         with self._lock:
             cached = self._mypy_baselines.get(key)
         if cached is not None:
             return cached
         shadow = self._shadows.create(relative, text)
         try:
-            run = self._mypy.check(shadow, cancel)
+            run = self._mypy.check(shadow, cancel, config_file)
         finally:
             shadow.remove()
         if run.crashed:
@@ -309,6 +315,7 @@ class Verifier:
                 evidence=evidence if passed else Evidence.NONE,
                 stages=tuple(stages),
                 tests_selected=plan.tests_selected,
+                mypy_restricted=plan.mypy_config_file is not None,
                 seconds=now - started,
                 verified_at_s=now - plan.started_at,
                 **fields,  # type: ignore[arg-type]
@@ -337,7 +344,7 @@ class Verifier:
                 if on_stage is not None:
                     on_stage("mypy")
                 since = time.monotonic()
-                run = self._mypy.check(shadow, cancel)
+                run = self._mypy.check(shadow, cancel, plan.mypy_config_file)
                 cancel.raise_if_cancelled()
                 if run.crashed:
                     stage("mypy", False, since, run.crashed)
@@ -453,6 +460,17 @@ def _leak_message(files: Iterable[str]) -> str:
         "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
         "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
     )
+
+
+def _outside(root: Path, entries: list[str]) -> str:
+    """``entries`` (a PYTHONPATH) without those inside ``root``; relative ones stay (the worker resolves them
+    against its own directory, which holds no modules)."""
+    kept = []
+    for entry in entries:
+        path = Path(entry)
+        if entry and not (path.is_absolute() and path.resolve().is_relative_to(root)):
+            kept.append(entry)
+    return os.pathsep.join(kept)
 
 
 def _digest(*parts: str) -> str:
