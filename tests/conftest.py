@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 if TYPE_CHECKING:
     from lsp_verify.model.engine import Engine
     from lsp_verify.model.source import ModelFile
+    from lsp_verify.verify.pytest_run import Collection
 
 # ============================================================================================================
 # model: the embedded GGUF and ONE shared engine (loading costs seconds and ~0.5 GB: do it once per session)
@@ -38,4 +40,53 @@ def engine(model_file: ModelFile) -> Iterator[Engine]:
 
 # ============================================================================================================
 # end of model block
+# ============================================================================================================
+
+
+# ============================================================================================================
+# discovery: pytest's own collection of a project, as the verifier makes it
+# ============================================================================================================
+
+
+@pytest.fixture
+def collect_tests() -> Iterator[Callable[[Path], Collection]]:
+    """``collect_tests(root)``: real pytest's collection of the project at ``root`` (fork server and fresh
+    process, as ``Verifier.prepare`` makes it), through a shadow of it."""
+    import sys
+
+    from lsp_verify.cancel import CancelToken
+    from lsp_verify.verify.pytest_run import FreshProcess, PytestRunner
+    from lsp_verify.verify.sandbox import Limits, WorkerProcess, choose_isolation
+    from lsp_verify.verify.shadow import ShadowRoot
+
+    opened: list[tuple[WorkerProcess, ShadowRoot]] = []
+
+    def collect(root: Path, timeout_s: float = 30.0) -> Collection:
+        root = root.resolve()
+        shadows = ShadowRoot(root)
+        isolation = choose_isolation("auto")
+        readable = (root, *(Path(p) for p in sys.path if p))
+        worker = WorkerProcess(
+            "pytest", limits=Limits(), isolation=isolation, writable=[shadows.path], readable=readable,
+            cwd=shadows.path,
+        )  # fmt: skip
+        opened.append((worker, shadows))
+        fresh = FreshProcess(Limits(), isolation, (shadows.path,), readable)
+        runner = PytestRunner(worker, shadows, timeout_s, fresh)
+        anchor = next(path for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts)
+        relative = anchor.relative_to(root)
+        shadow = shadows.create(relative, anchor.read_text(encoding="utf-8"))
+        try:
+            return runner.collect(shadow, CancelToken())
+        finally:
+            shadow.remove()
+
+    yield collect
+    for worker, shadows in opened:
+        worker.close()
+        shadows.close()
+
+
+# ============================================================================================================
+# end of discovery block
 # ============================================================================================================
