@@ -136,7 +136,7 @@ class PytestRunner:
     def collect(self, shadow: Shadow, cancel: CancelToken) -> Collection:
         """pytest's collection of the whole workspace (as seen through ``shadow``), made both in the fork
         server and in a fresh process; the fresh process's is the truth, and decides how runs are made."""
-        timeout = 2 * self._timeout_s  # a whole suite collects slower than a few of its tests run
+        timeout = max(2 * self._timeout_s, 15.0)  # a whole suite collects slower than a few tests run
         args = ["--collect-only", *pytest_args(shadow.root, (), None)]
         fresh_events, fresh_answer, fresh_log = self._request(shadow, "collect", args, timeout, cancel, True)
         fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
