@@ -58,7 +58,9 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def near(root: Path, collection: Collection, source: str, name: str, cls: str | None = None) -> dict[str, bool]:
+def near(
+    root: Path, collection: Collection, source: str, name: str, cls: str | None = None
+) -> dict[str, bool]:
     """node id -> direct, for the tests near ``name`` (a method of ``cls``) in ``source``."""
     return dict(TestIndex(root).nearby(root / source, name, cls, collection))
 
@@ -92,7 +94,9 @@ def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
         },
     )
     collection = collect_tests(root)
-    assert near(root, collection, "shapes/geo.py", "area") == {"tests/test_shapes.py::AreaTests::test_square": True}
+    assert near(root, collection, "shapes/geo.py", "area") == {
+        "tests/test_shapes.py::AreaTests::test_square": True
+    }
     assert near(root, collection, "shapes/geo.py", "volume", "Box") == {
         "tests/test_shapes.py::BoxTests::test_volume": True
     }
@@ -139,7 +143,9 @@ def test_the_projects_collection_settings_decide(tmp_path: Path, collect_tests: 
     }
 
 
-def test_parametrised_tests_are_selected_once_by_their_function(tmp_path: Path, collect_tests: Collect) -> None:
+def test_parametrised_tests_are_selected_once_by_their_function(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
     root = write(
         tmp_path,
         {
@@ -164,7 +170,9 @@ def test_parametrised_tests_are_selected_once_by_their_function(tmp_path: Path, 
     assert near(root, collection, "geo.py", "area") == {"tests/test_area.py::test_area": True}
 
 
-def test_tests_in_packages_beside_a_src_layout_and_beside_the_code(tmp_path: Path, collect_tests: Collect) -> None:
+def test_tests_in_packages_beside_a_src_layout_and_beside_the_code(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
     root = write(
         tmp_path,
         {
@@ -349,7 +357,9 @@ def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(
     assert result.passed and result.evidence is Evidence.TYPES_ONLY
     assert result.stages[-1].detail == "no test calls `slugify`; 2 tests of tests/test_text.py still pass"
     strict = verifier(root, require_tests=True)
-    refused = strict.verify(strict.prepare(plan.target, plan.original_text, CancelToken()), as_is(path), CancelToken())
+    refused = strict.verify(
+        strict.prepare(plan.target, plan.original_text, CancelToken()), as_is(path), CancelToken()
+    )
     assert not refused.passed
     assert refused.first_error == (
         "tests: no test calls `slugify`; 2 tests of tests/test_text.py still pass, and require_tests is set"

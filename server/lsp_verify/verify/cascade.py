@@ -221,9 +221,7 @@ class Verifier:
             started_at=started,
         )
 
-    def _collection(
-        self, target: EditTarget, relative: Path, text: str, cancel: CancelToken
-    ) -> Collection:
+    def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
         fails as a whole or for a file that would hold tests near the target."""
 
