@@ -133,7 +133,8 @@ def test_the_projects_collection_settings_decide(tmp_path: Path, collect_tests: 
                     assert area(1, 1) == 1
             """,
             # Outside testpaths: pytest never runs it, so it is not evidence for anything.
-            "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area():\n    assert area(1, 1) == 1\n",
+            "tests/test_geo.py": "from shapes.geo import area\n\n\n"
+            "def test_area():\n    assert area(1, 1) == 1\n",
         },
     )
     collection = collect_tests(root)
@@ -179,7 +180,8 @@ def test_tests_in_packages_beside_a_src_layout_and_beside_the_code(
             "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
             "src/shapes/__init__.py": "",
             "src/shapes/geo.py": GEO,
-            "src/shapes/geo_test.py": "from shapes.geo import area\n\n\ndef test_beside():\n    assert area(1, 2) == 2\n",
+            "src/shapes/geo_test.py": "from shapes.geo import area\n\n\n"
+            "def test_beside():\n    assert area(1, 2) == 2\n",
             "tests/__init__.py": "",
             "tests/unit/__init__.py": "",
             "tests/unit/test_measures.py": """\
@@ -250,7 +252,8 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
                     def test_area(self) -> None:
                         assert area(2, 5) == 10
             """,
-            "tests/test_inherit.py": "from shared import AreaContract\n\n\nclass TestIt(AreaContract):\n    pass\n",
+            "tests/test_inherit.py": "from shared import AreaContract\n\n\n"
+            "class TestIt(AreaContract):\n    pass\n",
         },
     )
     collection = collect_tests(root)
@@ -400,7 +403,8 @@ def test_a_plugin_loaded_with_dash_p_gets_a_fresh_pytest_per_run(
     [
         (
             {"conftest.py": "1 / 0\n"},
-            "the tests cannot be collected: conftest.py raised at import: ZeroDivisionError: division by zero.",
+            "the tests cannot be collected: conftest.py raised at import: "
+            "ZeroDivisionError: division by zero.",
         ),
         (
             {"pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p pytest_not_installed"\n'},
@@ -409,7 +413,8 @@ def test_a_plugin_loaded_with_dash_p_gets_a_fresh_pytest_per_run(
         ),
         (
             {"tests/test_slow.py": "import time\n\ntime.sleep(60)\n"},
-            "the tests cannot be collected: collecting tests/test_slow.py did not finish within 15 s (killed).",
+            "the tests cannot be collected: collecting tests/test_slow.py did not finish within 15 s "
+            "(killed).",
         ),
         (
             {
@@ -429,7 +434,8 @@ def test_a_suite_that_cannot_be_collected_gets_one_line_naming_the_file(
         tmp_path,
         {
             "geo.py": GEO,
-            "tests/test_geo.py": "from geo import area\n\n\ndef test_area() -> None:\n    assert area(1, 1) == 1\n",
+            "tests/test_geo.py": "from geo import area\n\n\n"
+            "def test_area() -> None:\n    assert area(1, 1) == 1\n",
             **files,
         },
     )
