@@ -9,6 +9,9 @@ that came before (``test_*.py`` files and ``Test*`` classes only).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -369,26 +372,26 @@ def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(
     )
 
 
+PLUGIN_PROJECT = {
+    "pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p shapes_plugin"\npythonpath = ["."]\n',
+    "shapes_plugin.py": """\
+        import pytest
+
+
+        @pytest.fixture
+        def side() -> int:
+            return 3
+    """,
+    "geo.py": GEO,
+    "tests/test_geo.py": "from geo import area\n\n\ndef test_area(side: int) -> None:\n"
+    "    assert area(side, side) == 9\n",
+}
+
+
 def test_a_plugin_loaded_with_dash_p_gets_a_fresh_pytest_per_run(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:
-    root = write(
-        tmp_path,
-        {
-            "pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p shapes_plugin"\npythonpath = ["."]\n',
-            "shapes_plugin.py": """\
-                import pytest
-
-
-                @pytest.fixture
-                def side() -> int:
-                    return 3
-            """,
-            "geo.py": GEO,
-            "tests/test_geo.py": "from geo import area\n\n\ndef test_area(side: int) -> None:\n"
-            "    assert area(side, side) == 9\n",
-        },
-    )
+    root = write(tmp_path, PLUGIN_PROJECT)
     path = root / "geo.py"
     checker = verifier(root)
     plan = checker.prepare(target(path, "area"), path.read_text(encoding="utf-8"), CancelToken())
@@ -396,6 +399,25 @@ def test_a_plugin_loaded_with_dash_p_gets_a_fresh_pytest_per_run(
     assert checker.verify(plan, as_is(path), CancelToken()).passed
     broken = checker.verify(plan, as_is(path, "return w * h", "return w - h"), CancelToken())
     assert not broken.passed and "tests/test_geo.py::test_area failed" in (broken.first_error or "")
+
+
+def test_doctor_says_how_the_projects_tests_run(tmp_path: Path) -> None:
+    root = write(tmp_path / "plugin", PLUGIN_PROJECT)
+    plain = write(
+        tmp_path / "plain", {"geo.py": GEO, "tests/test_geo.py": PLUGIN_PROJECT["tests/test_geo.py"]}
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "server")}
+
+    def doctor(project: Path) -> str:
+        argv = [sys.executable, "-m", "lsp_verify", "doctor", "--project", str(project)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+        return next(line for line in proc.stdout.splitlines() if line.startswith("test runs"))
+
+    assert doctor(root).endswith(
+        "a fresh `python -m pytest` process per run (1 test in 1 file): the project's pytest addopts load "
+        "a plugin with -p, which must be imported before the others"
+    )
+    assert "pre-imported pytest fork server" in doctor(plain)
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,43 @@ class Verifier:
             )
         return collection
 
+    def describe_test_runs(self, cancel: CancelToken) -> str:
+        """For ``lsp-verify doctor``: how this project's tests are collected and run, in one line."""
+        if not self.settings.trusted:
+            return "not run: the workspace is not trusted"
+        anchor = next(
+            (
+                p
+                for p in sorted(self.root.iterdir())
+                if p.is_file() and p.suffix in (".toml", ".ini", ".cfg", ".py")
+            ),
+            None,
+        )
+        if anchor is None:
+            return "no pyproject.toml, setup.cfg, tox.ini, pytest.ini or .py file at the project root"
+        try:
+            text = anchor.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read {anchor.name}: {exc}"
+
+        def collect() -> Collection:
+            shadow = self._shadows.create(Path(anchor.name), text)
+            try:
+                return self._pytest.collect(shadow, cancel)
+            finally:
+                shadow.remove()
+
+        collection = self._index.collection(collect)
+        if collection.problem:
+            return f"the tests cannot be collected: {collection.problem}"
+        files = len({test.file for test in collection.tests})
+        found = f"{_count(len(collection.tests), 'test')} in {_count(files, 'file')}" + (
+            f", {_count(len(collection.errors), 'file')} failed to collect" if collection.errors else ""
+        )
+        if collection.fresh_process:
+            return f"a fresh `python -m pytest` process per run ({found}): {collection.fresh_process}"
+        return f"pre-imported pytest fork server ({found}; its collection matches `python -m pytest`)"
+
     def _relative(self, path: Path) -> Path:
         try:
             return path.resolve().relative_to(self.root)
@@ -488,9 +525,12 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
     for outcome in outcomes:
         path = outcome.nodeid.split("::", 1)[0]
         counts[path] = counts.get(path, 0) + 1
-    total = sum(counts.values())
     files = ", ".join(sorted(counts))
-    return f"no test calls `{target.name}`; {total} test{'s' if total != 1 else ''} of {files} {verb}"
+    return f"no test calls `{target.name}`; {_count(sum(counts.values()), 'test')} of {files} {verb}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _collection_notes(collection: Collection) -> list[str]:
