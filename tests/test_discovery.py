@@ -23,11 +23,14 @@ from lsp_verify.config import Settings
 from lsp_verify.syntax.target import EditTarget
 from lsp_verify.syntax.targets import function_targets
 from lsp_verify.verify.cascade import Verifier, VerifyError
-from lsp_verify.verify.pytest_run import Collection
+from lsp_verify.verify.pytest_run import Collection, PytestRunner
+from lsp_verify.verify.sandbox import WorkerProcess
+from lsp_verify.verify.shadow import ShadowRoot
 from lsp_verify.verify.test_index import TestIndex
 from lsp_verify.verify.types import Candidate, Evidence
 
 Collect = Callable[..., Collection]
+MakeRunner = Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]]
 
 GEO = '''\
 """Shapes."""
@@ -261,6 +264,30 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
     )
     collection = collect_tests(root)
     assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
+
+
+def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
+    tmp_path: Path, pytest_runner: MakeRunner
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n",
+        },
+    )
+    for collect_first in (True, False):
+        runner, shadows, worker = pytest_runner(root)
+        worker.close()  # every request to the fork server now fails
+        shadow = shadows.create(Path("geo.py"), GEO)
+        if collect_first:
+            collection = runner.collect(shadow, CancelToken())
+            assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+            assert collection.fresh_process.startswith("the pre-imported pytest server failed")
+        run = runner.run(shadow, ["tests/test_geo.py::test_area"], None, root / "geo.py", CancelToken())
+        # The project's own `python -m pytest` passes: it must never hear "the tests could not run".
+        assert not run.problem
+        assert [(o.nodeid, o.outcome) for o in run.outcomes] == [("tests/test_geo.py::test_area", "passed")]
 
 
 # -- what the user is told ---------------------------------------------------------------------------------
