@@ -51,8 +51,8 @@ def engine(model_file: ModelFile) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def pytest_runner() -> Iterator[Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]]]:
-    """``pytest_runner(root, timeout_s=30)``: the verifier's pytest runner for the project at ``root``: a
+def make_test_runner() -> Iterator[Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]]]:
+    """``make_test_runner(root, timeout_s=30)``: the verifier's pytest runner for the project at ``root``: a
     fork server and fresh processes, both sandboxed, with shadows in their own private directory."""
     import sys
 
@@ -83,14 +83,14 @@ def pytest_runner() -> Iterator[Callable[..., tuple[PytestRunner, ShadowRoot, Wo
 
 @pytest.fixture
 def collect_tests(
-    pytest_runner: Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]],
+    make_test_runner: Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]],
 ) -> Callable[[Path], Collection]:
     """``collect_tests(root)``: real pytest's collection of the project at ``root`` (fork server and fresh
     process, as ``Verifier.prepare`` makes it), through a shadow of it."""
     from lsp_verify.cancel import CancelToken
 
     def collect(root: Path) -> Collection:
-        runner, shadows, _ = pytest_runner(root)
+        runner, shadows, _ = make_test_runner(root)
         anchor = next(path for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts)
         shadow = shadows.create(anchor.relative_to(root), anchor.read_text(encoding="utf-8"))
         try:

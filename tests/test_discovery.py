@@ -267,7 +267,7 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
 
 
 def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
-    tmp_path: Path, pytest_runner: MakeRunner
+    tmp_path: Path, make_test_runner: MakeRunner
 ) -> None:
     root = write(
         tmp_path,
@@ -277,7 +277,7 @@ def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
         },
     )
     for collect_first in (True, False):
-        runner, shadows, worker = pytest_runner(root)
+        runner, shadows, worker = make_test_runner(root)
         worker.close()  # every request to the fork server now fails
         shadow = shadows.create(Path("geo.py"), GEO)
         if collect_first:
