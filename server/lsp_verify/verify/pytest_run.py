@@ -23,6 +23,7 @@ the user's tree (an installed or editable copy winning over the shadow) cannot p
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import re
@@ -138,20 +139,25 @@ class PytestRunner:
         server and in a fresh process; the fresh process's is the truth, and decides how runs are made."""
         timeout = max(2 * self._timeout_s, 15.0)  # a whole suite collects slower than a few tests run
         args = ["--collect-only", *pytest_args(shadow.root, (), None)]
-        fresh_events, fresh_answer, fresh_log = self._request(shadow, "collect", args, timeout, cancel, True)
-        fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
-        reason = _fresh_reason_from_config(fresh_events)
-        if not reason and not fresh.problem:
+        # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
+        # is saved on every `lsp-verify check` run.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-collect") as pool:
+            forked_run = pool.submit(self._request, shadow, "collect", args, timeout, cancel, False)
+            fresh_events, fresh_answer, fresh_log = self._request(
+                shadow, "collect", args, timeout, cancel, True
+            )
             try:
-                forked_events, forked_answer, forked_log = self._request(
-                    shadow, "collect", args, timeout, cancel, False
-                )
+                forked_events, forked_answer, forked_log = forked_run.result()
             except WorkerError as exc:
-                reason = f"the pre-imported pytest server failed ({exc})"
+                forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
             else:
                 forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
-                if forked.problem or _signature(forked) != _signature(fresh):
-                    reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
+                forked_failure = ""
+        fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
+        reason = _fresh_reason_from_config(fresh_events) or forked_failure
+        differs = forked is not None and (forked.problem or _signature(forked) != _signature(fresh))
+        if differs and not reason and not fresh.problem:
+            reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
         self._fresh_reason = reason
         return dataclasses.replace(fresh, fresh_process=reason)
 
