@@ -354,6 +354,12 @@ def _doctor(args: argparse.Namespace) -> int:
     except ImportError as exc:
         problems.append(f"sandbox: cannot be inspected: {exc}")
 
+    from .cancel import CancelToken
+    from .verify.cascade import Verifier
+
+    with Verifier(root, settings) as verifier:  # collects the project's tests: runs its conftest.py
+        line("test runs", verifier.describe_test_runs(CancelToken()))
+
     try:
         from .syntax.parse import grammar_dir
 

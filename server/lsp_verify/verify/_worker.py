@@ -8,6 +8,10 @@ one run's imports (the candidate's module above all) never leak into the next.
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout. Children point fds 0-2
 at /dev/null and a log file at once, so only this process ever writes the protocol pipe.
 
+``once REQUEST_FILE`` runs one request in this process instead, with nothing pre-imported: a fresh
+interpreter that does exactly what ``python -m pytest`` does, plus the result plugin. The verifier uses it
+for projects that a pre-imported fork server cannot reproduce (see ``pytest_run.PytestRunner``).
+
 This file is started with ``runpy.run_path`` (see ``sandbox.WorkerProcess``) and imports only the standard
 library, mypy and pytest: it must not import lsp_verify, and its directory must not be on sys.path (it holds
 a ``types.py``).
@@ -77,9 +81,74 @@ class _ResultPlugin:
             message = "" if report.outcome == "passed" else _short(report)
             self._write({"event": "report", "nodeid": report.nodeid, "outcome": outcome, "message": message})
 
+    def pytest_collectstart(self, collector: Any) -> None:
+        # Which file a collection that hangs was stuck in: the last one started and never reported.
+        if _is_file_collector(collector):
+            self._write({"event": "collect_start", "nodeid": collector.nodeid})
+
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self._write({"event": "collect_error", "nodeid": report.nodeid, "message": _short(report)})
+        else:
+            self._write({"event": "collect_done", "nodeid": report.nodeid})
+
+
+class _CollectPlugin(_ResultPlugin):
+    """Also writes every collected item with where its function is defined, and the collection settings."""
+
+    def __init__(self, path: str, root: str) -> None:
+        super().__init__(path)
+        self._root = root
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        config = session.config
+        self._write(
+            {
+                "event": "config",
+                "python_files": [str(p) for p in config.getini("python_files")],
+                "addopts": [str(a) for a in config.getini("addopts")],
+                "filterwarnings": [str(f) for f in config.getini("filterwarnings")],
+                "inipath": self._relative(str(config.inipath)) if config.inipath else "",
+            }
+        )
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        import inspect
+
+        for item in session.items:
+            function = getattr(item, "function", None)
+            def_file, qualname, line = "", "", -1
+            try:
+                function = inspect.unwrap(function) if function is not None else None
+                code = getattr(function, "__code__", None)
+                if code is not None:
+                    def_file = self._relative(code.co_filename)
+                    qualname = str(getattr(function, "__qualname__", ""))
+                    line = int(code.co_firstlineno) - 1
+            except Exception:  # an exotic item: it still runs, it is only never "near" anything
+                pass
+            self._write(
+                {
+                    "event": "item",
+                    "nodeid": item.nodeid,
+                    "file": self._relative(str(item.path)),
+                    "def_file": def_file,
+                    "qualname": qualname,
+                    "line": line,
+                }
+            )
+
+    def _relative(self, path: str) -> str:
+        # Not realpath: the shadow's entries are symlinks into the user's tree, and the path pytest
+        # imported a file by is the one inside the shadow.
+        relative = os.path.relpath(os.path.abspath(path), self._root)
+        return "" if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def _is_file_collector(collector: Any) -> bool:
+    import pytest
+
+    return isinstance(collector, pytest.File)
 
 
 def _short(report: Any) -> str:
@@ -109,6 +178,16 @@ def _run_pytest(request: dict[str, Any]) -> int:
     code = int(pytest.main(request["args"], plugins=[plugin]))
     _check_imports(request, plugin)
     return code
+
+
+def _run_collect(request: dict[str, Any]) -> int:
+    """``pytest --collect-only`` with the project's configuration; the items go to the result file."""
+    import pytest
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, request["cwd"])
+    plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
+    return int(pytest.main(request["args"], plugins=[plugin]))
 
 
 class _CallTimeout(BaseException):
@@ -207,8 +286,7 @@ def _child(request: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         os.chdir(request["cwd"])
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        runs = {"mypy": _run_mypy, "pytest": _run_pytest, "probe": _run_probe}
-        code = runs[request["op"]](request)
+        code = _RUNS[request["op"]](request)
     except BaseException as exc:
         try:
             sys.stderr.write(f"lsp-verify worker child failed: {exc!r}\n")
@@ -257,8 +335,24 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+_RUNS = {"mypy": _run_mypy, "pytest": _run_pytest, "collect": _run_collect, "probe": _run_probe}
+
+
+def _once(request_file: str) -> None:
+    """Run one request in this (fresh) process; its output is the caller's to capture."""
+    with open(request_file, encoding="utf-8") as source:
+        request = json.load(source)
+    os.chdir(request["cwd"])
+    code = _RUNS[request["op"]](request)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
+    if mode == "once":
+        _once(sys.argv[2])
     _preimport(mode)
     protocol = sys.stdout
     protocol.write(json.dumps({"ready": mode, "pid": os.getpid()}) + "\n")

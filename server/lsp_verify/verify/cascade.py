@@ -40,7 +40,7 @@ from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
-from .pytest_run import PytestRunner, TestRun, failure_summary
+from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
 from .sandbox import Limits, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
 from .test_index import TestIndex, module_name
@@ -129,7 +129,8 @@ class Verifier:
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
-        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s)
+        fresh = FreshProcess(limits, self.isolation, tuple(writable), tuple(readable))
+        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 
     # -- life cycle --------------------------------------------------------------------------------------
@@ -178,7 +179,11 @@ class Verifier:
             notes.append(restricted.note)
         baseline_mypy = self._baseline_mypy(relative, original_text, mypy_config, cancel).errors
 
-        nearby = self._index.nearby(target.path, target.name, target.class_name)
+        nearby: list[tuple[str, bool]] = []
+        if trusted:  # collecting imports conftest.py and the test modules: workspace code
+            collection = self._collection(target, relative, original_text, cancel)
+            nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+            notes += _collection_notes(collection)
         node_ids = tuple(node_id for node_id, _ in nearby)
         direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
         doctest_file = relative.as_posix() if ">>>" in original_text else None
@@ -196,6 +201,8 @@ class Verifier:
             if not baseline:
                 notes.append("no nearby tests: types only (none was collected)")
                 run_tests = False
+            elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
+                notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
         return VerifyPlan(
             target=target,
             original_text=original_text,
@@ -217,6 +224,69 @@ class Verifier:
             ),
             started_at=started,
         )
+
+    def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
+        """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
+        fails as a whole or for a file that would hold tests near the target."""
+
+        def collect() -> Collection:
+            shadow = self._shadows.create(relative, text)
+            try:
+                return self._pytest.collect(shadow, cancel)
+            finally:
+                shadow.remove()
+
+        collection = self._index.collection(collect)
+        if collection.problem:
+            raise VerifyError(
+                f"the tests cannot be collected: {collection.problem}. "
+                "Fix it so that `python -m pytest --collect-only` succeeds."
+            )
+        broken = self._index.near_but_broken(target.path, target.name, target.class_name, collection)
+        if broken:
+            where, message = broken[0]
+            raise VerifyError(
+                f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
+                "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
+            )
+        return collection
+
+    def describe_test_runs(self, cancel: CancelToken) -> str:
+        """For ``lsp-verify doctor``: how this project's tests are collected and run, in one line."""
+        if not self.settings.trusted:
+            return "not run: the workspace is not trusted"
+        anchor = next(
+            (
+                p
+                for p in sorted(self.root.iterdir())
+                if p.is_file() and p.suffix in (".toml", ".ini", ".cfg", ".py")
+            ),
+            None,
+        )
+        if anchor is None:
+            return "no pyproject.toml, setup.cfg, tox.ini, pytest.ini or .py file at the project root"
+        try:
+            text = anchor.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read {anchor.name}: {exc}"
+
+        def collect() -> Collection:
+            shadow = self._shadows.create(Path(anchor.name), text)
+            try:
+                return self._pytest.collect(shadow, cancel)
+            finally:
+                shadow.remove()
+
+        collection = self._index.collection(collect)
+        if collection.problem:
+            return f"the tests cannot be collected: {collection.problem}"
+        files = len({test.file for test in collection.tests})
+        found = f"{_count(len(collection.tests), 'test')} in {_count(files, 'file')}" + (
+            f", {_count(len(collection.errors), 'file')} failed to collect" if collection.errors else ""
+        )
+        if collection.fresh_process:
+            return f"a fresh `python -m pytest` process per run ({found}): {collection.fresh_process}"
+        return f"pre-imported pytest fork server ({found}; its collection matches `python -m pytest`)"
 
     def _relative(self, path: Path) -> Path:
         try:
@@ -414,6 +484,7 @@ class Verifier:
         ]
         fields = {"tests_passed": passed, "tests_fixed": fixed, "tests_broken": broken, "outcomes": outcomes}
         detail = ""
+        note = ""
         if run.leaked_imports:
             detail = _leak_message(run.leaked_imports)
         elif run.problem:
@@ -432,18 +503,52 @@ class Verifier:
             if any(_is_direct(o.nodeid, plan, module) for o in outcomes)
             else Evidence.TYPES_ONLY
         )
-        if not detail and evidence is Evidence.TYPES_ONLY and self.settings.require_tests:
-            detail = f"no nearby test names {plan.target.qualname} and require_tests is set"
-        stage("tests", not detail, since, detail)
+        if not detail and evidence is Evidence.TYPES_ONLY:
+            note = _guard_summary(plan.target, outcomes, "still pass")
+            if self.settings.require_tests:
+                detail = f"{note}, and require_tests is set"
+        stage("tests", not detail, since, detail or note)
         return finish(not detail, evidence, **fields)
 
 
 def _is_direct(nodeid: str, plan: VerifyPlan, module: str) -> bool:
     """Whether a test item names the target (it must pass), as opposed to guarding the module's rest."""
-    if plan.doctest_file is not None and nodeid.startswith(f"{plan.doctest_file}::"):
-        return nodeid.split("::", 1)[1] == f"{module}.{plan.target.qualname}"
+    return _is_direct_in(nodeid, plan.direct_tests, plan.doctest_file, module, plan.target)
+
+
+def _is_direct_in(
+    nodeid: str, direct_tests: tuple[str, ...], doctest_file: str | None, module: str, target: EditTarget
+) -> bool:
+    if doctest_file is not None and nodeid.startswith(f"{doctest_file}::"):
+        return nodeid.split("::", 1)[1] == f"{module}.{target.qualname}"
     function = nodeid.split("[", 1)[0]
-    return function in plan.direct_tests
+    return function in direct_tests
+
+
+def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: str) -> str:
+    """What a types-only result was still checked against: "no test calls `slugify`; 140 tests of
+    tests/test_text.py still pass"."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        path = outcome.nodeid.split("::", 1)[0]
+        counts[path] = counts.get(path, 0) + 1
+    files = ", ".join(sorted(counts))
+    return f"no test calls `{target.name}`; {_count(sum(counts.values()), 'test')} of {files} {verb}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _collection_notes(collection: Collection) -> list[str]:
+    """What the user should know about how the tests were found and are run."""
+    notes = [
+        f"{where} could not be collected ({message}): its tests were not run"
+        for where, message in collection.errors
+    ]
+    if collection.fresh_process:
+        notes.append(f"tests run in a fresh `python -m pytest` process each time: {collection.fresh_process}")
+    return notes
 
 
 def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:
