@@ -8,6 +8,11 @@ one run's imports (the candidate's module above all) never leak into the next.
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout. Children point fds 0-2
 at /dev/null and a log file at once, so only this process ever writes the protocol pipe.
 
+Nothing a run starts outlives it: this process is a child subreaper (Linux), so a run's detached
+descendants (``setsid``, double fork) re-parent to it, and after every run it kills every descendant it
+finds in /proc. End-of-file on stdin - the server exited, crashed or was SIGKILLed - ends a run in progress
+at once, and this process cleans up and exits (see ``sandbox.py`` for why this, not PR_SET_PDEATHSIG).
+
 This file is started with ``runpy.run_path`` (see ``sandbox.WorkerProcess``) and imports only the standard
 library, mypy and pytest: it must not import lsp_verify, and its directory must not be on sys.path (it holds
 a ``types.py``).
@@ -20,6 +25,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import sys
 import time
@@ -223,7 +229,98 @@ def _child(request: dict[str, Any]) -> None:
             os._exit(code)
 
 
-def _serve(request: dict[str, Any]) -> dict[str, Any]:
+class _Exit(Exception):
+    """The server closed our stdin (it exited, crashed or was killed): clean up and exit."""
+
+
+class _Requests:
+    """Request lines from fd 0, read unbuffered so that ``select`` on fd 0 sees end-of-file during a run."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def next(self) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            self._read()
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        if not line.strip():
+            return self.next()
+        request: dict[str, Any] = json.loads(line)
+        return request
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds; raise :class:`_Exit` if the server went away meanwhile."""
+        ready, _, _ = select.select([0], [], [], timeout)
+        if ready:
+            self._read()
+
+    def _read(self) -> None:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            raise _Exit
+        self._buffer += chunk
+
+
+def _become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux), so that a run's detached processes
+    (``setsid`` + double fork) stay findable as our descendants; False where the platform cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` from /proc (the same walk as ``sandbox.descendants``: this script may not
+    import lsp_verify)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, ()) if child not in found]
+        found += frontier
+    return found
+
+
+def _sweep() -> None:
+    """Kill every process the runs left behind - detached ones are our descendants too, as we are their
+    subreaper - and reap them."""
+    me = os.getpid()
+    for _ in range(100):  # a fork bomb outruns one pass
+        pids = _descendants(me)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _reap()
+    _reap()
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _serve(request: dict[str, Any], requests: _Requests, contained: bool) -> dict[str, Any]:
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -235,21 +332,25 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
     status = "ok"
     code = -1
     delay = 0.002
-    while True:
-        done, wait_status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(wait_status)
-            break
-        if time.monotonic() >= deadline:
-            status = "timeout"
-            _kill_group(pid)
-            os.waitpid(pid, 0)
-            break
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-    # Whatever the run left behind in its group (a background server a test forgot) goes too.
-    _kill_group(pid)
-    return {"status": status, "exit": code, "seconds": time.monotonic() - started}
+    try:
+        while True:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(wait_status)
+                break
+            if time.monotonic() >= deadline:
+                status = "timeout"
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+                break
+            requests.poll(delay)  # end-of-file here (the server died) ends the run at once
+            delay = min(delay * 2, 0.02)
+    finally:
+        # Whatever the run left behind - in its group (a background server a test forgot) or detached from
+        # it - goes too, also when the server went away mid-run.
+        _kill_group(pid)
+        _sweep()
+    return {"status": status, "exit": code, "seconds": time.monotonic() - started, "contained": contained}
 
 
 def _kill_group(pgid: int) -> None:
@@ -259,16 +360,20 @@ def _kill_group(pgid: int) -> None:
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
+    contained = _become_subreaper()
     _preimport(mode)
     protocol = sys.stdout
     protocol.write(json.dumps({"ready": mode, "pid": os.getpid()}) + "\n")
     protocol.flush()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        answer = _serve(json.loads(line))
-        protocol.write(json.dumps(answer) + "\n")
-        protocol.flush()
+    requests = _Requests()
+    try:
+        while True:
+            answer = _serve(requests.next(), requests, contained)
+            protocol.write(json.dumps(answer) + "\n")
+            protocol.flush()
+    except (_Exit, BrokenPipeError):
+        _sweep()
+        os._exit(0)  # stdout may be a broken pipe: no flush at interpreter exit
 
 
 if __name__ == "__main__":
