@@ -132,6 +132,7 @@ class Repo:
         values = {"trusted": True, "test_timeout_s": 30.0, "probe_inputs": 0, **settings}
         self.verifier = Verifier(root, Settings().updated(values, "test"))
         self.plan = self.verifier.prepare(target(self.path), CORE, CancelToken())
+        assert self.plan.tests_selected == ("tests/test_core.py::test_act",), self.plan.notes
 
     def verify(self, body: str, cancel: CancelToken | None = None) -> tuple[bool, str]:
         result = self.verifier.verify(self.plan, candidate(body), cancel or CancelToken())

@@ -204,6 +204,7 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
             f"hidden (empty, private): {hidden}",
             f"readable: the system (read-only), {place}, the Python interpreter and its libraries "
             "(read-only, mounted back even when they live under a hidden directory)",
+            f"mounted back read-only: {_mounted_back(workspace, hidden_paths()) or 'nothing'}",
             "writable: only the private shadow directory (a per-request view of the workspace and a private "
             "TMPDIR); the mypy worker also this workspace's own mypy cache",
             "processes: own PID namespace; every process of a run, detached ones included, is killed with it",
@@ -236,6 +237,16 @@ def interpreter_paths() -> list[Path]:
     paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path}
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
     return [Path(p) for p in sorted(paths) if p and os.path.isabs(p)]
+
+
+def _mounted_back(workspace: Path | None, hidden: Sequence[Path]) -> str:
+    """The readable paths under hidden directories, outermost only (what a user can check by hand)."""
+    paths = sorted({p.resolve() for p in [*([workspace] if workspace else []), *interpreter_paths()]})
+    shown: list[Path] = []
+    for path in paths:
+        if path.exists() and _under(path, hidden) and not _under(path, shown):
+            shown.append(path)
+    return ", ".join(str(p) for p in shown)
 
 
 def sandbox_argv(
