@@ -107,7 +107,7 @@ def test_a_crashed_servers_shadow_roots_are_removed_at_the_next_start(tmp_path: 
     (stale / "s0" / "candidate.py").write_text("secret = 1\n")
     live = parent / f"lsp-verify-{os.getpid()}-def456"
     live.mkdir()
-    unknown = parent / "lsp-verify-xyz"
+    unknown = parent / "lsp-verify-12345678"  # an older root without an owner: all digits, no "-"
     unknown.mkdir()
     shadows = ShadowRoot(workspace, parent=parent)
     try:

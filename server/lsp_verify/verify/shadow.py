@@ -16,7 +16,9 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   user's file): real directories and copied files, except version-control, virtualenv, tool-cache and
   ``node_modules`` directories, which are left out (tests reading them are rare; copying them is costly).
   Symlinks in the user's tree become copies of what they point to; symlinked directories are left out.
-  Measured on a 300-file project: see the module's section in the sandbox notes of the report.
+  Measured (2 shared cores at load ~6, ext4): 320 .py files plus a 2000-object .git - link 1 ms, copy
+  ~90 ms to build (~200 ms with removal); a 50 MB data file adds ~250 ms. Cheap next to a test run for a
+  source tree; a workspace with large data files pays for it on every candidate - install bubblewrap.
 
 Bytecode and caches are switched off or redirected elsewhere in both modes.
 """
@@ -117,9 +119,11 @@ def remove_stale_roots(parent: Path | None = None) -> list[Path]:
     for entry in entries:
         if not entry.name.startswith(_PREFIX):
             continue
-        owner = entry.name[len(_PREFIX) :].split("-", 1)[0]
+        # "<pid>-<random>"; mkdtemp's random part never holds "-", so an older unnamed root is never taken
+        # for one of these.
+        owner, dash, _ = entry.name[len(_PREFIX) :].partition("-")
         with contextlib.suppress(OSError):
-            if not owner.isdigit() or not entry.is_dir(follow_symlinks=False):
+            if not dash or not owner.isdigit() or not entry.is_dir(follow_symlinks=False):
                 continue
             if entry.stat(follow_symlinks=False).st_uid != os.getuid() or _alive(int(owner)):
                 continue
