@@ -365,3 +365,32 @@ def test_writes_through_the_shadow_never_reach_the_workspace(repo: Callable[...,
     )
     passed, error = project.verify(body)
     assert passed, error
+
+
+def test_a_test_cannot_write_the_workspace_or_home_by_absolute_path(
+    repo: Callable[..., Repo], tmp_path: Path
+) -> None:
+    """Bubblewrap mounts everything but the shadow read-only (home is an empty tmpfs); without it the
+    workers confine writes with Landlock. Where neither exists, doctor says writes are open."""
+    if ISOLATION != "bwrap" and "no Landlock" in isolation_report("auto"):
+        pytest.skip("no bubblewrap and no Landlock: a test can write wherever the user can (doctor says so)")
+    project = repo()
+    home = Path(tempfile.mkdtemp(prefix=".lsp-verify-test-home-", dir=Path.home()))
+    targets = [project.root / "pwned.txt", project.path, tmp_path / "outside.txt", home / "pwned.txt"]
+    try:
+        body = (
+            f"    for path in {[str(t) for t in targets]!r}:\n"
+            "        try:\n"
+            "            with open(path, 'a') as out:\n"
+            "                out.write('pwned')\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    return 1\n"
+        )
+        passed, error = project.verify(body)
+        assert passed, error
+        assert not (tmp_path / "outside.txt").exists()
+        assert not (home / "pwned.txt").exists()
+        # The workspace (pwned.txt absent, core.py unchanged) is checked at teardown.
+    finally:
+        shutil.rmtree(home)

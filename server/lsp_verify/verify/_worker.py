@@ -12,6 +12,8 @@ Nothing a run starts outlives it: this process is a child subreaper (Linux), so 
 descendants (``setsid``, double fork) re-parent to it, and after every run it kills every descendant it
 finds in /proc. End-of-file on stdin - the server exited, crashed or was SIGKILLed - ends a run in progress
 at once, and this process cleans up and exits (see ``sandbox.py`` for why this, not PR_SET_PDEATHSIG).
+Without bubblewrap the server passes the directories runs may write; this process then confines itself and
+every descendant to them with Landlock before it reports ready.
 
 This file is started with ``runpy.run_path`` (see ``sandbox.WorkerProcess``) and imports only the standard
 library, mypy and pytest: it must not import lsp_verify, and its directory must not be on sys.path (it holds
@@ -276,6 +278,66 @@ def _become_subreaper() -> bool:
         return False
 
 
+# Landlock (Linux >= 5.13): the syscalls, and the access rights that change the filesystem. Rights a kernel
+# does not know (an older ABI) are dropped: each ABI only adds rights.
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_FS_WRITE_RIGHTS = {1: 0b0001_1111_1111_0010, 2: 1 << 13, 3: 1 << 14}  # write/remove/make_*, refer, truncate
+
+
+def _restrict_writes(writable: list[str]) -> bool:
+    """Without bubblewrap: let this process and every descendant change files only under ``writable`` (the
+    shadow root with its TMPDIR; for mypy its cache) and /dev, with Landlock. Reading stays open. False
+    where the kernel has no Landlock (the runs can then write wherever the user can)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        abi = int(libc.syscall(_LANDLOCK_CREATE_RULESET, None, 0, 1))  # 1: LANDLOCK_CREATE_RULESET_VERSION
+        if abi < 1:
+            return False
+        rights = 0
+        for version, bits in _FS_WRITE_RIGHTS.items():
+            if abi >= version:
+                rights |= bits
+        handled = ctypes.c_uint64(rights)  # struct landlock_ruleset_attr, first field only (kernel accepts)
+        ruleset = int(libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(handled), 8, 0))
+        if ruleset < 0:
+            return False
+
+        class _PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+        write_file, truncate = 1 << 1, (1 << 14) & rights
+        allowed = [(path, rights) for path in writable] + [("/dev", write_file | truncate)]
+        allowed += [("/dev/shm", rights)]  # POSIX semaphores and shared memory (multiprocessing)
+        try:
+            for path, access in allowed:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    # Directories take every right; a file only the rights that apply to files.
+                    if not os.path.isdir(path):
+                        access &= write_file | truncate
+                    rule = _PathBeneath(access, fd)
+                    if libc.syscall(_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) != 0:
+                        return False
+                finally:
+                    os.close(fd)
+            pr_set_no_new_privs = 38
+            if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+                return False
+            return int(libc.syscall(_LANDLOCK_RESTRICT_SELF, ruleset, 0)) == 0
+        finally:
+            os.close(ruleset)
+    except (OSError, AttributeError):
+        return False
+
+
 def _descendants(pid: int) -> list[int]:
     """Live descendants of ``pid`` from /proc (the same walk as ``sandbox.descendants``: this script may not
     import lsp_verify)."""
@@ -362,6 +424,8 @@ def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
     contained = _become_subreaper()
     _preimport(mode)
+    if len(sys.argv) > 2:  # the directories runs may write (given without bubblewrap only)
+        _restrict_writes(json.loads(sys.argv[2]))
     protocol = sys.stdout
     protocol.write(json.dumps({"ready": mode, "pid": os.getpid()}) + "\n")
     protocol.flush()

@@ -26,10 +26,11 @@ closed with :class:`SandboxUnavailable` when bubblewrap cannot run - never a sil
   directories, /tmp and other shared places replaced by empty private directories, with only the
   workspace, the interpreter and its libraries mounted back read-only, and only the private shadow
   directory (and, for the mypy worker, this workspace's mypy cache) writable.
-- ``unshare``: no network only (``unshare -n``, with ``-r`` when not root).
-- ``none``: process tree, limits and deadline only. Runs see everything the user can read; the workspace
-  is protected from writes made *through the shadow* (a private copy, see shadow.py), not from writes to
-  its absolute path.
+- ``unshare``: no network (``unshare -n``, with ``-r`` when not root); otherwise as ``none``.
+- ``none``: process tree, limits and deadline only. Runs see everything the user can read. Writes are
+  confined with Landlock (Linux >= 5.13) to the shadow directory, its TMPDIR, /dev and /dev/shm (and the
+  mypy worker's cache); without Landlock (macOS, older kernels) the workspace is protected only from
+  writes made *through the shadow* (a private copy, see shadow.py), not from writes to its absolute path.
 
 ``LSP_VERIFY_HIDE_BWRAP=1`` makes bubblewrap look absent (CI runs the sandbox tests both ways).
 
@@ -141,6 +142,20 @@ def _bwrap_missing() -> str:
     return ""
 
 
+@functools.cache
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none). Without bubblewrap the workers confine writes with it."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes
+
+    try:
+        version = int(ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1))
+    except (OSError, AttributeError):
+        return 0
+    return max(version, 0)
+
+
 def choose_isolation(mode: str = "auto") -> Isolation:
     """The isolation that ``mode`` ("auto", "bwrap", "none") gives on this machine.
 
@@ -218,13 +233,19 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
         if chosen == "unshare"
         else "OPEN: tests can reach the network and local services"
     )
+    writable = (
+        f"only the private shadow directory (a per-request copy of {place} and a private TMPDIR), /dev and "
+        f"/dev/shm; the mypy worker also this workspace's own mypy cache (Landlock ABI {landlock_abi()})"
+        if landlock_abi()
+        else f"everything this user can write (no Landlock in this kernel); {place} is safe from writes "
+        "through the shadow (tests run on a private copy), not from writes to its absolute path"
+    )
     lines = [
         f"isolation: {name}{why}",
         f"network: {network}",
         f"home directory: VISIBLE - tests can read {home} and anything else this user can read",
         "readable: everything this user can read",
-        f"writable: everything this user can write; {place} is safe from writes through the shadow (tests "
-        "run on a private copy), not from writes to its absolute path",
+        f"writable: {writable}",
         f"processes: every process of a run, detached ones included, is {reaper}",
         f"limits: {limits}",
     ]
@@ -458,9 +479,13 @@ class WorkerProcess:
         """Start the worker (with ``_lock`` held); refused once the worker is closed."""
         if self._closed:
             raise WorkerError(f"the {self.mode} worker is closed")
+        args: list[str] = [self.mode]
+        if self._isolation != "bwrap":
+            # Nothing mounts the filesystem read-only: the worker confines writes with Landlock instead.
+            args.append(json.dumps([str(path) for path in self._writable]))
         bootstrap = (
             "import runpy, sys; del sys.path[0]; "
-            f"sys.argv = ['lsp-verify-worker', {self.mode!r}]; "
+            f"sys.argv = ['lsp-verify-worker', *{args!r}]; "
             f"runpy.run_path({str(WORKER_SCRIPT)!r}, run_name='__main__')"
         )
         argv = [sys.executable, "-B", "-c", bootstrap]
