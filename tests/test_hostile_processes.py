@@ -33,6 +33,7 @@ from lsp_verify.config import Settings
 from lsp_verify.syntax.target import EditTarget, TargetKind
 from lsp_verify.verify.cascade import Verifier
 from lsp_verify.verify.sandbox import choose_isolation, isolation_report
+from lsp_verify.verify.shadow import remove_stale_roots
 from lsp_verify.verify.types import Candidate
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see processes")
@@ -244,6 +245,11 @@ def test_nothing_outlives_the_server_process(tmp_path: Path, marker: str, how: s
             server.stdin.flush()
         server.wait(timeout=60)
         assert wait_until(lambda: not processes_with(marker)), f"processes outlived the server ({how})"
+        # Its shadow root (candidates, results) is left behind; the next server's start removes it.
+        left = list(Path(tempfile.gettempdir()).glob(f"lsp-verify-{server.pid}-*"))
+        assert left, "the killed server's shadow root should still be there"
+        assert set(remove_stale_roots()) >= set(left)
+        assert not any(path.exists() for path in left)
     finally:
         server.kill()
         server.wait()
