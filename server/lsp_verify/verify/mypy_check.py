@@ -139,8 +139,9 @@ def default_cache_dir(root: Path, trusted: bool) -> Path:
     mypy trusts what it finds in its cache, and a trusted workspace's mypy plugins (workspace code) run
     with write access to it: a cache shared with another project, or between the trusted and the untrusted
     view of this one, would let one run's code decide what every later run believes. So the key is the
-    workspace's real path, the trust level, the interpreter and the mypy configuration. (Within a
-    workspace, cold checks of a new clone pay typeshed once.)
+    workspace's real path, the trust level, the interpreter and the mypy configuration. The price: a new
+    clone or worktree starts cold once (calc fixture, load ~8 on 2 cores: 4.0 s cold, 0.85 s warm, for a
+    fresh mypy process).
     """
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     trust = "trusted" if trusted else "untrusted"
