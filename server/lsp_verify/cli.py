@@ -350,7 +350,11 @@ def _doctor(args: argparse.Namespace) -> int:
     try:
         from .verify.sandbox import isolation_report
 
-        line("sandbox", isolation_report(settings.sandbox))
+        report = isolation_report(settings.sandbox, root).splitlines()
+        for i, text in enumerate(report):
+            line("sandbox" if i == 0 else "", text)
+        if "refused" in report[0]:  # sandbox = "bwrap" where bubblewrap cannot run
+            problems.append(report[0].removeprefix("isolation: "))
     except ImportError as exc:
         problems.append(f"sandbox: cannot be inspected: {exc}")
 

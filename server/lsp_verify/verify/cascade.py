@@ -28,7 +28,6 @@ import ast
 import dataclasses
 import hashlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,7 +40,7 @@ from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_di
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
-from .sandbox import Limits, WorkerProcess, choose_isolation
+from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
 from .test_index import TestIndex, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
@@ -96,9 +95,13 @@ class Verifier:
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root.resolve()
         self.settings = settings
-        self.isolation = choose_isolation(settings.sandbox)
-        self._shadows = ShadowRoot(self.root)
-        self._mypy_cache = default_mypy_cache_dir(self.root)
+        try:
+            self.isolation = choose_isolation(settings.sandbox)
+        except SandboxUnavailable as exc:
+            raise VerifyError(str(exc)) from None
+        # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
+        self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
+        self._mypy_cache = default_mypy_cache_dir(self.root, settings.trusted)
         self._index = TestIndex(self.root)
         self._unlisten = self._index.add_listener(self._on_change)
         self._lock = threading.Lock()
@@ -106,21 +109,22 @@ class Verifier:
         self._test_baselines: dict[str, TestRun] = {}
         self._started = False
         limits = Limits(memory_mb=settings.memory_limit_mb)
-        # Under bwrap /tmp is private: whatever the interpreter imports from there must be mounted back.
+        # Under bwrap home directories and /tmp are hidden: what the interpreter imports from there is
+        # mounted back read-only. Only the mypy worker may write the (per workspace, per trust) mypy cache.
         python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        readable = [self.root, *(Path(p) for p in [*sys.path, *python_path] if p)]
-        writable = [self._shadows.path, self._mypy_cache]
+        readable = [self.root, *(Path(p) for p in python_path if p)]
+        env = {"TMPDIR": str(self._shadows.tmp)}
         # The mypy worker starts outside every shadow and nothing relative to a shadow is on its sys.path, so
         # a repository's sitecustomize.py or .pth never loads - unless the user's PYTHONPATH names the
         # workspace itself: in an untrusted workspace such entries are left out.
-        mypy_env = {} if settings.trusted else {"PYTHONPATH": _outside(self.root, python_path)}
+        mypy_env = env if settings.trusted else {**env, "PYTHONPATH": _outside(self.root, python_path)}
         self._mypy_worker = WorkerProcess(
-            "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path, env=mypy_env,
+            "mypy", limits=limits, isolation=self.isolation, writable=[self._shadows.path, self._mypy_cache],
+            readable=readable, cwd=self._shadows.path, env=mypy_env,
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
-            "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path,
+            "pytest", limits=limits, isolation=self.isolation, writable=[self._shadows.path],
+            readable=readable, cwd=self._shadows.path, env=env,
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
@@ -129,7 +133,7 @@ class Verifier:
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
-        fresh = FreshProcess(limits, self.isolation, tuple(writable), tuple(readable))
+        fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env)
         self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,7 @@ class FreshProcess:
     isolation: Isolation
     writable: tuple[Path, ...]
     readable: tuple[Path, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class PytestRunner:
@@ -186,6 +187,8 @@ class PytestRunner:
         }
         try:
             if fresh:
+                if self._fresh.isolation != "bwrap":  # bubblewrap confines writes itself; else Landlock
+                    request["writable"] = [str(path) for path in self._fresh.writable]
                 request_file.write_text(json.dumps(request), encoding="utf-8")
                 bootstrap = (
                     "import runpy, sys; del sys.path[0]; "
@@ -202,6 +205,7 @@ class PytestRunner:
                     writable=self._fresh.writable,
                     readable=(*self._fresh.readable, Path(sys.prefix), WORKER_SCRIPT.parent),
                     cancel=cancel,
+                    env=self._fresh.env,
                 )
                 answer: dict[str, Any] = {
                     "status": "timeout" if ran.timed_out else "ok",
