@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
-from .sandbox import WORKER_SCRIPT, Isolation, Limits, WorkerError, WorkerProcess, run_process
+from .sandbox import (
+    WORKER_SCRIPT,
+    Isolation,
+    Limits,
+    WorkerError,
+    WorkerProcess,
+    interpreter_paths,
+    run_process,
+)
 from .shadow import Shadow, ShadowRoot
 from .types import TestOutcome
 
@@ -203,7 +211,7 @@ class PytestRunner:
                     limits=limits,
                     isolation=self._fresh.isolation,
                     writable=self._fresh.writable,
-                    readable=(*self._fresh.readable, Path(sys.prefix), WORKER_SCRIPT.parent),
+                    readable=(*self._fresh.readable, *interpreter_paths(), WORKER_SCRIPT.parent),
                     cancel=cancel,
                     env=self._fresh.env,
                 )
