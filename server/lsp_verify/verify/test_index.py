@@ -211,8 +211,8 @@ class TestIndex:
                 generation = self._generation
             collection = collect()
             with self._lock:
-                # A collection that failed or raced with a change is used once, not kept.
-                if generation == self._generation and not collection.problem:
+                # A collection that raced with a change is used once, not kept.
+                if generation == self._generation:
                     self._collection = collection
             return collection
 
@@ -253,7 +253,10 @@ class TestIndex:
             if (self.root / test.file).resolve() == absolute:
                 continue
             scanned = self.scanned(Path(test.def_file or test.file))
-            function = scanned.function(test.qualname, test.line) if scanned is not None else None
+            # Defined outside the workspace (a base class from an installed package): its line is not a
+            # line of the collected file, so only the qualname can match.
+            line = test.line if test.def_file else -1
+            function = scanned.function(test.qualname, line) if scanned is not None else None
             if scanned is None or function is None:
                 continue
             uses = self._uses(scanned, function, absolute, name, class_name)
@@ -303,6 +306,8 @@ def _conventional(target: Path) -> set[str]:
 
 def _may_change(collection: Collection, relative: Path) -> bool:
     """Whether a change to ``relative`` may change what pytest collects."""
+    if collection.problem and relative.suffix == ".py":
+        return True  # a conftest.py may import any module of the project: any fix may be the one
     if relative.name in _COLLECTION_FILES:
         return True
     posix = relative.as_posix()
