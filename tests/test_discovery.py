@@ -96,6 +96,9 @@ def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
                 class BoxTests(unittest.TestCase):
                     def test_volume(self) -> None:
                         self.assertEqual(Box(1, 2, 3).volume(), 6)
+
+                    def test_label(self) -> None:
+                        self.assertEqual(Box(1, 1, 1).label(), "box")
             """,
         },
     )
@@ -103,9 +106,13 @@ def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
     assert near(root, collection, "shapes/geo.py", "area") == {
         "tests/test_shapes.py::AreaTests::test_square": True
     }
+    # A test that only builds a Box may reach volume() indirectly: it runs, as a guard, not as evidence.
     assert near(root, collection, "shapes/geo.py", "volume", "Box") == {
-        "tests/test_shapes.py::BoxTests::test_volume": True
+        "tests/test_shapes.py::BoxTests::test_volume": True,
+        "tests/test_shapes.py::BoxTests::test_label": False,
     }
+    # Building a Box does call __init__.
+    assert set(near(root, collection, "shapes/geo.py", "__init__", "Box").values()) == {True}
     assert near(root, collection, "shapes/geo.py", "perimeter") == {}
 
 

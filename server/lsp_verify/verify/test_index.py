@@ -17,9 +17,12 @@ A collected test is selected for a target function ``name`` in module ``pkg.mod`
   its tests, as a guard for the rest of the module (direct only when they use the name); or
 - the file defining it imports ``pkg.mod`` or a package above it (``import pkg.mod``, ``import pkg as p``,
   ``from pkg import mod``, ``from pkg.mod import name``) and the test uses ``name`` (or the name it was
-  imported as). For a method, using its class counts too - ``Box(1, 2, 3).volume()`` and a test that only
-  builds a ``Box`` alike: a test that constructs the class may well reach the method indirectly, and a
-  needless test run costs less than a missed one.
+  imported as): ``Box(1, 2, 3).volume()`` names ``Box.volume``.
+
+For a method, a test that uses its class but never its name (it builds a ``Box`` and calls ``label``) is
+the hard case: it may reach the method indirectly, or not at all. It is selected, so it must still pass,
+but as a guard: it is no evidence for the method (a types-only result says so), except for special methods
+(``__init__``, ``__eq__``, ...), which using the class does call.
 """
 
 from __future__ import annotations
@@ -259,10 +262,12 @@ class TestIndex:
             function = scanned.function(test.qualname, line) if scanned is not None else None
             if scanned is None or function is None:
                 continue
-            uses = self._uses(scanned, function, absolute, name, class_name)
+            calls = self._uses(scanned, function, absolute, {name})
+            builds = bool(class_name) and self._uses(scanned, function, absolute, {str(class_name)})
+            direct = calls or (builds and name.startswith("__") and name.endswith("__"))
             node_id = test.nodeid.split("[", 1)[0]
-            if uses or Path(test.file).name in _conventional(absolute):
-                selected[node_id] = selected.get(node_id, False) or uses
+            if calls or builds or Path(test.file).name in _conventional(absolute):
+                selected[node_id] = selected.get(node_id, False) or direct
         return list(selected.items())
 
     def near_but_broken(
@@ -271,33 +276,36 @@ class TestIndex:
         """(file, reason) of each file that failed to collect and would hold tests near ``name``: the
         conventional test module, or one that imports the module and uses the name anywhere."""
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        names = {name, class_name} if class_name else {name}
         broken = []
         for where, reason in collection.errors:
             relative = Path(where.split("::", 1)[0])
             scanned = self.scanned(relative) if relative.suffix == ".py" else None
             if relative.name in _conventional(absolute) or (
                 scanned is not None
-                and any(self._uses(scanned, f, absolute, name, class_name) for f in scanned.functions)
+                and any(self._uses(scanned, f, absolute, names) for f in scanned.functions)
             ):
                 broken.append((where, reason))
         return broken
 
-    def _uses(
-        self, scanned: TestFile, function: TestFunction, target: Path, name: str, class_name: str | None
-    ) -> bool:
-        """Whether ``function`` (in ``scanned``) names the target and its file imports the target's module."""
+    def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
+        """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
+        imported under another name) and its file imports the target's module."""
         module = module_name(self.root, target)
-        wanted = {name}
-        if class_name:
-            wanted.add(class_name)
-        wanted |= {local for local, origin in scanned.aliases.items() if origin.endswith(f".{name}")}
+        wanted = names | {
+            local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
+        }
         if not function.names_used & wanted:
             return False
         if Path(scanned.path).name in _conventional(target):
             return True
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
         imported = scanned.imported_modules
-        return module in imported or f"{module}.{name}" in imported or bool(parents & imported)
+        return (
+            module in imported
+            or bool({f"{module}.{n}" for n in names} & imported)
+            or bool(parents & imported)
+        )
 
 
 def _conventional(target: Path) -> set[str]:
