@@ -302,16 +302,20 @@ def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
 
 @pytest.fixture
 def verifier(tmp_path: Path) -> Iterator[Callable[..., Verifier]]:
-    made: list[Verifier] = []
+    """``verifier(root, **settings)``: a trusted Verifier; afterwards the project's files are unchanged."""
+    made: list[tuple[Verifier, Path, dict[Path, bytes]]] = []
 
     def make(root: Path, **settings: object) -> Verifier:
         values = {"trusted": True, "test_timeout_s": 10.0, "probe_inputs": 0, **settings}
-        made.append(Verifier(root, Settings().updated(values, "test")))
-        return made[-1]
+        before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        made.append((Verifier(root, Settings().updated(values, "test")), root, before))
+        return made[-1][0]
 
     yield make
-    for created in made:
+    for created, root, before in made:
         created.close()
+        after = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        assert after == before, "collecting or running the tests touched the project's files"
 
 
 def target(path: Path, qualname: str) -> EditTarget:
@@ -480,8 +484,22 @@ def test_doctor_says_how_the_projects_tests_run(tmp_path: Path) -> None:
             "the tests near area cannot be collected (tests/test_geo.py): ImportError: cannot import name "
             "'nothing_here' from 'geo'",
         ),
+        (
+            {
+                "tests/sub/conftest.py": "1 / 0\n",
+                "tests/sub/test_sub.py": "def test_sub() -> None:\n    pass\n",
+            },
+            "the tests near area cannot be collected (tests/sub/conftest.py): "
+            "ZeroDivisionError: division by zero",
+        ),
     ],
-    ids=["conftest-raises", "plugin-missing", "collection-hangs", "nearby-file-broken"],
+    ids=[
+        "conftest-raises",
+        "plugin-missing",
+        "collection-hangs",
+        "nearby-file-broken",
+        "sub-conftest-raises",
+    ],
 )
 def test_a_suite_that_cannot_be_collected_gets_one_line_naming_the_file(
     tmp_path: Path, verifier: Callable[..., Verifier], files: dict[str, str], message: str

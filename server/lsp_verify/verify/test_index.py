@@ -274,13 +274,17 @@ class TestIndex:
         self, target_path: Path, name: str, class_name: str | None, collection: Collection
     ) -> list[tuple[str, str]]:
         """(file, reason) of each file that failed to collect and would hold tests near ``name``: the
-        conventional test module, or one that imports the module and uses the name anywhere."""
+        conventional test module, one that imports the module and uses the name anywhere, or a conftest.py
+        or directory (which may hide any test)."""
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
         names = {name, class_name} if class_name else {name}
         broken = []
         for where, reason in collection.errors:
             relative = Path(where.split("::", 1)[0])
-            scanned = self.scanned(relative) if relative.suffix == ".py" else None
+            if relative.suffix != ".py" or relative.name == "conftest.py":
+                broken.append((where, reason))
+                continue
+            scanned = self.scanned(relative)
             if relative.name in _conventional(absolute) or (
                 scanned is not None
                 and any(self._uses(scanned, f, absolute, names) for f in scanned.functions)
