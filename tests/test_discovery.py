@@ -273,6 +273,25 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
     assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
 
 
+def test_warnings_as_errors_get_a_fresh_pytest_per_run(tmp_path: Path, collect_tests: Collect) -> None:
+    # A pre-imported pytest has already imported (and warned about) what a test would import first.
+    root = write(
+        tmp_path,
+        {
+            # pytest-asyncio, installed here, warns about its own settings: not this test's business.
+            "pyproject.toml": "[tool.pytest.ini_options]\n"
+            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(1, 1) == 1\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert collection.fresh_process.startswith(
+        "the project's pytest filterwarnings turn warnings into errors"
+    )
+    assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+
+
 def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
     tmp_path: Path, make_test_runner: MakeRunner
 ) -> None:
