@@ -96,6 +96,9 @@ def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
                 class BoxTests(unittest.TestCase):
                     def test_volume(self) -> None:
                         self.assertEqual(Box(1, 2, 3).volume(), 6)
+
+                    def test_label(self) -> None:
+                        self.assertEqual(Box(1, 1, 1).label(), "box")
             """,
         },
     )
@@ -103,9 +106,13 @@ def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
     assert near(root, collection, "shapes/geo.py", "area") == {
         "tests/test_shapes.py::AreaTests::test_square": True
     }
+    # A test that only builds a Box may reach volume() indirectly: it runs, as a guard, not as evidence.
     assert near(root, collection, "shapes/geo.py", "volume", "Box") == {
-        "tests/test_shapes.py::BoxTests::test_volume": True
+        "tests/test_shapes.py::BoxTests::test_volume": True,
+        "tests/test_shapes.py::BoxTests::test_label": False,
     }
+    # Building a Box does call __init__.
+    assert set(near(root, collection, "shapes/geo.py", "__init__", "Box").values()) == {True}
     assert near(root, collection, "shapes/geo.py", "perimeter") == {}
 
 
@@ -266,6 +273,25 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
     assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
 
 
+def test_warnings_as_errors_get_a_fresh_pytest_per_run(tmp_path: Path, collect_tests: Collect) -> None:
+    # A pre-imported pytest has already imported (and warned about) what a test would import first.
+    root = write(
+        tmp_path,
+        {
+            # pytest-asyncio, installed here, warns about its own settings: not this test's business.
+            "pyproject.toml": "[tool.pytest.ini_options]\n"
+            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(1, 1) == 1\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert collection.fresh_process.startswith(
+        "the project's pytest filterwarnings turn warnings into errors"
+    )
+    assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+
+
 def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
     tmp_path: Path, make_test_runner: MakeRunner
 ) -> None:
@@ -295,16 +321,20 @@ def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
 
 @pytest.fixture
 def verifier(tmp_path: Path) -> Iterator[Callable[..., Verifier]]:
-    made: list[Verifier] = []
+    """``verifier(root, **settings)``: a trusted Verifier; afterwards the project's files are unchanged."""
+    made: list[tuple[Verifier, Path, dict[Path, bytes]]] = []
 
     def make(root: Path, **settings: object) -> Verifier:
         values = {"trusted": True, "test_timeout_s": 10.0, "probe_inputs": 0, **settings}
-        made.append(Verifier(root, Settings().updated(values, "test")))
-        return made[-1]
+        before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        made.append((Verifier(root, Settings().updated(values, "test")), root, before))
+        return made[-1][0]
 
     yield make
-    for created in made:
+    for created, root, before in made:
         created.close()
+        after = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        assert after == before, "collecting or running the tests touched the project's files"
 
 
 def target(path: Path, qualname: str) -> EditTarget:
@@ -473,8 +503,22 @@ def test_doctor_says_how_the_projects_tests_run(tmp_path: Path) -> None:
             "the tests near area cannot be collected (tests/test_geo.py): ImportError: cannot import name "
             "'nothing_here' from 'geo'",
         ),
+        (
+            {
+                "tests/sub/conftest.py": "1 / 0\n",
+                "tests/sub/test_sub.py": "def test_sub() -> None:\n    pass\n",
+            },
+            "the tests near area cannot be collected (tests/sub/conftest.py): "
+            "ZeroDivisionError: division by zero",
+        ),
     ],
-    ids=["conftest-raises", "plugin-missing", "collection-hangs", "nearby-file-broken"],
+    ids=[
+        "conftest-raises",
+        "plugin-missing",
+        "collection-hangs",
+        "nearby-file-broken",
+        "sub-conftest-raises",
+    ],
 )
 def test_a_suite_that_cannot_be_collected_gets_one_line_naming_the_file(
     tmp_path: Path, verifier: Callable[..., Verifier], files: dict[str, str], message: str

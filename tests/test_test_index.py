@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from lsp_verify.verify.pytest_run import Collection
+from lsp_verify.verify.pytest_run import CollectedTest, Collection
 from lsp_verify.verify.test_index import TestIndex, module_name, scan_test_file
 
 Collect = Callable[[Path], Collection]
@@ -93,3 +93,34 @@ def test_watchdog_keeps_the_index_fresh(tmp_path: Path, collect_tests: Collect) 
         assert collections == 2
     finally:
         index.stop()
+
+
+def test_only_changes_that_can_alter_what_pytest_collects_drop_the_collection(tmp_path: Path) -> None:
+    index = TestIndex(tmp_path)
+    inherited = CollectedTest(
+        "tests/test_a.py::TestA::test_x", "tests/test_a.py", "tests/base.py", "Base.test_x", 3
+    )
+    collection = Collection(
+        tests=(inherited,), errors=(("tests/test_bad.py", "boom"),), python_files=("check_*.py",)
+    )
+    collections: list[Collection] = []
+
+    def collect() -> Collection:
+        collections.append(collection)
+        return collection
+
+    index.collection(collect)
+    for changed, drops in [
+        ("pkg/mod.py", False),  # source code: pytest's collection does not depend on it
+        ("README.md", False),
+        ("tests/test_new.py", False),  # the project's python_files is check_*.py: pytest ignores it
+        ("checks/check_new.py", True),
+        ("tests/base.py", True),  # defines a collected test
+        ("tests/test_bad.py", True),  # failed to collect: a fix may make it collect
+        ("sub/conftest.py", True),
+        ("pyproject.toml", True),
+    ]:
+        collections.clear()
+        index.invalidate([tmp_path / changed])
+        index.collection(collect)
+        assert len(collections) == drops, changed

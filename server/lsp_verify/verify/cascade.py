@@ -1,14 +1,18 @@
 """The verification cascade: parse -> mypy -> nearby tests, cheapest first, stopping at the first failure.
 
 :class:`Verifier` is what the pipeline and the CLI call. ``prepare`` runs once per request: it selects the
-nearby tests and runs mypy and those tests on the *original* code (the baseline, cached until a file it
-depends on changes). ``verify`` then judges one candidate against that baseline:
+nearby tests among those pytest collects (``test_index``; a file that fails to collect is named in the notes,
+and fails the request when it would hold tests near the target) and runs mypy and those tests on the
+*original* code (the baseline, cached until a file it depends on changes). ``verify`` then judges one
+candidate against that baseline:
 
 - parse: ``ast.parse`` of the whole document with the candidate spliced in;
 - mypy: fails only for errors the candidate adds over the original file (see ``mypy_check``);
 - tests: passes when no selected test fails, errors or times out - so every test that passed before still
-  passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test the
-  result is :attr:`Evidence.TYPES_ONLY` (a failure instead when ``settings.require_tests`` is set).
+  passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test, or
+  only tests that guard the rest of the module without naming the target, the result is
+  :attr:`Evidence.TYPES_ONLY`, and the stage says what still passed (a failure instead when
+  ``settings.require_tests`` is set).
 
 A passing candidate is then *probed* (``probe.py``): called on the same generated inputs as every other
 candidate, so ranking can prefer the behaviour most candidates agree on. A probe never fails a candidate.
@@ -232,15 +236,7 @@ class Verifier:
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
         fails as a whole or for a file that would hold tests near the target."""
-
-        def collect() -> Collection:
-            shadow = self._shadows.create(relative, text)
-            try:
-                return self._pytest.collect(shadow, cancel)
-            finally:
-                shadow.remove()
-
-        collection = self._index.collection(collect)
+        collection = self._collected(relative, text, cancel)
         if collection.problem:
             raise VerifyError(
                 f"the tests cannot be collected: {collection.problem}. "
@@ -254,6 +250,19 @@ class Verifier:
                 "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
             )
         return collection
+
+    def _collected(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
+        """The index's cached collection, or a new one made in a shadow in which ``relative`` holds
+        ``text`` (the shadow of the file at hand: any shadow shows pytest the whole workspace)."""
+
+        def collect() -> Collection:
+            shadow = self._shadows.create(relative, text)
+            try:
+                return self._pytest.collect(shadow, cancel)
+            finally:
+                shadow.remove()
+
+        return self._index.collection(collect)
 
     def describe_test_runs(self, cancel: CancelToken) -> str:
         """For ``lsp-verify doctor``: how this project's tests are collected and run, in one line."""
@@ -273,15 +282,7 @@ class Verifier:
             text = anchor.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return f"cannot read {anchor.name}: {exc}"
-
-        def collect() -> Collection:
-            shadow = self._shadows.create(Path(anchor.name), text)
-            try:
-                return self._pytest.collect(shadow, cancel)
-            finally:
-                shadow.remove()
-
-        collection = self._index.collection(collect)
+        collection = self._collected(Path(anchor.name), text, cancel)
         if collection.problem:
             return f"the tests cannot be collected: {collection.problem}"
         files = len({test.file for test in collection.tests})

@@ -372,7 +372,7 @@ def _collection(
     config = next((event for event in events if event.get("event") == "config"), {})
     python_files = tuple(str(p) for p in config.get("python_files", ())) or _DEFAULT_PYTHON_FILES
     errors = tuple(
-        (str(event["nodeid"]) or "conftest.py", _one_line(str(event.get("message", "")), root))
+        (_error_location(str(event["nodeid"]), root), _one_line(str(event.get("message", "")), root))
         for event in events
         if event.get("event") == "collect_error"
     )
@@ -394,6 +394,13 @@ def _collection(
         where, message = errors[0]
         problem = f"no test could be collected; {where}: {message}"
     return Collection(tests=tests, errors=errors, problem=problem, python_files=python_files, seconds=seconds)
+
+
+def _error_location(nodeid: str, root: Path) -> str:
+    """Where a collection error happened: a directory's failure is its conftest.py's."""
+    if not nodeid.endswith(".py") and (root / nodeid / "conftest.py").is_file():
+        return f"{nodeid}/conftest.py" if nodeid else "conftest.py"
+    return nodeid or "conftest.py"
 
 
 def _config_file(root: Path) -> str:

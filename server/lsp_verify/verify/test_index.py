@@ -17,9 +17,12 @@ A collected test is selected for a target function ``name`` in module ``pkg.mod`
   its tests, as a guard for the rest of the module (direct only when they use the name); or
 - the file defining it imports ``pkg.mod`` or a package above it (``import pkg.mod``, ``import pkg as p``,
   ``from pkg import mod``, ``from pkg.mod import name``) and the test uses ``name`` (or the name it was
-  imported as). For a method, using its class counts too - ``Box(1, 2, 3).volume()`` and a test that only
-  builds a ``Box`` alike: a test that constructs the class may well reach the method indirectly, and a
-  needless test run costs less than a missed one.
+  imported as): ``Box(1, 2, 3).volume()`` names ``Box.volume``.
+
+For a method, a test that uses its class but never its name (it builds a ``Box`` and calls ``label``) is
+the hard case: it may reach the method indirectly, or not at all. It is selected, so it must still pass,
+but as a guard: it is no evidence for the method (a types-only result says so), except for special methods
+(``__init__``, ``__eq__``, ...), which using the class does call.
 """
 
 from __future__ import annotations
@@ -211,8 +214,8 @@ class TestIndex:
                 generation = self._generation
             collection = collect()
             with self._lock:
-                # A collection that failed or raced with a change is used once, not kept.
-                if generation == self._generation and not collection.problem:
+                # A collection that raced with a change is used once, not kept.
+                if generation == self._generation:
                     self._collection = collection
             return collection
 
@@ -253,48 +256,60 @@ class TestIndex:
             if (self.root / test.file).resolve() == absolute:
                 continue
             scanned = self.scanned(Path(test.def_file or test.file))
-            function = scanned.function(test.qualname, test.line) if scanned is not None else None
+            # Defined outside the workspace (a base class from an installed package): its line is not a
+            # line of the collected file, so only the qualname can match.
+            line = test.line if test.def_file else -1
+            function = scanned.function(test.qualname, line) if scanned is not None else None
             if scanned is None or function is None:
                 continue
-            uses = self._uses(scanned, function, absolute, name, class_name)
+            calls = self._uses(scanned, function, absolute, {name})
+            builds = bool(class_name) and self._uses(scanned, function, absolute, {str(class_name)})
+            direct = calls or (builds and name.startswith("__") and name.endswith("__"))
             node_id = test.nodeid.split("[", 1)[0]
-            if uses or Path(test.file).name in _conventional(absolute):
-                selected[node_id] = selected.get(node_id, False) or uses
+            if calls or builds or Path(test.file).name in _conventional(absolute):
+                selected[node_id] = selected.get(node_id, False) or direct
         return list(selected.items())
 
     def near_but_broken(
         self, target_path: Path, name: str, class_name: str | None, collection: Collection
     ) -> list[tuple[str, str]]:
         """(file, reason) of each file that failed to collect and would hold tests near ``name``: the
-        conventional test module, or one that imports the module and uses the name anywhere."""
+        conventional test module, one that imports the module and uses the name anywhere, or a conftest.py
+        or directory (which may hide any test)."""
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        names = {name, class_name} if class_name else {name}
         broken = []
         for where, reason in collection.errors:
             relative = Path(where.split("::", 1)[0])
-            scanned = self.scanned(relative) if relative.suffix == ".py" else None
+            if relative.suffix != ".py" or relative.name == "conftest.py":
+                broken.append((where, reason))
+                continue
+            scanned = self.scanned(relative)
             if relative.name in _conventional(absolute) or (
                 scanned is not None
-                and any(self._uses(scanned, f, absolute, name, class_name) for f in scanned.functions)
+                and any(self._uses(scanned, f, absolute, names) for f in scanned.functions)
             ):
                 broken.append((where, reason))
         return broken
 
-    def _uses(
-        self, scanned: TestFile, function: TestFunction, target: Path, name: str, class_name: str | None
-    ) -> bool:
-        """Whether ``function`` (in ``scanned``) names the target and its file imports the target's module."""
+    def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
+        """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
+        imported under another name) and its file imports the target's module."""
         module = module_name(self.root, target)
-        wanted = {name}
-        if class_name:
-            wanted.add(class_name)
-        wanted |= {local for local, origin in scanned.aliases.items() if origin.endswith(f".{name}")}
+        wanted = names | {
+            local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
+        }
         if not function.names_used & wanted:
             return False
         if Path(scanned.path).name in _conventional(target):
             return True
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
         imported = scanned.imported_modules
-        return module in imported or f"{module}.{name}" in imported or bool(parents & imported)
+        return (
+            module in imported
+            or bool({f"{module}.{n}" for n in names} & imported)
+            or bool(parents & imported)
+        )
 
 
 def _conventional(target: Path) -> set[str]:
@@ -303,6 +318,8 @@ def _conventional(target: Path) -> set[str]:
 
 def _may_change(collection: Collection, relative: Path) -> bool:
     """Whether a change to ``relative`` may change what pytest collects."""
+    if collection.problem and relative.suffix == ".py":
+        return True  # a conftest.py may import any module of the project: any fix may be the one
     if relative.name in _COLLECTION_FILES:
         return True
     posix = relative.as_posix()
