@@ -92,9 +92,14 @@ def run_check(
 
     settings = settings_for(root)
     report.problems.extend(settings.problems)
-    from .verify.cascade import Verifier
+    from .verify.cascade import Verifier, VerifyError
 
-    with Verifier(root, settings) as verifier:
+    try:
+        verifier = Verifier(root, settings)
+    except VerifyError as exc:  # e.g. sandbox = "bwrap" where bubblewrap cannot run: nothing ran
+        report.error = str(exc)
+        return report
+    with verifier:
         for item in files:
             report.functions.extend(_check_file(verifier, item, root, status, cancel))
     if not report.functions:

@@ -140,7 +140,7 @@ def _settings(root: Path, overrides: dict[str, Any]) -> Settings:
     """Project settings (``[tool.lsp-verify]``) with command-line flags on top; the CLI is trusted."""
     from .config import project_settings
 
-    settings = project_settings(root)
+    settings = project_settings(root, trusted=True)
     settings = settings.updated(
         {key: value for key, value in overrides.items() if value is not None}, "command line"
     )
@@ -352,9 +352,19 @@ def _doctor(args: argparse.Namespace) -> int:
     try:
         from .verify.sandbox import isolation_report
 
-        line("sandbox", isolation_report(settings.sandbox))
+        report = isolation_report(settings.sandbox, root).splitlines()
+        for i, text in enumerate(report):
+            line("sandbox" if i == 0 else "", text)
+        if "refused" in report[0]:  # sandbox = "bwrap" where bubblewrap cannot run
+            problems.append(report[0].removeprefix("isolation: "))
     except ImportError as exc:
         problems.append(f"sandbox: cannot be inspected: {exc}")
+
+    from .cancel import CancelToken
+    from .verify.cascade import Verifier
+
+    with Verifier(root, settings) as verifier:  # collects the project's tests: runs its conftest.py
+        line("test runs", verifier.describe_test_runs(CancelToken()))
 
     try:
         from .syntax.parse import grammar_dir

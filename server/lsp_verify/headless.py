@@ -138,7 +138,7 @@ def describe(result: CandidateResult) -> str:
     """One line: what passed, or the first thing that failed."""
     if not result.passed:
         return result.first_error or "failed"
-    parts = ["mypy: no new errors"]
+    parts = [result.mypy_evidence]
     if result.evidence is Evidence.TESTS:
         parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
         if result.tests_fixed:

@@ -397,10 +397,7 @@ def summarise(
 
 def describe_evidence(result: CandidateResult) -> str:
     """One line: what was checked for this candidate."""
-    parts = [
-        "parses",
-        "mypy: no new errors" if result.passed or result.new_mypy_errors == () else "mypy: new errors",
-    ]
+    parts = ["parses", result.mypy_evidence]
     if result.evidence is Evidence.TESTS:
         parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
         if result.tests_fixed:
