@@ -116,3 +116,22 @@ def test_a_crashed_servers_shadow_roots_are_removed_at_the_next_start(tmp_path: 
         assert shadows.path.name.startswith(f"lsp-verify-{os.getpid()}-")
     finally:
         shadows.close()
+
+
+def test_the_candidate_is_written_in_the_files_declared_encoding(tmp_path: Path) -> None:
+    """A latin-1 module: Python must read back from the shadow exactly the candidate's text."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    text = '# -*- coding: latin-1 -*-\nNAME = "café"\n\n\ndef name() -> str:\n    return NAME\n'
+    (workspace / "mod.py").write_bytes(text.encode("latin-1"))
+    root = ShadowRoot(workspace)
+    try:
+        shadow = root.create(Path("mod.py"), text)
+        probe = "import mod, sys; sys.stdout.write(ascii(mod.name()))"
+        proc = subprocess.run(
+            [sys.executable, "-B", "-c", probe], cwd=shadow.root, capture_output=True, text=True, timeout=60
+        )
+        assert proc.stdout == ascii("café"), proc.stderr
+        assert shadow.edited.read_bytes() == text.encode("latin-1")
+    finally:
+        root.close()

@@ -68,6 +68,16 @@ def decode_source(data: bytes, path: Path) -> tuple[str, str]:
     return text, encoding
 
 
+def declared_encoding(text: str) -> str:
+    """The codec that ``text``'s own PEP 263 declaration names (UTF-8 when it declares none): the bytes a
+    copy of the file must have for Python to read ``text`` back from it."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(text.encode("utf-8", "surrogatepass")).readline)
+    except SyntaxError:
+        return "utf-8"
+    return encoding
+
+
 def read_source(path: Path) -> SourceFile:
     """The file at ``path`` as :class:`SourceFile`; SourceError when it cannot be read or decoded."""
     try:

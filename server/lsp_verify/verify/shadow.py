@@ -33,6 +33,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..sourcefile import declared_encoding
+
 # Entries never linked into a shadow: stale bytecode and tool caches of the user's tree.
 _SKIPPED = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 # Also left out of a copied shadow: large, not source, and never needed to import or test the project.
@@ -80,7 +82,13 @@ class ShadowRoot:
             _link_entries(source_dir, target_dir, keep=parts[-1])
             edited = target_dir / parts[-1]
         edited.unlink(missing_ok=True)
-        edited.write_text(text, encoding="utf-8")
+        # In the file's declared encoding, or Python would read other text than the candidate's (a latin-1
+        # file's "café" as "cafÃ©"); a candidate the encoding cannot hold stays UTF-8 and fails to decode.
+        try:
+            data = text.encode(declared_encoding(text))
+        except (UnicodeEncodeError, LookupError):
+            data = text.encode("utf-8", "surrogatepass")
+        edited.write_bytes(data)
         return Shadow(root=shadow_dir, relative=relative, edited=edited)
 
     def scratch(self, name: str) -> Path:
