@@ -381,6 +381,45 @@ def test_imports_resolve_to_the_shadow_despite_an_editable_install(
         project.close()
 
 
+@pytest.mark.parametrize("installed_by", ["pth", "pythonpath"])
+def test_a_src_layout_installed_in_editable_mode_is_tested_through_the_shadow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed_by: str
+) -> None:
+    """`pip install -e .` of a src/ layout puts <root>/src on sys.path (or the user runs PYTHONPATH=src): the
+    tests must import the candidate, not the user's unmodified module, and then judge it."""
+    root = tmp_path / "shapes-project"
+    (root / "src" / "shapes").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "shapes"\nversion = "0"\n')
+    stub = "def area(width: int, height: int) -> int:\n    ...\n"
+    (root / "src" / "shapes" / "__init__.py").write_text(stub)
+    (root / "tests" / "test_shapes.py").write_text(
+        "from shapes import area\n\n\ndef test_area() -> None:\n    assert area(2, 3) == 6\n"
+    )
+    if installed_by == "pth":
+        site = _site_dir(tmp_path, "import os, site\nsite.addsitedir(os.path.dirname(__file__))\n")
+        (site / "__editable__.shapes.pth").write_text(f"{root / 'src'}\n")
+        extra = str(site)
+    else:
+        extra = str(root / "src")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([extra, os.environ.get("PYTHONPATH", "")]))
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        path = root / "src" / "shapes" / "__init__.py"
+        plan = project.verifier.prepare(target_for(path, "area"), stub, CancelToken())
+        assert plan.tests_selected == ("tests/test_shapes.py::test_area",), plan.notes
+        right = project.verifier.verify(
+            plan, candidate(0, stub, "    ...\n", "    return width * height\n"), CancelToken()
+        )
+        assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+        wrong = project.verifier.verify(
+            plan, candidate(1, stub, "    ...\n", "    return width + height\n"), CancelToken()
+        )
+        assert not wrong.passed and "test_area" in wrong.first_error
+    finally:
+        project.close()
+
+
 def test_refuses_to_pass_when_imports_resolve_to_the_users_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -176,11 +176,44 @@ def _short(report: Any) -> str:
     return "\n".join((errors or lines)[-6:])[:2000]
 
 
+def _prefer_shadow(request: dict[str, Any]) -> None:
+    """Point what this process imports from the workspace at the shadow's copy instead.
+
+    An editable install of a ``src/`` layout puts ``<workspace>/src`` on ``sys.path`` (a ``.pth`` file), as
+    does ``PYTHONPATH=src``; setuptools' editable finders map package names to workspace directories. Left
+    alone, the tests would import the user's unmodified module and a candidate could never be tested (the
+    import check refuses such a run). Entries whose counterpart is missing from the shadow (a copied shadow
+    leaves out ``.venv``) stay as they are.
+    """
+    workspace = request.get("workspace")
+    if not workspace:
+        return
+    real_workspace = os.path.realpath(workspace)
+    shadow = request["cwd"]
+
+    def redirect(entry: str) -> str:
+        real = os.path.realpath(entry or os.getcwd())
+        if real != real_workspace and not real.startswith(real_workspace + os.sep):
+            return entry
+        counterpart = os.path.normpath(os.path.join(shadow, os.path.relpath(real, real_workspace)))
+        return counterpart if os.path.exists(counterpart) else entry
+
+    sys.path[:] = [redirect(entry) if isinstance(entry, str) else entry for entry in sys.path]
+    for finder in sys.meta_path:
+        mapping = getattr(sys.modules.get(getattr(finder, "__module__", "") or ""), "MAPPING", None)
+        if isinstance(mapping, dict):
+            for name, path in list(mapping.items()):
+                if isinstance(path, str):
+                    mapping[name] = redirect(path)
+    sys.path_importer_cache.clear()
+
+
 def _run_pytest(request: dict[str, Any]) -> int:
     import pytest
 
     sys.dont_write_bytecode = True
     # The shadow comes first: an installed or editable copy of the user's package must not win.
+    _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _ResultPlugin(request["result_file"])
     code = int(pytest.main(request["args"], plugins=[plugin]))
@@ -193,6 +226,7 @@ def _run_collect(request: dict[str, Any]) -> int:
     import pytest
 
     sys.dont_write_bytecode = True
+    _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
     return int(pytest.main(request["args"], plugins=[plugin]))
@@ -217,6 +251,7 @@ def _run_probe(request: dict[str, Any]) -> int:
     import importlib
 
     sys.dont_write_bytecode = True
+    _prefer_shadow(request)
     sys.path.insert(0, request["path"])
     module = importlib.import_module(request["module"])
     function = getattr(module, request["function"])

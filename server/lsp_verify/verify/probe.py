@@ -141,6 +141,7 @@ class ProbeRunner:
         request = {
             "op": "probe",
             "cwd": str(shadow.root),
+            "workspace": str(self._shadows.workspace),
             "path": str(shadow.root / plan.import_root),
             "module": plan.module,
             "function": plan.function,

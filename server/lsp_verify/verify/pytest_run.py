@@ -187,6 +187,7 @@ class PytestRunner:
         request = {
             "op": op,
             "cwd": str(shadow.root),
+            "workspace": str(self._shadows.workspace),
             "args": args,
             "result_file": str(result_file),
             "log_file": str(log_file),
