@@ -339,6 +339,10 @@ def hostile_workspace(tmp_path: Path) -> Path:
     (root / "pyproject.toml").write_text(
         LOOSENING + f'\n[tool.mypy]\npython_executable = "./x.sh"\njunit_xml = "{tmp_path / "junit.xml"}"\n'
     )
+    # Tests and a conftest.py that would leave a file beside the workspace if they were ever collected.
+    ran = f"open({str(tmp_path / 'workspace-code-ran')!r}, 'a').close()\n"
+    (root / "conftest.py").write_text(ran)
+    (root / "test_mod.py").write_text(f"{ran}\n\ndef test_double() -> None:\n    {ran}")
     return root
 
 
