@@ -63,8 +63,9 @@ def test_isolation_report_says_what_a_run_can_read_write_and_reach() -> None:
         assert "home directory: NOT visible" in report and "network: none" in report
     else:
         assert "home directory: VISIBLE" in report
-    assert isolation_report("none").startswith("isolation: NONE")
+    assert isolation_report("none").startswith("isolation: NONE - sandbox = 'none'")
     assert "network: OPEN" in isolation_report("none")
+    assert "turns every confinement off" in isolation_report("none")
 
 
 def test_sandbox_bwrap_fails_closed_where_bubblewrap_cannot_run(

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..cancel import CancelToken
 from .sandbox import (
+    CONFINES_WRITES,
     WORKER_SCRIPT,
     Isolation,
     Limits,
@@ -196,7 +197,7 @@ class PytestRunner:
         }
         try:
             if fresh:
-                if self._fresh.isolation != "bwrap":  # bubblewrap confines writes itself; else Landlock
+                if self._fresh.isolation in CONFINES_WRITES:
                     request["writable"] = [str(path) for path in self._fresh.writable]
                 request_file.write_text(json.dumps(request), encoding="utf-8")
                 bootstrap = (

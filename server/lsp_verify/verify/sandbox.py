@@ -60,7 +60,14 @@ from typing import Any, Literal
 
 from ..cancel import Cancelled, CancelToken
 
-Isolation = Literal["bwrap", "unshare", "none"]
+Isolation = Literal["bwrap", "unshare", "none", "off"]
+"""What runs get: ``bwrap``; ``unshare`` (no network) or ``none`` with Landlock confining writes where the
+kernel has it; ``off`` is the user's own ``sandbox = "none"``: process limits only, no confinement at all
+(e.g. for tests that must write to the home directory)."""
+
+CONFINES_WRITES: frozenset[Isolation] = frozenset({"unshare", "none"})
+"""Isolations under which the workers confine writes themselves (Landlock): bubblewrap mounts everything
+but the shadow read-only, and ``off`` is the user's choice of no confinement."""
 
 WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
 
@@ -163,7 +170,7 @@ def choose_isolation(mode: str = "auto") -> Isolation:
     never silently replaced by a weaker one.
     """
     if mode == "none":
-        return "none"
+        return "off"
     missing = _bwrap_missing()
     if not missing:
         return "bwrap"
@@ -226,20 +233,29 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
             f"limits: {limits}",
         ]
         return "\n".join(lines)
-    why = f" - {missing}" if missing else ""
+    why = " - sandbox = 'none'" if chosen == "off" else f" - {missing}" if missing else ""
     name = "unshare" if chosen == "unshare" else "NONE"
     network = (
         "none (own network namespace, unshare -n)"
         if chosen == "unshare"
         else "OPEN: tests can reach the network and local services"
     )
-    writable = (
-        f"only the private shadow directory (a per-request copy of {place} and a private TMPDIR), /dev and "
-        f"/dev/shm; the mypy worker also this workspace's own mypy cache (Landlock ABI {landlock_abi()})"
-        if landlock_abi()
-        else f"everything this user can write (no Landlock in this kernel); {place} is safe from writes "
-        "through the shadow (tests run on a private copy), not from writes to its absolute path"
-    )
+    if chosen == "off":
+        writable = (
+            "everything this user can write (sandbox = 'none' turns every confinement off); "
+            f"{place} is safe only from writes through the shadow (tests run on a private copy)"
+        )
+    elif landlock_abi():
+        writable = (
+            f"only the private shadow directory (a per-request copy of {place} and a private TMPDIR), "
+            "/dev and /dev/shm; the mypy worker also this workspace's own mypy cache "
+            f"(Landlock ABI {landlock_abi()})"
+        )
+    else:
+        writable = (
+            f"everything this user can write (no Landlock in this kernel); {place} is safe from writes "
+            "through the shadow (tests run on a private copy), not from writes to its absolute path"
+        )
     lines = [
         f"isolation: {name}{why}",
         f"network: {network}",
@@ -275,7 +291,7 @@ def sandbox_argv(
 ) -> list[str]:
     """``argv`` wrapped in the chosen isolation; under bwrap only ``writable`` directories are writable and
     ``readable`` ones that live under a hidden directory are mounted back read-only."""
-    if isolation == "none":
+    if isolation in ("none", "off"):
         return list(argv)
     if isolation == "unshare":
         return [*_unshare_prefix(), *argv]
@@ -480,7 +496,7 @@ class WorkerProcess:
         if self._closed:
             raise WorkerError(f"the {self.mode} worker is closed")
         args: list[str] = [self.mode]
-        if self._isolation != "bwrap":
+        if self._isolation in CONFINES_WRITES:
             # Nothing mounts the filesystem read-only: the worker confines writes with Landlock instead.
             args.append(json.dumps([str(path) for path in self._writable]))
         bootstrap = (
