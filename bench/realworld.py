@@ -95,8 +95,8 @@ LIBRARIES: tuple[Library, ...] = (
         "9783373bf1eec713a770ecaa7c2d7a7902c98398009dfa3d8a2df91eec9311e8",
         "src/humanize",
         "tests",
-        "src/ layout; heavy pytest.mark.parametrize; time.py and i18n.py left out (their tests need freezegun "
-        "and compiled message catalogues)",
+        "src/ layout; heavy pytest.mark.parametrize; time.py and i18n.py left out (their tests need "
+        "freezegun and compiled message catalogues)",
         pythonpath=("src",),
         skip_modules=("time.py", "i18n.py"),
     ),
@@ -136,8 +136,10 @@ def fetch(library: Library, cache: Path) -> Path:
     if not path.is_file():
         downloads.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"]
-            + ["--dest", str(downloads), f"{library.name}=={library.version}"],
+            [
+                *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"),
+                *("--dest", str(downloads), f"{library.name}=={library.version}"),
+            ],
             capture_output=True,
             text=True,
             timeout=300,
@@ -351,7 +353,9 @@ def select_functions(
             copy.reset()
             baseline[test] = judge_fn(copy, function.tests)
             if not baseline[test].passed:
-                log(f"  {library.name}: {test} fails on the original code ({baseline[test].summary}); skipped")
+                log(
+                    f"  {library.name}: {test} fails on the original code ({baseline[test].summary}); skipped"
+                )
         if not baseline[test].passed:
             continue
         copy.reset()
@@ -706,21 +710,22 @@ def _mutate(text: str, node: ast.AST, at: Callable[[int, int], int]) -> tuple[in
 
 
 def neutral_changes(text: str, function: Function) -> list[Mutation]:
-    """Changes that keep the behaviour: a comment added to the body, and the body reformatted."""
+    """Changes that keep the behaviour: a comment added to the body, and the body reformatted (re-printed
+    by ``ast.unparse``, which drops comments and normalises quotes and parentheses, with a blank line
+    between statements)."""
     lines = text.splitlines(keepends=True)
     first = lines[function.body_start - 1]
     indent = first[: len(first) - len(first.lstrip())]
     comment = f"{indent}# Reviewed: this comment changes nothing.\n"
     commented = "".join([*lines[: function.body_start - 1], comment, *lines[function.body_start - 1 :]])
     node = _find_def(ast.parse(text), function)
-    body = "".join(
-        "".join(f"{indent}{line}\n" if line else "\n" for line in ast.unparse(stmt).splitlines())
-        for stmt in node.body[1:]
+    body = "\n".join(
+        "".join(f"{indent}{line}\n" for line in ast.unparse(stmt).splitlines()) for stmt in node.body[1:]
     )
     reformatted = "".join([*lines[: function.body_start - 1], body, *lines[function.body_end :]])
     out = [Mutation("comment", "a comment line added to the body", commented)]
     if reformatted != text:
-        out.append(Mutation("reformat", "the body re-printed by ast.unparse (comments dropped)", reformatted))
+        out.append(Mutation("reformat", "the body re-printed by ast.unparse", reformatted))
     return out
 
 
@@ -869,13 +874,15 @@ def summarise_fix(records: Sequence[FunctionRecord]) -> dict[str, Any]:
             "coverage": coverage,
             "precision": _ratio(len(correct), len(applied)),
             "oracle_rate": oracle_rate,
-            "coverage_over_oracle": round(coverage / oracle_rate, 3) if coverage is not None and oracle_rate else None,
+            "coverage_over_oracle": round(coverage / oracle_rate, 3)
+            if coverage is not None and oracle_rate
+            else None,
             "t_first_median_s": _median(r.first_verified_s for r in rows if r.first_verified_s is not None),
             "t_full_median_s": _median(r.seconds for r in rows),
             "tests_evidence": sum(1 for r in applied if r.evidence == "tests"),
         }
 
-    libraries = sorted({r.library for r in records}, key=[lib.name for lib in LIBRARIES].index)
+    libraries = list(dict.fromkeys(r.library for r in records))
     reasons: dict[str, int] = {}
     for r in records:
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
@@ -907,7 +914,7 @@ def summarise_check(records: Sequence[MutantRecord]) -> dict[str, Any]:
             "check_median_s": _median(r.seconds for r in rows),
         }
 
-    libraries = sorted({r.library for r in records}, key=[lib.name for lib in LIBRARIES].index)
+    libraries = list(dict.fromkeys(r.library for r in records))
     missed = [
         {"function": r.key, "mutation": r.description, "status": r.check_status, "message": r.check_message}
         for r in records
@@ -933,7 +940,11 @@ def targets(fix: Mapping[str, Any] | None, check: Mapping[str, Any] | None) -> l
         p, c = a["precision"], a["coverage_over_oracle"]
         out.append(
             f"precision >= {PRECISION_TARGET}: "
-            + ("no function applied, cannot tell" if p is None else f"{p:.3f} — {'MET' if p >= PRECISION_TARGET else 'NOT MET'}")
+            + (
+                "no function applied, cannot tell"
+                if p is None
+                else f"{p:.3f} — {'MET' if p >= PRECISION_TARGET else 'NOT MET'}"
+            )
         )
         out.append(
             f"coverage >= {COVERAGE_OVER_ORACLE_TARGET} x oracle: "
@@ -949,7 +960,11 @@ def targets(fix: Mapping[str, Any] | None, check: Mapping[str, Any] | None) -> l
         r = a["recall"]
         out.append(
             f"check blocks >= {RECALL_TARGET} of killed mutants: "
-            + ("no mutant, cannot tell" if r is None else f"{r:.3f} — {'MET' if r >= RECALL_TARGET else 'NOT MET'}")
+            + (
+                "no mutant, cannot tell"
+                if r is None
+                else f"{r:.3f} — {'MET' if r >= RECALL_TARGET else 'NOT MET'}"
+            )
         )
         out.append(
             f"no false alarms on unmutated changes: {a['false_alarms']} of {a['unmutated']} — "
@@ -980,11 +995,12 @@ def markdown(summary: Mapping[str, Any]) -> str:
         ]
         rows = [*fix["by_library"].items(), ("**all**", fix["all"])]
         for name, f in rows:
+            ratio = "–" if f["coverage_over_oracle"] is None else f["coverage_over_oracle"]
             lines.append(
                 f"| {name} | {f['functions']} | {f['applied']} | {_pct(f['coverage'])} | "
                 f"{_pct(f['precision'])} ({f['applied_correct']}/{f['applied']}) | {_pct(f['oracle_rate'])} "
-                f"({f['oracle']}) | {'–' if f['coverage_over_oracle'] is None else f['coverage_over_oracle']} | "
-                f"{f['tests_evidence']}/{f['applied']} | {_s(f['t_first_median_s'])} | {_s(f['t_full_median_s'])} |"
+                f"({f['oracle']}) | {ratio} | {f['tests_evidence']}/{f['applied']} | "
+                f"{_s(f['t_first_median_s'])} | {_s(f['t_full_median_s'])} |"
             )
         lines += ["", "Outcomes:", "", "| outcome | functions |", "|---|---|"]
         lines += [f"| {reason} | {n} |" for reason, n in fix["reasons"].items()]
@@ -1021,15 +1037,20 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines += [f"- {line}" for line in summary["targets"]]
     lines += ["", "## Run", ""]
     lines.append(f"- command: `{meta['command']}`")
-    lines.append(f"- date: {meta['date']}; revision {meta['revision']}; wall time {meta['wall_s'] / 60:.1f} min")
-    load = meta["load_average"]
     lines.append(
-        f"- machine: {meta['machine']['cores']} cores, {meta['machine']['cpu']}, Python {meta['machine']['python']}; "
+        f"- date: {meta['date']}; revision {meta['revision']}; wall time {meta['wall_s'] / 60:.1f} min"
+    )
+    load, machine = meta["load_average"], meta["machine"]
+    lines.append(
+        f"- machine: {machine['cores']} cores, {machine['cpu']}, Python {machine['python']}; "
         f"load average (1/5/15 min) at start {'/'.join(map(str, load['start']))}, at end "
         f"{'/'.join(map(str, load['end']))}"
     )
     lines.append(f"- settings: {json.dumps(meta['config'])}")
-    lines.append("- libraries: " + "; ".join(f"{lib['name']} {lib['version']} ({lib['why']})" for lib in meta["libraries"]))
+    lines.append(
+        "- libraries: "
+        + "; ".join(f"{lib['name']} {lib['version']} ({lib['why']})" for lib in meta["libraries"])
+    )
     lines.append(f"- selection: {SELECTION_RULE}")
     lines.append("")
     return "\n".join(lines)
@@ -1075,17 +1096,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="lsp-verify fix and check on functions of real libraries, judged by their own tests.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--libraries", default=",".join(lib.name for lib in LIBRARIES), help="comma-separated")
+    parser.add_argument(
+        "--libraries", default=",".join(lib.name for lib in LIBRARIES), help="comma-separated"
+    )
     parser.add_argument("--per-library", type=int, default=10, help="functions kept per library")
     parser.add_argument("--limit", type=int, default=None, help="run only the first N selected functions")
     parser.add_argument("-k", type=int, default=8, help="candidates per function")
-    parser.add_argument("--model", default=None, help="a GGUF or embedded:NAME (default: the embedded default)")
+    parser.add_argument(
+        "--model", default=None, help="a GGUF or embedded:NAME (default: the embedded default)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-tokens", type=int, default=None, help="token budget per candidate (settings default)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="sdists, unpacked trees, working copies")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="token budget per candidate (settings default)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="sdists, unpacked trees, working copies"
+    )
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--name", default="realworld", help="results are NAME.json, NAME.md, NAME.jsonl, NAME-check.jsonl")
-    parser.add_argument("--resume", action="store_true", help="keep the records already written; run the rest")
+    parser.add_argument(
+        "--name", default="realworld", help="results are NAME.json, NAME.md, NAME.jsonl, NAME-check.jsonl"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the records already written; run the rest"
+    )
     parser.add_argument("--no-fix", action="store_true", help="skip the fix runs (model)")
     parser.add_argument("--no-check", action="store_true", help="skip the check runs on mutants")
     parser.add_argument("--mutants", type=int, default=2, help="killed mutants per function")
@@ -1149,9 +1182,14 @@ def main(
             sdist = (fetch_fn or fetch)(library, args.cache)
             pristine = unpack(sdist, args.cache / "src")
             copy = Copy(pristine, args.cache / "work" / library.name, library)
-            selection_file = args.cache / f"selection-{library.name}-{library.version}-{args.per_library}.json"
+            selection_file = (
+                args.cache / f"selection-{library.name}-{library.version}-{args.per_library}.json"
+            )
             if selection_file.is_file():
-                functions = [Function(**{**f, "tests": tuple(f["tests"])}) for f in json.loads(selection_file.read_text())]
+                functions = [
+                    Function(**{**f, "tests": tuple(f["tests"])})
+                    for f in json.loads(selection_file.read_text())
+                ]
             else:
                 functions = select_functions(library, copy, args.per_library, judge_fn, log)
                 selection_file.write_text(json.dumps([dataclasses.asdict(f) for f in functions], indent=1))
@@ -1161,7 +1199,9 @@ def main(
         log(f"error: {exc}")
         return 2
     # Round-robin across libraries, so that --limit N samples every library.
-    selected = [row[i] for i in range(max(map(len, per_library), default=0)) for row in per_library if i < len(row)]
+    selected = [
+        row[i] for i in range(max(map(len, per_library), default=0)) for row in per_library if i < len(row)
+    ]
     if args.limit is not None:
         selected = selected[: args.limit]
 
@@ -1185,9 +1225,7 @@ def main(
                 fh.writelines(m.to_json() + "\n" for m in mutants)
             log(
                 f"[{i}/{len(selected)}] check {function.key}: "
-                + ", ".join(
-                    f"{m.kind} {'blocked' if m.blocked else 'passed'}" for m in mutants
-                )
+                + ", ".join(f"{m.kind} {'blocked' if m.blocked else 'passed'}" for m in mutants)
             )
 
     keys = [f.key for _, _, f in selected]
@@ -1211,7 +1249,8 @@ def main(
             "config": config.as_json(),
             "selection_rule": SELECTION_RULE,
             "libraries": [
-                {"name": lib.name, "version": lib.version, "sha256": lib.sha256, "why": lib.why} for lib in chosen
+                {"name": lib.name, "version": lib.version, "sha256": lib.sha256, "why": lib.why}
+                for lib in chosen
             ],
             "functions": len(selected),
             "records": [str(fix_path), str(check_path)],
