@@ -49,6 +49,8 @@ SELECTION_RULE = (
     "in file order, at most --per-library per library; kept only when the stub (body -> raise "
     "NotImplementedError) makes that test module fail and the original passes it"
 )
+SELECTION_VERSION = 2
+"""Bumped whenever the rule or the stub changes: the cached selections are then made again."""
 PRECISION_TARGET = 0.97
 COVERAGE_OVER_ORACLE_TARGET = 0.95
 RECALL_TARGET = 0.95
@@ -242,12 +244,14 @@ def _function(library: str, relpath: str, node: ast.FunctionDef, qualname: str, 
     if len(node.body) < 2:
         return None
     first, last = node.body[1], node.body[-1]
+    # A decorated statement starts at its first decorator.
+    start = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", ()))])
     end = last.end_lineno or last.lineno
-    if not MIN_BODY_LINES <= end - first.lineno + 1 <= MAX_BODY_LINES:
+    if not MIN_BODY_LINES <= end - start + 1 <= MAX_BODY_LINES:
         return None
-    if first.lineno == node.body[0].end_lineno:
+    if start == node.body[0].end_lineno:
         return None  # a statement on the docstring's line: no clean line to cut at
-    return Function(library, relpath, qualname, node.lineno, first.lineno, end, (test,))
+    return Function(library, relpath, qualname, node.lineno, start, end, (test,))
 
 
 def stub_text(text: str, function: Function) -> str:
@@ -410,15 +414,17 @@ class RunConfig:
     max_tokens: int | None
     fix_timeout_s: float
     test_timeout_s: float
+    server: str = str(REPO / "server")
+    """The lsp_verify package's parent directory that is measured (default: this checkout's)."""
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _lsp_verify_env(copy: Copy) -> dict[str, str]:
-    """The environment lsp-verify runs in: this checkout's package, and the library as installed."""
+def _lsp_verify_env(copy: Copy, server: str) -> dict[str, str]:
+    """The environment lsp-verify runs in: the measured package first, and the library as installed."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "server"), *copy.pythonpath])
+    env["PYTHONPATH"] = os.pathsep.join([server, *copy.pythonpath])
     env["NO_COLOR"] = "1"
     return env
 
@@ -438,7 +444,7 @@ def run_fix(copy: Copy, function: Function, config: RunConfig) -> FixOutcome:
         done = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--fix-worker", str(record), "--", *argv],
             cwd=copy.path,
-            env=_lsp_verify_env(copy),
+            env=_lsp_verify_env(copy, config.server),
             capture_output=True,
             text=True,
             timeout=config.fix_timeout_s,
@@ -466,8 +472,7 @@ def run_fix(copy: Copy, function: Function, config: RunConfig) -> FixOutcome:
 
 def _fix_worker(record: Path, argv: Sequence[str]) -> int:
     """The real ``lsp-verify`` command line, with ``Pipeline.run`` wrapped to record its candidates."""
-    sys.path.insert(0, str(REPO / "server"))
-    from lsp_verify import cli, pipeline
+    from lsp_verify import cli, pipeline  # from PYTHONPATH: the measured package (RunConfig.server)
 
     seen: list[pipeline.FixReport] = []
     original = pipeline.Pipeline.run
@@ -552,7 +557,7 @@ def classify(outcome: FixOutcome, applied: bool, correct: bool | None) -> str:
     if report is None:
         return "no report (crash)"
     if report.get("error"):
-        return "error: " + str(report["error"]).split(":")[0][:60]
+        return "error: " + str(report["error"]).split(" (")[0][:80]
     functions = report.get("functions") or []
     if functions and functions[0].get("status") == "error":
         return "tests could not run"
@@ -764,20 +769,20 @@ class MutantRecord:
         return cls(**json.loads(line))
 
 
-CheckFn = Callable[[Copy, float], tuple[int, dict[str, Any] | None, float]]
+CheckFn = Callable[[Copy, RunConfig], tuple[int, dict[str, Any] | None, float]]
 
 
-def run_check(copy: Copy, timeout: float) -> tuple[int, dict[str, Any] | None, float]:
+def run_check(copy: Copy, config: RunConfig) -> tuple[int, dict[str, Any] | None, float]:
     """``lsp-verify check --format json`` in the copy: the staged change, as the pre-commit hook runs it."""
     started = time.monotonic()
     try:
         done = subprocess.run(
             [sys.executable, "-m", "lsp_verify", "check", "--format", "json"],
             cwd=copy.path,
-            env=_lsp_verify_env(copy),
+            env=_lsp_verify_env(copy, config.server),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=config.fix_timeout_s,
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
@@ -797,7 +802,7 @@ def check_function(
     max_tries: int,
     judge_fn: JudgeFn,
     check_fn: CheckFn,
-    timeout: float,
+    config: RunConfig,
 ) -> list[MutantRecord]:
     """Up to ``per_function`` mutants the library's tests kill, and the unmutated changes, each staged and
     checked."""
@@ -824,8 +829,13 @@ def check_function(
         copy.reset()
         copy.write(function.relpath, mutation.text)
         copy.git("add", function.relpath)
-        code, report, seconds = check_fn(copy, timeout)
-        mine = [f for f in (report or {}).get("functions", []) if f["qualname"] == function.qualname]
+        code, report, seconds = check_fn(copy, config)
+        # A change inside a nested function is reported under the nested function's name.
+        mine = [
+            f
+            for f in (report or {}).get("functions", [])
+            if f["qualname"] == function.qualname or f["qualname"].startswith(function.qualname + ".")
+        ]
         status = mine[0]["status"] if mine else ("no report" if report is None else "not checked")
         message = mine[0]["message"] if mine else str((report or {}).get("error") or "")
         out.append(
@@ -1114,6 +1124,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
+        "--work-dir", type=Path, default=None, help="the working copies (default: CACHE/work); one per run"
+    )
+    parser.add_argument(
+        "--lsp-verify",
+        type=Path,
+        default=REPO / "server",
+        help="the directory holding the lsp_verify package to measure (e.g. another revision's server/)",
+    )
+    parser.add_argument(
         "--name", default="realworld", help="results are NAME.json, NAME.md, NAME.jsonl, NAME-check.jsonl"
     )
     parser.add_argument(
@@ -1147,7 +1166,15 @@ def main(
         known = ", ".join(lib.name for lib in libraries)
         print(f"error: unknown library in --libraries (known: {known})", file=sys.stderr)
         return 2
-    config = RunConfig(args.k, args.model, args.seed, args.max_tokens, args.fix_timeout, args.test_timeout)
+    config = RunConfig(
+        args.k,
+        args.model,
+        args.seed,
+        args.max_tokens,
+        args.fix_timeout,
+        args.test_timeout,
+        str(args.lsp_verify.resolve()),
+    )
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     fix_path, check_path = out_dir / f"{args.name}.jsonl", out_dir / f"{args.name}-check.jsonl"
@@ -1161,12 +1188,16 @@ def main(
     started, load_start = time.monotonic(), _load_average()
     fix_records: dict[str, FunctionRecord] = {}
     check_records: dict[str, list[MutantRecord]] = {}
-    if args.resume:
+    # A step that runs starts over unless --resume; a step that is skipped keeps its records in the summary
+    # (so a fix run and a check run can go side by side, each with its own --work-dir).
+    if args.resume or args.no_fix:
         for r in _read_jsonl(fix_path, FunctionRecord.from_json):
-            if r.config != config.as_json():
+            if r.config == config.as_json():
+                fix_records[r.key] = r
+            elif not args.no_fix:
                 log(f"error: {fix_path} was written with other settings ({r.config}); run without --resume")
                 return 2
-            fix_records[r.key] = r
+    if args.resume or args.no_check:
         for m in _read_jsonl(check_path, MutantRecord.from_json):
             check_records.setdefault(m.key, []).append(m)
     if not args.no_fix:
@@ -1181,9 +1212,10 @@ def main(
         for library in chosen:
             sdist = (fetch_fn or fetch)(library, args.cache)
             pristine = unpack(sdist, args.cache / "src")
-            copy = Copy(pristine, args.cache / "work" / library.name, library)
+            copy = Copy(pristine, (args.work_dir or args.cache / "work") / library.name, library)
             selection_file = (
-                args.cache / f"selection-{library.name}-{library.version}-{args.per_library}.json"
+                args.cache
+                / f"selection-v{SELECTION_VERSION}-{library.name}-{library.version}-{args.per_library}.json"
             )
             if selection_file.is_file():
                 functions = [
@@ -1205,12 +1237,17 @@ def main(
     if args.limit is not None:
         selected = selected[: args.limit]
 
+    crashed = 0
     for i, (library, copy, function) in enumerate(selected, start=1):
         if not args.no_fix and function.key not in fix_records:
             record = fix_function(library, copy, function, config, fix_fn, judge_fn)
             fix_records[function.key] = record
             with fix_path.open("a", encoding="utf-8") as fh:
                 fh.write(record.to_json() + "\n")
+            crashed = crashed + 1 if record.reason == "no report (crash)" else 0
+            if crashed == 3:
+                log(f"error: lsp-verify fix crashed three times in a row; the last said:\n{record.error}")
+                return 2
             verdict = "–" if not record.applied else ("correct" if record.applied_correct else "WRONG")
             log(
                 f"[{i}/{len(selected)}] fix {function.key}: {record.reason}; applied {verdict}; oracle "
@@ -1218,7 +1255,7 @@ def main(
             )
         if not args.no_check and function.key not in check_records:
             mutants = check_function(
-                library, copy, function, args.mutants, args.mutant_tries, judge_fn, check_fn, args.fix_timeout
+                library, copy, function, args.mutants, args.mutant_tries, judge_fn, check_fn, config
             )
             check_records[function.key] = mutants
             with check_path.open("a", encoding="utf-8") as fh:

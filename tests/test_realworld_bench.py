@@ -133,6 +133,25 @@ def test_stub_keeps_the_signature_and_docstring() -> None:
     assert text.count("raise NotImplementedError") == 1
 
 
+def test_stub_of_a_body_that_starts_with_a_decorated_def_parses() -> None:
+    text = (
+        "def consumer(func):\n"
+        '    """Wrap func."""\n'
+        "\n"
+        "    @wraps(func)\n"
+        "    def wrapper(*args):\n"
+        "        return func(*args)\n"
+        "\n"
+        "    return wrapper\n"
+    )
+    (function,) = rw._module_functions("lib", "lib.py", text, "t.py")
+    assert function.body_start == 4
+    assert (
+        rw.stub_text(text, function)
+        == 'def consumer(func):\n    """Wrap func."""\n\n    raise NotImplementedError\n'
+    )
+
+
 def test_mutations_change_one_token_of_the_body_and_are_deterministic() -> None:
     function = _function("total")
     found = rw.mutations(CORE, function)
@@ -201,7 +220,7 @@ class _FakeFix:
         return rw.FixOutcome(1, report, [candidate(0, wrong, False)], None, 9.0, 8)
 
 
-def _fake_check(copy: Any, timeout: float) -> tuple[int, dict[str, Any], float]:
+def _fake_check(copy: Any, config: Any) -> tuple[int, dict[str, Any], float]:
     """``lsp-verify check`` stand-in: blocks a staged change whose syntax tree differs from HEAD's."""
     relpath = "tinylib/core.py"
     staged = copy.git("show", f":{relpath}")
