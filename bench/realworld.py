@@ -678,7 +678,7 @@ def mutations(text: str, function: Function) -> list[Mutation]:
 
 
 def _mutate(text: str, node: ast.AST, at: Callable[[int, int], int]) -> tuple[int, Mutation] | None:
-    def segment_between(left: ast.AST, right: ast.AST) -> tuple[int, int]:
+    def segment_between(left: ast.expr, right: ast.expr) -> tuple[int, int]:
         return at(left.end_lineno or 0, left.end_col_offset or 0), at(right.lineno, right.col_offset)
 
     def replace_op(start: int, end: int, old: str, new: str, kind: str) -> tuple[int, Mutation] | None:
