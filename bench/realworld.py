@@ -918,9 +918,11 @@ def summarise_check(records: Sequence[MutantRecord]) -> dict[str, Any]:
         return {
             "mutants": len(mutants),
             "blocked": len(blocked),
+            "blocked_by_error": sum(1 for r in blocked if r.check_exit != 1),
             "recall": _ratio(len(blocked), len(mutants)),
             "unmutated": len(neutral),
             "false_alarms": len(alarms),
+            "false_alarms_by_error": sum(1 for r in alarms if r.check_exit != 1),
             "check_median_s": _median(r.seconds for r in rows),
         }
 
@@ -1026,14 +1028,18 @@ def markdown(summary: Mapping[str, Any]) -> str:
         lines += [
             "## check on mutants (staged, as the pre-commit hook)",
             "",
-            "| library | mutants killed by the suite | blocked by check | recall | unmutated changes "
-            "| false alarms | check median |",
+            "A change is blocked when `check` exits non-zero, as the hook then stops the commit: exit 1 "
+            "(a check failed) or exit 2 (it could not check; counted in brackets).",
+            "",
+            "| library | mutants killed by the suite | blocked by check (by error) | recall "
+            "| unmutated changes | false alarms (by error) | check median |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, c in [*check["by_library"].items(), ("**all**", check["all"])]:
             lines.append(
-                f"| {name} | {c['mutants']} | {c['blocked']} | {_pct(c['recall'])} | {c['unmutated']} | "
-                f"{c['false_alarms']} | {_s(c['check_median_s'])} |"
+                f"| {name} | {c['mutants']} | {c['blocked']} ({c.get('blocked_by_error', 0)}) | "
+                f"{_pct(c['recall'])} | {c['unmutated']} | {c['false_alarms']} "
+                f"({c.get('false_alarms_by_error', 0)}) | {_s(c['check_median_s'])} |"
             )
         for title, rows, what in (
             ("Mutants check let through", check["missed"], "mutation"),
