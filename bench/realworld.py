@@ -895,7 +895,8 @@ def summarise_fix(records: Sequence[FunctionRecord]) -> dict[str, Any]:
     libraries = list(dict.fromkeys(r.library for r in records))
     reasons: dict[str, int] = {}
     for r in records:
-        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        reason = r.reason.split(" (")[0] if r.reason.startswith("error: ") else r.reason
+        reasons[reason] = reasons.get(reason, 0) + 1
     wrong = [
         {"function": r.key, "evidence": r.evidence, "message": r.message, "library": r.applied_summary}
         for r in records
@@ -1052,7 +1053,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines += ["## Targets", ""]
     lines += [f"- {line}" for line in summary["targets"]]
     lines += ["", "## Run", ""]
-    lines.append(f"- command: `{meta['command']}`")
+    lines.append(f"- command (this summary): `{meta['command']}`")
     lines.append(
         f"- date: {meta['date']}; revision {meta['revision']}; wall time {meta['wall_s'] / 60:.1f} min"
     )
@@ -1063,6 +1064,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"{'/'.join(map(str, load['end']))}"
     )
     lines.append(f"- settings: {json.dumps(meta['config'])}")
+    for ran in summary.get("runs", []):
+        lines.append(
+            f"- {'+'.join(ran['steps'])} run `{ran['command']}`: ended {ran['date']}, revision "
+            f"{ran['revision']}, {ran['wall_s'] / 60:.1f} min, load average at start "
+            f"{'/'.join(map(str, ran['load_average']['start']))}, at end "
+            f"{'/'.join(map(str, ran['load_average']['end']))}"
+        )
     lines.append(
         "- libraries: "
         + "; ".join(f"{lib['name']} {lib['version']} ({lib['why']})" for lib in meta["libraries"])
@@ -1198,8 +1206,8 @@ def main(
     # (so a fix run and a check run can go side by side, each with its own --work-dir).
     if args.resume or args.no_fix:
         for r in _read_jsonl(fix_path, FunctionRecord.from_json):
-            if r.config == config.as_json():
-                fix_records[r.key] = r
+            if r.config == config.as_json() or args.no_fix:
+                fix_records[r.key] = r  # (only summarised when not run: each record keeps its settings)
             elif not args.no_fix:
                 log(f"error: {fix_path} was written with other settings ({r.config}); run without --resume")
                 return 2
@@ -1299,6 +1307,17 @@ def main(
             "records": [str(fix_path), str(check_path)],
         },
     }
+    # Each run that did work leaves its command, time and load: a summary written later (--resume, or
+    # --no-fix --no-check) still says how every record was made.
+    runs_path = out_dir / f"{args.name}-runs.jsonl"
+    if (not args.no_fix or not args.no_check) and selected:
+        ran = {
+            k: summary["run"][k] for k in ("command", "date", "revision", "wall_s", "load_average", "config")
+        }
+        ran["steps"] = [step for step, off in (("fix", args.no_fix), ("check", args.no_check)) if not off]
+        with runs_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(ran) + "\n")
+    summary["runs"] = _read_jsonl(runs_path, json.loads)
     (out_dir / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     text = markdown(summary)
     (out_dir / f"{args.name}.md").write_text(text, encoding="utf-8")
