@@ -472,21 +472,18 @@ def run_fix(copy: Copy, function: Function, config: RunConfig) -> FixOutcome:
 
 def _fix_worker(record: Path, argv: Sequence[str]) -> int:
     """The real ``lsp-verify`` command line, with ``Pipeline.run`` wrapped to record its candidates."""
+    import faulthandler
+    import signal
+
     from lsp_verify import cli, pipeline  # from PYTHONPATH: the measured package (RunConfig.server)
 
-    seen: list[pipeline.FixReport] = []
+    # `kill -USR1 PID` writes every thread's stack next to the record: what a run that hangs is doing.
+    stacks = record.with_suffix(".stacks").open("w", encoding="utf-8")
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
+
     original = pipeline.Pipeline.run
 
-    def recording_run(self: pipeline.Pipeline, *args: Any, **kwargs: Any) -> pipeline.FixReport:
-        result = original(self, *args, **kwargs)
-        seen.append(result)
-        return result
-
-    pipeline.Pipeline.run = recording_run  # type: ignore[method-assign]
-    try:
-        return cli.main(list(argv))
-    finally:
-        fix = seen[-1] if seen else None
+    def write(fix: pipeline.FixReport | None) -> None:
         out = {
             "first_verified_s": fix.first_verified_s if fix else None,
             "n_generated": fix.n_generated if fix else 0,
@@ -504,6 +501,16 @@ def _fix_worker(record: Path, argv: Sequence[str]) -> int:
             ],
         }
         record.write_text(json.dumps(out), encoding="utf-8")
+
+    def recording_run(self: pipeline.Pipeline, *args: Any, **kwargs: Any) -> pipeline.FixReport:
+        result = original(self, *args, **kwargs)
+        # Written at once: a run that is stopped later (a hang while closing, say) keeps its candidates.
+        write(result)
+        return result
+
+    pipeline.Pipeline.run = recording_run  # type: ignore[method-assign]
+    write(None)
+    return cli.main(list(argv))
 
 
 @dataclasses.dataclass
@@ -534,6 +541,8 @@ class FunctionRecord:
     n_generated: int = 0
     candidates: list[CandidateRecord] = dataclasses.field(default_factory=list)
     error: str | None = None
+    exit_code: int | None = None
+    """lsp-verify's exit code; -1 when it ran past --fix-timeout and was stopped."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -548,9 +557,9 @@ class FunctionRecord:
 def classify(outcome: FixOutcome, applied: bool, correct: bool | None) -> str:
     """One phrase: why the rest failed (or what kind of wrong result was applied)."""
     if applied:
-        if correct:
-            return "applied, passes the library's tests"
-        return "applied, fails the library's tests"
+        verdict = "passes" if correct else "fails"
+        late = ", then timed out before reporting" if outcome.exit_code == -1 else ""
+        return f"applied, {verdict} the library's tests{late}"
     if outcome.exit_code == -1:
         return "fix timed out"
     report = outcome.report
@@ -592,7 +601,7 @@ def fix_function(
     after = copy.read(function.relpath)
     record.applied = after != stubbed
     record.first_verified_s, record.seconds = outcome.first_verified_s, round(outcome.seconds, 2)
-    record.n_generated = outcome.n_generated
+    record.n_generated, record.exit_code = outcome.n_generated, outcome.exit_code
     report_function = ((outcome.report or {}).get("functions") or [None])[0]
     if report_function is not None:
         record.status = report_function["status"]

@@ -274,6 +274,11 @@ def test_a_whole_run_on_a_local_library(tmp_path: Path) -> None:
     assert fix.calls == ["clamp", "total"]
     again = json.loads((out / "realworld.json").read_text(encoding="utf-8"))
     assert again["fix"]["all"] == figures
+    # Each run is listed with its own command and load, also in a summary written later.
+    runs = [json.loads(line) for line in (out / "realworld-runs.jsonl").read_text().splitlines()]
+    assert [r["command"].endswith("--resume") for r in runs] == [False, True]
+    assert [r["steps"] for r in runs] == [["fix", "check"], ["fix", "check"]]
+    assert len(again["runs"]) == 2 and again["runs"][0]["load_average"]["start"]
 
 
 def test_a_tampered_sdist_stops_the_run_with_one_line(
