@@ -29,6 +29,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -926,6 +927,7 @@ def summarise_check(records: Sequence[MutantRecord]) -> dict[str, Any]:
         blocked = [r for r in mutants if r.blocked]
         alarms = [r for r in neutral if r.blocked]
         return {
+            "functions": len({r.key for r in rows}),
             "mutants": len(mutants),
             "blocked": len(blocked),
             "blocked_by_error": sum(1 for r in blocked if r.check_exit != 1),
@@ -1073,6 +1075,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"{'/'.join(map(str, load['end']))}"
     )
     lines.append(f"- settings: {json.dumps(meta['config'])}")
+    lines.append(
+        f"- functions selected: {meta['functions']}; with a fix record: "
+        f"{fix['all']['functions'] if fix else 0}; checked: {check['all']['functions'] if check else 0}"
+    )
     for ran in summary.get("runs", []):
         lines.append(
             f"- {'+'.join(ran['steps'])} run `{ran['command']}`: ended {ran['date']}, revision "
@@ -1121,6 +1127,14 @@ def _read_jsonl(path: Path, parse: Callable[[str], Any]) -> list[Any]:
         except (ValueError, TypeError, KeyError):
             continue  # a line an interrupted run cut short
     return out
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: stop after writing what is done."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1260,33 +1274,41 @@ def main(
     if args.limit is not None:
         selected = selected[: args.limit]
 
-    crashed = 0
-    for i, (library, copy, function) in enumerate(selected, start=1):
-        if not args.no_fix and function.key not in fix_records:
-            record = fix_function(library, copy, function, config, fix_fn, judge_fn)
-            fix_records[function.key] = record
-            with fix_path.open("a", encoding="utf-8") as fh:
-                fh.write(record.to_json() + "\n")
-            crashed = crashed + 1 if record.reason == "no report (crash)" else 0
-            if crashed == 3:
-                log(f"error: lsp-verify fix crashed three times in a row; the last said:\n{record.error}")
-                return 2
-            verdict = "–" if not record.applied else ("correct" if record.applied_correct else "WRONG")
-            log(
-                f"[{i}/{len(selected)}] fix {function.key}: {record.reason}; applied {verdict}; oracle "
-                f"{record.oracle}; {len(record.candidates)} candidates; {record.seconds:.0f}s"
-            )
-        if not args.no_check and function.key not in check_records:
-            mutants = check_function(
-                library, copy, function, args.mutants, args.mutant_tries, judge_fn, check_fn, config
-            )
-            check_records[function.key] = mutants
-            with check_path.open("a", encoding="utf-8") as fh:
-                fh.writelines(m.to_json() + "\n" for m in mutants)
-            log(
-                f"[{i}/{len(selected)}] check {function.key}: "
-                + ", ".join(f"{m.kind} {'blocked' if m.blocked else 'passed'}" for m in mutants)
-            )
+    crashed, stopped = 0, False
+    # SIGTERM stops the run between two steps and still writes the summary of what is done.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        for i, (library, copy, function) in enumerate(selected, start=1):
+            if not args.no_fix and function.key not in fix_records:
+                record = fix_function(library, copy, function, config, fix_fn, judge_fn)
+                fix_records[function.key] = record
+                with fix_path.open("a", encoding="utf-8") as fh:
+                    fh.write(record.to_json() + "\n")
+                crashed = crashed + 1 if record.reason == "no report (crash)" else 0
+                if crashed == 3:
+                    log(f"error: lsp-verify fix crashed three times in a row; the last said:\n{record.error}")
+                    return 2
+                verdict = "–" if not record.applied else ("correct" if record.applied_correct else "WRONG")
+                log(
+                    f"[{i}/{len(selected)}] fix {function.key}: {record.reason}; applied {verdict}; oracle "
+                    f"{record.oracle}; {len(record.candidates)} candidates; {record.seconds:.0f}s"
+                )
+            if not args.no_check and function.key not in check_records:
+                mutants = check_function(
+                    library, copy, function, args.mutants, args.mutant_tries, judge_fn, check_fn, config
+                )
+                check_records[function.key] = mutants
+                with check_path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(m.to_json() + "\n" for m in mutants)
+                log(
+                    f"[{i}/{len(selected)}] check {function.key}: "
+                    + ", ".join(f"{m.kind} {'blocked' if m.blocked else 'passed'}" for m in mutants)
+                )
+    except _Stopped:
+        stopped = True
+        log("stopped (SIGTERM): the summary covers the functions done so far")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
     keys = [f.key for _, _, f in selected]
     fix_rows = [fix_records[k] for k in keys if k in fix_records]
@@ -1324,6 +1346,7 @@ def main(
             k: summary["run"][k] for k in ("command", "date", "revision", "wall_s", "load_average", "config")
         }
         ran["steps"] = [step for step, off in (("fix", args.no_fix), ("check", args.no_check)) if not off]
+        ran["stopped_early"] = stopped
         with runs_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(ran) + "\n")
     summary["runs"] = _read_jsonl(runs_path, json.loads)
