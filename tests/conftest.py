@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 if TYPE_CHECKING:
     from lsp_verify.model.engine import Engine
     from lsp_verify.model.source import ModelFile
+    from lsp_verify.verify.pytest_run import Collection, PytestRunner
+    from lsp_verify.verify.sandbox import WorkerProcess
+    from lsp_verify.verify.shadow import ShadowRoot
 
 # ============================================================================================================
 # model: the embedded GGUF and ONE shared engine (loading costs seconds and ~0.5 GB: do it once per session)
@@ -38,4 +42,65 @@ def engine(model_file: ModelFile) -> Iterator[Engine]:
 
 # ============================================================================================================
 # end of model block
+# ============================================================================================================
+
+
+# ============================================================================================================
+# discovery: pytest's own collection of a project, as the verifier makes it
+# ============================================================================================================
+
+
+@pytest.fixture
+def make_test_runner() -> Iterator[Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]]]:
+    """``make_test_runner(root, timeout_s=30)``: the verifier's pytest runner for the project at ``root``: a
+    fork server and fresh processes, both sandboxed, with shadows in their own private directory."""
+    import sys
+
+    from lsp_verify.verify.pytest_run import FreshProcess, PytestRunner
+    from lsp_verify.verify.sandbox import Limits, WorkerProcess, choose_isolation
+    from lsp_verify.verify.shadow import ShadowRoot
+
+    opened: list[tuple[WorkerProcess, ShadowRoot]] = []
+
+    def make(root: Path, timeout_s: float = 30.0) -> tuple[PytestRunner, ShadowRoot, WorkerProcess]:
+        root = root.resolve()
+        shadows = ShadowRoot(root)
+        isolation = choose_isolation("auto")
+        readable = (root, *(Path(p) for p in sys.path if p))
+        worker = WorkerProcess(
+            "pytest", limits=Limits(), isolation=isolation, writable=[shadows.path], readable=readable,
+            cwd=shadows.path,
+        )  # fmt: skip
+        opened.append((worker, shadows))
+        fresh = FreshProcess(Limits(), isolation, (shadows.path,), readable)
+        return PytestRunner(worker, shadows, timeout_s, fresh), shadows, worker
+
+    yield make
+    for worker, shadows in opened:
+        worker.close()
+        shadows.close()
+
+
+@pytest.fixture
+def collect_tests(
+    make_test_runner: Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]],
+) -> Callable[[Path], Collection]:
+    """``collect_tests(root)``: real pytest's collection of the project at ``root`` (fork server and fresh
+    process, as ``Verifier.prepare`` makes it), through a shadow of it."""
+    from lsp_verify.cancel import CancelToken
+
+    def collect(root: Path) -> Collection:
+        runner, shadows, _ = make_test_runner(root)
+        anchor = next(path for path in sorted(root.rglob("*.py")) if "__pycache__" not in path.parts)
+        shadow = shadows.create(anchor.relative_to(root), anchor.read_text(encoding="utf-8"))
+        try:
+            return runner.collect(shadow, CancelToken())
+        finally:
+            shadow.remove()
+
+    return collect
+
+
+# ============================================================================================================
+# end of discovery block
 # ============================================================================================================

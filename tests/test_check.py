@@ -137,6 +137,72 @@ def test_a_change_that_adds_a_type_error_fails_with_the_new_error(repo: Path, tm
     assert "Incompatible return value type" in proc.stdout
 
 
+SHAPES = """\
+def area(w: int, h: int) -> int:
+    return w * h
+
+
+class Box:
+    def __init__(self, a: int, b: int, c: int) -> None:
+        self.a, self.b, self.c = a, b, c
+
+    def volume(self) -> int:
+        return self.a * self.b * self.c
+"""
+
+UNITTEST_SUITE = """\
+import unittest
+
+import calc.shapes as shapes
+
+
+class AreaTests(unittest.TestCase):
+    def test_square(self) -> None:
+        self.assertEqual(shapes.area(3, 3), 9)
+
+
+class BoxTests(unittest.TestCase):
+    def test_volume(self) -> None:
+        self.assertEqual(shapes.Box(2, 3, 4).volume(), 24)
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "function", "test"),
+    [
+        (
+            "return w * h",
+            "return w + h",
+            "calc/shapes.py:1 area",
+            "tests/test_geometry.py::AreaTests::test_square",
+        ),
+        (
+            "return self.a * self.b * self.c",
+            "return self.a + self.b + self.c",
+            "calc/shapes.py:9 Box.volume",
+            "tests/test_geometry.py::BoxTests::test_volume",
+        ),
+    ],
+    ids=["function", "method"],
+)
+def test_a_change_breaking_a_unittest_style_suite_is_blocked(
+    repo: Path, tmp_path: Path, old: str, new: str, function: str, test: str
+) -> None:
+    # Test classes named *Tests, not Test*: pytest collects them (unittest.TestCase), so check must run them.
+    (repo / "calc" / "shapes.py").write_text(SHAPES, encoding="utf-8")
+    (repo / "tests" / "test_geometry.py").write_text(UNITTEST_SUITE, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "shapes")
+    stage(repo, "calc/shapes.py", SHAPES.replace(old, new))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail_line = next(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
+    assert function in fail_line
+    assert test in proc.stdout
+
+
 def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from lsp_verify.check import FixOptions, run_fix
 from lsp_verify.cli import main, use_colour
 from lsp_verify.config import Settings
+from lsp_verify.fix import FixOptions, run_fix
 from lsp_verify.model.source import default_cache_dir
 from lsp_verify.pipeline import FixReport, FixRequest
 from lsp_verify.syntax.splice import normalise, splice_body
@@ -287,7 +287,7 @@ def fix_in_process(project: Path, apply: bool, require_tests: bool = False, **sc
     )
 
 
-def test_apply_writes_atomically_and_keeps_the_mode(project: Path) -> None:
+def test_apply_writes_the_body_and_keeps_the_mode(project: Path) -> None:
     ops = project / "mathx" / "ops.py"
     ops.chmod(0o640)
 

@@ -154,25 +154,33 @@ def not_a_test():
 """
 
 
-def test_test_functions_follow_pytest_collection_rules() -> None:
+def test_test_functions_lists_every_function_pytest_might_collect() -> None:
+    # Which of them are tests is pytest's decision (its configuration may collect `Helpers` or
+    # `not_a_test`); the scan only finds each by qualname or line.
     found = scan_tests(TESTS)
     assert [(test.class_name, test.name) for test in found] == [
         (None, "test_scale"),
         ("TestCircle", "test_area"),
+        ("TestCircle", "helper"),
         ("TestCircle.TestNested", "test_label"),
+        ("Helpers", "test_not_collected"),
+        (None, "not_a_test"),
     ]
-    assert [test.nodeid_suffix for test in found] == [
+    assert [test.nodeid_suffix for test in found][:4] == [
         "test_scale",
         "TestCircle::test_area",
+        "TestCircle::helper",
         "TestCircle::TestNested::test_label",
     ]
+    assert found[3].qualname == "TestCircle.TestNested.test_label"
     lines = TESTS.split("\n")
     assert lines[found[1].line] == "    def test_area(self, r):"
+    assert lines[found[1].start_line] == '    @pytest.mark.parametrize("r", [1.0, 2.0])'
     assert lines[found[1].end_line] == "        assert C(r).area() == pytest.approx(math.pi * r * r)"
 
 
 def test_names_used_and_imported_names() -> None:
-    scale_test, area_test, label_test = scan_tests(TESTS)
+    scale_test, area_test, _, label_test, *_ = scan_tests(TESTS)
     assert {"scale"} <= scale_test.names_used
     assert {"C", "area", "approx", "math", "pi", "parametrize", "pytest"} <= area_test.names_used
     assert "test_area" not in area_test.names_used

@@ -1,10 +1,16 @@
-"""The mypy stage's pure parts: parsing output, the added-error multiset, plugin detection."""
+"""The mypy stage's pure parts: parsing output, the added-error multiset, the restricted configuration."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lsp_verify.verify.mypy_check import MypyError, added_errors, config_plugins, parse_output
+from lsp_verify.verify.mypy_check import (
+    MypyError,
+    added_errors,
+    parse_output,
+    project_config,
+    restricted_config,
+)
 
 OUTPUT = """\
 pkg/core.py:3: error: Incompatible return value type (got "str", expected "int")  [return-value]
@@ -31,13 +37,94 @@ def test_added_errors_ignore_line_shifts_and_count_repeats() -> None:
     assert added_errors(baseline, candidate) == [candidate[1]]
 
 
-def test_config_plugins_from_pyproject_and_ini(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.mypy]\nplugins = ["pydantic.mypy"]\n')
-    assert config_plugins(tmp_path) == ["pydantic.mypy"]
-    (tmp_path / "mypy.ini").write_text("[mypy]\nplugins = a.plugin, b.plugin\n")
-    assert config_plugins(tmp_path) == ["a.plugin", "b.plugin"]  # mypy.ini wins, as in mypy
+def test_the_project_configuration_is_found_as_mypy_finds_it(tmp_path: Path) -> None:
+    assert project_config(tmp_path) is None
+    (tmp_path / "setup.cfg").write_text("[metadata]\nname = x\n")  # no [mypy]: mypy reads on
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.mypy]\npython_version = 3.12\nstrict = true\n"
+        '[[tool.mypy.overrides]]\nmodule = ["a", "b.*"]\nignore_errors = true\n'
+    )
+    assert project_config(tmp_path) == (
+        "pyproject.toml",
+        {
+            "mypy": {"python_version": 3.12, "strict": True},
+            "mypy-a": {"ignore_errors": True},
+            "mypy-b.*": {"ignore_errors": True},
+        },
+    )
+    (tmp_path / ".mypy.ini").write_text("[mypy\n")  # cannot be parsed: mypy skips it
+    assert restricted_config(tmp_path).text.splitlines()[:3] == [
+        "[mypy]",
+        "python_version = 3.12",
+        "strict = True",
+    ]  # type: ignore[index]
+    (tmp_path / "mypy.ini").write_text("[other]\nx = 1\n")  # used even without a [mypy] section
+    assert project_config(tmp_path) == ("mypy.ini", {})
 
 
-def test_no_plugins_without_mypy_config(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    assert config_plugins(tmp_path) == []
+def test_the_restricted_configuration_keeps_only_harmless_options(tmp_path: Path) -> None:
+    (tmp_path / "stubs").mkdir()
+    (tmp_path / "mypy.ini").write_text(
+        "[mypy]\n"
+        "plugins = evil.py\npython_executable = ./x.sh\ncache_dir = /tmp/c\njunit_xml = /tmp/j.xml\n"
+        "any_exprs_report = /tmp/r\ninstall_types = True\nfiles = *.py\npretty = True\n"
+        "show_absolute_path = True\n"
+        "strict = True\nwarn_return_any = yes\nno_implicit_reexport = 1\npython_version = 3.11\n"
+        "disallow_untyped_defs = maybe\ndisable_error_code = misc, , override\n"
+        "enable_error_code = evil code\nfollow_imports = silent\nmypy_path = stubs:$MYPY_CONFIG_FILE_DIR\n"
+        "\n[mypy-pkg.*, other]\nignore_errors = True\nplugins = x.py\n"
+        "\n[mypy-../evil]\nignore_errors = True\n"
+    )
+    config = restricted_config(tmp_path)
+    assert config.source == "mypy.ini"
+    assert config.text.splitlines() == [
+        "[mypy]",
+        "strict = True",
+        "warn_return_any = True",
+        "no_implicit_reexport = True",
+        "python_version = 3.11",
+        "disable_error_code = misc, override",
+        "follow_imports = silent",
+        "mypy_path = stubs, .",
+        "",
+        "[mypy-pkg.*,other]",
+        "ignore_errors = True",
+    ]
+    assert config.dropped == (
+        "plugins",
+        "python_executable",
+        "cache_dir",
+        "junit_xml",
+        "any_exprs_report",
+        "install_types",
+        "files",
+        "pretty",
+        "show_absolute_path",
+        "disallow_untyped_defs",
+        "enable_error_code",
+        "[mypy-pkg.*, other] plugins",
+        "[mypy-../evil] ignore_errors",
+    )
+    assert "left out: plugins, python_executable" in config.note
+
+
+def test_no_value_writes_an_option_of_its_own_or_reaches_outside(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.mypy]\n"
+        'mypy_path = ["ok\\nplugins = evil.py", "../outside"]\n'
+        'python_version = "3.11\\nplugins = evil.py"\n'
+        'always_true = ["A", "B\\nplugins = evil.py"]\n'
+        '[[tool.mypy.overrides]]\nmodule = "m\\nplugins = evil.py"\nignore_errors = true\n'
+    )
+    config = restricted_config(tmp_path)
+    assert config.text == "[mypy]\n"
+    assert "plugins" not in config.text
+    assert len(config.dropped) == 4
+
+
+def test_a_project_without_configuration_gets_an_empty_one(tmp_path: Path) -> None:
+    config = restricted_config(tmp_path)
+    assert (config.text, config.source, config.dropped) == ("[mypy]\n", None, ())
+    assert "the project has no mypy configuration" in config.note
+    written = config.write(tmp_path / "private") if (tmp_path / "private").mkdir() is None else None
+    assert written is not None and written.read_text() == "[mypy]\n" and written.name != "mypy.ini"

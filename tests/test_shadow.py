@@ -1,10 +1,13 @@
-"""Shadow workspaces: private, cheap to build, only the edited file differs, the user's tree untouched."""
+"""Shadow workspaces: private, cheap to build, only the edited file differs, the user's tree untouched -
+also when a test writes through the shadow without bubblewrap - and nothing left behind by a crash."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from lsp_verify.verify.shadow import ShadowRoot
@@ -48,3 +51,87 @@ def test_shadow_root_refuses_to_live_inside_the_workspace(tmp_path: Path) -> Non
         assert "outside the workspace" in str(exc)
     else:  # pragma: no cover - the assertion is the test
         raise AssertionError("a shadow inside the workspace was accepted")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes() if path.is_file() else b"<dir>"
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_a_copied_shadow_routes_no_write_to_the_workspace(tmp_path: Path) -> None:
+    """Without bubblewrap nothing mounts the workspace read-only: every file and directory of the shadow
+    must be its own, so that a test appending to any of them, or creating files beside them, leaves the
+    user's tree byte-identical."""
+    workspace = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    (workspace / "data").mkdir()
+    (workspace / "data" / "table.csv").write_text("a,b\n")
+    os.symlink(workspace / "data" / "table.csv", workspace / "calc" / "linked.csv")
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    before = snapshot(workspace)
+    shadows = ShadowRoot(workspace, copy=True)
+    try:
+        shadow = shadows.create(Path("calc/core.py"), "X = 1\n")
+        assert shadow.edited.read_text() == "X = 1\n"
+        assert (shadow.root / "tests" / "test_calc.py").read_text() == (
+            workspace / "tests" / "test_calc.py"
+        ).read_text()
+        assert (shadow.root / "calc" / "linked.csv").read_text() == "a,b\n"
+        assert not (shadow.root / ".git").exists()
+        for path in shadow.root.rglob("*"):
+            assert not path.is_symlink(), f"{path} links back into the workspace"
+            if path.is_file():
+                with open(path, "a") as out:
+                    out.write("pwned")
+            else:
+                (path / "new.txt").write_text("pwned")
+        assert snapshot(workspace) == before
+    finally:
+        shadows.close()
+    assert snapshot(workspace) == before
+
+
+def test_a_crashed_servers_shadow_roots_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    """A server killed with SIGKILL cannot remove its shadow root (candidates, results): the next one made
+    in the same place removes it. Roots of live processes, and directories it cannot attribute, stay."""
+    workspace, parent = tmp_path / "ws", tmp_path / "tmp"
+    workspace.mkdir()
+    parent.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = parent / f"lsp-verify-{dead.pid}-abc123"
+    (stale / "s0").mkdir(parents=True)
+    (stale / "s0" / "candidate.py").write_text("secret = 1\n")
+    live = parent / f"lsp-verify-{os.getpid()}-def456"
+    live.mkdir()
+    unknown = parent / "lsp-verify-12345678"  # an older root without an owner: all digits, no "-"
+    unknown.mkdir()
+    shadows = ShadowRoot(workspace, parent=parent)
+    try:
+        assert not stale.exists()
+        assert live.exists() and unknown.exists()
+        assert shadows.path.name.startswith(f"lsp-verify-{os.getpid()}-")
+    finally:
+        shadows.close()
+
+
+def test_the_candidate_is_written_in_the_files_declared_encoding(tmp_path: Path) -> None:
+    """A latin-1 module: Python must read back from the shadow exactly the candidate's text."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    text = '# -*- coding: latin-1 -*-\nNAME = "café"\n\n\ndef name() -> str:\n    return NAME\n'
+    (workspace / "mod.py").write_bytes(text.encode("latin-1"))
+    root = ShadowRoot(workspace)
+    try:
+        shadow = root.create(Path("mod.py"), text)
+        probe = "import mod, sys; sys.stdout.write(ascii(mod.name()))"
+        proc = subprocess.run(
+            [sys.executable, "-B", "-c", probe], cwd=shadow.root, capture_output=True, text=True, timeout=60
+        )
+        assert proc.stdout == ascii("café"), proc.stderr
+        assert shadow.edited.read_bytes() == text.encode("latin-1")
+    finally:
+        root.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,55 @@ def test_extension_unit_tests_pass(node_modules: Path) -> None:
     passed = re.search(r"^# pass (\d+)$", output, re.MULTILINE)
     assert passed is not None and int(passed.group(1)) > 0, output
     assert re.search(r"^# fail 0$", output, re.MULTILINE), output
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def test_workspace_settings_an_untrusted_repository_may_not_set_are_restricted() -> None:
+    """What `[tool.lsp-verify]` may not set in an untrusted workspace, the workspace's settings.json may
+    not either."""
+    from lsp_verify.config import UNTRUSTED_PROJECT_IGNORES
+
+    contributed = {
+        key.removeprefix(f"{SECTION}.") for key in manifest()["contributes"]["configuration"]["properties"]
+    }
+    restricted = {
+        key.removeprefix(f"{SECTION}.")
+        for key in manifest()["capabilities"]["untrustedWorkspaces"]["restrictedConfigurations"]
+    }
+    loosening = {_camel(name) for name in UNTRUSTED_PROJECT_IGNORES} & contributed
+    assert loosening, "the extension contributes none of the loosening settings: the check is empty"
+    assert loosening <= restricted
+    assert {"interpreter", "serverArgs"} <= restricted
+
+
+def test_the_server_command_line_never_imports_lsp_verify_from_the_workspace(
+    node_modules: Path, tmp_path: Path
+) -> None:
+    """A repository with its own ``lsp_verify`` package: the extension's command line still runs ours."""
+    if not (CLIENT / "out" / "settings.js").is_file():
+        run_npm("run", "compile")
+    bootstrap = subprocess.run(
+        ["node", "-e", "process.stdout.write(require('./out/settings').SERVER_BOOTSTRAP)"],
+        cwd=CLIENT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    hostile = tmp_path / "repo"
+    (hostile / "lsp_verify").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (hostile / "lsp_verify" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "server")}
+    proc = subprocess.run(
+        [sys.executable, "-c", bootstrap, "serve", "--help"],
+        cwd=hostile, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: lsp-verify serve" in proc.stdout
+    assert not marker.exists(), "the workspace's lsp_verify package ran"
+    # The old command line (`-m lsp_verify`) would have: the guard is real.
+    subprocess.run(
+        [sys.executable, "-m", "lsp_verify", "--help"], cwd=hostile, capture_output=True, timeout=60, env=env
+    )
+    assert marker.exists()

@@ -132,6 +132,14 @@ export interface ServerCommandLine {
     source: InterpreterSource;
 }
 
+/**
+ * What the interpreter runs: `python -c` with the current directory taken off `sys.path` before anything is
+ * imported. `python -m lsp_verify` would put the server's cwd - the workspace - first on `sys.path`, so a
+ * repository holding an `lsp_verify/` (or `pygls/`) package would run its own code as the server before
+ * any trust decision was made.
+ */
+export const SERVER_BOOTSTRAP = "import sys; del sys.path[0]; from lsp_verify.cli import main; sys.argv[0] = 'lsp-verify'; sys.exit(main())";
+
 export function defaultPython(platform: string): string {
     // On Windows `python3` is often the Store's installer stub; `python` is what a real install puts on PATH.
     return platform === "win32" ? "python" : "python3";
@@ -159,7 +167,7 @@ export function serverCommandLine(
         interpreter = [defaultPython(platform)];
     }
     const [command = defaultPython(platform), ...prefix] = interpreter;
-    return { command, args: [...prefix, "-m", "lsp_verify", "serve", ...launch.serverArgs], source };
+    return { command, args: [...prefix, "-c", SERVER_BOOTSTRAP, "serve", ...launch.serverArgs], source };
 }
 
 /**

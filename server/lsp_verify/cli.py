@@ -1,8 +1,8 @@
 """The ``lsp-verify`` command: ``serve | check | fix | generate | doctor``.
 
 A thin shell: it parses arguments, builds :class:`~lsp_verify.config.Settings`, calls the headless logic in
-:mod:`lsp_verify.check` (or the pipeline, or the LSP server) and prints. Imports are lazy so that
-``lsp-verify check`` starts quickly and never loads llama.cpp.
+:mod:`lsp_verify.check` and :mod:`lsp_verify.fix` (or the pipeline, or the LSP server) and prints. Imports
+are lazy so that ``lsp-verify check`` starts quickly and never loads llama.cpp.
 
 Exit codes: 0 success, 1 a check failed / no verified candidate, 2 usage or environment error.
 """
@@ -140,7 +140,7 @@ def _settings(root: Path, overrides: dict[str, Any]) -> Settings:
     """Project settings (``[tool.lsp-verify]``) with command-line flags on top; the CLI is trusted."""
     from .config import project_settings
 
-    settings = project_settings(root)
+    settings = project_settings(root, trusted=True)
     settings = settings.updated(
         {key: value for key, value in overrides.items() if value is not None}, "command line"
     )
@@ -238,7 +238,7 @@ def _check(args: argparse.Namespace) -> int:
 
 # -- fix -----------------------------------------------------------------------------------------------
 def _fix(args: argparse.Namespace) -> int:
-    from .check import FixOptions, run_fix
+    from .fix import FixOptions, run_fix
 
     status = StatusLine(sys.stderr)
     overrides = {
@@ -258,7 +258,10 @@ def _fix(args: argparse.Namespace) -> int:
 
 # -- generate ------------------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    from .check import UsageError, generate_candidates, parse_location
+    from .fix import generate_candidates
+    from .headless import UsageError, parse_location
+    from .model.prompts import PromptTooLarge
+    from .sourcefile import SourceError
 
     overrides = {"k": args.k, "model_path": args.model, "seed": args.seed, "max_tokens": args.max_tokens}
     status = StatusLine(sys.stderr)
@@ -268,7 +271,7 @@ def _generate(args: argparse.Namespace) -> int:
         diffs = generate_candidates(
             path, line, settings_for=lambda root: _settings(root, overrides), status=status
         )
-    except UsageError as exc:
+    except (UsageError, SourceError, PromptTooLarge) as exc:
         status.clear()
         return _error(str(exc))
     finally:
@@ -349,9 +352,19 @@ def _doctor(args: argparse.Namespace) -> int:
     try:
         from .verify.sandbox import isolation_report
 
-        line("sandbox", isolation_report(settings.sandbox))
+        report = isolation_report(settings.sandbox, root).splitlines()
+        for i, text in enumerate(report):
+            line("sandbox" if i == 0 else "", text)
+        if "refused" in report[0]:  # sandbox = "bwrap" where bubblewrap cannot run
+            problems.append(report[0].removeprefix("isolation: "))
     except ImportError as exc:
         problems.append(f"sandbox: cannot be inspected: {exc}")
+
+    from .cancel import CancelToken
+    from .verify.cascade import Verifier
+
+    with Verifier(root, settings) as verifier:  # collects the project's tests: runs its conftest.py
+        line("test runs", verifier.describe_test_runs(CancelToken()))
 
     try:
         from .syntax.parse import grammar_dir

@@ -4,6 +4,13 @@ Sources, lowest precedence first: defaults, ``[tool.lsp-verify]`` in the project
 editor (initializationOptions / workspace/configuration) or CLI flags. An invalid value never stops the
 caller: it is reported in ``Settings.problems`` (the server shows them with window/showMessage, the CLI
 prints them) and the previous value is kept.
+
+The repository's own ``[tool.lsp-verify]`` is written by whoever wrote the repository. In an untrusted
+workspace it can therefore only make things stricter or change what is harmless (how many candidates, the
+sampling): every field that weakens isolation, picks what is loaded or run, or spends the user's machine
+comes from the user (editor settings, initializationOptions, CLI flags) and is ignored in the repository's
+table, with one problem saying so. :data:`UNTRUSTED_PROJECT_IGNORES` decides each field; a team can still
+commit those settings for trusted checkouts, and the CLI is trusted by being run, so they apply there.
 """
 
 from __future__ import annotations
@@ -134,6 +141,29 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     raise ValueError(f"unsupported setting type {text}")  # pragma: no cover
 
 
+UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
+    "model_path": "picks the model file that is loaded",
+    "n_ctx": "sizes the memory the model takes",
+    "n_gpu_layers": "decides what runs on the GPU",
+    "n_threads": "decides how much of the CPU generation takes",
+    "test_timeout_s": "sets how long workspace code may run",
+    "mypy_timeout_s": "sets how long a check may run",
+    "memory_limit_mb": "sets the memory checks may take",
+    "trusted": "only the editor can trust a workspace",
+    "sandbox": "decides how checks are isolated",
+}
+"""Fields an untrusted repository's ``[tool.lsp-verify]`` may not set, each with the reason (shown to the
+user)."""
+
+UNTRUSTED_PROJECT_ALLOWS = frozenset(
+    {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
+    | {"require_tests"}
+)
+"""Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
+workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
+and ``false`` is merely the default. Every field is in exactly one of the two tables (a test checks it)."""
+
+
 def find_project_root(start: Path) -> Path:
     """The nearest directory above ``start`` holding pyproject.toml, setup.cfg, setup.py or .git."""
     start = start.resolve()
@@ -146,8 +176,12 @@ def find_project_root(start: Path) -> Path:
     return here
 
 
-def project_settings(root: Path, base: Settings | None = None) -> Settings:
-    """``base`` (or the defaults) with ``[tool.lsp-verify]`` from ``root/pyproject.toml`` applied."""
+def project_settings(root: Path, base: Settings | None = None, *, trusted: bool) -> Settings:
+    """``base`` (or the defaults) with ``[tool.lsp-verify]`` from ``root/pyproject.toml`` applied.
+
+    ``trusted``: whether the workspace is trusted; when not, the fields of :data:`UNTRUSTED_PROJECT_IGNORES`
+    are left out of the table and named in one problem.
+    """
     settings = base or Settings()
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
@@ -161,4 +195,13 @@ def project_settings(root: Path, base: Settings | None = None) -> Settings:
     table = data.get("tool", {}).get("lsp-verify", {})
     if not isinstance(table, dict):
         return settings.updated({}, str(pyproject))
-    return settings.updated(table, f"{pyproject} [tool.lsp-verify]")
+    source = f"{pyproject} [tool.lsp-verify]"
+    ignored = [] if trusted else [key for key in table if _snake(key) in UNTRUSTED_PROJECT_IGNORES]
+    settings = settings.updated({k: v for k, v in table.items() if k not in ignored}, source)
+    if ignored:
+        reasons = "; ".join(f"'{key}' {UNTRUSTED_PROJECT_IGNORES[_snake(key)]}" for key in ignored)
+        settings.problems.append(
+            f"{source}: ignored because the workspace is not trusted ({reasons}): set these in the editor's "
+            "settings, or trust the workspace"
+        )
+    return settings

@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from .sourcefile import SourceError, decode_source
+
 # Settings a repository's own config could use to run a program during a read-only git command.
 _SAFE_CONFIG = (
     "core.fsmonitor=",
@@ -153,7 +155,7 @@ def file_at(root: Path, rev: str, relpath: str) -> str | None:
     proc = run_git(["cat-file", "blob", f"{rev}:{relpath}"], root, check=False)
     if proc.returncode != 0:
         return None
-    return proc.stdout.decode("utf-8", "replace")
+    return _source_text(proc.stdout, relpath)
 
 
 def head_text(root: Path, relpath: str) -> str | None:
@@ -193,7 +195,16 @@ def staged_text(root: Path, relpath: str) -> str | None:
     proc = run_git(["cat-file", "blob", f":{relpath}"], root, check=False)
     if proc.returncode != 0:
         return None
-    return proc.stdout.decode("utf-8", "replace")
+    return _source_text(proc.stdout, relpath)
+
+
+def _source_text(data: bytes, relpath: str) -> str:
+    """A blob decoded like the work tree's file (a BOM, a coding declaration), so the two compare equal
+    where they are equal; undecodable bytes are replaced, as git shows them."""
+    try:
+        return decode_source(data, Path(relpath))[0]
+    except SourceError:
+        return data.decode("utf-8", "replace")
 
 
 def tracked_python_files(root: Path) -> list[str]:

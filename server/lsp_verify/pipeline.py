@@ -18,7 +18,7 @@ from typing import Literal
 from .cancel import Cancelled, CancelToken
 from .config import Settings
 from .model.engine import Engine
-from .model.prompts import PromptContext, build_prompt, choose_format
+from .model.prompts import PromptContext, choose_format, estimate_tokens, fit_prompt
 from .model.source import resolve_model
 from .model.types import Generation, Prompt, SamplingParams
 from .syntax.context import nearby_tests_source, prompt_pieces
@@ -179,9 +179,14 @@ class Pipeline:
         k: int | None = None,
         feedback: str | None = None,
     ) -> tuple[Prompt, SamplingParams]:
-        """The prompt and sampling parameters for ``target`` (loads the engine to choose the format)."""
+        """The prompt and sampling parameters for ``target`` (loads the engine to choose the format).
+
+        The prompt is cut to fit the model's context next to the k candidates (the context farthest from
+        the function first); PromptTooLarge when even the function's own code does not fit.
+        """
         settings = self.settings
-        fmt = choose_format(self.engine().info.model_path, settings.prompt_format)
+        engine = self.engine()
+        fmt = choose_format(engine.info.model_path, settings.prompt_format)
         pieces = prompt_pieces(request.text, target)
         context = PromptContext(
             path=request.path,
@@ -202,7 +207,9 @@ class Pipeline:
             top_p=settings.top_p,
             seed=settings.seed,
         )
-        return build_prompt(context, fmt), params
+        return fit_prompt(
+            context, fmt, count_tokens=_token_counter(engine), budget=_prompt_budget(engine, params)
+        ), params
 
     def run(
         self,
@@ -216,6 +223,7 @@ class Pipeline:
         """Generate, verify and rank candidates for the target of ``request``.
 
         Raises TargetError (nothing to rewrite), ModelNotFound / CorruptModel (no usable model),
+        PromptTooLarge (the function alone does not fit the model's context),
         VerifyError (the project's tests cannot be collected) and Cancelled.
         """
         cancel = cancel or CancelToken()
@@ -389,10 +397,7 @@ def summarise(
 
 def describe_evidence(result: CandidateResult) -> str:
     """One line: what was checked for this candidate."""
-    parts = [
-        "parses",
-        "mypy: no new errors" if result.passed or result.new_mypy_errors == () else "mypy: new errors",
-    ]
+    parts = ["parses", result.mypy_evidence]
     if result.evidence is Evidence.TESTS:
         parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
         if result.tests_fixed:
@@ -454,6 +459,23 @@ class _Reporter:
 
 def _engine_key(settings: Settings) -> tuple[object, ...]:
     return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads, settings.k)
+
+
+def _token_counter(engine: Engine) -> Callable[[str], int]:
+    """The engine's own tokenizer, or a conservative estimate for an engine without one."""
+    tokenize = getattr(engine, "tokenize", None)
+    if tokenize is None:
+        return estimate_tokens
+    return lambda text: len(tokenize(text))
+
+
+def _prompt_budget(engine: Engine, params: SamplingParams) -> int:
+    """Prompt tokens that fit next to the candidates; without the engine's own answer, as if the k
+    sequences shared one context (llama.cpp's unified KV cache)."""
+    budget = getattr(engine, "prompt_budget", None)
+    if budget is not None:
+        return int(budget(params))
+    return engine.info.n_ctx - params.k * params.max_tokens
 
 
 def load_engine(settings: Settings) -> Engine:

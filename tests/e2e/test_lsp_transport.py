@@ -179,3 +179,126 @@ def test_files_changed_on_disk_invalidate_the_pipeline(project: Path, tmp_path: 
         (project / "notes.txt").unlink(missing_ok=True)
         if server.process.poll() is None:
             server.process.kill()
+
+
+# -- lifecycle and robustness ----------------------------------------------------------------------------
+def request(raw: RawServer, msg_id: object, method: str, params: object = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    raw.send(frame(message))
+    return raw.reply(msg_id)
+
+
+def notify(raw: RawServer, method: str, params: object) -> None:
+    raw.send(frame({"jsonrpc": "2.0", "method": method, "params": params}))
+
+
+def test_requests_after_shutdown_are_refused_and_exit_still_exits(raw: RawServer) -> None:
+    raw.initialize()
+    assert request(raw, "bye", "shutdown") == {"jsonrpc": "2.0", "id": "bye", "result": None}
+
+    late = request(raw, 2, "workspace/executeCommand", {"command": "lsp-verify.showReport"})
+    again = request(raw, 3, "shutdown")
+
+    assert late["error"]["code"] == -32600 and "shut down" in late["error"]["message"]
+    assert again["error"]["code"] == -32600
+    raw.send(frame({"jsonrpc": "2.0", "method": "exit"}))
+    assert raw.process.wait(timeout=10) == 0
+
+
+def test_a_second_initialize_is_refused_and_the_session_goes_on(raw: RawServer, project: Path) -> None:
+    raw.initialize()
+
+    second = request(
+        raw,
+        2,
+        "initialize",
+        {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": {}},
+    )
+
+    assert second["error"]["code"] == -32600 and "already initialized" in second["error"]["message"]
+    report = request(raw, 3, "workspace/executeCommand", {"command": "lsp-verify.showReport"})
+    assert report == {"jsonrpc": "2.0", "id": 3, "result": None}, "still serving"
+    assert raw.stop() == 0
+
+
+def action_version(raw: RawServer, msg_id: int, uri: str, line: int) -> int:
+    """The document version the server offers the action at ``line`` for (what it thinks it has)."""
+    params = {
+        "textDocument": {"uri": uri},
+        "range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}},
+        "context": {"diagnostics": []},
+    }
+    (action,) = request(raw, msg_id, "textDocument/codeAction", params)["result"]
+    assert "`add`" in action["title"], action
+    (args,) = action["command"]["arguments"]
+    return int(args["version"])
+
+
+def test_a_change_outside_the_document_is_refused_and_the_document_kept(
+    raw: RawServer, project: Path
+) -> None:
+    raw.initialize()
+    path = project / "mathutil.py"
+    uri = from_fs_path(str(path))
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    def_line = next(i for i, line in enumerate(lines) if line.startswith("def add"))
+    document = {"uri": uri, "languageId": "python", "version": 1, "text": text}
+    notify(raw, "textDocument/didOpen", {"textDocument": document})
+    assert action_version(raw, 2, uri, def_line) == 1
+
+    far = {"start": {"line": len(lines) + 5, "character": 0}, "end": {"line": len(lines) + 5, "character": 0}}
+    reversed_range = {"start": {"line": def_line, "character": 4}, "end": {"line": 0, "character": 0}}
+    for version, bad in ((2, far), (3, reversed_range)):
+        change = {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"range": bad, "text": "x"}],
+        }
+        notify(raw, "textDocument/didChange", change)
+
+    assert action_version(raw, 3, uri, def_line) == 1, "the refused changes left the document as it was"
+    shown = [m["params"]["message"] for m in raw.messages if m.get("method") == "window/showMessage"]
+    assert sum("ignored an edit of mathutil.py" in message for message in shown) == 2, shown
+    assert any("past the end of the document" in message for message in shown)
+    assert any("ends before it starts" in message for message in shown)
+
+    # A valid change still applies: one line inserted above the function moves it down.
+    top = {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}
+    change = {
+        "textDocument": {"uri": uri, "version": 4},
+        "contentChanges": [{"range": top, "text": "# new\n"}],
+    }
+    notify(raw, "textDocument/didChange", change)
+    assert action_version(raw, 4, uri, def_line + 1) == 4
+    assert raw.stop() == 0
+
+
+def test_an_oversized_message_is_refused_unread_and_the_next_one_served(raw: RawServer) -> None:
+    raw.initialize()
+    pid = raw.process.pid
+
+    def peak_rss_kib() -> int:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+    before = peak_rss_kib()
+    size = 80 * 1024 * 1024  # over the 64 MiB cap
+    raw.send(b"Content-Length: %d\r\n\r\n" % size)
+    chunk = b'{"jsonrpc": "2.0", "id": 9, "method": "x", "params": "' + b"a" * (1024 * 1024)
+    sent = 0
+    while sent < size:
+        piece = chunk[: size - sent]
+        raw.send(piece)
+        sent += len(piece)
+        chunk = b"a" * (1024 * 1024)
+    after = request(raw, 2, "workspace/executeCommand", {"command": "lsp-verify.showReport"})
+
+    assert after == {"jsonrpc": "2.0", "id": 2, "result": None}
+    refused = [m for m in raw.messages if m.get("id") is None and "error" in m]
+    assert [m["error"]["code"] for m in refused] == [-32600]
+    assert "refused" in refused[0]["error"]["message"]
+    assert peak_rss_kib() - before < 32 * 1024, "the body was held in memory"
+    assert 9 not in [m.get("id") for m in raw.messages]
+    assert raw.stop() == 0

@@ -9,6 +9,7 @@ import {
     initializationOptions,
     launchSettings,
     SECTION,
+    SERVER_BOOTSTRAP,
     SERVER_COMMANDS,
     serverCommandLine,
     serverSettings,
@@ -113,11 +114,15 @@ describe("expandVariables", () => {
 describe("serverCommandLine", () => {
     const noArgs = { interpreter: [], serverArgs: [] };
 
+    it("never imports the server from the workspace (cwd is taken off sys.path first)", () => {
+        assert.match(SERVER_BOOTSTRAP, /^import sys; del sys\.path\[0\]; from lsp_verify\.cli import main;/);
+    });
+
     it("prefers the interpreter setting over the Python extension", () => {
         const line = serverCommandLine({ interpreter: ["uv", "run", "python"], serverArgs: ["-v"] }, ["/env/bin/python"], "linux");
         assert.deepEqual(line, {
             command: "uv",
-            args: ["run", "python", "-m", "lsp_verify", "serve", "-v"],
+            args: ["run", "python", "-c", SERVER_BOOTSTRAP, "serve", "-v"],
             source: "setting",
         });
     });
@@ -125,14 +130,14 @@ describe("serverCommandLine", () => {
     it("uses the Python extension's interpreter when the setting is empty", () => {
         const line = serverCommandLine(noArgs, ["conda", "run", "-n", "dev", "python"], "linux");
         assert.equal(line.command, "conda");
-        assert.deepEqual(line.args, ["run", "-n", "dev", "python", "-m", "lsp_verify", "serve"]);
+        assert.deepEqual(line.args, ["run", "-n", "dev", "python", "-c", SERVER_BOOTSTRAP, "serve"]);
         assert.equal(line.source, "python-extension");
     });
 
     it("falls back to the platform's Python", () => {
         assert.deepEqual(serverCommandLine(noArgs, undefined, "linux"), {
             command: "python3",
-            args: ["-m", "lsp_verify", "serve"],
+            args: ["-c", SERVER_BOOTSTRAP, "serve"],
             source: "default",
         });
         assert.equal(serverCommandLine(noArgs, [], "darwin").command, "python3");

@@ -23,7 +23,9 @@ SHOW_REPORT = "lsp-verify.showReport"
 UNTRUSTED_LABEL = "types only — workspace not trusted"
 UNTRUSTED_HELP = (
     "The workspace is not trusted, so its tests are not run: candidates are checked by parsing and mypy "
-    'only. To run the nearby tests, mark the workspace trusted (initializationOptions "trusted": true).'
+    "only, and mypy with a configuration of lsp-verify's that keeps only the project's check options (no "
+    "plugins, python_executable, reports or caches of its choosing). To run the nearby tests, mark the "
+    'workspace trusted (initializationOptions "trusted": true).'
 )
 
 

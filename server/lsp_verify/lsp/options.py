@@ -5,7 +5,9 @@ initializationOptions, then the client's ``lspVerify`` section of workspace/conf
 
 Trust is the exception: whether workspace code may run is decided by the editor alone, through
 ``initializationOptions.trusted``. A repository cannot trust itself (pyproject.toml, or a workspace-level
-settings file answering workspace/configuration, both live in the repository).
+settings file answering workspace/configuration, both live in the repository). That decision is read
+first, because it decides how much of ``[tool.lsp-verify]`` counts: in an untrusted workspace the repository
+cannot loosen anything (see ``config.UNTRUSTED_PROJECT_IGNORES``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def effective_settings(
     root: Path | None, init_options: Mapping[str, Any] | None, editor_config: Mapping[str, Any] | None
 ) -> Settings:
     """Settings for ``root``; every invalid or ignored value is described in ``problems``."""
-    settings = project_settings(root) if root is not None else Settings()
+    trusted = init_options is not None and init_options.get("trusted") is True  # as Settings.updated reads it
+    settings = project_settings(root, trusted=trusted) if root is not None else Settings()
     if settings.trusted:
         settings.trusted = False
         settings.problems.append(

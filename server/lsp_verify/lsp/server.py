@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,12 +34,14 @@ from pygls.exceptions import (
     JsonRpcRequestCancelled,
 )
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import from_fs_path, to_fs_path
+from pygls.workspace import TextDocument
 
 from .. import __version__
 from ..cancel import Cancelled, CancelToken
 from ..config import Settings, find_project_root
+from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress
 from ..syntax.target import EditTarget, TargetError
@@ -98,6 +100,26 @@ class VerifyProtocol(LanguageServerProtocol):
         if isinstance(server, VerifyServer):
             server.worker.cancel(lambda job: job.request_id == msg_id, jobs.CLIENT_CANCELLED)
         super()._handle_cancel_notification(msg_id)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(
+        self, params: types.DidChangeTextDocumentParams
+    ) -> Generator[Any, Any, None]:
+        """pygls' document sync, except that a change with a range outside the document is refused whole
+        (pygls would drop its text or splice it in the wrong place, and every later edit would be computed
+        on text the editor does not have). The document stays as it was and the user is told."""
+        doc = self.workspace.get_text_document(params.text_document.uri)
+        problem = change_problem(doc, params.content_changes)
+        if problem is not None:
+            server = self._server
+            message = (
+                f"lsp-verify: ignored an edit of {doc.filename} (version {params.text_document.version}): "
+                f"{problem}; lsp-verify keeps version {doc.version} (reopen the file to resynchronise)"
+            )
+            if isinstance(server, VerifyServer):
+                server.show(types.MessageType.Error, message)
+            return
+        yield from super().lsp_text_document__did_change(params)
 
 
 class VerifyServer(LanguageServer):
@@ -251,7 +273,7 @@ class VerifyServer(LanguageServer):
                     f"{target.qualname}: {jobs.CONTENT_MODIFIED}; not applied"
                 ) from None
             raise JsonRpcRequestCancelled(f"{target.qualname}: {job.token.reason}") from None
-        except (ModelError, VerifyError, TargetError) as exc:
+        except (ModelError, VerifyError, TargetError, PromptTooLarge) as exc:
             progress.end("failed")
             message = f"lsp-verify could not check {target.qualname}: {exc}"
             self.show(types.MessageType.Error, message)
@@ -323,6 +345,26 @@ class VerifyServer(LanguageServer):
         self.worker.stop()
         if self._report_dir is not None:
             shutil.rmtree(self._report_dir, ignore_errors=True)
+
+
+def change_problem(doc: TextDocument, changes: Sequence[types.TextDocumentContentChangeEvent]) -> str | None:
+    """Why ``changes`` cannot apply to ``doc`` in order (a range reversed or past the end), or None.
+
+    Each change is checked against the text the previous ones produce, on a copy. A character past the
+    end of its line is allowed: LSP says it means the line's end.
+    """
+    scratch = TextDocument(doc.uri, doc.source, doc.version, position_codec=doc.position_codec)
+    for index, change in enumerate(changes):
+        if isinstance(change, types.TextDocumentContentChangePartial):
+            start, end = change.range.start, change.range.end
+            n_lines = len(scratch.lines)
+            where = f"change {index + 1}: range {start.line}:{start.character}-{end.line}:{end.character}"
+            if (start.line, start.character) > (end.line, end.character):
+                return f"{where} ends before it starts"
+            if end.line > n_lines:
+                return f"{where} is past the end of the document ({n_lines} lines)"
+        scratch.apply_change(change)
+    return None
 
 
 # -- handlers ----------------------------------------------------------------------------------------------

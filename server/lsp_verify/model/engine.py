@@ -384,7 +384,15 @@ class Engine:
             )
         return chain
 
+    def prompt_budget(self, params: SamplingParams) -> int:
+        """How many prompt tokens fit next to ``params.k`` sequences of ``params.max_tokens`` tokens."""
+        if self._unified:
+            return self._n_ctx - params.k * params.max_tokens
+        return self._n_ctx_seq - params.max_tokens
+
     def _check_budget(self, n_prompt: int, params: SamplingParams) -> None:
+        if n_prompt <= self.prompt_budget(params):
+            return
         if self._unified:
             need = n_prompt + params.k * params.max_tokens
             where = f"prompt {n_prompt} + k {params.k} x max_tokens {params.max_tokens}"
@@ -392,11 +400,10 @@ class Engine:
             need = n_prompt + params.max_tokens
             where = f"prompt {n_prompt} + max_tokens {params.max_tokens}"
         limit = self._n_ctx if self._unified else self._n_ctx_seq
-        if need > limit:
-            raise ValueError(
-                f"prompt too long for the context: {where} = {need} tokens > n_ctx {limit}; "
-                "shorten the context (fewer tests or surrounding code), lower k or max_tokens, or raise n_ctx"
-            )
+        raise ValueError(
+            f"prompt too long for the context: {where} = {need} tokens > n_ctx {limit}; "
+            "shorten the context (fewer tests or surrounding code), lower k or max_tokens, or raise n_ctx"
+        )
 
     # ----------------------------------------------------------------------------------------- generate
 

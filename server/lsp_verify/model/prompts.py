@@ -25,13 +25,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from .types import Format, Prompt
 
-__all__ = ["PromptContext", "build_prompt", "choose_format", "fim_supported"]
+__all__ = [
+    "PromptContext",
+    "PromptTooLarge",
+    "build_prompt",
+    "choose_format",
+    "estimate_tokens",
+    "fim_supported",
+    "fit_prompt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,95 @@ def build_prompt(ctx: PromptContext, fmt: Format) -> Prompt:
     if fmt == "fim":
         return _fim_prompt(ctx)
     return _chat_prompt(ctx)
+
+
+# --------------------------------------------------------------------------------------------- fitting
+
+
+class PromptTooLarge(Exception):
+    """Even the function's own code (header, docstring, class line) does not fit the model's context."""
+
+
+FIT_STEPS = 12
+"""Halvings of the search for the largest share of context that fits (to 1/4096 of each piece)."""
+MIN_BYTES_PER_TOKEN = 2
+"""For :func:`estimate_tokens`: BPE code tokens average 3-4 bytes; assuming 2 over-counts, never under."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A token count that is not lower than a BPE tokenizer's (used when the engine has no tokenizer)."""
+    return len(text.encode("utf-8")) // MIN_BYTES_PER_TOKEN + 1
+
+
+def fit_prompt(ctx: PromptContext, fmt: Format, *, count_tokens: Callable[[str], int], budget: int) -> Prompt:
+    """The prompt for ``ctx`` with at most ``budget`` tokens (as ``count_tokens`` counts them).
+
+    When the whole context does not fit, the largest share of it that does is found (a bisection): the
+    same share of each piece is kept, the part nearest the function (module constants just above it,
+    nearby signatures first, the file text around the body). The header, docstring and class line are
+    never cut; when they alone are too large, PromptTooLarge says so.
+    """
+
+    def fits(share: float) -> tuple[Prompt, int | None]:
+        prompt = build_prompt(_trimmed(ctx, share) if share < 1 else ctx, fmt)
+        # A text this long cannot fit whatever the tokenizer: no need to tokenize megabytes.
+        if len(prompt.text) > budget * _MAX_CHARS_PER_TOKEN:
+            return prompt, None
+        n = count_tokens(prompt.text)
+        return prompt, (n if n <= budget else None)
+
+    prompt, n = fits(1.0)
+    if n is not None:
+        return prompt
+    best, n = fits(0.0)
+    if n is None:
+        needed = count_tokens(best.text)
+        raise PromptTooLarge(
+            f"{ctx.path.name}: too large for the model's context: the function's own code needs {needed} "
+            f"prompt tokens, and n_ctx leaves {max(budget, 0)} next to the candidates; raise n_ctx, or lower "
+            "k or max_tokens"
+        )
+    low, high = 0.0, 1.0
+    for _ in range(FIT_STEPS):
+        middle = (low + high) / 2
+        prompt, n = fits(middle)
+        if n is None:
+            high = middle
+        else:
+            low, best = middle, prompt
+    log.info("%s: prompt cut to %.0f%% of its context to fit %d tokens", ctx.path, low * 100, budget)
+    return best
+
+
+_MAX_CHARS_PER_TOKEN = 32
+
+
+def _trimmed(ctx: PromptContext, share: float) -> PromptContext:
+    """``ctx`` with ``share`` of each optional piece of context (0: none of it)."""
+
+    def keep(n: int) -> int:
+        return math.ceil(n * share)
+
+    imports: list[str] = []
+    others: list[str] = []
+    for line in ctx.imports.split("\n") if ctx.imports else []:
+        (imports if line.startswith(("import ", "from ")) else others).append(line)
+    # Imports name what a body may use; of the constants and aliases, those nearest the function are kept.
+    kept = imports[: keep(len(imports))] + others[len(others) - keep(len(others)) :]
+    class_header = ctx.class_header
+    if class_header is not None:
+        first, *members = class_header.split("\n")
+        class_header = "\n".join([first, *members[: keep(len(members))]])
+    own_code = len(ctx.header) + len(ctx.docstring or "") + len(ctx.indent) + 2
+    return dataclasses.replace(
+        ctx,
+        imports="\n".join(kept),
+        class_header=class_header,
+        signatures_nearby=ctx.signatures_nearby[: keep(min(len(ctx.signatures_nearby), MAX_SIGNATURES))],
+        tests=_head_lines(ctx.tests, int(TESTS_CHARS * share)) if share else "",
+        prefix=_tail_lines(ctx.prefix, max(int(FIM_PREFIX_CHARS * share), own_code)),
+        suffix=_head_lines(ctx.suffix, int(FIM_SUFFIX_CHARS * share)),
+    )
 
 
 # --------------------------------------------------------------------------------------------- chat

@@ -1,8 +1,10 @@
-"""Which test functions a test module holds, and which names each of them refers to.
+"""Which functions a test module defines, and which names each of them refers to.
 
 Verification selects the tests that exercise a target by name: a test is a candidate for ``calc.add``
-when it uses ``add`` and the module imports ``calc`` (or ``add``). Finding tests follows pytest's default
-collection rules: ``test*`` functions at module level or in ``Test*`` classes (nested ones included).
+when it uses ``add`` and the module imports ``calc`` (or ``add``). Which functions *are* tests is not
+decided here - pytest's collection decides that, with the project's configuration and plugins (see
+``verify/pytest_run``). This scan lists every function definition with its Python ``__qualname__`` and
+lines, so that a collected test (file + qualname, or file + line) finds its names here.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ class TestFunction:
 
     name: str
     class_name: str | None
-    """Dotted ``Test*`` classes the function is in, e.g. ``TestStack`` or ``TestStack.TestPop``."""
+    """Dotted classes the function is a method of, e.g. ``TestStack``, ``TestStack.TestPop`` or
+    ``AreaTests`` (None for a module-level function or one nested in a function)."""
+    qualname: str
+    """Python's ``__qualname__``: ``AreaTests.test_square``, ``make.<locals>.test_generated``."""
     line: int
     """0-based line of the ``def`` (after any decorators)."""
+    start_line: int
+    """0-based first line of the definition, its decorators included."""
     end_line: int
     """0-based last line of the function."""
     names_used: frozenset[str]
@@ -40,7 +47,8 @@ class TestFunction:
 
 
 def test_functions(source: str) -> list[TestFunction]:
-    """The test functions of a test module's source, in document order."""
+    """Every function defined in a test module's source (methods and nested functions included), in
+    document order; a definition with a syntax error in it is left out."""
     text = SourceText(source)
     sites, tree = parse_functions(text)
     module_imports = frozenset(
@@ -51,18 +59,18 @@ def test_functions(source: str) -> list[TestFunction]:
     )
     tests: list[TestFunction] = []
     for site in sites:
-        if not site.name.startswith("test") or site.broken:
+        if site.broken:
             continue
-        classes = _test_classes(site.outer)
-        if classes is None:
-            continue
+        classes, qualname = _scope(site.outer, site.name)
         found = captures("references", site.outer)
         local_imports = {name for node in found.get("import", []) for name in _imported(node)}
         tests.append(
             TestFunction(
                 name=site.name,
                 class_name=".".join(classes) or None,
+                qualname=qualname,
                 line=text.line_of(site.node.start_byte),
+                start_line=text.line_of(site.outer.start_byte),
                 end_line=site.last_line,
                 names_used=frozenset(_text(node) for node in found.get("reference", [])) - {site.name},
                 imported_names=module_imports | local_imports,
@@ -71,21 +79,24 @@ def test_functions(source: str) -> list[TestFunction]:
     return tests
 
 
-def _test_classes(outer: tree_sitter.Node) -> list[str] | None:
-    """Names of the enclosing classes, outermost first, when every one is a ``Test*`` class and no
-    function encloses the definition; else None (pytest would not collect it)."""
-    names: list[str] = []
+def _scope(outer: tree_sitter.Node, name: str) -> tuple[list[str], str]:
+    """The classes a definition is a method of (outermost first; none when a function encloses it) and
+    its Python ``__qualname__``."""
+    parts = [name]
+    classes: list[str] = []
+    in_function = False
     parent = outer.parent
     while parent is not None:
         if parent.type == "function_definition":
-            return None
-        if parent.type == "class_definition":
-            name = _text(parent.child_by_field_name("name"))
-            if not name.startswith("Test"):
-                return None
-            names.append(name)
+            in_function = True
+            parts.append(_text(parent.child_by_field_name("name")) + ".<locals>")
+        elif parent.type == "class_definition":
+            class_name = _text(parent.child_by_field_name("name"))
+            parts.append(class_name)
+            if not in_function:
+                classes.append(class_name)
         parent = parent.parent
-    return names[::-1]
+    return classes[::-1], ".".join(parts[::-1])
 
 
 def _inside_function(node: tree_sitter.Node) -> tree_sitter.Node | None:

@@ -8,6 +8,17 @@ one run's imports (the candidate's module above all) never leak into the next.
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout. Children point fds 0-2
 at /dev/null and a log file at once, so only this process ever writes the protocol pipe.
 
+Nothing a run starts outlives it: this process is a child subreaper (Linux), so a run's detached
+descendants (``setsid``, double fork) re-parent to it, and after every run it kills every descendant it
+finds in /proc. End-of-file on stdin - the server exited, crashed or was SIGKILLed - ends a run in progress
+at once, and this process cleans up and exits (see ``sandbox.py`` for why this, not PR_SET_PDEATHSIG).
+Without bubblewrap the server passes the directories runs may write; this process then confines itself and
+every descendant to them with Landlock before it reports ready.
+
+``once REQUEST_FILE`` runs one request in this process instead, with nothing pre-imported: a fresh
+interpreter that does exactly what ``python -m pytest`` does, plus the result plugin. The verifier uses it
+for projects that a pre-imported fork server cannot reproduce (see ``pytest_run.PytestRunner``).
+
 This file is started with ``runpy.run_path`` (see ``sandbox.WorkerProcess``) and imports only the standard
 library, mypy and pytest: it must not import lsp_verify, and its directory must not be on sys.path (it holds
 a ``types.py``).
@@ -20,6 +31,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import sys
 import time
@@ -77,9 +89,74 @@ class _ResultPlugin:
             message = "" if report.outcome == "passed" else _short(report)
             self._write({"event": "report", "nodeid": report.nodeid, "outcome": outcome, "message": message})
 
+    def pytest_collectstart(self, collector: Any) -> None:
+        # Which file a collection that hangs was stuck in: the last one started and never reported.
+        if _is_file_collector(collector):
+            self._write({"event": "collect_start", "nodeid": collector.nodeid})
+
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self._write({"event": "collect_error", "nodeid": report.nodeid, "message": _short(report)})
+        else:
+            self._write({"event": "collect_done", "nodeid": report.nodeid})
+
+
+class _CollectPlugin(_ResultPlugin):
+    """Also writes every collected item with where its function is defined, and the collection settings."""
+
+    def __init__(self, path: str, root: str) -> None:
+        super().__init__(path)
+        self._root = root
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        config = session.config
+        self._write(
+            {
+                "event": "config",
+                "python_files": [str(p) for p in config.getini("python_files")],
+                "addopts": [str(a) for a in config.getini("addopts")],
+                "filterwarnings": [str(f) for f in config.getini("filterwarnings")],
+                "inipath": self._relative(str(config.inipath)) if config.inipath else "",
+            }
+        )
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        import inspect
+
+        for item in session.items:
+            function = getattr(item, "function", None)
+            def_file, qualname, line = "", "", -1
+            try:
+                function = inspect.unwrap(function) if function is not None else None
+                code = getattr(function, "__code__", None)
+                if code is not None:
+                    def_file = self._relative(code.co_filename)
+                    qualname = str(getattr(function, "__qualname__", ""))
+                    line = int(code.co_firstlineno) - 1
+            except Exception:  # an exotic item: it still runs, it is only never "near" anything
+                pass
+            self._write(
+                {
+                    "event": "item",
+                    "nodeid": item.nodeid,
+                    "file": self._relative(str(item.path)),
+                    "def_file": def_file,
+                    "qualname": qualname,
+                    "line": line,
+                }
+            )
+
+    def _relative(self, path: str) -> str:
+        # Not realpath: the shadow's entries are symlinks into the user's tree, and the path pytest
+        # imported a file by is the one inside the shadow.
+        relative = os.path.relpath(os.path.abspath(path), self._root)
+        return "" if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def _is_file_collector(collector: Any) -> bool:
+    import pytest
+
+    return isinstance(collector, pytest.File)
 
 
 def _short(report: Any) -> str:
@@ -109,6 +186,16 @@ def _run_pytest(request: dict[str, Any]) -> int:
     code = int(pytest.main(request["args"], plugins=[plugin]))
     _check_imports(request, plugin)
     return code
+
+
+def _run_collect(request: dict[str, Any]) -> int:
+    """``pytest --collect-only`` with the project's configuration; the items go to the result file."""
+    import pytest
+
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, request["cwd"])
+    plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
+    return int(pytest.main(request["args"], plugins=[plugin]))
 
 
 class _CallTimeout(BaseException):
@@ -207,8 +294,7 @@ def _child(request: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         os.chdir(request["cwd"])
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        runs = {"mypy": _run_mypy, "pytest": _run_pytest, "probe": _run_probe}
-        code = runs[request["op"]](request)
+        code = _RUNS[request["op"]](request)
     except BaseException as exc:
         try:
             sys.stderr.write(f"lsp-verify worker child failed: {exc!r}\n")
@@ -223,7 +309,158 @@ def _child(request: dict[str, Any]) -> None:
             os._exit(code)
 
 
-def _serve(request: dict[str, Any]) -> dict[str, Any]:
+class _Exit(Exception):
+    """The server closed our stdin (it exited, crashed or was killed): clean up and exit."""
+
+
+class _Requests:
+    """Request lines from fd 0, read unbuffered so that ``select`` on fd 0 sees end-of-file during a run."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def next(self) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            self._read()
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        if not line.strip():
+            return self.next()
+        request: dict[str, Any] = json.loads(line)
+        return request
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds; raise :class:`_Exit` if the server went away meanwhile."""
+        ready, _, _ = select.select([0], [], [], timeout)
+        if ready:
+            self._read()
+
+    def _read(self) -> None:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            raise _Exit
+        self._buffer += chunk
+
+
+def _become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux), so that a run's detached processes
+    (``setsid`` + double fork) stay findable as our descendants; False where the platform cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+# Landlock (Linux >= 5.13): the syscalls, and the access rights that change the filesystem. Rights a kernel
+# does not know (an older ABI) are dropped: each ABI only adds rights.
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_FS_WRITE_RIGHTS = {1: 0b0001_1111_1111_0010, 2: 1 << 13, 3: 1 << 14}  # write/remove/make_*, refer, truncate
+
+
+def _restrict_writes(writable: list[str]) -> bool:
+    """Without bubblewrap: let this process and every descendant change files only under ``writable`` (the
+    shadow root with its TMPDIR; for mypy its cache) and /dev, with Landlock. Reading stays open. False
+    where the kernel has no Landlock (the runs can then write wherever the user can)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        abi = int(libc.syscall(_LANDLOCK_CREATE_RULESET, None, 0, 1))  # 1: LANDLOCK_CREATE_RULESET_VERSION
+        if abi < 1:
+            return False
+        rights = 0
+        for version, bits in _FS_WRITE_RIGHTS.items():
+            if abi >= version:
+                rights |= bits
+        handled = ctypes.c_uint64(rights)  # struct landlock_ruleset_attr, first field only (kernel accepts)
+        ruleset = int(libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(handled), 8, 0))
+        if ruleset < 0:
+            return False
+
+        class _PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
+
+        write_file, truncate = 1 << 1, (1 << 14) & rights
+        allowed = [(path, rights) for path in writable] + [("/dev", write_file | truncate)]
+        allowed += [("/dev/shm", rights)]  # POSIX semaphores and shared memory (multiprocessing)
+        try:
+            for path, access in allowed:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    # Directories take every right; a file only the rights that apply to files.
+                    if not os.path.isdir(path):
+                        access &= write_file | truncate
+                    rule = _PathBeneath(access, fd)
+                    if libc.syscall(_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.byref(rule), 0) != 0:
+                        return False
+                finally:
+                    os.close(fd)
+            pr_set_no_new_privs = 38
+            if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+                return False
+            return int(libc.syscall(_LANDLOCK_RESTRICT_SELF, ruleset, 0)) == 0
+        finally:
+            os.close(ruleset)
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` from /proc (the same walk as ``sandbox.descendants``: this script may not
+    import lsp_verify)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, ()) if child not in found]
+        found += frontier
+    return found
+
+
+def _sweep() -> None:
+    """Kill every process the runs left behind - detached ones are our descendants too, as we are their
+    subreaper - and reap them."""
+    me = os.getpid()
+    for _ in range(100):  # a fork bomb outruns one pass
+        pids = _descendants(me)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _reap()
+    _reap()
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _serve(request: dict[str, Any], requests: _Requests, contained: bool) -> dict[str, Any]:
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -235,21 +472,25 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
     status = "ok"
     code = -1
     delay = 0.002
-    while True:
-        done, wait_status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(wait_status)
-            break
-        if time.monotonic() >= deadline:
-            status = "timeout"
-            _kill_group(pid)
-            os.waitpid(pid, 0)
-            break
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-    # Whatever the run left behind in its group (a background server a test forgot) goes too.
-    _kill_group(pid)
-    return {"status": status, "exit": code, "seconds": time.monotonic() - started}
+    try:
+        while True:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(wait_status)
+                break
+            if time.monotonic() >= deadline:
+                status = "timeout"
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+                break
+            requests.poll(delay)  # end-of-file here (the server died) ends the run at once
+            delay = min(delay * 2, 0.02)
+    finally:
+        # Whatever the run left behind - in its group (a background server a test forgot) or detached from
+        # it - goes too, also when the server went away mid-run.
+        _kill_group(pid)
+        _sweep()
+    return {"status": status, "exit": code, "seconds": time.monotonic() - started, "contained": contained}
 
 
 def _kill_group(pgid: int) -> None:
@@ -257,18 +498,46 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+_RUNS = {"mypy": _run_mypy, "pytest": _run_pytest, "collect": _run_collect, "probe": _run_probe}
+
+
+def _once(request_file: str) -> None:
+    """Run one request in this (fresh) process; its output is the caller's to capture. As in the fork server,
+    nothing the run starts outlives it (this process is their subreaper and sweeps them before it exits) and,
+    without bubblewrap, writes are confined to the request's ``writable`` directories."""
+    with open(request_file, encoding="utf-8") as source:
+        request = json.load(source)
+    _become_subreaper()
+    if request.get("writable"):
+        _restrict_writes(request["writable"])
+    os.chdir(request["cwd"])
+    code = _RUNS[request["op"]](request)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _sweep()
+    os._exit(code)
+
+
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
+    if mode == "once":
+        _once(sys.argv[2])
+    contained = _become_subreaper()
     _preimport(mode)
+    if len(sys.argv) > 2:  # the directories runs may write (given without bubblewrap only)
+        _restrict_writes(json.loads(sys.argv[2]))
     protocol = sys.stdout
     protocol.write(json.dumps({"ready": mode, "pid": os.getpid()}) + "\n")
     protocol.flush()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        answer = _serve(json.loads(line))
-        protocol.write(json.dumps(answer) + "\n")
-        protocol.flush()
+    requests = _Requests()
+    try:
+        while True:
+            answer = _serve(requests.next(), requests, contained)
+            protocol.write(json.dumps(answer) + "\n")
+            protocol.flush()
+    except (_Exit, BrokenPipeError):
+        _sweep()
+        os._exit(0)  # stdout may be a broken pipe: no flush at interpreter exit
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
 """The verification cascade: parse -> mypy -> nearby tests, cheapest first, stopping at the first failure.
 
 :class:`Verifier` is what the pipeline and the CLI call. ``prepare`` runs once per request: it selects the
-nearby tests and runs mypy and those tests on the *original* code (the baseline, cached until a file it
-depends on changes). ``verify`` then judges one candidate against that baseline:
+nearby tests among those pytest collects (``test_index``; a file that fails to collect is named in the notes,
+and fails the request when it would hold tests near the target) and runs mypy and those tests on the
+*original* code (the baseline, cached until a file it depends on changes). ``verify`` then judges one
+candidate against that baseline:
 
 - parse: ``ast.parse`` of the whole document with the candidate spliced in;
 - mypy: fails only for errors the candidate adds over the original file (see ``mypy_check``);
 - tests: passes when no selected test fails, errors or times out - so every test that passed before still
-  passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test the
-  result is :attr:`Evidence.TYPES_ONLY` (a failure instead when ``settings.require_tests`` is set).
+  passes; tests that failed before and pass now are reported as ``tests_fixed``. With no nearby test, or
+  only tests that guard the rest of the module without naming the target, the result is
+  :attr:`Evidence.TYPES_ONLY`, and the stage says what still passed (a failure instead when
+  ``settings.require_tests`` is set).
 
 A passing candidate is then *probed* (``probe.py``): called on the same generated inputs as every other
 candidate, so ranking can prefer the behaviour most candidates agree on. A probe never fails a candidate.
 
-Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy only when the
-project's mypy configuration loads no plugins (plugins are skipped with a note, never run).
+Untrusted workspaces run no workspace code: no tests (types only, with a note), and mypy with a
+configuration of ours that keeps only the harmless options of the project's (``mypy_check.restricted_config``;
+the note says what was left out), never the project's own.
 
 Threading: ``verify`` may be called from several threads at once (the pipeline calls it per candidate as
 candidates arrive). mypy and pytest each have one fork server that serves one run at a time, so at most
@@ -27,7 +32,6 @@ import ast
 import dataclasses
 import hashlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,11 +40,11 @@ from pathlib import Path
 from ..cancel import CancelToken
 from ..config import Settings
 from ..syntax.target import EditTarget
-from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, config_plugins
+from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
-from .pytest_run import PytestRunner, TestRun, failure_summary
-from .sandbox import Limits, WorkerProcess, choose_isolation
+from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
+from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot
 from .test_index import TestIndex, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
@@ -70,6 +74,8 @@ class VerifyPlan:
     """For a user: e.g. "no nearby tests: types only", "untrusted workspace: tests not run"."""
     run_mypy: bool
     run_tests: bool
+    mypy_config_file: Path | None = None
+    """Our restricted mypy configuration (untrusted workspace); None: the project's own configuration."""
     pytest_targets: tuple[str, ...] = ()
     """What is passed to pytest: node ids of the selected test functions."""
     doctest_file: str | None = None
@@ -93,9 +99,13 @@ class Verifier:
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root.resolve()
         self.settings = settings
-        self.isolation = choose_isolation(settings.sandbox)
-        self._shadows = ShadowRoot(self.root)
-        self._mypy_cache = default_mypy_cache_dir(self.root)
+        try:
+            self.isolation = choose_isolation(settings.sandbox)
+        except SandboxUnavailable as exc:
+            raise VerifyError(str(exc)) from None
+        # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
+        self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
+        self._mypy_cache = default_mypy_cache_dir(self.root, settings.trusted)
         self._index = TestIndex(self.root)
         self._unlisten = self._index.add_listener(self._on_change)
         self._lock = threading.Lock()
@@ -103,17 +113,22 @@ class Verifier:
         self._test_baselines: dict[str, TestRun] = {}
         self._started = False
         limits = Limits(memory_mb=settings.memory_limit_mb)
-        # Under bwrap /tmp is private: whatever the interpreter imports from there must be mounted back.
+        # Under bwrap home directories and /tmp are hidden: what the interpreter imports from there is
+        # mounted back read-only. Only the mypy worker may write the (per workspace, per trust) mypy cache.
         python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        readable = [self.root, *(Path(p) for p in [*sys.path, *python_path] if p)]
-        writable = [self._shadows.path, self._mypy_cache]
+        readable = [self.root, *(Path(p) for p in python_path if p)]
+        env = {"TMPDIR": str(self._shadows.tmp)}
+        # The mypy worker starts outside every shadow and nothing relative to a shadow is on its sys.path, so
+        # a repository's sitecustomize.py or .pth never loads - unless the user's PYTHONPATH names the
+        # workspace itself: in an untrusted workspace such entries are left out.
+        mypy_env = env if settings.trusted else {**env, "PYTHONPATH": _outside(self.root, python_path)}
         self._mypy_worker = WorkerProcess(
-            "mypy", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path,
+            "mypy", limits=limits, isolation=self.isolation, writable=[self._shadows.path, self._mypy_cache],
+            readable=readable, cwd=self._shadows.path, env=mypy_env,
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
-            "pytest", limits=limits, isolation=self.isolation, writable=writable, readable=readable,
-            cwd=self._shadows.path,
+            "pytest", limits=limits, isolation=self.isolation, writable=[self._shadows.path],
+            readable=readable, cwd=self._shadows.path, env=env,
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
@@ -122,7 +137,8 @@ class Verifier:
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
-        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s)
+        fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env)
+        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 
     # -- life cycle --------------------------------------------------------------------------------------
@@ -164,18 +180,18 @@ class Verifier:
         notes: list[str] = []
         trusted = self.settings.trusted
 
-        run_mypy = True
-        plugins = config_plugins(self.root)
-        if not trusted and plugins:
-            run_mypy = False
-            notes.append(
-                f"untrusted workspace: mypy skipped (its configuration loads plugins: {', '.join(plugins)})"
-            )
-        baseline_mypy: tuple[MypyError, ...] = ()
-        if run_mypy:
-            baseline_mypy = self._baseline_mypy(relative, original_text, cancel).errors
+        mypy_config: Path | None = None
+        if not trusted:
+            restricted = restricted_config(self.root)
+            mypy_config = restricted.write(self._shadows.path)
+            notes.append(restricted.note)
+        baseline_mypy = self._baseline_mypy(relative, original_text, mypy_config, cancel).errors
 
-        nearby = self._index.nearby(target.path, target.name, target.class_name)
+        nearby: list[tuple[str, bool]] = []
+        if trusted:  # collecting imports conftest.py and the test modules: workspace code
+            collection = self._collection(target, relative, original_text, cancel)
+            nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+            notes += _collection_notes(collection)
         node_ids = tuple(node_id for node_id, _ in nearby)
         direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
         doctest_file = relative.as_posix() if ">>>" in original_text else None
@@ -193,6 +209,8 @@ class Verifier:
             if not baseline:
                 notes.append("no nearby tests: types only (none was collected)")
                 run_tests = False
+            elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
+                notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
         return VerifyPlan(
             target=target,
             original_text=original_text,
@@ -201,8 +219,9 @@ class Verifier:
             baseline=baseline,
             baseline_mypy_errors=baseline_mypy,
             notes=tuple(notes),
-            run_mypy=run_mypy,
+            run_mypy=True,
             run_tests=run_tests,
+            mypy_config_file=mypy_config,
             pytest_targets=node_ids,
             doctest_file=doctest_file,
             direct_tests=direct,
@@ -214,21 +233,83 @@ class Verifier:
             started_at=started,
         )
 
+    def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
+        """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
+        fails as a whole or for a file that would hold tests near the target."""
+        collection = self._collected(relative, text, cancel)
+        if collection.problem:
+            raise VerifyError(
+                f"the tests cannot be collected: {collection.problem}. "
+                "Fix it so that `python -m pytest --collect-only` succeeds."
+            )
+        broken = self._index.near_but_broken(target.path, target.name, target.class_name, collection)
+        if broken:
+            where, message = broken[0]
+            raise VerifyError(
+                f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
+                "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
+            )
+        return collection
+
+    def _collected(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
+        """The index's cached collection, or a new one made in a shadow in which ``relative`` holds
+        ``text`` (the shadow of the file at hand: any shadow shows pytest the whole workspace)."""
+
+        def collect() -> Collection:
+            shadow = self._shadows.create(relative, text)
+            try:
+                return self._pytest.collect(shadow, cancel)
+            finally:
+                shadow.remove()
+
+        return self._index.collection(collect)
+
+    def describe_test_runs(self, cancel: CancelToken) -> str:
+        """For ``lsp-verify doctor``: how this project's tests are collected and run, in one line."""
+        if not self.settings.trusted:
+            return "not run: the workspace is not trusted"
+        anchor = next(
+            (
+                p
+                for p in sorted(self.root.iterdir())
+                if p.is_file() and p.suffix in (".toml", ".ini", ".cfg", ".py")
+            ),
+            None,
+        )
+        if anchor is None:
+            return "no pyproject.toml, setup.cfg, tox.ini, pytest.ini or .py file at the project root"
+        try:
+            text = anchor.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read {anchor.name}: {exc}"
+        collection = self._collected(Path(anchor.name), text, cancel)
+        if collection.problem:
+            return f"the tests cannot be collected: {collection.problem}"
+        files = len({test.file for test in collection.tests})
+        found = f"{_count(len(collection.tests), 'test')} in {_count(files, 'file')}" + (
+            f", {_count(len(collection.errors), 'file')} failed to collect" if collection.errors else ""
+        )
+        if collection.fresh_process:
+            return f"a fresh `python -m pytest` process per run ({found}): {collection.fresh_process}"
+        return f"pre-imported pytest fork server ({found}; its collection matches `python -m pytest`)"
+
     def _relative(self, path: Path) -> Path:
         try:
             return path.resolve().relative_to(self.root)
         except ValueError:
             raise VerifyError(f"{path} is not inside the workspace {self.root}; cannot verify it") from None
 
-    def _baseline_mypy(self, relative: Path, text: str, cancel: CancelToken) -> MypyRun:
-        key = _digest(relative.as_posix(), text, config_digest(self.root))
+    def _baseline_mypy(
+        self, relative: Path, text: str, config_file: Path | None, cancel: CancelToken
+    ) -> MypyRun:
+        key = _digest(relative.as_posix(), text, config_digest(self.root), str(config_file))
         with self._lock:
             cached = self._mypy_baselines.get(key)
         if cached is not None:
             return cached
         shadow = self._shadows.create(relative, text)
         try:
-            run = self._mypy.check(shadow, cancel)
+            run = self._mypy.check(shadow, cancel, config_file)
         finally:
             shadow.remove()
         if run.crashed:
@@ -309,6 +390,7 @@ class Verifier:
                 evidence=evidence if passed else Evidence.NONE,
                 stages=tuple(stages),
                 tests_selected=plan.tests_selected,
+                mypy_restricted=plan.mypy_config_file is not None,
                 seconds=now - started,
                 verified_at_s=now - plan.started_at,
                 **fields,  # type: ignore[arg-type]
@@ -337,7 +419,7 @@ class Verifier:
                 if on_stage is not None:
                     on_stage("mypy")
                 since = time.monotonic()
-                run = self._mypy.check(shadow, cancel)
+                run = self._mypy.check(shadow, cancel, plan.mypy_config_file)
                 cancel.raise_if_cancelled()
                 if run.crashed:
                     stage("mypy", False, since, run.crashed)
@@ -407,6 +489,7 @@ class Verifier:
         ]
         fields = {"tests_passed": passed, "tests_fixed": fixed, "tests_broken": broken, "outcomes": outcomes}
         detail = ""
+        note = ""
         if run.leaked_imports:
             detail = _leak_message(run.leaked_imports)
         elif run.problem:
@@ -425,18 +508,52 @@ class Verifier:
             if any(_is_direct(o.nodeid, plan, module) for o in outcomes)
             else Evidence.TYPES_ONLY
         )
-        if not detail and evidence is Evidence.TYPES_ONLY and self.settings.require_tests:
-            detail = f"no nearby test names {plan.target.qualname} and require_tests is set"
-        stage("tests", not detail, since, detail)
+        if not detail and evidence is Evidence.TYPES_ONLY:
+            note = _guard_summary(plan.target, outcomes, "still pass")
+            if self.settings.require_tests:
+                detail = f"{note}, and require_tests is set"
+        stage("tests", not detail, since, detail or note)
         return finish(not detail, evidence, **fields)
 
 
 def _is_direct(nodeid: str, plan: VerifyPlan, module: str) -> bool:
     """Whether a test item names the target (it must pass), as opposed to guarding the module's rest."""
-    if plan.doctest_file is not None and nodeid.startswith(f"{plan.doctest_file}::"):
-        return nodeid.split("::", 1)[1] == f"{module}.{plan.target.qualname}"
+    return _is_direct_in(nodeid, plan.direct_tests, plan.doctest_file, module, plan.target)
+
+
+def _is_direct_in(
+    nodeid: str, direct_tests: tuple[str, ...], doctest_file: str | None, module: str, target: EditTarget
+) -> bool:
+    if doctest_file is not None and nodeid.startswith(f"{doctest_file}::"):
+        return nodeid.split("::", 1)[1] == f"{module}.{target.qualname}"
     function = nodeid.split("[", 1)[0]
-    return function in plan.direct_tests
+    return function in direct_tests
+
+
+def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: str) -> str:
+    """What a types-only result was still checked against: "no test calls `slugify`; 140 tests of
+    tests/test_text.py still pass"."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        path = outcome.nodeid.split("::", 1)[0]
+        counts[path] = counts.get(path, 0) + 1
+    files = ", ".join(sorted(counts))
+    return f"no test calls `{target.name}`; {_count(sum(counts.values()), 'test')} of {files} {verb}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _collection_notes(collection: Collection) -> list[str]:
+    """What the user should know about how the tests were found and are run."""
+    notes = [
+        f"{where} could not be collected ({message}): its tests were not run"
+        for where, message in collection.errors
+    ]
+    if collection.fresh_process:
+        notes.append(f"tests run in a fresh `python -m pytest` process each time: {collection.fresh_process}")
+    return notes
 
 
 def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:
@@ -453,6 +570,17 @@ def _leak_message(files: Iterable[str]) -> str:
         "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
         "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
     )
+
+
+def _outside(root: Path, entries: list[str]) -> str:
+    """``entries`` (a PYTHONPATH) without those inside ``root``; relative ones stay (the worker resolves them
+    against its own directory, which holds no modules)."""
+    kept = []
+    for entry in entries:
+        path = Path(entry)
+        if entry and not (path.is_absolute() and path.resolve().is_relative_to(root)):
+            kept.append(entry)
+    return os.pathsep.join(kept)
 
 
 def _digest(*parts: str) -> str:

@@ -8,13 +8,23 @@ a multiset of (message, error code): line numbers shift whenever a body changes 
 Warm start (measured on the 20-test fixture, 2 cores; see bench/verification.py): a fresh ``mypy`` process
 with a warm incremental cache takes ~0.20 s per check, ``mypy.api.run`` in a pre-imported process ~0.03 s.
 So mypy runs in a fork server (``_worker.py mypy``) that imported mypy once, with an incremental cache
-outside the workspace shared by every run and every request (``$XDG_CACHE_HOME/lsp-verify/mypy/<root>``);
+outside the workspace shared by every run and request of one workspace and trust level
+(``$XDG_CACHE_HOME/lsp-verify/mypy/<trust>-<tag>``, see :func:`default_cache_dir`);
 each check is a forked child, so a plugin's state or a crash cannot leak into the next check. dmypy would
 be faster still per check but binds the daemon to one set of file paths and runs workspace plugins in a
 long-lived process; at ~30 ms a check, mypy is no longer the bottleneck.
 
-Plugins named in the project's mypy configuration are workspace code: in an untrusted workspace the stage is
-skipped with a note when the configuration names any.
+In an untrusted workspace nothing of the repository may run, and mypy's configuration can run plenty: plugins
+(imported), ``python_executable`` (executed to find site-packages), ``install_types`` (pip), and report and
+cache options write where they say. So there mypy never reads the project's configuration: it runs with
+``--config-file`` naming a file *we* write into the private shadow directory (:func:`restricted_config`),
+holding only an allowlist of the project's options that change what is reported - strictness flags,
+``python_version``, error codes, ``follow_imports``, ``mypy_path`` inside the workspace, and per-module
+overrides of those - and the evidence names what was left out. An explicit ``--config-file`` is the only file
+mypy then reads (mypy/config_parser.py: no search upward for mypy.ini / .mypy.ini / pyproject.toml /
+setup.cfg, no ``~/.config/mypy/config``), so the shadow's links to the project's files are never consulted.
+The project's file is found as mypy finds it (:func:`project_config`). A trusted workspace uses the
+project's configuration as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,8 +55,45 @@ _LINE = re.compile(
     r"(?:  \[(?P<code>[a-z0-9-]+)\])?$"
 )
 
-# mypy reads its configuration from the first of these that has a mypy section.
+# mypy reads its configuration from the first of these that parses: mypy.ini and .mypy.ini even without a
+# [mypy] section, the shared files only with one (mypy/config_parser.py, _find_config_file).
 _CONFIG_FILES = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
+_SHARED_CONFIG_FILES = ("pyproject.toml", "setup.cfg")
+
+# The options an untrusted project may set, by the kind of value they take. None of them names a file mypy
+# writes or a program or module it runs; mypy_path may only name directories inside the workspace.
+_BOOLEANS = frozenset(
+    {
+        "strict",
+        "check_untyped_defs",
+        "ignore_missing_imports",
+        "ignore_errors",
+        "follow_untyped_imports",
+        "local_partial_types",
+        "extra_checks",
+        "namespace_packages",
+        "explicit_package_bases",
+        "no_site_packages",
+        "no_silence_site_packages",
+    }
+)
+# Families of check switches: a boolean under these names only changes which errors are reported.
+_BOOLEAN_PREFIXES = ("disallow_", "allow_", "warn_", "strict_", "implicit_", "no_implicit_")
+_LIST_ITEM = {
+    "always_true": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    "always_false": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    "enable_error_code": re.compile(r"[a-z0-9-]+"),
+    "disable_error_code": re.compile(r"[a-z0-9-]+"),
+    "enable_incomplete_feature": re.compile(r"[A-Za-z0-9_]+"),
+    "untyped_calls_exclude": re.compile(r"[A-Za-z_][A-Za-z0-9_.]*"),
+}
+_WORD = {
+    "python_version": re.compile(r"3\.[0-9]+"),
+    "platform": re.compile(r"[a-z0-9_]+"),
+    "follow_imports": re.compile(r"normal|silent|skip|error"),
+}
+_MODULE_PATTERN = re.compile(r"[A-Za-z0-9_*]+(\.[A-Za-z0-9_*]+)*")
+_TRUE_FALSE = configparser.RawConfigParser.BOOLEAN_STATES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,28 +146,173 @@ def added_errors(baseline: Sequence[MypyError], candidate: Sequence[MypyError]) 
     return added
 
 
-def config_plugins(root: Path) -> list[str]:
-    """The mypy plugins the project's configuration loads (workspace code when they live in the tree)."""
+def project_config(root: Path) -> tuple[str, dict[str, dict[str, object]]] | None:
+    """The mypy configuration file mypy would use in ``root`` and its sections, found as mypy finds it.
+
+    Sections are ``mypy`` and ``mypy-<module patterns>`` (pyproject.toml's ``[[tool.mypy.overrides]]`` become
+    the latter, as mypy does); values are strings (ini) or TOML values. None when there is no such file. A
+    file that cannot be parsed is skipped, as mypy skips it.
+    """
     for name in _CONFIG_FILES:
         path = root / name
         if not path.is_file():
             continue
         try:
             if name == "pyproject.toml":
-                table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("mypy")
-                if table is None:
+                tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+                table = tool.get("mypy") if isinstance(tool, dict) else None
+                if not isinstance(table, dict):
                     continue
-                plugins = table.get("plugins", [])
-                return [plugins] if isinstance(plugins, str) else [str(p) for p in plugins]
-            parser = configparser.ConfigParser()
+                return name, _toml_sections(table)
+            parser = configparser.RawConfigParser()
             parser.read(path, encoding="utf-8")
-            if not parser.has_section("mypy"):
-                continue
-            raw = parser.get("mypy", "plugins", fallback="")
-            return [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
-        except (OSError, ValueError, configparser.Error, tomllib.TOMLDecodeError):
-            return []
-    return []
+        except (OSError, ValueError, configparser.Error):  # TOMLDecodeError and UnicodeDecodeError included
+            continue
+        if name in _SHARED_CONFIG_FILES and not parser.has_section("mypy"):
+            continue
+        sections = parser.sections()
+        return name, {s: dict(parser[s]) for s in sections if s == "mypy" or s.startswith("mypy-")}
+    return None
+
+
+def _toml_sections(table: dict[str, object]) -> dict[str, dict[str, object]]:
+    sections: dict[str, dict[str, object]] = {"mypy": {k: v for k, v in table.items() if k != "overrides"}}
+    overrides = table.get("overrides", [])
+    if not isinstance(overrides, list):
+        raise ValueError("tool.mypy.overrides must be an array")  # mypy skips the file too
+    for override in overrides:
+        modules = override.get("module") if isinstance(override, dict) else None
+        if isinstance(modules, str):
+            modules = [modules]
+        if not isinstance(override, dict) or not isinstance(modules, list):
+            raise ValueError("a [[tool.mypy.overrides]] entry needs a module")
+        values = {k: v for k, v in override.items() if k != "module"}
+        for module in modules:
+            sections.setdefault(f"mypy-{module}", {}).update(values)
+    return sections
+
+
+@dataclasses.dataclass(frozen=True)
+class RestrictedConfig:
+    """Our mypy configuration for an untrusted workspace: the harmless part of the project's."""
+
+    text: str
+    """The configuration file's text (ini)."""
+    source: str | None
+    """The project file it was taken from (``pyproject.toml``...), None when the project has none."""
+    dropped: tuple[str, ...]
+    """The project's options left out (``plugins``, ``[mypy-pkg.*] cache_dir``...)."""
+
+    @property
+    def note(self) -> str:
+        """For the evidence: that mypy ran with our configuration, and what of the project's it left out."""
+        where = f"options from {self.source}" if self.source else "the project has no mypy configuration"
+        left_out = f"; left out: {', '.join(self.dropped)}" if self.dropped else ""
+        return f"untrusted workspace: mypy (restricted config: {where}{left_out})"
+
+    def write(self, directory: Path) -> Path:
+        """Write the file into ``directory`` (the private shadow directory); named by its content, so a
+        request's baseline and candidates keep reading the same file even if the project's changes."""
+        digest = hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        # Not named mypy.ini: mypy must never find it by searching upward from a shadow.
+        path = directory / f"restricted-mypy-{digest}.ini"
+        if not path.is_file():
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.write_text(self.text, encoding="utf-8")
+            os.replace(partial, path)
+        return path
+
+
+def restricted_config(root: Path) -> RestrictedConfig:
+    """The allowlisted options of the project's mypy configuration, as a configuration file of ours."""
+    found = project_config(root)
+    lines: list[str] = []
+    dropped: list[str] = []
+    source, sections = found if found is not None else (None, {})
+    for section, values in sections.items():
+        name = section if section == "mypy" else _module_section(section)
+        where = "" if section == "mypy" else f"[{_printable(section)}] "
+        kept: list[str] = []
+        for key, value in values.items():
+            line = _allowed(root, key, value) if name is not None else None
+            if line is None:
+                dropped.append(where + _printable(key))
+            else:
+                kept.append(f"{key} = {line}")
+        if name is not None and (kept or name == "mypy"):
+            lines += [f"[{name}]", *kept, ""]
+    if "[mypy]" not in lines:
+        lines = ["[mypy]", "", *lines]
+    return RestrictedConfig("\n".join(lines), source, tuple(dict.fromkeys(dropped)))
+
+
+def _allowed(root: Path, key: str, value: object) -> str | None:
+    """``value`` as ini text when ``key`` is an allowed option and ``value`` a valid value for it."""
+    if key in _LIST_ITEM:
+        items = _items(value, ",")
+        pattern = _LIST_ITEM[key]
+        if items is None or not all(pattern.fullmatch(item) for item in items):
+            return None
+        return ", ".join(items)
+    if key in _WORD:
+        # TOML may spell python_version as a float; mypy reads str() of it too.
+        text = str(value) if isinstance(value, (str, float)) else ""
+        return text if _WORD[key].fullmatch(text) else None
+    if key == "mypy_path":
+        return _mypy_path(root, value)
+    if _is_boolean(key):
+        flag = value if isinstance(value, bool) else _TRUE_FALSE.get(str(value).strip().lower())
+        return None if flag is None else str(flag)
+    return None
+
+
+def _is_boolean(key: str) -> bool:
+    if key.startswith("no_") and _is_boolean(key[3:]):
+        return True
+    return key in _BOOLEANS or (
+        key.startswith(_BOOLEAN_PREFIXES) and re.fullmatch(r"[a-z_]+", key) is not None
+    )
+
+
+def _items(value: object, separators: str) -> list[str] | None:
+    if isinstance(value, str):
+        return [item.strip() for item in re.split(f"[{separators}]", value) if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    return None
+
+
+def _mypy_path(root: Path, value: object) -> str | None:
+    """mypy_path with every entry inside the workspace, relative (mypy resolves it against the shadow it
+    runs in); None when an entry lies outside or depends on the environment."""
+    entries = _items(value, ",:")
+    if entries is None:
+        return None
+    kept = []
+    for entry in entries:
+        entry = re.sub(r"\$(MYPY_CONFIG_FILE_DIR|\{MYPY_CONFIG_FILE_DIR\})", ".", entry)
+        if "$" in entry or entry.startswith("~"):
+            return None
+        resolved = (root / entry).resolve()
+        if resolved != root and root not in resolved.parents:
+            return None
+        relative = resolved.relative_to(root).as_posix()
+        if not re.fullmatch(r"[\w.+@/-]+", relative):
+            return None  # a newline or '=' would write options of its own into our file
+        kept.append(relative)
+    return ", ".join(kept)
+
+
+def _module_section(section: str) -> str | None:
+    """``mypy-<patterns>`` with every pattern a module name (``*`` allowed), or None."""
+    patterns = [p.strip() for p in section[len("mypy-") :].split(",")]
+    if not patterns or not all(_MODULE_PATTERN.fullmatch(p) for p in patterns):
+        return None
+    return "mypy-" + ",".join(patterns)
+
+
+def _printable(name: str) -> str:
+    return name if re.fullmatch(r"[\w.*,/\- ]{1,80}", name) else repr(name[:40])
 
 
 def config_digest(root: Path) -> str:
@@ -132,16 +325,21 @@ def config_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir(root: Path) -> Path:
-    """mypy's incremental cache: outside the workspace, shared across runs, requests and checkouts.
+def default_cache_dir(root: Path, trusted: bool) -> Path:
+    """mypy's incremental cache for one workspace at one trust level, outside the workspace.
 
-    Keyed by interpreter and mypy configuration, not by path: the typeshed part (most of a cold check's
-    seconds) is then warm for a new clone or a second worktree of the project too. mypy validates every
-    entry by content hash, so sharing is safe.
+    mypy trusts what it finds in its cache, and a trusted workspace's mypy plugins (workspace code) run
+    with write access to it: a cache shared with another project, or between the trusted and the untrusted
+    view of this one, would let one run's code decide what every later run believes. So the key is the
+    workspace's real path, the trust level, the interpreter and the mypy configuration. The price: a new
+    clone or worktree starts cold once (calc fixture, load ~8 on 2 cores: 4.0 s cold, 0.85 s warm, for a
+    fresh mypy process).
     """
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    tag = hashlib.sha256(f"{sys.executable}\0{config_digest(root)}".encode()).hexdigest()[:16]
-    path = base / "lsp-verify" / "mypy" / tag
+    trust = "trusted" if trusted else "untrusted"
+    key = f"{sys.executable}\0{root.resolve()}\0{trust}\0{config_digest(root)}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    path = base / "lsp-verify" / "mypy" / f"{trust}-{tag}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
@@ -155,7 +353,9 @@ class MypyChecker:
         self._cache_dir = cache_dir
         self._timeout_s = timeout_s
 
-    def check(self, shadow: Shadow, cancel: CancelToken) -> MypyRun:
+    def check(self, shadow: Shadow, cancel: CancelToken, config_file: Path | None = None) -> MypyRun:
+        """mypy on ``shadow``: with ``config_file`` only (see :func:`restricted_config`), else with the
+        project's configuration, found from the shadow's root as mypy would find it in the user's tree."""
         result_file = self._shadows.scratch("mypy-result")
         log_file = self._shadows.scratch("mypy-log")
         args = [
@@ -167,6 +367,7 @@ class MypyChecker:
             "--no-pretty",
             "--no-color-output",
             "--show-traceback",
+            *(["--config-file", str(config_file)] if config_file is not None else []),
             shadow.relative.as_posix(),
         ]
         request = {

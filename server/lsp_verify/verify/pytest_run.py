@@ -1,4 +1,8 @@
-"""The test stage: run selected pytest node ids (and the edited module's doctests) in a shadow.
+"""pytest in a shadow: which tests exist (collection) and how the selected ones fare (runs).
+
+Collection is pytest's own (``--collect-only`` with the project's rootdir, ini/pyproject configuration,
+conftest files and installed plugins): every item with the file and qualified name of the function it runs.
+Our code never decides what is a test; ``test_index`` only decides which collected tests are near a function.
 
 Runs go through the pytest fork server (``_worker.py pytest``): pytest and the installed plugins are
 imported once, and each run is a forked child with its own process group, CPU limit and deadline, so a
@@ -6,20 +10,38 @@ candidate never pays pytest's start-up (measured: ~1.9 s for a plain ``pytest`` 
 plugins, ~0.15 s for a forked run; see bench/verification.py). Each run writes one JSON line per test
 event to a file, so a run killed at its deadline still tells which tests finished and which one hung.
 
+A pre-imported fork server is not ``python -m pytest``: plugins are imported before the project's
+configuration is read, and modules they import are already loaded (no import-time warnings, no
+import-order effects). So once per configuration the collection is made both ways, and a project whose
+configuration loads a plugin with ``-p``, turns warnings into errors, or whose fork-server collection
+differs from (or fails where) a fresh process succeeds gets every run in a fresh process (``_worker.py
+once``): slower, but the same as the project's own ``python -m pytest``.
+
 After the run the child records where the edited module was imported from; a run in which it came from
 the user's tree (an installed or editable copy winning over the shadow) cannot pass.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
-from collections.abc import Sequence
+import re
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
-from .sandbox import WorkerError, WorkerProcess
+from .sandbox import (
+    WORKER_SCRIPT,
+    Isolation,
+    Limits,
+    WorkerError,
+    WorkerProcess,
+    interpreter_paths,
+    run_process,
+)
 from .shadow import Shadow, ShadowRoot
 from .types import TestOutcome
 
@@ -49,6 +71,43 @@ class TestRun:
         return {outcome.nodeid: outcome for outcome in self.outcomes}
 
 
+_DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectedTest:
+    """One item pytest collected."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    nodeid: str
+    file: str
+    """The file it was collected from (relative to the root, ``/``-separated)."""
+    def_file: str
+    """The file defining the function it runs (differs for inherited tests; empty when unknown)."""
+    qualname: str
+    """The function's ``__qualname__``, e.g. ``AreaTests.test_square`` (empty for non-function items)."""
+    line: int
+    """0-based first line of the function's definition (its first decorator), -1 when unknown."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """What pytest collects in the workspace, and how its tests must be run."""
+
+    tests: tuple[CollectedTest, ...]
+    errors: tuple[tuple[str, str], ...] = ()
+    """(file, one-line reason) of each file that failed to collect; the other files' tests still count."""
+    problem: str = ""
+    """Why nothing could be collected (one line naming the file), else empty."""
+    python_files: tuple[str, ...] = _DEFAULT_PYTHON_FILES
+    """The project's ``python_files`` patterns: a new file matching one may hold tests."""
+    fresh_process: str = ""
+    """Why each run needs a fresh ``python -m pytest``-like process (empty: the fork server reproduces
+    the project's own runs)."""
+    seconds: float = 0.0
+
+
 def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
     """Arguments for one run: no cache provider (it would write .pytest_cache), fixed rootdir."""
     args = ["-p", "no:cacheprovider", "-q", "--no-header", "--color=no", f"--rootdir={root}"]
@@ -57,13 +116,120 @@ def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -
     return [*args, *node_ids]
 
 
-class PytestRunner:
-    """Runs tests in shadows through one pre-imported fork server; one run at a time."""
+@dataclasses.dataclass(frozen=True)
+class FreshProcess:
+    """How to start a fresh sandboxed interpreter for one run (``_worker.py once``)."""
 
-    def __init__(self, worker: WorkerProcess, shadows: ShadowRoot, timeout_s: float) -> None:
+    limits: Limits
+    isolation: Isolation
+    writable: tuple[Path, ...]
+    readable: tuple[Path, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class PytestRunner:
+    """Collects and runs tests in shadows, through one pre-imported fork server or, for a project that the
+    fork server cannot reproduce, a fresh process per run; one run at a time."""
+
+    def __init__(
+        self, worker: WorkerProcess, shadows: ShadowRoot, timeout_s: float, fresh: FreshProcess
+    ) -> None:
         self._worker = worker
         self._shadows = shadows
         self._timeout_s = timeout_s
+        self._fresh = fresh
+        self._fresh_reason = ""
+        """Set by :meth:`collect`: why runs use a fresh process (empty: the fork server)."""
+
+    # -- collection --------------------------------------------------------------------------------------
+
+    def collect(self, shadow: Shadow, cancel: CancelToken) -> Collection:
+        """pytest's collection of the whole workspace (as seen through ``shadow``), made both in the fork
+        server and in a fresh process; the fresh process's is the truth, and decides how runs are made."""
+        timeout = max(2 * self._timeout_s, 15.0)  # a whole suite collects slower than a few tests run
+        args = ["--collect-only", *pytest_args(shadow.root, (), None)]
+        # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
+        # is saved on every `lsp-verify check` run.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-collect") as pool:
+            forked_run = pool.submit(self._request, shadow, "collect", args, timeout, cancel, False)
+            fresh_events, fresh_answer, fresh_log = self._request(
+                shadow, "collect", args, timeout, cancel, True
+            )
+            try:
+                forked_events, forked_answer, forked_log = forked_run.result()
+            except WorkerError as exc:
+                forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
+            else:
+                forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
+                forked_failure = ""
+        fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
+        reason = _fresh_reason_from_config(fresh_events) or forked_failure
+        differs = forked is not None and (forked.problem or _signature(forked) != _signature(fresh))
+        if differs and not reason and not fresh.problem:
+            reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
+        self._fresh_reason = reason
+        return dataclasses.replace(fresh, fresh_process=reason)
+
+    def _request(
+        self,
+        shadow: Shadow,
+        op: str,
+        args: list[str],
+        timeout: float,
+        cancel: CancelToken,
+        fresh: bool,
+        extra: dict[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+        """Send one request to the fork server or run it in a fresh process: (events, answer, log)."""
+        result_file = self._shadows.scratch(f"{op}-result")
+        log_file = self._shadows.scratch(f"{op}-log")
+        request_file = self._shadows.scratch(f"{op}-request")
+        request = {
+            "op": op,
+            "cwd": str(shadow.root),
+            "args": args,
+            "result_file": str(result_file),
+            "log_file": str(log_file),
+            "timeout": timeout,
+            **(extra or {}),
+        }
+        try:
+            if fresh:
+                if self._fresh.isolation != "bwrap":  # bubblewrap confines writes itself; else Landlock
+                    request["writable"] = [str(path) for path in self._fresh.writable]
+                request_file.write_text(json.dumps(request), encoding="utf-8")
+                bootstrap = (
+                    "import runpy, sys; del sys.path[0]; "
+                    f"sys.argv = ['lsp-verify-worker', 'once', {str(request_file)!r}]; "
+                    f"runpy.run_path({str(WORKER_SCRIPT)!r}, run_name='__main__')"
+                )
+                limits = dataclasses.replace(self._fresh.limits, cpu_s=int(timeout) + 2)
+                ran = run_process(
+                    [sys.executable, "-B", "-c", bootstrap],
+                    cwd=shadow.root,
+                    timeout_s=timeout,
+                    limits=limits,
+                    isolation=self._fresh.isolation,
+                    writable=self._fresh.writable,
+                    readable=(*self._fresh.readable, *interpreter_paths(), WORKER_SCRIPT.parent),
+                    cancel=cancel,
+                    env=self._fresh.env,
+                )
+                answer: dict[str, Any] = {
+                    "status": "timeout" if ran.timed_out else "ok",
+                    "exit": ran.returncode,
+                    "seconds": ran.seconds,
+                }
+                log = ran.output
+            else:
+                answer = self._worker.request(request, cancel)
+                log = _read_text(log_file)
+            return _read_events(result_file), answer, log
+        finally:
+            for scratch in (result_file, log_file, request_file):
+                scratch.unlink(missing_ok=True)
+
+    # -- runs --------------------------------------------------------------------------------------------
 
     def run(
         self,
@@ -73,28 +239,16 @@ class PytestRunner:
         original_file: Path,
         cancel: CancelToken,
     ) -> TestRun:
-        result_file = self._shadows.scratch("pytest-result")
-        log_file = self._shadows.scratch("pytest-log")
-        request = {
-            "op": "pytest",
-            "cwd": str(shadow.root),
-            "args": pytest_args(shadow.root, node_ids, doctest_file),
-            "result_file": str(result_file),
-            "log_file": str(log_file),
-            "timeout": self._timeout_s,
-            "edited_file": str(shadow.edited),
-            "forbidden_file": str(original_file),
-        }
+        args = pytest_args(shadow.root, node_ids, doctest_file)
+        files = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
+        fresh = bool(self._fresh_reason)
         try:
-            try:
-                answer = self._worker.request(request, cancel)
-            except WorkerError as exc:
-                return TestRun((), problem=f"the test runner failed: {exc}")
-            events = _read_events(result_file)
-            log = _read_text(log_file)
-        finally:
-            result_file.unlink(missing_ok=True)
-            log_file.unlink(missing_ok=True)
+            events, answer, log = self._request(shadow, "pytest", args, self._timeout_s, cancel, fresh, files)
+        except WorkerError:
+            # The fork server is an optimisation: whatever broke it, a fresh process is the project's own
+            # `python -m pytest`, and a project whose tests pass must not be told they could not run.
+            self._fresh_reason = self._fresh_reason or "the pre-imported pytest server failed"
+            events, answer, log = self._request(shadow, "pytest", args, self._timeout_s, cancel, True, files)
         timed_out = answer.get("status") == "timeout"
         outcomes: dict[str, TestOutcome] = {}
         started: list[str] = []
@@ -198,3 +352,116 @@ def _read_text(path: Path) -> str:
 def _last_lines(text: str, count: int = 4) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-count:])[:800]
+
+
+def _collection(
+    events: list[dict[str, Any]], answer: dict[str, Any], log: str, root: Path, timeout: float
+) -> Collection:
+    """A :class:`Collection` from a collect run's events, exit status and log."""
+    tests = tuple(
+        CollectedTest(
+            nodeid=str(event["nodeid"]),
+            file=str(event.get("file", "")),
+            def_file=str(event.get("def_file", "")),
+            qualname=str(event.get("qualname", "")),
+            line=int(event.get("line", -1)),
+        )
+        for event in events
+        if event.get("event") == "item"
+    )
+    config = next((event for event in events if event.get("event") == "config"), {})
+    python_files = tuple(str(p) for p in config.get("python_files", ())) or _DEFAULT_PYTHON_FILES
+    errors = tuple(
+        (_error_location(str(event["nodeid"]), root), _one_line(str(event.get("message", "")), root))
+        for event in events
+        if event.get("event") == "collect_error"
+    )
+    seconds = float(answer.get("seconds", 0.0))
+    problem = ""
+    exit_code = int(answer.get("exit", -1))
+    if answer.get("status") == "timeout":
+        finished = {str(e["nodeid"]) for e in events if e.get("event") in ("collect_done", "collect_error")}
+        stuck = [str(e["nodeid"]) for e in events if e.get("event") == "collect_start"]
+        stuck = [nodeid for nodeid in stuck if nodeid not in finished]
+        where = f"collecting {stuck[-1]}" if stuck else "loading the pytest configuration and conftest.py"
+        problem = f"{where} did not finish within {timeout:g} s (killed)"
+    elif exit_code not in (0, 1, 2, 5) or (exit_code == 2 and not errors):
+        problem = _one_line(log, root) or f"pytest --collect-only exited with code {exit_code}"
+        config_file = _config_file(root)
+        if config_file and "conftest" not in problem:  # a missing plugin, a bad option: the config says so
+            problem = f"{config_file}: {problem}"
+    elif errors and not tests:
+        where, message = errors[0]
+        problem = f"no test could be collected; {where}: {message}"
+    return Collection(tests=tests, errors=errors, problem=problem, python_files=python_files, seconds=seconds)
+
+
+def _error_location(nodeid: str, root: Path) -> str:
+    """Where a collection error happened: a directory's failure is its conftest.py's."""
+    if not nodeid.endswith(".py") and (root / nodeid / "conftest.py").is_file():
+        return f"{nodeid}/conftest.py" if nodeid else "conftest.py"
+    return nodeid or "conftest.py"
+
+
+def _config_file(root: Path) -> str:
+    """The pytest configuration file in ``root``, in pytest's order of preference (empty: none)."""
+    for name, marker in (
+        ("pytest.ini", ""),
+        (".pytest.ini", ""),
+        ("pyproject.toml", "[tool.pytest"),
+        ("tox.ini", "[pytest]"),
+        ("setup.cfg", "[tool:pytest]"),
+    ):
+        try:
+            if marker in (root / name).read_text(encoding="utf-8", errors="replace"):
+                return name
+        except OSError:
+            continue
+    return ""
+
+
+def _fresh_reason_from_config(events: list[dict[str, Any]]) -> str:
+    """Why the project's own configuration rules out a pre-imported pytest (empty: it does not)."""
+    config = next((event for event in events if event.get("event") == "config"), {})
+    addopts = [str(option) for option in config.get("addopts", ())]
+    if any(option == "-p" or (option.startswith("-p") and not option.startswith("--")) for option in addopts):
+        return "the project's pytest addopts load a plugin with -p, which must be imported before the others"
+    if any(str(entry).strip().startswith("error") for entry in config.get("filterwarnings", ())):
+        return (
+            "the project's pytest filterwarnings turn warnings into errors, and a pre-imported pytest "
+            "would miss the warnings its own imports raise"
+        )
+    return ""
+
+
+def _signature(collection: Collection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (
+        tuple(sorted(test.nodeid for test in collection.tests)),
+        tuple(sorted(where for where, _ in collection.errors)),
+    )
+
+
+_EXCEPTION_LINE = re.compile(r"^(E\s+)?([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning))\b:?(.*)$")
+
+
+def _one_line(text: str, root: Path) -> str:
+    """The line of pytest's output that says what went wrong, with the shadow's paths made relative:
+    pytest's own ``ERROR:`` line, else the last exception line (``ZeroDivisionError: ...``)."""
+    text = text.replace(f"{root}/", "").replace(str(root), ".")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    conftest = next((line for line in lines if "while loading conftest" in line), "")
+    for line in lines:
+        if line.startswith("ERROR:") and "while loading conftest" not in line:
+            return line.removeprefix("ERROR:").strip()[:500]
+    exception = ""
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line)
+        if match and not match.group(2).startswith("_pytest."):
+            exception = f"{match.group(2)}{':' if match.group(4) else ''}{match.group(4)}".strip()
+        elif line.startswith("_pytest.config.ConftestImportFailure:"):
+            exception = line.removeprefix("_pytest.config.ConftestImportFailure:").strip()
+    if conftest:
+        where = re.search(r"conftest '([^']+)'", conftest)
+        named = where.group(1) if where else "conftest.py"
+        return f"{named} raised at import: {exception or conftest}"[:500]
+    return (exception or (lines[-1] if lines else ""))[:500]

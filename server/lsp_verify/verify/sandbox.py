@@ -1,21 +1,41 @@
-"""Running workspace code safely: process groups, deadlines, resource limits, and isolation.
+"""Running workspace code safely: process trees, deadlines, resource limits, and isolation.
 
-Every mypy or pytest run happens in a subprocess that is the leader of its own session (so one
-``killpg`` reaches it and all its descendants), under CPU / memory / file-size limits set before ``exec``,
-with a wall-clock deadline after which the whole group gets SIGKILL. Output goes to files or is read without
+Every mypy or pytest run happens in a subprocess that is the leader of its own session, under CPU / memory /
+file-size limits set before ``exec``, with a wall-clock deadline. Output goes to files or is read without
 blocking, so a killed group whose grandchild still holds a pipe can never hang the caller.
 
-Isolation, strongest available first (``Settings.sandbox``: "auto" picks the first that works):
+Nothing a run starts outlives it, even a process that left the run's session (``setsid``, double fork):
 
-- ``bwrap`` (bubblewrap): no network (``--unshare-net``), its own PID namespace (killing the sandbox kills
-  every process in it, even ones that called ``setsid``), the whole filesystem read-only - the workspace
-  included - except the shadow directory and the mypy cache, and a private ``/tmp``.
-- ``unshare``: no network only (``unshare -n``, with ``-r`` when not root).
-- ``none``: process group, limits and deadline only; the user's tree is protected only by running against
-  the shadow (and the tests check it is unchanged afterwards).
+- the fork server (``_worker.py``) makes itself a *child subreaper* (``PR_SET_CHILD_SUBREAPER``), so an
+  orphaned descendant is re-parented to it rather than to init, and after every run - and before it exits -
+  it kills every descendant it finds in /proc;
+- :func:`kill_tree` (timeout, cancel, close) kills the worker's descendants before the worker, for the same
+  reason: while the worker lives, every orphan is still its descendant;
+- the worker exits when its stdin reaches end-of-file, which happens however the server ends - ``exit``,
+  a crash, SIGKILL - because the server holds the only write end. This is what ties the sandbox to the
+  server, not ``PR_SET_PDEATHSIG`` / ``--die-with-parent``: those fire when the *thread* that started the
+  process exits, and workers are started from short-lived warm-up and request threads.
+- under bubblewrap the worker also lives in its own PID namespace: when it exits the kernel kills the rest.
+
+On a system without /proc or ``prctl`` (macOS) only the process group is killed.
+
+Isolation, strongest available first (``Settings.sandbox``: "auto" picks the first that works; "bwrap" fails
+closed with :class:`SandboxUnavailable` when bubblewrap cannot run - never a silent downgrade):
+
+- ``bwrap`` (bubblewrap): no network (``--unshare-net``), its own PID namespace, the system read-only, home
+  directories, /tmp and other shared places replaced by empty private directories, with only the
+  workspace, the interpreter and its libraries mounted back read-only, and only the private shadow
+  directory (and, for the mypy worker, this workspace's mypy cache) writable.
+- ``unshare``: no network (``unshare -n``, with ``-r`` when not root); otherwise as ``none``.
+- ``none``: process tree, limits and deadline only. Runs see everything the user can read. Writes are
+  confined with Landlock (Linux >= 5.13) to the shadow directory, its TMPDIR, /dev and /dev/shm (and the
+  mypy worker's cache); without Landlock (macOS, older kernels) the workspace is protected only from
+  writes made *through the shadow* (a private copy, see shadow.py), not from writes to its absolute path.
+
+``LSP_VERIFY_HIDE_BWRAP=1`` makes bubblewrap look absent (CI runs the sandbox tests both ways).
 
 RLIMIT_NPROC is set only when not running as root: the kernel never enforces it for uid 0, so there a fork
-bomb is stopped by the deadline (and, under bwrap, by killing the PID namespace).
+bomb is stopped by the deadline and the tree kill.
 """
 
 from __future__ import annotations
@@ -43,6 +63,23 @@ from ..cancel import Cancelled, CancelToken
 Isolation = Literal["bwrap", "unshare", "none"]
 
 WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
+
+HIDE_BWRAP_ENV = "LSP_VERIFY_HIDE_BWRAP"
+"""Set to 1 to make bubblewrap look absent (the tests of the isolation that is left without it)."""
+
+# Directories a sandboxed run must not see: other users' and this user's homes (keys, tokens, other
+# projects), shared temporary directories, mounted media. Each is replaced by an empty tmpfs; what a run
+# needs from inside one (the workspace, a virtualenv or pyenv interpreter under $HOME) is mounted back
+# read-only.
+_HIDDEN = ("/home", "/root", "/tmp", "/var/tmp", "/run/user", "/mnt", "/media", "/srv")
+# Never hidden even when $HOME points there: the sandbox would lose the system itself.
+_SYSTEM = frozenset(
+    {"/", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/var", "/nix", "/proc", "/dev", "/sys"}
+)
+
+
+class SandboxUnavailable(Exception):
+    """The configured sandbox cannot run here (the message says why and what to do); nothing was run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +115,10 @@ def _bwrap_works() -> bool:
     )
 
 
+def _bwrap_hidden() -> bool:
+    return os.environ.get(HIDE_BWRAP_ENV, "") not in ("", "0")
+
+
 @functools.cache
 def _unshare_works() -> bool:
     return shutil.which("unshare") is not None and _probe(_unshare_prefix())
@@ -87,64 +128,170 @@ def _unshare_prefix() -> list[str]:
     return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
 
 
+def _bwrap_missing() -> str:
+    """Why bubblewrap cannot be used here (for messages), or "" when it can."""
+    if _bwrap_hidden():
+        return f"bubblewrap is hidden ({HIDE_BWRAP_ENV} is set)"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    if not _bwrap_works():
+        return (
+            "bubblewrap is installed but cannot create its namespaces here (user namespaces disabled, "
+            "or a container without the privilege)"
+        )
+    return ""
+
+
+@functools.cache
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none). Without bubblewrap the workers confine writes with it."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes
+
+    try:
+        version = int(ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1))
+    except (OSError, AttributeError):
+        return 0
+    return max(version, 0)
+
+
 def choose_isolation(mode: str = "auto") -> Isolation:
-    """The isolation that ``mode`` ("auto", "bwrap", "none") gives on this machine."""
+    """The isolation that ``mode`` ("auto", "bwrap", "none") gives on this machine.
+
+    Raises :class:`SandboxUnavailable` for "bwrap" when bubblewrap cannot run: a configured sandbox is
+    never silently replaced by a weaker one.
+    """
     if mode == "none":
         return "none"
-    if _bwrap_works():
+    missing = _bwrap_missing()
+    if not missing:
         return "bwrap"
     if mode == "bwrap":
-        return "none"  # asked for but unavailable: isolation_report() says so
+        raise SandboxUnavailable(f"sandbox is 'bwrap' but {missing}; nothing was run")
     return "unshare" if _unshare_works() else "none"
 
 
-def isolation_report(mode: str = "auto") -> str:
-    """For ``lsp-verify doctor``: which isolation runs workspace code, and what it guarantees."""
-    chosen = choose_isolation(mode)
+def hidden_paths() -> list[Path]:
+    """The directories bubblewrap replaces with empty ones (existing ones only; $HOME included)."""
+    found: list[Path] = []
+    home = os.environ.get("HOME", "")
+    for name in (*_HIDDEN, home, tempfile.gettempdir()):
+        if not name or not os.path.isabs(name) or os.path.realpath(name) in _SYSTEM:
+            continue
+        path = Path(name)
+        # A symlinked directory (/home -> /usr/home) is hidden where it really lives.
+        real = path.resolve()
+        if real.is_dir() and real not in found and not any(p in real.parents for p in found):
+            found = [p for p in found if real not in p.parents]
+            found.append(real)
+    return found
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
+    """For ``lsp-verify doctor``: what a sandboxed run can read, write and reach, in words a user can
+    check (the first line names the isolation, one indented line per property follows)."""
     nproc = (
         "RLIMIT_NPROC is not enforced for root: a fork bomb is stopped by the deadline"
         if os.geteuid() == 0
         else "RLIMIT_NPROC limits forks"
     )
-    common = f"own process group, wall-clock deadline, CPU/memory/file-size limits; {nproc}"
+    limits = f"own session, wall-clock deadline, CPU/memory/file-size limits; {nproc}"
+    linux = sys.platform.startswith("linux")
+    reaper = "killed with it (subreaper + /proc)" if linux else "killed with its process group only"
+    missing = _bwrap_missing()
+    try:
+        chosen = choose_isolation(mode)
+    except SandboxUnavailable as exc:
+        return f"isolation: NONE - {exc}: tests and mypy are refused until it can (or set sandbox = 'auto')"
+    home = Path(os.environ.get("HOME", "~")).expanduser()
+    place = str(workspace) if workspace is not None else "the workspace"
     if chosen == "bwrap":
-        return (
-            f"isolation: bubblewrap ({shutil.which('bwrap')}): no network, own PID namespace, workspace and "
-            f"system read-only, only the shadow directory and the mypy cache writable, private /tmp; {common}"
-        )
-    hint = (
-        "" if shutil.which("bwrap") else " (install bubblewrap - Debian/Ubuntu: apt-get install bubblewrap)"
+        hidden = ", ".join(str(p) for p in hidden_paths())
+        lines = [
+            f"isolation: bubblewrap ({shutil.which('bwrap')})",
+            "network: none (own network namespace; even 127.0.0.1 is unreachable)",
+            f"home directory: NOT visible ({home} is an empty private directory)",
+            f"hidden (empty, private): {hidden}",
+            f"readable: the system (read-only), {place}, the Python interpreter and its libraries "
+            "(read-only, mounted back even when they live under a hidden directory)",
+            f"mounted back read-only: {_mounted_back(workspace, hidden_paths()) or 'nothing'}",
+            "writable: only the private shadow directory (a per-request view of the workspace and a private "
+            "TMPDIR); the mypy worker also this workspace's own mypy cache",
+            "processes: own PID namespace; every process of a run, detached ones included, is killed with it",
+            f"limits: {limits}",
+        ]
+        return "\n".join(lines)
+    why = f" - {missing}" if missing else ""
+    name = "unshare" if chosen == "unshare" else "NONE"
+    network = (
+        "none (own network namespace, unshare -n)"
+        if chosen == "unshare"
+        else "OPEN: tests can reach the network and local services"
     )
-    if mode == "bwrap":
-        hint = f" - sandbox is 'bwrap' but bubblewrap is not usable here{hint}"
-    if chosen == "unshare":
-        return (
-            f"isolation: unshare: no network; the filesystem is NOT read-only (tests could write through "
-            f"the shadow's symlinks into the workspace){hint}; {common}"
-        )
-    return f"isolation: none (network and filesystem are open to tests){hint}; {common}"
+    writable = (
+        f"only the private shadow directory (a per-request copy of {place} and a private TMPDIR), /dev and "
+        f"/dev/shm; the mypy worker also this workspace's own mypy cache (Landlock ABI {landlock_abi()})"
+        if landlock_abi()
+        else f"everything this user can write (no Landlock in this kernel); {place} is safe from writes "
+        "through the shadow (tests run on a private copy), not from writes to its absolute path"
+    )
+    lines = [
+        f"isolation: {name}{why}",
+        f"network: {network}",
+        f"home directory: VISIBLE - tests can read {home} and anything else this user can read",
+        "readable: everything this user can read",
+        f"writable: {writable}",
+        f"processes: every process of a run, detached ones included, is {reaper}",
+        f"limits: {limits}",
+    ]
+    return "\n".join(lines)
+
+
+def interpreter_paths() -> list[Path]:
+    """What running this interpreter needs to read: its prefixes (a virtualenv and the Python it was made
+    from, e.g. a pyenv build under $HOME), the executable's real location and ``sys.path``."""
+    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path}
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return [Path(p) for p in sorted(paths) if p and os.path.isabs(p)]
+
+
+def _mounted_back(workspace: Path | None, hidden: Sequence[Path]) -> str:
+    """The readable paths under hidden directories, outermost only (what a user can check by hand)."""
+    paths = sorted({p.resolve() for p in [*([workspace] if workspace else []), *interpreter_paths()]})
+    shown: list[Path] = []
+    for path in paths:
+        if path.exists() and _under(path, hidden) and not _under(path, shown):
+            shown.append(path)
+    return ", ".join(str(p) for p in shown)
 
 
 def sandbox_argv(
     argv: Sequence[str], isolation: Isolation, writable: Sequence[Path], readable: Sequence[Path] = ()
 ) -> list[str]:
-    """``argv`` wrapped in the chosen isolation; ``writable`` directories stay writable under bwrap."""
+    """``argv`` wrapped in the chosen isolation; under bwrap only ``writable`` directories are writable and
+    ``readable`` ones that live under a hidden directory are mounted back read-only."""
     if isolation == "none":
         return list(argv)
     if isolation == "unshare":
         return [*_unshare_prefix(), *argv]
-    wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    # The private /tmp hides what lives there on the host: bring back what the run must read (a workspace
-    # or interpreter under /tmp) read-only, then the writable directories.
-    tmp = Path(tempfile.gettempdir()).resolve()
-    for path in readable:
-        real = path.resolve()
-        if (real == tmp or tmp in real.parents or Path("/tmp") in real.parents) and real.exists():
+    wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    hidden = hidden_paths()
+    for path in hidden:
+        wrapped += ["--tmpfs", str(path)]
+    # Mounted back in order, outermost first, so that a path inside another still shows.
+    back = {p.resolve() for p in readable if p.is_absolute() and p.exists()}
+    for real in sorted(back, key=lambda p: len(p.parts)):
+        if _under(real, hidden):
             wrapped += ["--ro-bind", str(real), str(real)]
     for path in writable:
         wrapped += ["--bind", str(path), str(path)]
-    # No --die-with-parent: its PR_SET_PDEATHSIG fires when the *thread* that started bwrap exits, which
-    # would kill workers started from a warm-up thread. A worker exits on end-of-file on stdin instead.
+    # No --die-with-parent: its PR_SET_PDEATHSIG fires when the *thread* that started bwrap exits (a warm-up
+    # thread). The worker exits on end-of-file on stdin instead, and the PID namespace goes with it.
     wrapped += ["--unshare-net", "--unshare-pid", "--"]
     return [*wrapped, *argv]
 
@@ -180,8 +327,51 @@ def limits_preexec(limits: Limits) -> Callable[[], None]:
     return apply
 
 
-def kill_group(process: subprocess.Popen[Any]) -> None:
-    """SIGKILL the session led by ``process`` (every descendant that kept the group), then reap it."""
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (zombies excluded), from /proc; children before grandchildren.
+
+    Empty where there is no /proc (macOS): there only the process group can be killed.
+    """
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, ()) if child not in found]
+        found += frontier
+    return found
+
+
+def _kill_descendants(pid: int) -> None:
+    """SIGKILL every descendant of ``pid`` while ``pid`` itself lives: an orphan of a killed process is
+    re-parented to its nearest subreaper (the worker), so the next pass still finds it."""
+    for _ in range(100):  # a fork bomb outruns one pass; RLIMIT_NPROC and the deadline bound it
+        pids = descendants(pid)
+        if not pids:
+            return
+        for child in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+
+
+def kill_tree(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL ``process`` and every process it started - detached (``setsid``) descendants included,
+    the worker's children first so that their orphans are still found - then reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(process.pid, signal.SIGSTOP)  # a stopped worker starts no new run meanwhile
+        _kill_descendants(process.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
@@ -231,7 +421,7 @@ def run_process(
             start_new_session=True,
             preexec_fn=limits_preexec(limits),
         )
-        unregister = cancel.on_cancel(lambda: kill_group(process)) if cancel else (lambda: None)
+        unregister = cancel.on_cancel(lambda: kill_tree(process)) if cancel else (lambda: None)
         timed_out = False
         try:
             try:
@@ -239,7 +429,7 @@ def run_process(
             except subprocess.TimeoutExpired:
                 timed_out = True
             # Always kill the group: a grandchild left running would outlive the check otherwise.
-            kill_group(process)
+            kill_tree(process)
         finally:
             unregister()
         if cancel is not None and cancel.cancelled:
@@ -256,9 +446,9 @@ class WorkerError(Exception):
 class WorkerProcess:
     """A long-lived fork server (``_worker.py``) inside the sandbox; one request at a time.
 
-    A request that outlives its deadline plus a grace period, a cancel, or a timed-out run (whose
-    escaped descendants may still be alive) kills the whole worker sandbox; the next request starts a
-    fresh one.
+    A request that outlives its deadline plus a grace period or a cancel kills the worker's whole tree
+    (:func:`kill_tree`); the next request starts a fresh one. A run that merely timed out is cleaned up by
+    the worker itself (it kills every descendant after each run), so the worker stays warm.
     """
 
     def __init__(
@@ -289,13 +479,17 @@ class WorkerProcess:
         """Start the worker (with ``_lock`` held); refused once the worker is closed."""
         if self._closed:
             raise WorkerError(f"the {self.mode} worker is closed")
+        args: list[str] = [self.mode]
+        if self._isolation != "bwrap":
+            # Nothing mounts the filesystem read-only: the worker confines writes with Landlock instead.
+            args.append(json.dumps([str(path) for path in self._writable]))
         bootstrap = (
             "import runpy, sys; del sys.path[0]; "
-            f"sys.argv = ['lsp-verify-worker', {self.mode!r}]; "
+            f"sys.argv = ['lsp-verify-worker', *{args!r}]; "
             f"runpy.run_path({str(WORKER_SCRIPT)!r}, run_name='__main__')"
         )
         argv = [sys.executable, "-B", "-c", bootstrap]
-        readable = [*self._readable, Path(sys.prefix), WORKER_SCRIPT.parent]
+        readable = [*self._readable, *interpreter_paths(), WORKER_SCRIPT.parent]
         process = subprocess.Popen(
             sandbox_argv(argv, self._isolation, self._writable, readable),
             cwd=self._cwd,
@@ -366,9 +560,9 @@ class WorkerProcess:
             finally:
                 unregister()
             assert answer is not None
-            if answer.get("status") == "timeout":
-                # Descendants that left the run's process group may still be alive: only killing the
-                # sandbox (its PID namespace under bwrap) is sure to end them.
+            if answer.get("status") == "timeout" and not answer.get("contained"):
+                # The worker could not make itself a subreaper (no prctl: macOS), so descendants that left
+                # the run's process group may still be alive: only killing the worker's tree ends them.
                 self.kill()
             return answer
 
@@ -376,7 +570,7 @@ class WorkerProcess:
         """Kill the worker sandbox (safe from any thread: a waiting request then sees end-of-file)."""
         process = self._process
         if process is not None:
-            kill_group(process)
+            kill_tree(process)
 
     def close(self) -> None:
         """Kill the worker for good. A start in progress (a warm-up thread) is waited for and killed too:
@@ -386,7 +580,7 @@ class WorkerProcess:
         with self._lock:
             process, self._process = self._process, None
         if process is not None:
-            kill_group(process)
+            kill_tree(process)
             for stream in (process.stdin, process.stdout):
                 if stream is not None:
                     with contextlib.suppress(OSError):

@@ -1,22 +1,35 @@
-"""Which tests are "nearby": an index of the workspace's test functions, kept fresh as files change.
+"""Which tests are "nearby": pytest's collection of the workspace, and the names each collected test uses.
 
-Test files are the ones pytest collects by default (``test_*.py``, ``*_test.py``) anywhere under the root,
-outside virtual environments, VCS and build directories. Each is parsed once with tree-sitter into its
-imports and its test functions (module level, or methods of ``Test*`` classes) with every name each one
-mentions; a watchdog observer drops a file's entry when it changes and tells listeners (the verifier's
-baseline cache) which paths changed.
+pytest decides which tests exist (``pytest_run.PytestRunner.collect``: the project's rootdir, configuration,
+conftest files and plugins - ``unittest.TestCase`` classes of any name, custom ``python_files`` /
+``python_classes`` / ``python_functions``, ``testpaths``, parametrisation). This module decides only which of
+them are near a function. Each collected test is matched, by the file and ``__qualname__`` (or line) of the
+function it runs, to a tree-sitter scan of that file: its imports and every name the function uses.
 
-A test is selected for a target function ``name`` in module ``pkg.mod`` when
+The collection is cached until a change could alter it: a file it collected from or failed to collect, a
+new file matching the project's ``python_files``, a ``conftest.py``, ``__init__.py`` or pytest configuration
+file. A watchdog observer (or :meth:`TestIndex.invalidate`) reports changes and tells listeners (the
+verifier's baseline cache) which paths changed.
 
-- it lives in the conventional test module for the file (``test_mod.py`` / ``mod_test.py``): all its tests; or
-- its file imports ``pkg.mod`` (``import pkg.mod``, ``from pkg import mod``, ``from pkg.mod import name``)
-  and the test mentions ``name`` (or the name it was imported as, or the class of a method).
+A collected test is selected for a target function ``name`` in module ``pkg.mod`` when
+
+- it was collected from the conventional test module for the file (``test_mod.py`` / ``mod_test.py``): all
+  its tests, as a guard for the rest of the module (direct only when they use the name); or
+- the file defining it imports ``pkg.mod`` or a package above it (``import pkg.mod``, ``import pkg as p``,
+  ``from pkg import mod``, ``from pkg.mod import name``) and the test uses ``name`` (or the name it was
+  imported as): ``Box(1, 2, 3).volume()`` names ``Box.volume``.
+
+For a method, a test that uses its class but never its name (it builds a ``Box`` and calls ``label``) is
+the hard case: it may reach the method indirectly, or not at all. It is selected, so it must still pass,
+but as a guard: it is no evidence for the method (a types-only result says so), except for special methods
+(``__init__``, ``__eq__``, ...), which using the class does call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -29,6 +42,7 @@ from watchdog.observers import Observer
 
 from ..syntax.parse import parse
 from ..syntax.tests_scan import TestFunction, test_functions
+from .pytest_run import Collection
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
@@ -50,9 +64,20 @@ class TestFile:
     """Local name -> dotted origin, for ``from pkg.mod import name as local``."""
     functions: tuple[TestFunction, ...]
 
+    def function(self, qualname: str, line: int) -> TestFunction | None:
+        """The scanned function pytest reported as ``qualname`` defined at ``line`` (0-based; its first
+        decorator): by qualname, else the innermost definition spanning the line."""
+        for function in self.functions:
+            if function.qualname == qualname:
+                return function
+        spanning = [f for f in self.functions if f.start_line <= line <= f.end_line]
+        return min(spanning, key=lambda f: f.end_line - f.start_line, default=None)
 
-def is_test_file(name: str) -> bool:
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+# Changes to these may change what pytest collects, wherever they are.
+_COLLECTION_FILES = frozenset(
+    {"conftest.py", "__init__.py", "pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
+)
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -91,8 +116,8 @@ def scan_test_file(relative: Path, source: bytes) -> TestFile:
                     continue
                 modules.add(f"{base}.{_text(dotted)}")
                 aliases[_text(alias)] = f"{base}.{_text(dotted)}"
-    # The test functions themselves (pytest's collection rules, nested Test* classes included) come from
-    # the one scan of test modules that the prompt's nearby-test context uses too.
+    # The functions (every one: pytest decides which are tests) come from the one scan of test modules that
+    # the prompt's nearby-test context uses too.
     functions = test_functions(source.decode("utf-8", errors="replace"))
     return TestFile(relative, frozenset(modules), aliases, tuple(functions))
 
@@ -102,26 +127,31 @@ def _text(node: tree_sitter.Node) -> str:
 
 
 class TestIndex:
-    """The test files under ``root``, parsed lazily and kept fresh by a watchdog observer."""
+    """pytest's collection of the tests under ``root`` and a scan of their files, kept fresh by a watchdog
+    observer."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._lock = threading.Lock()
-        self._files: dict[Path, TestFile | None] | None = None
-        """Relative path -> parsed file (None: not parsed yet or changed since)."""
+        self._collect_lock = threading.Lock()
+        """Held while collecting: one collection at a time, and concurrent callers share it."""
+        self._collection: Collection | None = None
+        self._generation = 0
+        """Bumped by every invalidation: a collection that started before one is not cached."""
+        self._scanned: dict[Path, TestFile] = {}
+        """Relative path -> scan of a file that holds collected tests (dropped when it changes)."""
         self._listeners: list[Listener] = []
         self._observer: Any = None
 
     # -- life cycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Index the tree and start watching it (idempotent)."""
+        """Start watching the tree (idempotent)."""
         with self._lock:
             if self._observer is not None:
                 return
-        self._ensure_listed()
         observer = Observer()
         observer.schedule(_Handler(self), str(self.root), recursive=True)
         observer.daemon = True
@@ -163,11 +193,10 @@ class TestIndex:
                 continue
             changed.add(absolute)
             with self._lock:
-                if self._files is not None and is_test_file(relative.name):
-                    if absolute.is_file():
-                        self._files[relative] = None
-                    else:
-                        self._files.pop(relative, None)
+                self._scanned.pop(relative, None)
+                if self._collection is not None and _may_change(self._collection, relative):
+                    self._collection = None
+                self._generation += 1
         if changed:
             with self._lock:
                 listeners = list(self._listeners)
@@ -176,75 +205,133 @@ class TestIndex:
 
     # -- queries -----------------------------------------------------------------------------------------
 
-    def test_files(self) -> list[TestFile]:
-        files = self._ensure_listed()
-        parsed = []
-        for relative in sorted(files):
-            info = files.get(relative)
-            if info is None:
-                try:
-                    info = scan_test_file(relative, (self.root / relative).read_bytes())
-                except OSError:
-                    continue
-                with self._lock:
-                    if self._files is not None and relative in self._files:
-                        self._files[relative] = info
-            parsed.append(info)
-        return parsed
+    def collection(self, collect: Callable[[], Collection]) -> Collection:
+        """pytest's collection of the workspace: the cached one, or ``collect()``'s (then cached)."""
+        with self._collect_lock:
+            with self._lock:
+                if self._collection is not None:
+                    return self._collection
+                generation = self._generation
+            collection = collect()
+            with self._lock:
+                # A collection that raced with a change is used once, not kept.
+                if generation == self._generation:
+                    self._collection = collection
+            return collection
 
-    def node_ids(self, target_path: Path, name: str, class_name: str | None) -> list[str]:
+    def scanned(self, relative: Path) -> TestFile | None:
+        """The tree-sitter scan of one file (cached until it changes); None when it cannot be read."""
+        with self._lock:
+            cached = self._scanned.get(relative)
+        if cached is not None:
+            return cached
+        try:
+            scanned = scan_test_file(relative, (self.root / relative).read_bytes())
+        except OSError:
+            return None
+        with self._lock:
+            self._scanned[relative] = scanned
+        return scanned
+
+    def node_ids(
+        self, target_path: Path, name: str, class_name: str | None, collection: Collection
+    ) -> list[str]:
         """pytest node ids of the tests near function ``name`` (a method of ``class_name``) in the file."""
-        return [node_id for node_id, _ in self.nearby(target_path, name, class_name)]
+        return [node_id for node_id, _ in self.nearby(target_path, name, class_name, collection)]
 
-    def nearby(self, target_path: Path, name: str, class_name: str | None) -> list[tuple[str, bool]]:
-        """(node id, direct) for each test near ``name``: direct when the test itself names the target.
+    def nearby(
+        self, target_path: Path, name: str, class_name: str | None, collection: Collection
+    ) -> list[tuple[str, bool]]:
+        """(node id, direct) for each collected test function near ``name``: direct when the test itself
+        names the target. Node ids are the test functions' (parametrised cases are run by their function).
 
         Tests of the conventional module (``test_<module>.py``) that never name the target are selected
         too, as a guard against breaking the module's other behaviour, but they are not direct.
         """
-        absolute = target_path if target_path.is_absolute() else self.root / target_path
-        module = module_name(self.root, absolute)
-        stem = absolute.stem
-        conventional = {f"test_{stem}.py", f"{stem}_test.py"}
-        parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
-        selected: list[tuple[str, bool]] = []
-        for test_file in self.test_files():
-            if (self.root / test_file.path).resolve() == absolute.resolve():
+        absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        selected: dict[str, bool] = {}
+        for test in collection.tests:
+            if not test.qualname or not test.file:
+                continue  # not a Python function (a doctest, a plugin's item): nothing to scan
+            if (self.root / test.file).resolve() == absolute:
                 continue
-            prefix = test_file.path.as_posix()
-            wanted = {name}
-            if class_name:
-                wanted.add(class_name)
-            wanted |= {local for local, origin in test_file.aliases.items() if origin.endswith(f".{name}")}
-            if test_file.path.name in conventional:
-                selected += [
-                    (f"{prefix}::{f.nodeid_suffix}", bool(f.names_used & wanted)) for f in test_file.functions
-                ]
+            scanned = self.scanned(Path(test.def_file or test.file))
+            # Defined outside the workspace (a base class from an installed package): its line is not a
+            # line of the collected file, so only the qualname can match.
+            line = test.line if test.def_file else -1
+            function = scanned.function(test.qualname, line) if scanned is not None else None
+            if scanned is None or function is None:
                 continue
-            imports_module = module in test_file.imported_modules or f"{module}.{name}" in (
-                test_file.imported_modules
-            )
-            if not imports_module and not (parents & test_file.imported_modules and "." in module):
-                continue
-            for function in test_file.functions:
-                if function.names_used & wanted:
-                    selected.append((f"{prefix}::{function.nodeid_suffix}", True))
-        return selected
+            calls = self._uses(scanned, function, absolute, {name})
+            builds = bool(class_name) and self._uses(scanned, function, absolute, {str(class_name)})
+            direct = calls or (builds and name.startswith("__") and name.endswith("__"))
+            node_id = test.nodeid.split("[", 1)[0]
+            if calls or builds or Path(test.file).name in _conventional(absolute):
+                selected[node_id] = selected.get(node_id, False) or direct
+        return list(selected.items())
 
-    def _ensure_listed(self) -> dict[Path, TestFile | None]:
-        with self._lock:
-            if self._files is not None:
-                return dict(self._files)
-        found: dict[Path, TestFile | None] = {}
-        for directory, subdirs, names in os.walk(self.root):
-            subdirs[:] = [d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith(".")]
-            for file_name in names:
-                if is_test_file(file_name):
-                    found[(Path(directory) / file_name).relative_to(self.root)] = None
-        with self._lock:
-            if self._files is None:
-                self._files = found
-            return dict(self._files)
+    def near_but_broken(
+        self, target_path: Path, name: str, class_name: str | None, collection: Collection
+    ) -> list[tuple[str, str]]:
+        """(file, reason) of each file that failed to collect and would hold tests near ``name``: the
+        conventional test module, one that imports the module and uses the name anywhere, or a conftest.py
+        or directory (which may hide any test)."""
+        absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        names = {name, class_name} if class_name else {name}
+        broken = []
+        for where, reason in collection.errors:
+            relative = Path(where.split("::", 1)[0])
+            if relative.suffix != ".py" or relative.name == "conftest.py":
+                broken.append((where, reason))
+                continue
+            scanned = self.scanned(relative)
+            if relative.name in _conventional(absolute) or (
+                scanned is not None
+                and any(self._uses(scanned, f, absolute, names) for f in scanned.functions)
+            ):
+                broken.append((where, reason))
+        return broken
+
+    def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
+        """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
+        imported under another name) and its file imports the target's module."""
+        module = module_name(self.root, target)
+        wanted = names | {
+            local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
+        }
+        if not function.names_used & wanted:
+            return False
+        if Path(scanned.path).name in _conventional(target):
+            return True
+        parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+        imported = scanned.imported_modules
+        return (
+            module in imported
+            or bool({f"{module}.{n}" for n in names} & imported)
+            or bool(parents & imported)
+        )
+
+
+def _conventional(target: Path) -> set[str]:
+    return {f"test_{target.stem}.py", f"{target.stem}_test.py"}
+
+
+def _may_change(collection: Collection, relative: Path) -> bool:
+    """Whether a change to ``relative`` may change what pytest collects."""
+    if collection.problem and relative.suffix == ".py":
+        return True  # a conftest.py may import any module of the project: any fix may be the one
+    if relative.name in _COLLECTION_FILES:
+        return True
+    posix = relative.as_posix()
+    if any(posix in (test.file, test.def_file) for test in collection.tests):
+        return True
+    if any(posix == where.split("::", 1)[0] for where, _ in collection.errors):
+        return True
+    if relative.suffix != ".py":
+        return False
+    # pytest matches a pattern without a slash against the file name, one with a slash against the path.
+    patterns = collection.python_files
+    return any(fnmatch.fnmatch(posix if "/" in pattern else relative.name, pattern) for pattern in patterns)
 
 
 class _Handler(FileSystemEventHandler):

@@ -71,6 +71,8 @@ class CandidateResult:
     """Tests that passed on the original code and fail (or error/time out) with this candidate."""
     new_mypy_errors: tuple[str, ...] = ()
     outcomes: tuple[TestOutcome, ...] = ()
+    mypy_restricted: bool = False
+    """mypy ran with our restricted configuration (untrusted workspace), not the project's."""
     probe_outputs: tuple[str, ...] = ()
     """One fingerprint per probe input (result digest or ``!Exception``); empty when not probed."""
     seconds: float = 0.0
@@ -83,6 +85,17 @@ class CandidateResult:
             if not stage.ok:
                 return f"{stage.stage}: {stage.detail}"
         return None
+
+    @property
+    def mypy_evidence(self) -> str:
+        """What the mypy stage showed, as reports say it: "mypy: skipped" when it did not run."""
+        name = "mypy (restricted config)" if self.mypy_restricted else "mypy"
+        stage = next((stage for stage in self.stages if stage.stage == "mypy"), None)
+        if stage is None:
+            return "mypy: skipped"
+        if stage.ok:
+            return f"{name}: no new errors"
+        return f"{name}: new errors" if self.new_mypy_errors else f"{name}: failed"
 
     @property
     def behaviour(self) -> tuple[tuple[str, str], ...]:

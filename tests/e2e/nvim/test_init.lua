@@ -1,8 +1,9 @@
 -- Drives Neovim's built-in LSP client against lsp-verify, headless (works on 0.7 and later):
 -- open a file, ask for code actions at a function, pick "Complete ...", resolve it, apply the edit the
 -- server computed, and write the buffer (plus what happened) to $LSPV_OUT.
--- Environment: LSPV_FILE, LSPV_ROOT, LSPV_OUT, LSPV_FUNCTION, LSPV_CMD (the server command, tab-separated),
--- LSPV_PYTHONPATH, LSPV_INIT_OPTIONS (JSON).
+-- Environment: LSPV_FILE, LSPV_ROOT, LSPV_OUT, LSPV_FUNCTION, and either LSPV_SNIPPET (a Lua file that
+-- starts the client itself: the README's set-up snippet) or LSPV_CMD (the server command, tab-separated),
+-- LSPV_PYTHONPATH and LSPV_INIT_OPTIONS (JSON).
 local out_path = os.getenv("LSPV_OUT")
 local log = {}
 
@@ -20,22 +21,43 @@ local function finish(status)
 end
 
 local ok, err = pcall(function()
+  vim.lsp.handlers["window/showMessage"] = function(_, result)
+    table.insert(log, "showMessage: " .. result.message:gsub("\n", " | "))
+  end
+  local snippet = os.getenv("LSPV_SNIPPET")
+  if snippet then
+    -- Neovim turns filetype detection on after the init file; this script runs inside it, so turn it on
+    -- now, as it is in the user's session where the snippet lives.
+    vim.cmd("filetype on")
+    dofile(snippet) -- registers its FileType autocommand, which the edit below fires
+  end
   vim.cmd("edit " .. vim.fn.fnameescape(os.getenv("LSPV_FILE")))
   local buf = vim.api.nvim_get_current_buf()
-  local cmd = vim.split(os.getenv("LSPV_CMD"), "\t", { plain = true })
-  local client_id = vim.lsp.start_client({
-    name = "lsp-verify",
-    cmd = cmd,
-    cmd_env = { PYTHONPATH = os.getenv("LSPV_PYTHONPATH") },
-    root_dir = os.getenv("LSPV_ROOT"),
-    init_options = vim.fn.json_decode(os.getenv("LSPV_INIT_OPTIONS")),
-    handlers = {
-      ["window/showMessage"] = function(_, result)
-        table.insert(log, "showMessage: " .. result.message:gsub("\n", " | "))
-      end,
-    },
-  })
-  vim.lsp.buf_attach_client(buf, client_id)
+  local client_id
+  if snippet then
+    vim.wait(10000, function()
+      for _, client in ipairs((vim.lsp.get_clients or vim.lsp.get_active_clients)()) do
+        if client.attached_buffers[buf] then
+          client_id = client.id
+        end
+      end
+      return client_id ~= nil
+    end, 50)
+    if client_id == nil then
+      return finish("the snippet attached no client")
+    end
+    table.insert(log, "root: " .. vim.lsp.get_client_by_id(client_id).config.root_dir)
+  else
+    local cmd = vim.split(os.getenv("LSPV_CMD"), "\t", { plain = true })
+    client_id = vim.lsp.start_client({
+      name = "lsp-verify",
+      cmd = cmd,
+      cmd_env = { PYTHONPATH = os.getenv("LSPV_PYTHONPATH") },
+      root_dir = os.getenv("LSPV_ROOT"),
+      init_options = vim.fn.json_decode(os.getenv("LSPV_INIT_OPTIONS")),
+    })
+    vim.lsp.buf_attach_client(buf, client_id)
+  end
   local ready = vim.wait(30000, function()
     local client = vim.lsp.get_client_by_id(client_id)
     return client ~= nil and client.server_capabilities ~= nil and client.server_capabilities.codeActionProvider ~= nil

@@ -1,0 +1,319 @@
+"""``lsp-verify fix`` (write verified bodies) and ``lsp-verify generate`` (show unverified candidates).
+
+``fix`` runs :class:`~lsp_verify.pipeline.Pipeline` per stub function. A file's verified bodies are applied
+one after the other to an in-memory copy (later functions are generated and verified with the earlier ones
+filled in), and ``--apply`` writes the result only if the file still has the bytes that were read (in place,
+in the file's own encoding: :mod:`.sourcefile`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cancel import CancelToken
+from .config import Settings, find_project_root
+from .headless import (
+    Quiet,
+    SettingsFor,
+    StatusSink,
+    UsageError,
+    def_line,
+    describe,
+    function_report,
+    is_test_file,
+    parse_location,
+    relpath_in,
+    unified_diff,
+)
+from .report import FunctionReport, RunReport
+from .sourcefile import FileChanged, SourceError, SourceFile, read_source, write_if_unchanged
+from .syntax.target import EditTarget, TargetError
+from .verify.rank import agreeing_samples
+from .verify.types import CandidateResult, Evidence
+
+if TYPE_CHECKING:
+    from .pipeline import FixReport, Pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class FixOptions:
+    specs: tuple[str, ...] = ()
+    """PATH (every stub in it) or FILE:LINE (the function at that 1-based line)."""
+    apply: bool = False
+
+
+@dataclasses.dataclass
+class _FixFile:
+    path: Path
+    lines: list[int | None] = dataclasses.field(default_factory=list)
+    """0-based lines of the requested functions; None means every stub."""
+
+
+PipelineFactory = Callable[[Settings], "Pipeline"]
+
+
+def run_fix(
+    options: FixOptions,
+    *,
+    settings_for: SettingsFor,
+    status: StatusSink | None = None,
+    cancel: CancelToken | None = None,
+    cwd: Path | None = None,
+    pipeline_factory: PipelineFactory | None = None,
+) -> RunReport:
+    """Generate, verify and (with ``apply``) write a body for each target. Never raises for bad input."""
+    from .model.engine import EngineError
+    from .model.source import ModelError
+    from .verify.cascade import VerifyError
+
+    status = status or Quiet()
+    cancel = cancel or CancelToken()
+    cwd = (cwd or Path.cwd()).resolve()
+    report = RunReport(command="fix", root=str(cwd))
+    try:
+        files = _fix_files(options, cwd)
+    except UsageError as exc:
+        report.error = str(exc)
+        return report
+    if not files:
+        report.notes.append("no Python files in the staged change")
+        return report
+
+    root = find_project_root(files[0].path)
+    report.root = str(root)
+    settings = settings_for(root)
+    report.problems.extend(settings.problems)
+
+    # Read and target every file first: a bad file is a usage error before the model is loaded.
+    plans: list[tuple[SourceFile, list[EditTarget]]] = []
+    try:
+        for item in files:
+            source = read_source(item.path)
+            plans.append((source, _fix_targets(item, source.text)))
+    except (UsageError, SourceError, TargetError) as exc:
+        report.error = str(exc)
+        return report
+    if not any(targets for *_, targets in plans):
+        report.notes.append("no stub function found (give FILE:LINE to rewrite a specific function)")
+        return report
+
+    if pipeline_factory is None:
+        from .pipeline import Pipeline
+
+        pipeline_factory = Pipeline
+    pipeline = pipeline_factory(settings)
+    try:
+        status.started("loading the model")
+        pipeline.engine()
+        for source, targets in plans:
+            report.functions.extend(
+                _fix_file(pipeline, source, targets, root, options, settings, status, cancel)
+            )
+    except (ModelError, EngineError, ImportError) as exc:
+        report.error = (
+            str(exc) if not isinstance(exc, ImportError) else f"llama-cpp-python is not usable: {exc}"
+        )
+    except VerifyError as exc:
+        report.error = str(exc)
+    finally:
+        pipeline.close()
+    return report
+
+
+def _fix_files(options: FixOptions, cwd: Path) -> list[_FixFile]:
+    from . import gitdiff
+
+    by_path: dict[Path, _FixFile] = {}
+    if not options.specs:
+        git_root = gitdiff.repo_root(cwd)
+        if git_root is None:
+            raise UsageError("not in a git repository: give the files to fix (lsp-verify fix FILE...)")
+        try:
+            staged = gitdiff.staged_python_files(git_root)
+        except gitdiff.GitError as exc:
+            raise UsageError(str(exc)) from exc
+        for change in staged:
+            if not is_test_file(change.relpath) and change.path.is_file():
+                by_path.setdefault(change.path.resolve(), _FixFile(change.path.resolve())).lines.append(None)
+        return list(by_path.values())
+    for spec in options.specs:
+        directory = (cwd / spec).resolve()
+        if directory.is_dir():
+            # Every stub in the package's source files (tests and hidden directories left out).
+            for path in sorted(directory.rglob("*.py")):
+                relative = path.relative_to(directory).as_posix()
+                if not is_test_file(relative) and not any(p.startswith(".") for p in relative.split("/")):
+                    by_path.setdefault(path, _FixFile(path)).lines.append(None)
+            continue
+        path, line = parse_location(str(cwd / spec))
+        by_path.setdefault(path, _FixFile(path)).lines.append(line)
+    return list(by_path.values())
+
+
+def _fix_targets(item: _FixFile, text: str) -> list[EditTarget]:
+    """The functions to write in one file, each once, in document order."""
+    from .syntax.splice import parse_error
+    from .syntax.targets import find_stub_targets, target_at
+
+    problem = parse_error(text)
+    if problem is not None:
+        raise UsageError(f"{item.path}: the file does not parse ({problem}); fix the syntax first")
+    chosen: dict[int, EditTarget] = {}
+    for line in item.lines:
+        found = find_stub_targets(text, item.path) if line is None else [target_at(text, item.path, line)]
+        for target in found:
+            chosen.setdefault(target.body_start_byte, target)
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def _fix_file(
+    pipeline: Pipeline,
+    source: SourceFile,
+    targets: list[EditTarget],
+    root: Path,
+    options: FixOptions,
+    settings: Settings,
+    status: StatusSink,
+    cancel: CancelToken,
+) -> list[FunctionReport]:
+    from .model.prompts import PromptTooLarge
+    from .pipeline import FixRequest
+    from .syntax.targets import function_targets
+
+    path, original = source.path, source.text
+    relpath = relpath_in(path, root)
+    text = original
+    reports: list[FunctionReport] = []
+    for wanted in targets:
+        # Earlier bodies in this file may have moved the function: find it again by name in the new text.
+        current = _same_function(function_targets(text, path), wanted, targets)
+        status.started(f"fixing {relpath}:{def_line(current) + 1} {current.qualname}")
+        try:
+            fix = pipeline.run(
+                FixRequest(path=path, text=text, root=root, line=current.body_start_line),
+                cancel=cancel,
+                on_progress=status.progress,
+            )
+        except PromptTooLarge as exc:  # this function only: the file's other functions may still fit
+            line = def_line(current) + 1
+            reports.append(FunctionReport(relpath, current.qualname, line, "error", "none", str(exc)))
+            continue
+        reports.append(_fix_outcome(fix, text, relpath, settings))
+        best = _accepted(fix, settings)
+        if best is not None:
+            text = best.candidate.new_text
+
+    if options.apply and text != original:
+        try:
+            write_if_unchanged(source, text)
+        except (FileChanged, SourceError, OSError) as exc:
+            message = str(exc) if not isinstance(exc, OSError) else f"{path}: cannot write: {exc}"
+            return [
+                dataclasses.replace(r, status="error", applied=False, message=message)
+                if r.status == "pass"
+                else r
+                for r in reports
+            ]
+        return [dataclasses.replace(r, applied=True) if r.status == "pass" else r for r in reports]
+    return reports
+
+
+def _same_function(found: list[EditTarget], wanted: EditTarget, all_wanted: list[EditTarget]) -> EditTarget:
+    occurrence = [t.qualname for t in all_wanted if t.def_start_line < wanted.def_start_line].count(
+        wanted.qualname
+    )
+    matches = [t for t in found if t.qualname == wanted.qualname]
+    return matches[min(occurrence, len(matches) - 1)] if matches else wanted
+
+
+def _accepted(fix: FixReport, settings: Settings) -> CandidateResult | None:
+    for result in fix.passing:
+        if settings.require_tests and result.evidence is not Evidence.TESTS:
+            continue
+        return result
+    return None
+
+
+def _fix_outcome(fix: FixReport, text: str, relpath: str, settings: Settings) -> FunctionReport:
+    best = _accepted(fix, settings)
+    summary = fix.message.splitlines()
+    details = tuple(summary[1:])
+    if best is not None:
+        diff = unified_diff(text, best.candidate.new_text, relpath)
+        how = "behave alike" if best.probe_outputs else "agree"
+        votes = agreeing_samples(fix.results, best)
+        message = (
+            f"verified: {describe(best)}; {votes} of {fix.n_generated} samples {how}, {fix.seconds:.1f}s"
+        )
+        return function_report(fix.target, best, relpath, message=message, details=fix.notes, diff=diff)
+    if fix.passing and settings.require_tests:
+        message = "only types-only candidates passed, and --require-tests refuses them (no nearby tests)"
+    else:
+        message = summary[0] if summary else "no candidate passed verification"
+    failed = fix.results[0] if fix.results else None
+    return FunctionReport(
+        file=relpath,
+        qualname=fix.target.qualname,
+        line=def_line(fix.target) + 1,
+        status="fail",
+        evidence="none",
+        message=message,
+        mypy_new_errors=failed.new_mypy_errors if failed else (),
+        tests_selected=failed.tests_selected if failed else (),
+        details=details,
+        seconds=fix.seconds,
+    )
+
+
+# -- generate ------------------------------------------------------------------------------------------
+
+
+def generate_candidates(
+    path: Path, line: int, *, settings_for: SettingsFor, status: StatusSink | None = None
+) -> list[tuple[str, str]]:
+    """The distinct candidates the model writes for the function at 0-based ``line``, NOT verified.
+
+    The prompt is the pipeline's own (same target, same nearby tests), so what this prints is what the
+    verifier would be given. Returns (unified diff, note) per distinct candidate, in sequence order.
+    """
+    from .model.types import Generation
+    from .pipeline import FixRequest, Pipeline, candidate_from
+    from .syntax.targets import target_at
+
+    status = status or Quiet()
+    text = read_source(path).text
+    root = find_project_root(path)
+    settings = settings_for(root)
+    try:
+        target = target_at(text, path, line)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from exc
+    relpath = relpath_in(path, root)
+    pipeline = Pipeline(settings)
+    try:
+        status.started(f"selecting the tests near {target.qualname}")
+        request = FixRequest(path=path, text=text, root=root, line=line)
+        plan = pipeline.verifier(root).prepare(target, text, CancelToken())
+        status.started("loading the model")
+        prompt, params = pipeline.prompt(request, target, plan)
+        status.started(f"generating {settings.k} candidates for {target.qualname}")
+        generations: list[Generation] = pipeline.engine().generate(prompt, params)
+    finally:
+        pipeline.close()
+
+    seen: dict[str, int] = {}
+    out: list[tuple[str, str]] = []
+    for generation in generations:
+        candidate = candidate_from(generation, prompt, text, target)
+        if candidate is None or candidate.key in seen:
+            continue
+        seen[candidate.key] = len(out)
+        note = (
+            f"sequence {generation.index}, {generation.n_tokens} tokens, mean logprob "
+            f"{generation.mean_logprob:.3f}, finished by {generation.finish_reason}"
+        )
+        out.append((unified_diff(text, candidate.new_text, relpath), note))
+    return out

@@ -1,0 +1,539 @@
+"""Which tests exist is pytest's decision: real pytest collects small projects built in tmp_path, and the
+index picks the collected tests near a function.
+
+Selection tests go through ``collect_tests`` (the verifier's own collection, fork server and fresh process)
+and :class:`TestIndex`; the tests of what a user sees (notes, messages, verdicts) drive a real
+:class:`Verifier`. Each of them selected the wrong tests, or none, with the hand-written collection rules
+that came before (``test_*.py`` files and ``Test*`` classes only).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lsp_verify.cancel import CancelToken
+from lsp_verify.config import Settings
+from lsp_verify.syntax.target import EditTarget
+from lsp_verify.syntax.targets import function_targets
+from lsp_verify.verify.cascade import Verifier, VerifyError
+from lsp_verify.verify.pytest_run import Collection, PytestRunner
+from lsp_verify.verify.sandbox import WorkerProcess
+from lsp_verify.verify.shadow import ShadowRoot
+from lsp_verify.verify.test_index import TestIndex
+from lsp_verify.verify.types import Candidate, Evidence
+
+Collect = Callable[..., Collection]
+MakeRunner = Callable[..., tuple[PytestRunner, ShadowRoot, WorkerProcess]]
+
+GEO = '''\
+"""Shapes."""
+
+
+def area(w: int, h: int) -> int:
+    return w * h
+
+
+def perimeter(w: int, h: int) -> int:
+    return 2 * (w + h)
+
+
+class Box:
+    def __init__(self, a: int, b: int, c: int) -> None:
+        self.a, self.b, self.c = a, b, c
+
+    def volume(self) -> int:
+        return self.a * self.b * self.c
+
+    def label(self) -> str:
+        return "box"
+'''
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def near(
+    root: Path, collection: Collection, source: str, name: str, cls: str | None = None
+) -> dict[str, bool]:
+    """node id -> direct, for the tests near ``name`` (a method of ``cls``) in ``source``."""
+    return dict(TestIndex(root).nearby(root / source, name, cls, collection))
+
+
+# -- what pytest collects ----------------------------------------------------------------------------------
+
+
+def test_unittest_classes_of_any_name_are_selected_for_functions_and_methods(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests/test_shapes.py": """\
+                import unittest
+
+                from shapes.geo import Box, area
+
+
+                class AreaTests(unittest.TestCase):
+                    def test_square(self) -> None:
+                        self.assertEqual(area(2, 2), 4)
+
+
+                class BoxTests(unittest.TestCase):
+                    def test_volume(self) -> None:
+                        self.assertEqual(Box(1, 2, 3).volume(), 6)
+
+                    def test_label(self) -> None:
+                        self.assertEqual(Box(1, 1, 1).label(), "box")
+            """,
+        },
+    )
+    collection = collect_tests(root)
+    assert near(root, collection, "shapes/geo.py", "area") == {
+        "tests/test_shapes.py::AreaTests::test_square": True
+    }
+    # A test that only builds a Box may reach volume() indirectly: it runs, as a guard, not as evidence.
+    assert near(root, collection, "shapes/geo.py", "volume", "Box") == {
+        "tests/test_shapes.py::BoxTests::test_volume": True,
+        "tests/test_shapes.py::BoxTests::test_label": False,
+    }
+    # Building a Box does call __init__.
+    assert set(near(root, collection, "shapes/geo.py", "__init__", "Box").values()) == {True}
+    assert near(root, collection, "shapes/geo.py", "perimeter") == {}
+
+
+def test_the_projects_collection_settings_decide(tmp_path: Path, collect_tests: Collect) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": """\
+                [tool.pytest.ini_options]
+                testpaths = ["checks"]
+                python_files = ["check_*.py"]
+                python_classes = ["Check"]
+                python_functions = ["check_*"]
+            """,
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "checks/check_geo.py": """\
+                from shapes.geo import Box, area
+
+
+                def check_area() -> None:
+                    assert area(2, 3) == 6
+
+
+                class CheckBox:
+                    def check_volume(self) -> None:
+                        assert Box(1, 1, 2).volume() == 2
+
+
+                def test_area_not_a_test_here() -> None:
+                    assert area(1, 1) == 1
+            """,
+            # Outside testpaths: pytest never runs it, so it is not evidence for anything.
+            "tests/test_geo.py": "from shapes.geo import area\n\n\n"
+            "def test_area():\n    assert area(1, 1) == 1\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert near(root, collection, "shapes/geo.py", "area") == {"checks/check_geo.py::check_area": True}
+    assert near(root, collection, "shapes/geo.py", "volume", "Box") == {
+        "checks/check_geo.py::CheckBox::check_volume": True
+    }
+
+
+def test_parametrised_tests_are_selected_once_by_their_function(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "geo.py": GEO,
+            "tests/test_area.py": """\
+                import pytest
+
+                from geo import area
+
+
+                @pytest.mark.parametrize(("w", "h", "want"), [(1, 1, 1), (2, 3, 6)])
+                def test_area(w: int, h: int, want: int) -> None:
+                    assert area(w, h) == want
+            """,
+        },
+    )
+    collection = collect_tests(root)
+    assert {test.nodeid for test in collection.tests} == {
+        "tests/test_area.py::test_area[1-1-1]",
+        "tests/test_area.py::test_area[2-3-6]",
+    }
+    assert near(root, collection, "geo.py", "area") == {"tests/test_area.py::test_area": True}
+
+
+def test_tests_in_packages_beside_a_src_layout_and_beside_the_code(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
+            "src/shapes/__init__.py": "",
+            "src/shapes/geo.py": GEO,
+            "src/shapes/geo_test.py": "from shapes.geo import area\n\n\n"
+            "def test_beside():\n    assert area(1, 2) == 2\n",
+            "tests/__init__.py": "",
+            "tests/unit/__init__.py": "",
+            "tests/unit/test_measures.py": """\
+                from shapes.geo import area
+
+
+                class TestArea:
+                    def test_in_package(self) -> None:
+                        assert area(3, 3) == 9
+            """,
+        },
+    )
+    collection = collect_tests(root)
+    assert near(root, collection, "src/shapes/geo.py", "area") == {
+        "src/shapes/geo_test.py::test_beside": True,
+        "tests/unit/test_measures.py::TestArea::test_in_package": True,
+    }
+
+
+def test_tests_reaching_the_function_through_reexports_aliases_and_modules(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "shapes/__init__.py": "from .geo import area\n",
+            "shapes/geo.py": GEO,
+            "tests/test_ways.py": """\
+                import shapes as s
+                from shapes import area as a, geo
+
+
+                def test_reexport() -> None:
+                    assert a(1, 1) == 1
+
+
+                def test_package_alias() -> None:
+                    assert s.area(2, 2) == 4
+
+
+                def test_module() -> None:
+                    assert geo.area(3, 3) == 9
+
+
+                def test_unrelated() -> None:
+                    assert geo.perimeter(1, 1) == 4
+            """,
+        },
+    )
+    collection = collect_tests(root)
+    assert near(root, collection, "shapes/geo.py", "area") == {
+        "tests/test_ways.py::test_reexport": True,
+        "tests/test_ways.py::test_package_alias": True,
+        "tests/test_ways.py::test_module": True,
+    }
+
+
+def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, collect_tests: Collect) -> None:
+    root = write(
+        tmp_path,
+        {
+            "geo.py": GEO,
+            "tests/shared.py": """\
+                from geo import area
+
+
+                class AreaContract:
+                    def test_area(self) -> None:
+                        assert area(2, 5) == 10
+            """,
+            "tests/test_inherit.py": "from shared import AreaContract\n\n\n"
+            "class TestIt(AreaContract):\n    pass\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
+
+
+def test_warnings_as_errors_get_a_fresh_pytest_per_run(tmp_path: Path, collect_tests: Collect) -> None:
+    # A pre-imported pytest has already imported (and warned about) what a test would import first.
+    root = write(
+        tmp_path,
+        {
+            # pytest-asyncio, installed here, warns about its own settings: not this test's business.
+            "pyproject.toml": "[tool.pytest.ini_options]\n"
+            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(1, 1) == 1\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert collection.fresh_process.startswith(
+        "the project's pytest filterwarnings turn warnings into errors"
+    )
+    assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+
+
+def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
+    tmp_path: Path, make_test_runner: MakeRunner
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n",
+        },
+    )
+    for collect_first in (True, False):
+        runner, shadows, worker = make_test_runner(root)
+        worker.close()  # every request to the fork server now fails
+        shadow = shadows.create(Path("geo.py"), GEO)
+        if collect_first:
+            collection = runner.collect(shadow, CancelToken())
+            assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+            assert collection.fresh_process.startswith("the pre-imported pytest server failed")
+        run = runner.run(shadow, ["tests/test_geo.py::test_area"], None, root / "geo.py", CancelToken())
+        # The project's own `python -m pytest` passes: it must never hear "the tests could not run".
+        assert not run.problem
+        assert [(o.nodeid, o.outcome) for o in run.outcomes] == [("tests/test_geo.py::test_area", "passed")]
+
+
+# -- what the user is told ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def verifier(tmp_path: Path) -> Iterator[Callable[..., Verifier]]:
+    """``verifier(root, **settings)``: a trusted Verifier; afterwards the project's files are unchanged."""
+    made: list[tuple[Verifier, Path, dict[Path, bytes]]] = []
+
+    def make(root: Path, **settings: object) -> Verifier:
+        values = {"trusted": True, "test_timeout_s": 10.0, "probe_inputs": 0, **settings}
+        before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        made.append((Verifier(root, Settings().updated(values, "test")), root, before))
+        return made[-1][0]
+
+    yield make
+    for created, root, before in made:
+        created.close()
+        after = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+        assert after == before, "collecting or running the tests touched the project's files"
+
+
+def target(path: Path, qualname: str) -> EditTarget:
+    return next(t for t in function_targets(path.read_text(encoding="utf-8"), path) if t.qualname == qualname)
+
+
+def as_is(path: Path, old: str = "", new: str = "") -> Candidate:
+    text = path.read_text(encoding="utf-8")
+    return Candidate(index=0, body="", new_text=text.replace(old, new, 1), key=old + new)
+
+
+UNITTEST_PROJECT = {
+    "shapes/__init__.py": "",
+    "shapes/geo.py": GEO.replace('"""Shapes."""', '"""Shapes.\n\n>>> area(2, 2)\n4\n"""'),
+    "tests/test_geo.py": """\
+        import unittest
+
+        from shapes.geo import Box, area
+
+
+        class AreaTests(unittest.TestCase):
+            def test_square(self) -> None:
+                self.assertEqual(area(2, 2), 4)
+
+            def test_box(self) -> None:
+                self.assertEqual(Box(1, 2, 3).volume(), 6)
+    """,
+    "tests/test_broken.py": "import not_installed_anywhere\n\n\ndef test_never() -> None:\n    pass\n",
+}
+
+
+def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidden(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(tmp_path, UNITTEST_PROJECT)
+    geo = root / "shapes" / "geo.py"
+    checker = verifier(root)
+    plan = checker.prepare(target(geo, "area"), geo.read_text(encoding="utf-8"), CancelToken())
+    assert set(plan.tests_selected) == {
+        "tests/test_geo.py::AreaTests::test_square",
+        "tests/test_geo.py::AreaTests::test_box",  # geo.py's own test module guards the rest of it
+        "shapes/geo.py::shapes.geo",  # the module docstring's doctest, as before
+    }
+    assert plan.direct_tests == ("tests/test_geo.py::AreaTests::test_square",)
+    assert any(
+        note.startswith("tests/test_broken.py could not be collected (ModuleNotFoundError: No module named")
+        for note in plan.notes
+    ), plan.notes
+    broken = checker.verify(plan, as_is(geo, "return w * h", "return w * h + 1"), CancelToken())
+    assert not broken.passed
+    assert "tests/test_geo.py::AreaTests::test_square" in broken.tests_broken
+    fine = checker.verify(plan, as_is(geo), CancelToken())
+    assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
+
+
+def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "text.py": "def slugify(s: str) -> str:\n    return s.lower()\n\n\ndef shout(s: str) -> str:\n"
+            "    return s.upper()\n",
+            "tests/test_text.py": """\
+                import unittest
+
+                from text import shout
+
+
+                class ShoutTests(unittest.TestCase):
+                    def test_shout(self) -> None:
+                        self.assertEqual(shout("a"), "A")
+
+                    def test_empty(self) -> None:
+                        self.assertEqual(shout(""), "")
+            """,
+        },
+    )
+    path = root / "text.py"
+    plan = verifier(root).prepare(target(path, "slugify"), path.read_text(encoding="utf-8"), CancelToken())
+    assert "no test calls `slugify`; 2 tests of tests/test_text.py run as a guard: types only" in plan.notes
+    result = verifier(root).verify(plan, as_is(path), CancelToken())
+    assert result.passed and result.evidence is Evidence.TYPES_ONLY
+    assert result.stages[-1].detail == "no test calls `slugify`; 2 tests of tests/test_text.py still pass"
+    strict = verifier(root, require_tests=True)
+    refused = strict.verify(
+        strict.prepare(plan.target, plan.original_text, CancelToken()), as_is(path), CancelToken()
+    )
+    assert not refused.passed
+    assert refused.first_error == (
+        "tests: no test calls `slugify`; 2 tests of tests/test_text.py still pass, and require_tests is set"
+    )
+
+
+PLUGIN_PROJECT = {
+    "pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p shapes_plugin"\npythonpath = ["."]\n',
+    "shapes_plugin.py": """\
+        import pytest
+
+
+        @pytest.fixture
+        def side() -> int:
+            return 3
+    """,
+    "geo.py": GEO,
+    "tests/test_geo.py": "from geo import area\n\n\ndef test_area(side: int) -> None:\n"
+    "    assert area(side, side) == 9\n",
+}
+
+
+def test_a_plugin_loaded_with_dash_p_gets_a_fresh_pytest_per_run(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(tmp_path, PLUGIN_PROJECT)
+    path = root / "geo.py"
+    checker = verifier(root)
+    plan = checker.prepare(target(path, "area"), path.read_text(encoding="utf-8"), CancelToken())
+    assert any(note.startswith("tests run in a fresh `python -m pytest` process") for note in plan.notes)
+    assert checker.verify(plan, as_is(path), CancelToken()).passed
+    broken = checker.verify(plan, as_is(path, "return w * h", "return w - h"), CancelToken())
+    assert not broken.passed and "tests/test_geo.py::test_area failed" in (broken.first_error or "")
+
+
+def test_doctor_says_how_the_projects_tests_run(tmp_path: Path) -> None:
+    root = write(tmp_path / "plugin", PLUGIN_PROJECT)
+    plain = write(
+        tmp_path / "plain", {"geo.py": GEO, "tests/test_geo.py": PLUGIN_PROJECT["tests/test_geo.py"]}
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "server")}
+
+    def doctor(project: Path) -> str:
+        argv = [sys.executable, "-m", "lsp_verify", "doctor", "--project", str(project)]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+        return next(line for line in proc.stdout.splitlines() if line.startswith("test runs"))
+
+    assert doctor(root).endswith(
+        "a fresh `python -m pytest` process per run (1 test in 1 file): the project's pytest addopts load "
+        "a plugin with -p, which must be imported before the others"
+    )
+    assert "pre-imported pytest fork server" in doctor(plain)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"conftest.py": "1 / 0\n"},
+            "the tests cannot be collected: conftest.py raised at import: "
+            "ZeroDivisionError: division by zero.",
+        ),
+        (
+            {"pyproject.toml": '[tool.pytest.ini_options]\naddopts = "-p pytest_not_installed"\n'},
+            'the tests cannot be collected: pyproject.toml: Error importing plugin "pytest_not_installed": '
+            "No module named 'pytest_not_installed'.",
+        ),
+        (
+            {"tests/test_slow.py": "import time\n\ntime.sleep(60)\n"},
+            "the tests cannot be collected: collecting tests/test_slow.py did not finish within 15 s "
+            "(killed).",
+        ),
+        (
+            {
+                "tests/test_geo.py": "from geo import area, nothing_here\n",
+                "tests/test_more.py": "def test_more() -> None:\n    pass\n",  # collects fine
+            },
+            "the tests near area cannot be collected (tests/test_geo.py): ImportError: cannot import name "
+            "'nothing_here' from 'geo'",
+        ),
+        (
+            {
+                "tests/sub/conftest.py": "1 / 0\n",
+                "tests/sub/test_sub.py": "def test_sub() -> None:\n    pass\n",
+            },
+            "the tests near area cannot be collected (tests/sub/conftest.py): "
+            "ZeroDivisionError: division by zero",
+        ),
+    ],
+    ids=[
+        "conftest-raises",
+        "plugin-missing",
+        "collection-hangs",
+        "nearby-file-broken",
+        "sub-conftest-raises",
+    ],
+)
+def test_a_suite_that_cannot_be_collected_gets_one_line_naming_the_file(
+    tmp_path: Path, verifier: Callable[..., Verifier], files: dict[str, str], message: str
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "geo.py": GEO,
+            "tests/test_geo.py": "from geo import area\n\n\n"
+            "def test_area() -> None:\n    assert area(1, 1) == 1\n",
+            **files,
+        },
+    )
+    path = root / "geo.py"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root, test_timeout_s=2.0).prepare(target(path, "area"), path.read_text(), CancelToken())
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "\n" not in str(raised.value) and "Traceback" not in str(raised.value)
