@@ -93,6 +93,16 @@ class VerifyPlan:
         return {outcome.nodeid: outcome for outcome in self.baseline}
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownRuns:
+    """mypy and pytest runs already made on the very text being verified - ``lsp-verify check`` runs each
+    test once for many functions - used by ``prepare`` and ``verify`` instead of running them again. The
+    test run must be clean (no collection error, leak or problem) and hold the target's selected tests."""
+
+    mypy: MypyRun
+    tests: TestRun
+
+
 class Verifier:
     """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
 
@@ -170,8 +180,11 @@ class Verifier:
 
     # -- prepare -----------------------------------------------------------------------------------------
 
-    def prepare(self, target: EditTarget, original_text: str, cancel: CancelToken) -> VerifyPlan:
-        """Select the nearby tests and run mypy and them on the original code (cached)."""
+    def prepare(
+        self, target: EditTarget, original_text: str, cancel: CancelToken, known: KnownRuns | None = None
+    ) -> VerifyPlan:
+        """Select the nearby tests and run mypy and them on the original code (cached; ``known``: taken
+        from those runs instead)."""
         started = time.monotonic()
         relative = self._relative(target.path)
         if not self._started:
@@ -185,7 +198,9 @@ class Verifier:
             restricted = restricted_config(self.root)
             mypy_config = restricted.write(self._shadows.path)
             notes.append(restricted.note)
-        baseline_mypy = self._baseline_mypy(relative, original_text, mypy_config, cancel).errors
+        baseline_mypy = (
+            known.mypy if known else self._baseline_mypy(relative, original_text, mypy_config, cancel)
+        ).errors
 
         nearby: list[tuple[str, bool]] = []
         if trusted:  # collecting imports conftest.py and the test modules: workspace code
@@ -202,7 +217,11 @@ class Verifier:
         elif not node_ids and doctest_file is None:
             notes.append("no nearby tests: types only")
         else:
-            run = self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+            run = (
+                known.tests
+                if known
+                else self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+            )
             module = module_name(self.root, target.path)
             baseline = tuple(o for o in run.outcomes if _selected(o.nodeid, doctest_file, module, target))
             run_tests = True
@@ -232,6 +251,36 @@ class Verifier:
             ),
             started_at=started,
         )
+
+    def nearby_tests(self, target: EditTarget, text: str, cancel: CancelToken) -> tuple[str, ...]:
+        """Node ids of the test functions ``prepare`` would select for ``target`` in a file holding ``text``
+        (none in an untrusted workspace). Raises :class:`VerifyError` as ``prepare`` does."""
+        if not self.settings.trusted:
+            return ()
+        if not self._started:
+            self._started = True
+            self._index.start()
+        collection = self._collection(target, self._relative(target.path), text, cancel)
+        return tuple(
+            node_id
+            for node_id, _ in self._index.nearby(target.path, target.name, target.class_name, collection)
+        )
+
+    def run_once(
+        self, path: Path, text: str, node_ids: tuple[str, ...], doctest_file: str | None, cancel: CancelToken
+    ) -> KnownRuns:
+        """mypy, and pytest on ``node_ids`` (and the doctests of ``doctest_file``), with ``path`` holding
+        ``text``: one run of each for many functions of one file (see :class:`KnownRuns`). No test run is
+        made when there is nothing to run."""
+        relative = self._relative(path)
+        shadow = self._shadows.create(relative, text)
+        try:
+            mypy = self._mypy.check(shadow, cancel)
+            if not node_ids and doctest_file is None:
+                return KnownRuns(mypy, TestRun(()))
+            return KnownRuns(mypy, self._pytest.run(shadow, node_ids, doctest_file, path, cancel))
+        finally:
+            shadow.remove()
 
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
@@ -377,8 +426,10 @@ class Verifier:
         candidate: Candidate,
         cancel: CancelToken,
         on_stage: Callable[[str], None] | None = None,
+        known: KnownRuns | None = None,
     ) -> CandidateResult:
-        """Run the cascade on one candidate. Raises :class:`~lsp_verify.cancel.Cancelled` when cancelled."""
+        """Run the cascade on one candidate (``known``: the runs already made on its text). Raises
+        :class:`~lsp_verify.cancel.Cancelled` when cancelled."""
         started = time.monotonic()
         stages: list[StageResult] = []
 
@@ -419,7 +470,7 @@ class Verifier:
                 if on_stage is not None:
                     on_stage("mypy")
                 since = time.monotonic()
-                run = self._mypy.check(shadow, cancel, plan.mypy_config_file)
+                run = known.mypy if known else self._mypy.check(shadow, cancel, plan.mypy_config_file)
                 cancel.raise_if_cancelled()
                 if run.crashed:
                     stage("mypy", False, since, run.crashed)
@@ -439,7 +490,7 @@ class Verifier:
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("tests")
-                result = self._judge_tests(plan, shadow, cancel, stage, finish)
+                result = self._judge_tests(plan, shadow, cancel, stage, finish, known)
             if result.passed and plan.probe is not None:
                 # Ranking input only: which behaviour do the passing candidates agree on?
                 cancel.raise_if_cancelled()
@@ -461,9 +512,14 @@ class Verifier:
         cancel: CancelToken,
         stage: Callable[[StageName, bool, float, str], bool],
         finish: Callable[..., CandidateResult],
+        known: KnownRuns | None,
     ) -> CandidateResult:
         since = time.monotonic()
-        run = self._pytest.run(shadow, plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+        run = (
+            known.tests
+            if known
+            else self._pytest.run(shadow, plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+        )
         cancel.raise_if_cancelled()
         before = plan.baseline_by_nodeid
         now = run.by_nodeid
