@@ -121,6 +121,9 @@ class Verifier:
         self._lock = threading.Lock()
         self._mypy_baselines: dict[str, MypyRun] = {}
         self._test_baselines: dict[str, TestRun] = {}
+        # (path, name, class) -> (the collection it was computed from, nearby tests): ``lsp-verify check``
+        # asks for the same function twice (``nearby_tests``, then ``prepare``).
+        self._nearby: dict[tuple[Path, str, str | None], tuple[Collection, list[tuple[str, bool]]]] = {}
         self._started = False
         limits = Limits(memory_mb=settings.memory_limit_mb)
         # Under bwrap home directories and /tmp are hidden: what the interpreter imports from there is
@@ -205,7 +208,7 @@ class Verifier:
         nearby: list[tuple[str, bool]] = []
         if trusted:  # collecting imports conftest.py and the test modules: workspace code
             collection = self._collection(target, relative, original_text, cancel)
-            nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+            nearby = self._nearby_in(target, collection)
             notes += _collection_notes(collection)
         node_ids = tuple(node_id for node_id, _ in nearby)
         direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
@@ -261,10 +264,18 @@ class Verifier:
             self._started = True
             self._index.start()
         collection = self._collection(target, self._relative(target.path), text, cancel)
-        return tuple(
-            node_id
-            for node_id, _ in self._index.nearby(target.path, target.name, target.class_name, collection)
-        )
+        return tuple(node_id for node_id, _ in self._nearby_in(target, collection))
+
+    def _nearby_in(self, target: EditTarget, collection: Collection) -> list[tuple[str, bool]]:
+        key = (target.path, target.name, target.class_name)
+        with self._lock:
+            cached = self._nearby.get(key)
+        if cached is not None and cached[0] is collection:
+            return cached[1]
+        nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+        with self._lock:
+            self._nearby[key] = (collection, nearby)
+        return nearby
 
     def run_once(
         self, path: Path, text: str, node_ids: tuple[str, ...], doctest_file: str | None, cancel: CancelToken

@@ -295,12 +295,12 @@ class TestIndex:
     def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
         """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
         imported under another name) and its file imports the target's module."""
-        module = module_name(self.root, target)
         wanted = names | {
             local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
         }
         if not function.names_used & wanted:
-            return False
+            return False  # most tests: decided before resolving paths (check --all asks this per function)
+        module = module_name(self.root, target)
         if Path(scanned.path).name in _conventional(target):
             return True
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
