@@ -250,10 +250,13 @@ class TestIndex:
         """
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
         selected: dict[str, bool] = {}
+        resolved: dict[str, Path] = {}  # many tests per file: resolve each file once
         for test in collection.tests:
             if not test.qualname or not test.file:
                 continue  # not a Python function (a doctest, a plugin's item): nothing to scan
-            if (self.root / test.file).resolve() == absolute:
+            if test.file not in resolved:
+                resolved[test.file] = (self.root / test.file).resolve()
+            if resolved[test.file] == absolute:
                 continue
             scanned = self.scanned(Path(test.def_file or test.file))
             # Defined outside the workspace (a base class from an installed package): its line is not a
