@@ -474,14 +474,21 @@ class Verifier:
             return finish(False, Evidence.NONE)
         stage("parse", True, since)
 
-        shadow = self._shadows.create(plan.relative_path, candidate.new_text)
+        made: list[Shadow] = []
+
+        def shadow() -> Shadow:
+            # Made when a run needs it: with ``known`` runs none may (check --all: one per function).
+            if not made:
+                made.append(self._shadows.create(plan.relative_path, candidate.new_text))
+            return made[0]
+
         try:
             if plan.run_mypy:
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("mypy")
                 since = time.monotonic()
-                run = known.mypy if known else self._mypy.check(shadow, cancel, plan.mypy_config_file)
+                run = known.mypy if known else self._mypy.check(shadow(), cancel, plan.mypy_config_file)
                 cancel.raise_if_cancelled()
                 if run.crashed:
                     stage("mypy", False, since, run.crashed)
@@ -507,19 +514,20 @@ class Verifier:
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("probe")
-                outputs = self._probe.run(shadow, plan.probe, cancel)
+                outputs = self._probe.run(shadow(), plan.probe, cancel)
                 cancel.raise_if_cancelled()
                 result = dataclasses.replace(
                     result, probe_outputs=outputs, seconds=time.monotonic() - started
                 )
             return result
         finally:
-            shadow.remove()
+            for made_shadow in made:
+                made_shadow.remove()
 
     def _judge_tests(
         self,
         plan: VerifyPlan,
-        shadow: Shadow,
+        shadow: Callable[[], Shadow],
         cancel: CancelToken,
         stage: Callable[[StageName, bool, float, str], bool],
         finish: Callable[..., CandidateResult],
@@ -529,7 +537,7 @@ class Verifier:
         run = (
             known.tests
             if known
-            else self._pytest.run(shadow, plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+            else self._pytest.run(shadow(), plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
         )
         cancel.raise_if_cancelled()
         before = plan.baseline_by_nodeid
