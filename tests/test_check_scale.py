@@ -191,8 +191,8 @@ def test_everything_passing_runs_each_test_once_and_reports_as_function_by_funct
     assert comparable(batched) == comparable(one_by_one)
     assert by_name(batched)["mul"].message == "mypy: no new errors, tests: 5/5 passed"
     assert by_name(batched)["shout"].message == "mypy: no new errors, tests: 2/2 passed"
-    # One test run and one mypy run per file; function by function, each function has its own.
-    assert (runs.pytest, runs.mypy) == (2, 2)
+    # One test run for both files and one mypy run per file; function by function, each has its own.
+    assert (runs.pytest, runs.mypy) == (1, 2)
     assert alone.pytest > 7 and alone.mypy > 7
 
 
@@ -211,7 +211,7 @@ def test_a_function_that_breaks_a_test_fails_alone_with_the_function_by_function
     assert failed == ["mul"]
     assert by_name(batched)["mul"].message.startswith("tests: tests/test_geo.py::test_mul failed")
     # geo.py's functions share the failing guard test, so each was verified on its own; text.py's were not.
-    assert runs.pytest > 2 + 5 and runs.pytest < 2 + 2 * 7
+    assert runs.pytest > 1 + 5 and runs.pytest < 1 + 2 * 7
 
 
 def test_a_new_mypy_error_in_one_function_fails_only_that_function(
@@ -228,7 +228,7 @@ def test_a_new_mypy_error_in_one_function_fails_only_that_function(
     assert [f.qualname for f in batched.functions if f.status != "pass"] == ["half"]
     assert by_name(batched)["half"].message.startswith("mypy: line 21: Incompatible types in assignment")
     # Only the changed function is verified on its own: the unchanged ones' baseline is the file itself.
-    assert runs.pytest <= 2 + 2
+    assert runs.pytest == 1 + 2
 
 
 def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counted(

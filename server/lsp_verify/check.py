@@ -7,15 +7,15 @@ does not have it), so mypy errors and broken tests are charged to the function t
 every function changed in the same file.
 
 Many functions at once (``--all``, a ``--base`` with many changes: more than :data:`BATCH_ABOVE`) are
-checked in one batch per file instead of one by one: mypy runs once on the file as it is, and the union of
-the functions' nearby tests (and the file's doctests) runs once on it; when changed functions are among
-them, once more on the base revision's file. A function whose own tests all pass now (and, when it changed,
-passed alike at the base), and that mypy cannot charge with a new error (the file has none, or the function
-did not change, so its baseline *is* the file), gets its verdict from those runs through the very same
-``Verifier.prepare``/``verify`` code (:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function -
-a failing or missing test, a mypy error where its change could be the cause, a new function (judged
-against a stub), doctests that only one side has - is verified on its own as before, so a batch never
-reports a pass that the per-function path would fail.
+checked as a batch instead of one by one: the union of all their nearby tests runs once on the code as it
+is (a file with doctests, or staged text that differs from the work tree, gets a run of its own), mypy once
+per file, and for changed functions their tests once more on the base revision's file. A function whose
+own tests all pass now (and, when it changed, passed alike at the base), and that mypy cannot charge with a
+new error (the file has none, or the function did not change, so its baseline *is* the file), gets its
+verdict from those runs through the very same ``Verifier.prepare``/``verify`` code
+(:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function - a failing or missing test, a mypy
+error its change could cause, a new function (judged against a stub), doctests that only one side has - is
+verified on its own as before, so the batch never reports a pass that the per-function path would fail.
 """
 
 from __future__ import annotations
@@ -256,48 +256,70 @@ def _check_function(
 def _run_batches(
     verifier: Verifier, jobs: list[_Job], status: StatusSink, cancel: CancelToken
 ) -> dict[int, KnownRuns]:
-    """One batch per file (see the module docstring): the runs each function may take its verdict from,
-    keyed by ``id(job)``; a function left out is verified on its own."""
+    """The batch (see the module docstring): the runs each function may take its verdict from, keyed by
+    ``id(job)``; a function left out is verified on its own."""
     from .verify.cascade import KnownRuns, VerifyError
 
     by_file: dict[Path, list[_Job]] = {}
     for job in jobs:
         by_file.setdefault(job.item.path, []).append(job)
+    nearby: dict[int, tuple[str, ...]] = {}
+    for job in jobs:
+        cancel.raise_if_cancelled()
+        try:
+            nearby[id(job)] = verifier.nearby_tests(job.target, job.baseline, cancel)
+        except VerifyError:
+            continue  # its own verification reports why
+    files = [file_jobs for file_jobs in by_file.values() if any(id(j) in nearby for j in file_jobs)]
+    # Files checked as they are on disk share one test run: any shadow shows pytest all of them as they
+    # are (and where the edited module is imported from does not matter when it equals the user's file).
+    # A file with doctests, or staged text that differs from the work tree, gets its own run.
+    shared = [fj for fj in files if ">>>" not in fj[0].item.text and _is_on_disk(fj[0].item)]
+    status.started(f"running the nearby tests of {sum(len(fj) for fj in files)} functions together")
+    shared_tests: TestRun | None = None
+    current: dict[Path, KnownRuns] = {}
+    try:
+        if shared:
+            first = shared[0][0].item
+            union = _union(nearby.get(id(j), ()) for fj in shared for j in fj)
+            runs = verifier.run_once(first.path, first.text, union, None, cancel)
+            shared_tests, current[first.path] = runs.tests, runs
+        for file_jobs in files:
+            item = file_jobs[0].item
+            if item.path in current:
+                continue
+            if shared_tests is not None and file_jobs in shared:
+                mypy = verifier.run_once(item.path, item.text, (), None, cancel).mypy
+                current[item.path] = KnownRuns(mypy, shared_tests)
+            else:
+                doctests = file_jobs[0].relpath if ">>>" in item.text else None
+                union = _union(nearby.get(id(j), ()) for j in file_jobs)
+                current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
+    except VerifyError:
+        return {}
+
     known: dict[int, KnownRuns] = {}
-    for path, file_jobs in by_file.items():
+    for file_jobs in files:
         cancel.raise_if_cancelled()
         item = file_jobs[0].item
-        nearby: dict[int, tuple[str, ...]] = {}
-        for job in file_jobs:
-            try:
-                nearby[id(job)] = verifier.nearby_tests(job.target, job.baseline, cancel)
-            except VerifyError:
-                continue  # its own verification reports why
-        if not nearby:
+        now = current[item.path]
+        if now.mypy.crashed or not _clean(now.tests):
             continue
         doctests = file_jobs[0].relpath if ">>>" in item.text else None
-        status.started(f"checking {len(nearby)} functions of {file_jobs[0].relpath} together")
-        union = _union(nearby.values())
-        try:
-            current = verifier.run_once(path, item.text, union, doctests, cancel)
-        except VerifyError:
-            continue
-        if current.mypy.crashed or not _clean(current.tests):
-            continue
         changed = [j for j in file_jobs if id(j) in nearby and j.baseline != item.text and not j.is_new]
         base: KnownRuns | None = None
-        if changed and item.base_text is not None and not current.mypy.errors:
+        if changed and item.base_text is not None and not now.mypy.errors:
             base_doctests = file_jobs[0].relpath if ">>>" in item.base_text else None
             base_union = _union(nearby[id(j)] for j in changed)
             try:
-                base = verifier.run_once(path, item.base_text, base_union, base_doctests, cancel)
+                base = verifier.run_once(item.path, item.base_text, base_union, base_doctests, cancel)
             except VerifyError:
                 base = None
         for job in file_jobs:
             ids = nearby.get(id(job))
             if ids is None or (">>>" in job.baseline) != (doctests is not None):
                 continue
-            mine = _passing_subset(current.tests, ids, doctests)
+            mine = _passing_subset(now.tests, ids, doctests)
             if mine is None:
                 continue
             if job.baseline != item.text:
@@ -308,8 +330,15 @@ def _run_batches(
                 theirs = _passing_subset(base.tests, ids, doctests)
                 if theirs is None or _behaviour(theirs) != _behaviour(mine):
                     continue
-            known[id(job)] = KnownRuns(current.mypy, mine)
+            known[id(job)] = KnownRuns(now.mypy, mine)
     return known
+
+
+def _is_on_disk(item: _FileToCheck) -> bool:
+    try:
+        return read_source(item.path).text == item.text
+    except SourceError:
+        return False
 
 
 def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
