@@ -5,6 +5,17 @@ pre-commit hook. Each changed function is verified as if it were a candidate for
 the *baseline* is the current file with just that function put back as HEAD has it (or taken out, when HEAD
 does not have it), so mypy errors and broken tests are charged to the function that causes them, not to
 every function changed in the same file.
+
+Many functions at once (``--all``, a ``--base`` with many changes: more than :data:`BATCH_ABOVE`) are
+checked as a batch instead of one by one: the union of all their nearby tests runs once on the code as it
+is (a file with doctests, or staged text that differs from the work tree, gets a run of its own), mypy once
+per file, and for changed functions their tests once more on the base revision's file. A function whose
+own tests all pass now (and, when it changed, passed alike at the base), and that mypy cannot charge with a
+new error (the file has none, or the function did not change, so its baseline *is* the file), gets its
+verdict from those runs through the very same ``Verifier.prepare``/``verify`` code
+(:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function - a failing or missing test, a mypy
+error its change could cause, a new function (judged against a stub), doctests that only one side has - is
+verified on its own as before, so the batch never reports a pass that the per-function path would fail.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,10 +43,18 @@ from .headless import (
 from .report import FunctionReport, RunReport
 from .sourcefile import SourceError, read_source
 from .syntax.target import EditTarget, TargetError
-from .verify.types import Candidate, CandidateResult, Evidence
+from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
 
 if TYPE_CHECKING:
-    from .verify.cascade import Verifier, VerifyPlan
+    from .verify.cascade import KnownRuns, Verifier, VerifyPlan
+    from .verify.pytest_run import TestRun
+
+BATCH_ABOVE = 3
+"""Batch when more functions than this are checked. Below it the batch's fixed cost (a mypy and a test run
+per file, a base run for changed functions) saves little over three runs per function, and one function
+checked on its own is exact by construction."""
+
+_FAILING = frozenset({"failed", "error", "timeout"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +120,15 @@ def run_check(
         report.error = str(exc)
         return report
     with verifier:
-        for item in files:
-            report.functions.extend(_check_file(verifier, item, root, status, cancel))
+        work = [_functions_of(item, root) for item in files]
+        jobs = [job for _, file_jobs in work for job in file_jobs]
+        known: dict[int, KnownRuns] = {}
+        if settings.trusted and len(jobs) > BATCH_ABOVE:
+            known = _run_batches(verifier, jobs, status, cancel)
+        for early, file_jobs in work:
+            report.functions.extend(early)
+            for job in file_jobs:
+                report.functions.append(_check_function(verifier, job, status, cancel, known.get(id(job))))
     if not report.functions:
         report.notes.append("the change touches no function: nothing to verify")
     return report
@@ -158,31 +185,40 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
     return out
 
 
-def _check_file(
-    verifier: Verifier, item: _FileToCheck, root: Path, status: StatusSink, cancel: CancelToken
-) -> list[FunctionReport]:
-    from .syntax.splice import normalise, parse_error
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Job:
+    """One function to check: where it is now and the text it is judged against."""
+
+    item: _FileToCheck
+    relpath: str
+    target: EditTarget
+    baseline: str
+    """The file with just this function as the base has it (see :func:`function_baseline`)."""
+    is_new: bool
+
+
+def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport], list[_Job]]:
+    """The functions of ``item`` to check, or the report of why none can be (the file does not parse)."""
+    from .syntax.splice import parse_error
     from .syntax.targets import function_targets, functions_touching_lines
-    from .verify.cascade import VerifyError
 
     relpath = relpath_in(item.path, root)
     problem = parse_error(item.text)
     if problem is not None:
         line = _error_line(problem)
-        return [FunctionReport(relpath, "<module>", line, "fail", "none", f"does not parse: {problem}")]
+        return [FunctionReport(relpath, "<module>", line, "fail", "none", f"does not parse: {problem}")], []
     try:
         if item.lines is None:
             targets = function_targets(item.text, item.path)
         else:
             targets = functions_touching_lines(item.text, item.path, set(item.lines))
     except TargetError as exc:
-        return [FunctionReport(relpath, "<module>", 1, "fail", "none", str(exc))]
+        return [FunctionReport(relpath, "<module>", 1, "fail", "none", str(exc))], []
 
     old_targets = _targets_by_name(item.base_text, item.path) if item.base_text is not None else {}
-    reports = []
+    jobs = []
     seen: dict[str, int] = {}
     for target in targets:
-        cancel.raise_if_cancelled()
         occurrence = seen.get(target.qualname, 0)
         seen[target.qualname] = occurrence + 1
         old = old_targets.get((target.qualname, occurrence))
@@ -190,29 +226,157 @@ def _check_file(
         if item.changed_only and unchanged:
             continue
         baseline = function_baseline(item.text, target, item.base_text, old)
-        status.started(f"checking {relpath}:{def_line(target) + 1} {target.qualname}")
-        started = time.monotonic()
+        jobs.append(_Job(item, relpath, target, baseline, is_new=old is None))
+    return [], jobs
+
+
+def _check_function(
+    verifier: Verifier, job: _Job, status: StatusSink, cancel: CancelToken, known: KnownRuns | None
+) -> FunctionReport:
+    from .syntax.splice import normalise
+    from .verify.cascade import VerifyError
+
+    cancel.raise_if_cancelled()
+    target, text = job.target, job.item.text
+    status.started(f"checking {job.relpath}:{def_line(target) + 1} {target.qualname}")
+    started = time.monotonic()
+    try:
+        plan = verifier.prepare(target, job.baseline, cancel, known)
+        # The probe only feeds ranking, which a check does not do.
+        plan = dataclasses.replace(plan, probe=None)
+        candidate = Candidate(index=0, body=target.current_body, new_text=text, key=normalise(text))
+        result = verifier.verify(plan, candidate, cancel, known=known)
+    except VerifyError as exc:
+        line = def_line(target) + 1
+        seconds = time.monotonic() - started
+        return FunctionReport(job.relpath, target.qualname, line, "error", "none", str(exc), seconds=seconds)
+    return _judge_check(target, result, plan, job.relpath, is_new=job.is_new)
+
+
+def _run_batches(
+    verifier: Verifier, jobs: list[_Job], status: StatusSink, cancel: CancelToken
+) -> dict[int, KnownRuns]:
+    """The batch (see the module docstring): the runs each function may take its verdict from, keyed by
+    ``id(job)``; a function left out is verified on its own."""
+    from .verify.cascade import KnownRuns, VerifyError
+
+    by_file: dict[Path, list[_Job]] = {}
+    for job in jobs:
+        by_file.setdefault(job.item.path, []).append(job)
+    nearby: dict[int, tuple[str, ...]] = {}
+    for job in jobs:
+        cancel.raise_if_cancelled()
         try:
-            plan = verifier.prepare(target, baseline, cancel)
-            candidate = Candidate(
-                index=0, body=target.current_body, new_text=item.text, key=normalise(item.text)
-            )
-            result = verifier.verify(plan, candidate, cancel)
-        except VerifyError as exc:
-            reports.append(
-                FunctionReport(
-                    relpath,
-                    target.qualname,
-                    def_line(target) + 1,
-                    "error",
-                    "none",
-                    str(exc),
-                    seconds=time.monotonic() - started,
-                )
-            )
+            nearby[id(job)] = verifier.nearby_tests(job.target, job.baseline, cancel)
+        except VerifyError:
+            continue  # its own verification reports why
+    files = [file_jobs for file_jobs in by_file.values() if any(id(j) in nearby for j in file_jobs)]
+    # Files checked as they are on disk share one test run: any shadow shows pytest all of them as they
+    # are (and where the edited module is imported from does not matter when it equals the user's file).
+    # A file with doctests, or staged text that differs from the work tree, gets its own run.
+    shared = [fj for fj in files if ">>>" not in fj[0].item.text and _is_on_disk(fj[0].item)]
+    status.started(f"running the nearby tests of {sum(len(fj) for fj in files)} functions together")
+    shared_tests: TestRun | None = None
+    current: dict[Path, KnownRuns] = {}
+    try:
+        if shared:
+            first = shared[0][0].item
+            union = _union(nearby.get(id(j), ()) for fj in shared for j in fj)
+            runs = verifier.run_once(first.path, first.text, union, None, cancel)
+            shared_tests, current[first.path] = runs.tests, runs
+        for file_jobs in files:
+            item = file_jobs[0].item
+            if item.path in current:
+                continue
+            if shared_tests is not None and file_jobs in shared:
+                mypy = verifier.run_once(item.path, item.text, (), None, cancel).mypy
+                current[item.path] = KnownRuns(mypy, shared_tests)
+            else:
+                doctests = file_jobs[0].relpath if ">>>" in item.text else None
+                union = _union(nearby.get(id(j), ()) for j in file_jobs)
+                current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
+    except VerifyError:
+        return {}
+
+    known: dict[int, KnownRuns] = {}
+    for file_jobs in files:
+        cancel.raise_if_cancelled()
+        item = file_jobs[0].item
+        now = current[item.path]
+        if now.mypy.crashed or not _clean(now.tests):
             continue
-        reports.append(_judge_check(target, result, plan, relpath, is_new=old is None))
-    return reports
+        doctests = file_jobs[0].relpath if ">>>" in item.text else None
+        changed = [j for j in file_jobs if id(j) in nearby and j.baseline != item.text and not j.is_new]
+        base: KnownRuns | None = None
+        if changed and item.base_text is not None and not now.mypy.errors:
+            base_doctests = file_jobs[0].relpath if ">>>" in item.base_text else None
+            base_union = _union(nearby[id(j)] for j in changed)
+            try:
+                base = verifier.run_once(item.path, item.base_text, base_union, base_doctests, cancel)
+            except VerifyError:
+                base = None
+        for job in file_jobs:
+            ids = nearby.get(id(job))
+            if ids is None or (">>>" in job.baseline) != (doctests is not None):
+                continue
+            mine = _passing_subset(now.tests, ids, doctests)
+            if mine is None:
+                continue
+            if job.baseline != item.text:
+                # Its baseline differs from the file: only when the base saw the same tests pass, and mypy
+                # has no error to charge it with, is the batch's word as good as its own run's.
+                if job.is_new or base is None or base.mypy.crashed or not _clean(base.tests):
+                    continue
+                theirs = _passing_subset(base.tests, ids, doctests)
+                if theirs is None or _behaviour(theirs) != _behaviour(mine):
+                    continue
+            known[id(job)] = KnownRuns(now.mypy, mine)
+    return known
+
+
+def _is_on_disk(item: _FileToCheck) -> bool:
+    try:
+        return read_source(item.path).text == item.text
+    except SourceError:
+        return False
+
+
+def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(node_id for group in groups for node_id in group))
+
+
+def _clean(run: TestRun) -> bool:
+    """Whether a run's outcomes can be trusted item by item (else every function is checked alone)."""
+    return not (run.problem or run.leaked_imports or run.collect_errors or run.timed_out)
+
+
+def _passing_subset(run: TestRun, node_ids: tuple[str, ...], doctest_file: str | None) -> TestRun | None:
+    """``run`` cut down to what a run of ``node_ids`` (and ``doctest_file``'s doctests) alone would report,
+    in its order (pytest runs its arguments in the order given, the doctest file first); None when any of
+    them failed or did not run: then the function is verified on its own."""
+    rank = {node_id: n for n, node_id in enumerate(node_ids)}
+    kept: list[tuple[int, TestOutcome]] = []
+    seen: set[str] = set()
+    for outcome in run.outcomes:
+        if doctest_file is not None and outcome.nodeid.startswith(f"{doctest_file}::"):
+            position = -1
+        else:
+            function = outcome.nodeid.split("[", 1)[0]
+            if function not in rank:
+                continue
+            position = rank[function]
+            seen.add(function)
+        if outcome.outcome in _FAILING:
+            return None
+        kept.append((position, outcome))
+    if len(seen) != len(rank):
+        return None
+    kept.sort(key=lambda pair: pair[0])
+    return dataclasses.replace(run, outcomes=tuple(outcome for _, outcome in kept))
+
+
+def _behaviour(run: TestRun) -> list[tuple[str, str]]:
+    return [(outcome.nodeid, outcome.outcome) for outcome in run.outcomes]
 
 
 def _judge_check(

@@ -93,6 +93,16 @@ class VerifyPlan:
         return {outcome.nodeid: outcome for outcome in self.baseline}
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownRuns:
+    """mypy and pytest runs already made on the very text being verified - ``lsp-verify check`` runs each
+    test once for many functions - used by ``prepare`` and ``verify`` instead of running them again. The
+    test run must be clean (no collection error, leak or problem) and hold the target's selected tests."""
+
+    mypy: MypyRun
+    tests: TestRun
+
+
 class Verifier:
     """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
 
@@ -111,6 +121,9 @@ class Verifier:
         self._lock = threading.Lock()
         self._mypy_baselines: dict[str, MypyRun] = {}
         self._test_baselines: dict[str, TestRun] = {}
+        # (path, name, class) -> (the collection it was computed from, nearby tests): ``lsp-verify check``
+        # asks for the same function twice (``nearby_tests``, then ``prepare``).
+        self._nearby: dict[tuple[Path, str, str | None], tuple[Collection, list[tuple[str, bool]]]] = {}
         self._started = False
         limits = Limits(memory_mb=settings.memory_limit_mb)
         # Under bwrap home directories and /tmp are hidden: what the interpreter imports from there is
@@ -170,8 +183,11 @@ class Verifier:
 
     # -- prepare -----------------------------------------------------------------------------------------
 
-    def prepare(self, target: EditTarget, original_text: str, cancel: CancelToken) -> VerifyPlan:
-        """Select the nearby tests and run mypy and them on the original code (cached)."""
+    def prepare(
+        self, target: EditTarget, original_text: str, cancel: CancelToken, known: KnownRuns | None = None
+    ) -> VerifyPlan:
+        """Select the nearby tests and run mypy and them on the original code (cached; ``known``: taken
+        from those runs instead)."""
         started = time.monotonic()
         relative = self._relative(target.path)
         if not self._started:
@@ -185,12 +201,14 @@ class Verifier:
             restricted = restricted_config(self.root)
             mypy_config = restricted.write(self._shadows.path)
             notes.append(restricted.note)
-        baseline_mypy = self._baseline_mypy(relative, original_text, mypy_config, cancel).errors
+        baseline_mypy = (
+            known.mypy if known else self._baseline_mypy(relative, original_text, mypy_config, cancel)
+        ).errors
 
         nearby: list[tuple[str, bool]] = []
         if trusted:  # collecting imports conftest.py and the test modules: workspace code
             collection = self._collection(target, relative, original_text, cancel)
-            nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+            nearby = self._nearby_in(target, collection)
             notes += _collection_notes(collection)
         node_ids = tuple(node_id for node_id, _ in nearby)
         direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
@@ -202,7 +220,11 @@ class Verifier:
         elif not node_ids and doctest_file is None:
             notes.append("no nearby tests: types only")
         else:
-            run = self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+            run = (
+                known.tests
+                if known
+                else self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+            )
             module = module_name(self.root, target.path)
             baseline = tuple(o for o in run.outcomes if _selected(o.nodeid, doctest_file, module, target))
             run_tests = True
@@ -232,6 +254,44 @@ class Verifier:
             ),
             started_at=started,
         )
+
+    def nearby_tests(self, target: EditTarget, text: str, cancel: CancelToken) -> tuple[str, ...]:
+        """Node ids of the test functions ``prepare`` would select for ``target`` in a file holding ``text``
+        (none in an untrusted workspace). Raises :class:`VerifyError` as ``prepare`` does."""
+        if not self.settings.trusted:
+            return ()
+        if not self._started:
+            self._started = True
+            self._index.start()
+        collection = self._collection(target, self._relative(target.path), text, cancel)
+        return tuple(node_id for node_id, _ in self._nearby_in(target, collection))
+
+    def _nearby_in(self, target: EditTarget, collection: Collection) -> list[tuple[str, bool]]:
+        key = (target.path, target.name, target.class_name)
+        with self._lock:
+            cached = self._nearby.get(key)
+        if cached is not None and cached[0] is collection:
+            return cached[1]
+        nearby = self._index.nearby(target.path, target.name, target.class_name, collection)
+        with self._lock:
+            self._nearby[key] = (collection, nearby)
+        return nearby
+
+    def run_once(
+        self, path: Path, text: str, node_ids: tuple[str, ...], doctest_file: str | None, cancel: CancelToken
+    ) -> KnownRuns:
+        """mypy, and pytest on ``node_ids`` (and the doctests of ``doctest_file``), with ``path`` holding
+        ``text``: one run of each for many functions of one file (see :class:`KnownRuns`). No test run is
+        made when there is nothing to run."""
+        relative = self._relative(path)
+        shadow = self._shadows.create(relative, text)
+        try:
+            mypy = self._mypy.check(shadow, cancel)
+            if not node_ids and doctest_file is None:
+                return KnownRuns(mypy, TestRun(()))
+            return KnownRuns(mypy, self._pytest.run(shadow, node_ids, doctest_file, path, cancel))
+        finally:
+            shadow.remove()
 
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
@@ -377,8 +437,10 @@ class Verifier:
         candidate: Candidate,
         cancel: CancelToken,
         on_stage: Callable[[str], None] | None = None,
+        known: KnownRuns | None = None,
     ) -> CandidateResult:
-        """Run the cascade on one candidate. Raises :class:`~lsp_verify.cancel.Cancelled` when cancelled."""
+        """Run the cascade on one candidate (``known``: the runs already made on its text). Raises
+        :class:`~lsp_verify.cancel.Cancelled` when cancelled."""
         started = time.monotonic()
         stages: list[StageResult] = []
 
@@ -412,14 +474,21 @@ class Verifier:
             return finish(False, Evidence.NONE)
         stage("parse", True, since)
 
-        shadow = self._shadows.create(plan.relative_path, candidate.new_text)
+        made: list[Shadow] = []
+
+        def shadow() -> Shadow:
+            # Made when a run needs it: with ``known`` runs none may (check --all: one per function).
+            if not made:
+                made.append(self._shadows.create(plan.relative_path, candidate.new_text))
+            return made[0]
+
         try:
             if plan.run_mypy:
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("mypy")
                 since = time.monotonic()
-                run = self._mypy.check(shadow, cancel, plan.mypy_config_file)
+                run = known.mypy if known else self._mypy.check(shadow(), cancel, plan.mypy_config_file)
                 cancel.raise_if_cancelled()
                 if run.crashed:
                     stage("mypy", False, since, run.crashed)
@@ -439,31 +508,37 @@ class Verifier:
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("tests")
-                result = self._judge_tests(plan, shadow, cancel, stage, finish)
+                result = self._judge_tests(plan, shadow, cancel, stage, finish, known)
             if result.passed and plan.probe is not None:
                 # Ranking input only: which behaviour do the passing candidates agree on?
                 cancel.raise_if_cancelled()
                 if on_stage is not None:
                     on_stage("probe")
-                outputs = self._probe.run(shadow, plan.probe, cancel)
+                outputs = self._probe.run(shadow(), plan.probe, cancel)
                 cancel.raise_if_cancelled()
                 result = dataclasses.replace(
                     result, probe_outputs=outputs, seconds=time.monotonic() - started
                 )
             return result
         finally:
-            shadow.remove()
+            for made_shadow in made:
+                made_shadow.remove()
 
     def _judge_tests(
         self,
         plan: VerifyPlan,
-        shadow: Shadow,
+        shadow: Callable[[], Shadow],
         cancel: CancelToken,
         stage: Callable[[StageName, bool, float, str], bool],
         finish: Callable[..., CandidateResult],
+        known: KnownRuns | None,
     ) -> CandidateResult:
         since = time.monotonic()
-        run = self._pytest.run(shadow, plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+        run = (
+            known.tests
+            if known
+            else self._pytest.run(shadow(), plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
+        )
         cancel.raise_if_cancelled()
         before = plan.baseline_by_nodeid
         now = run.by_nodeid

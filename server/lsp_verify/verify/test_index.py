@@ -250,10 +250,13 @@ class TestIndex:
         """
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
         selected: dict[str, bool] = {}
+        resolved: dict[str, Path] = {}  # many tests per file: resolve each file once
         for test in collection.tests:
             if not test.qualname or not test.file:
                 continue  # not a Python function (a doctest, a plugin's item): nothing to scan
-            if (self.root / test.file).resolve() == absolute:
+            if test.file not in resolved:
+                resolved[test.file] = (self.root / test.file).resolve()
+            if resolved[test.file] == absolute:
                 continue
             scanned = self.scanned(Path(test.def_file or test.file))
             # Defined outside the workspace (a base class from an installed package): its line is not a
@@ -295,12 +298,12 @@ class TestIndex:
     def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
         """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
         imported under another name) and its file imports the target's module."""
-        module = module_name(self.root, target)
         wanted = names | {
             local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
         }
         if not function.names_used & wanted:
-            return False
+            return False  # most tests: decided before resolving paths (check --all asks this per function)
+        module = module_name(self.root, target)
         if Path(scanned.path).name in _conventional(target):
             return True
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}

@@ -1,0 +1,253 @@
+"""``lsp-verify check`` on many functions at once: each file's nearby tests run once for all its functions,
+and the report is the one the function-by-function path gives.
+
+Each test builds a throw-away git repository (two modules, a conventional test module each), runs the real
+``check`` in-process twice - batched, and with batching switched off - and compares the two reports; real
+pytest and mypy runs are counted (not timed) to show that the batch ran them once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lsp_verify import check
+from lsp_verify.check import CheckOptions, run_check
+from lsp_verify.config import Settings, project_settings
+from lsp_verify.report import FunctionReport, RunReport
+from lsp_verify.verify.mypy_check import MypyChecker
+from lsp_verify.verify.pytest_run import PytestRunner
+
+GEO = '''\
+"""Small arithmetic."""
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def sub(a: int, b: int) -> int:
+    return a - b
+
+
+def mul(a: int, b: int) -> int:
+    return a * b
+
+
+def neg(a: int) -> int:
+    return -a
+
+
+def half(a: int) -> int:
+    return a // 2
+'''
+
+TEST_GEO = """\
+from shapes.geo import add, half, mul, neg, sub
+
+
+def test_add() -> None:
+    assert add(2, 3) == 5
+
+
+def test_sub() -> None:
+    assert sub(5, 3) == 2
+
+
+def test_mul() -> None:
+    assert mul(2, 3) == 6
+
+
+def test_neg() -> None:
+    assert neg(4) == -4
+
+
+def test_half() -> None:
+    assert half(9) == 4
+"""
+
+TEXT = '''\
+"""Small text helpers."""
+
+
+def shout(word: str) -> str:
+    return word.upper() + "!"
+
+
+def whisper(word: str) -> str:
+    return word.lower()
+'''
+
+TEST_TEXT = """\
+from shapes.text import shout, whisper
+
+
+def test_shout() -> None:
+    assert shout("hi") == "HI!"
+
+
+def test_whisper() -> None:
+    assert whisper("HI") == "hi"
+"""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    )
+
+
+def make_repo(root: Path, geo: str = GEO) -> Path:
+    for relpath, text in {
+        "pyproject.toml": '[project]\nname = "shapes"\nversion = "0"\n',
+        "shapes/__init__.py": "",
+        "shapes/geo.py": geo,
+        "shapes/text.py": TEXT,
+        "tests/test_geo.py": TEST_GEO,
+        "tests/test_text.py": TEST_TEXT,
+    }.items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_text(text, encoding="utf-8")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+@dataclasses.dataclass
+class Runs:
+    pytest: int = 0
+    mypy: int = 0
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Runs]:
+    """Counts the real pytest and mypy runs (collection is not a test run)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # mypy's cache stays out of the home
+    counts = Runs()
+    real_run, real_check = PytestRunner.run, MypyChecker.check
+
+    def counted_run(self: PytestRunner, *args: Any, **kwargs: Any) -> Any:
+        counts.pytest += 1
+        return real_run(self, *args, **kwargs)
+
+    def counted_check(self: MypyChecker, *args: Any, **kwargs: Any) -> Any:
+        counts.mypy += 1
+        return real_check(self, *args, **kwargs)
+
+    monkeypatch.setattr(PytestRunner, "run", counted_run)
+    monkeypatch.setattr(MypyChecker, "check", counted_check)
+    yield counts
+
+
+def check_all(repo: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch, *, batch: bool) -> RunReport:
+    """``lsp-verify check --all`` in ``repo``; ``runs`` counts only this call's runs."""
+    monkeypatch.setattr(check, "BATCH_ABOVE", 3 if batch else 1_000_000)
+    runs.pytest = runs.mypy = 0
+    return run_check(CheckOptions(all_files=True), settings_for=trusted_settings, cwd=repo)
+
+
+def trusted_settings(root: Path) -> Settings:
+    settings = project_settings(root, trusted=True)
+    settings.trusted = True  # as the CLI does: it is trusted by being run
+    return settings
+
+
+def comparable(report: RunReport) -> list[FunctionReport]:
+    return [dataclasses.replace(f, seconds=0.0) for f in report.functions]
+
+
+def by_name(report: RunReport) -> dict[str, FunctionReport]:
+    return {f.qualname: f for f in report.functions}
+
+
+def test_everything_passing_runs_each_test_once_and_reports_as_function_by_function(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+
+    one_by_one = check_all(repo, runs, monkeypatch, batch=False)
+    alone = dataclasses.replace(runs)
+    batched = check_all(repo, runs, monkeypatch, batch=True)
+
+    assert batched.exit_code == one_by_one.exit_code == 0
+    assert comparable(batched) == comparable(one_by_one)
+    assert by_name(batched)["mul"].message == "mypy: no new errors, tests: 5/5 passed"
+    assert by_name(batched)["shout"].message == "mypy: no new errors, tests: 2/2 passed"
+    # One test run for both files and one mypy run per file; function by function, each has its own.
+    assert (runs.pytest, runs.mypy) == (1, 2)
+    assert alone.pytest > 7 and alone.mypy > 7
+
+
+def test_a_function_that_breaks_a_test_fails_alone_with_the_function_by_function_message(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "shapes/geo.py").write_text(GEO.replace("return a * b", "return a * b + 1"), encoding="utf-8")
+
+    one_by_one = check_all(repo, runs, monkeypatch, batch=False)
+    batched = check_all(repo, runs, monkeypatch, batch=True)
+
+    assert comparable(batched) == comparable(one_by_one)
+    assert batched.exit_code == 1
+    failed = [f.qualname for f in batched.functions if f.status != "pass"]
+    assert failed == ["mul"]
+    assert by_name(batched)["mul"].message.startswith("tests: tests/test_geo.py::test_mul failed")
+    # geo.py's functions share the failing guard test, so each was verified on its own; text.py's were not.
+    assert runs.pytest > 1 + 5 and runs.pytest < 1 + 2 * 7
+
+
+def test_a_new_mypy_error_in_one_function_fails_only_that_function(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    wrong = GEO.replace("    return a // 2", "    label: str = a\n    return a // 2")
+    (repo / "shapes/geo.py").write_text(wrong, encoding="utf-8")
+
+    one_by_one = check_all(repo, runs, monkeypatch, batch=False)
+    batched = check_all(repo, runs, monkeypatch, batch=True)
+
+    assert comparable(batched) == comparable(one_by_one)
+    assert [f.qualname for f in batched.functions if f.status != "pass"] == ["half"]
+    assert by_name(batched)["half"].message.startswith("mypy: line 21: Incompatible types in assignment")
+    # Only the changed function is verified on its own (its baseline's tests; mypy stops it before its
+    # own): the unchanged ones' baseline is the file itself.
+    assert runs.pytest == 1 + 1
+
+
+def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counted(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo", GEO.replace("return -a", "return a"))
+
+    still_broken_alone = check_all(repo, runs, monkeypatch, batch=False)
+    still_broken = check_all(repo, runs, monkeypatch, batch=True)
+    assert comparable(still_broken) == comparable(still_broken_alone)
+    assert still_broken.exit_code == 0
+    assert "failing before this change too (not counted): tests/test_geo.py::test_neg" in (
+        by_name(still_broken)["neg"].message
+    )
+
+    (repo / "shapes/geo.py").write_text(GEO, encoding="utf-8")  # the work tree fixes it
+    fixed_alone = check_all(repo, runs, monkeypatch, batch=False)
+    fixed = check_all(repo, runs, monkeypatch, batch=True)
+    assert comparable(fixed) == comparable(fixed_alone)
+    assert by_name(fixed)["neg"].message == "mypy: no new errors, tests: 5/5 passed, fixed 1"
+    assert by_name(fixed)["neg"].tests_fixed == ("tests/test_geo.py::test_neg",)
