@@ -451,9 +451,10 @@ def _restrict_writes(writable: list[str]) -> bool:
         return False
 
 
-def _descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid`` from /proc (the same walk as ``sandbox.descendants``: this script may not
-    import lsp_verify)."""
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (zombies excluded), from /proc; children before grandchildren. Empty where
+    there is no /proc (macOS): there only the process group can be killed. (Also the server's walk:
+    ``sandbox`` imports it from here, since this script may not import lsp_verify.)"""
     children: dict[int, list[int]] = {}
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
@@ -461,6 +462,7 @@ def _descendants(pid: int) -> list[int]:
                 continue
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
                     fields = stat.read().rsplit(b")", 1)[1].split()
             except OSError:
                 continue
@@ -479,7 +481,7 @@ def _sweep() -> None:
     subreaper - and reap them."""
     me = os.getpid()
     for _ in range(100):  # a fork bomb outruns one pass
-        pids = _descendants(me)
+        pids = descendants(me)
         if not pids:
             break
         for pid in pids:

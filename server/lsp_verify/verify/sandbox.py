@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..cancel import Cancelled, CancelToken
+from ._worker import descendants
 
 Isolation = Literal["bwrap", "unshare", "none", "off"]
 """What runs get: ``bwrap``; ``unshare`` (no network) or ``none`` with Landlock confining writes where the
@@ -341,32 +342,6 @@ def limits_preexec(limits: Limits) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     return apply
-
-
-def descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid`` (zombies excluded), from /proc; children before grandchildren.
-
-    Empty where there is no /proc (macOS): there only the process group can be killed.
-    """
-    children: dict[int, list[int]] = {}
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != b"Z":
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        frontier = [child for parent in frontier for child in children.get(parent, ()) if child not in found]
-        found += frontier
-    return found
 
 
 def _kill_descendants(pid: int) -> None:
