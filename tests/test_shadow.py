@@ -8,9 +8,12 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from lsp_verify.verify.shadow import ShadowRoot
+import pytest
+
+from lsp_verify.verify.shadow import ShadowRoot, ShadowUnavailable, shadow_parent
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -51,6 +54,61 @@ def test_shadow_root_refuses_to_live_inside_the_workspace(tmp_path: Path) -> Non
         assert "outside the workspace" in str(exc)
     else:  # pragma: no cover - the assertion is the test
         raise AssertionError("a shadow inside the workspace was accepted")
+
+
+def test_a_workspace_holding_the_temporary_directory_gets_its_shadow_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `lsp-verify check` run in /tmp, or a home directory opened with TMPDIR=~/tmp: the temporary directory
+    # lies inside the workspace, and the shadow must not (it would be part of what it mirrors).
+    workspace = tmp_path / "ws"
+    (workspace / "tmp").mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(workspace / "tmp"))
+
+    shadows = ShadowRoot(workspace)
+    try:
+        assert workspace.resolve() not in shadows.path.parents
+        assert stat.S_IMODE(shadows.path.stat().st_mode) == 0o700
+    finally:
+        shadows.close()
+
+
+def test_no_place_outside_the_workspace_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ShadowUnavailable, match="outside the workspace"):
+        shadow_parent(tmp_path, parent=tmp_path / "inside")
+
+
+def test_check_runs_in_a_workspace_that_holds_the_temporary_directory(tmp_path: Path) -> None:
+    """Through the command (with and without bubblewrap, as scripts/test.sh runs this file twice): the
+    verdict comes from the tests, not from a traceback about where the shadow lives."""
+    workspace = tmp_path / "ws"
+    (workspace / "calc").mkdir(parents=True)
+    (workspace / "tests").mkdir()
+    (workspace / "tmp").mkdir()
+    (workspace / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n')
+    (workspace / "calc" / "__init__.py").write_text("")
+    (workspace / "calc" / "ops.py").write_text("def add(a: int, b: int) -> int:\n    return a - b\n")
+    (workspace / "tests" / "test_ops.py").write_text(
+        "from calc.ops import add\n\n\ndef test_add() -> None:\n    assert add(1, 2) == 3\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).parents[1] / "server")
+    env["TMPDIR"] = str(workspace / "tmp")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsp_verify", "check", "calc/ops.py"],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "FAIL  calc/ops.py:1 add" in proc.stdout and "test_add failed" in proc.stdout
+    assert list((workspace / "tmp").iterdir()) == []
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

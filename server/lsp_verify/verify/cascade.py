@@ -45,7 +45,7 @@ from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
-from .shadow import Shadow, ShadowRoot
+from .shadow import Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
 
@@ -114,7 +114,10 @@ class Verifier:
         except SandboxUnavailable as exc:
             raise VerifyError(str(exc)) from None
         # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
-        self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
+        try:
+            self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
+        except ShadowUnavailable as exc:
+            raise VerifyError(str(exc)) from None
         self._mypy_cache = default_mypy_cache_dir(self.root, settings.trusted)
         self._index = TestIndex(self.root)
         self._unlisten = self._index.add_listener(self._on_change)

@@ -40,6 +40,39 @@ _SKIPPED = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cach
 # Also left out of a copied shadow: large, not source, and never needed to import or test the project.
 _NOT_COPIED = _SKIPPED | {".git", ".hg", ".svn", ".tox", ".nox", ".eggs", "node_modules", ".venv", "venv"}
 _PREFIX = "lsp-verify-"
+# Where a shadow root goes when the temporary directory lies inside the workspace.
+_FALLBACK_PARENTS = (Path("/var/tmp"), Path("/dev/shm"))
+
+
+class ShadowUnavailable(ValueError):
+    """No place outside the workspace can hold the shadow directory (the message says which were tried)."""
+
+
+def shadow_parent(workspace: Path, parent: Path | None = None) -> Path:
+    """Where the shadow root of ``workspace`` goes: ``parent`` if given, else the first of the temporary
+    directory, /var/tmp, /dev/shm and the user's cache that lies outside the workspace.
+
+    A workspace may contain the temporary directory (``lsp-verify check`` run in /tmp, a home directory opened
+    as a folder with TMPDIR=~/tmp): a shadow inside the workspace would be part of what it mirrors, and tests
+    or mypy would find the candidates twice. Raises :class:`ShadowUnavailable` when every place is inside.
+    """
+    workspace = workspace.resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lsp-verify" / "shadows"
+    places = [parent] if parent is not None else [Path(tempfile.gettempdir()), *_FALLBACK_PARENTS, cache]
+    for place in places:
+        real = place.resolve()
+        if real == workspace or workspace in real.parents:
+            continue
+        if place is cache:
+            with contextlib.suppress(OSError):
+                real.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if real.is_dir() and os.access(real, os.W_OK | os.X_OK):
+            return real
+    tried = ", ".join(str(p) for p in places)
+    raise ShadowUnavailable(
+        f"the shadow directory must lie outside the workspace {workspace}, and none of {tried} does (or is "
+        "writable): open the project's own directory as the workspace"
+    )
 
 
 class ShadowRoot:
@@ -48,12 +81,13 @@ class ShadowRoot:
     def __init__(self, workspace: Path, parent: Path | None = None, *, copy: bool = False) -> None:
         self.workspace = workspace.resolve()
         self.copy = copy
+        parent = shadow_parent(self.workspace, parent)
         remove_stale_roots(parent)
         # mkdtemp creates the directory with mode 0700, so no other user can read candidates or results.
         self.path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=parent)).resolve()
         if self.path == self.workspace or self.workspace in self.path.parents:
             shutil.rmtree(self.path, ignore_errors=True)
-            raise ValueError(f"the shadow directory {self.path} must lie outside the workspace {workspace}")
+            raise ShadowUnavailable(f"the shadow directory {self.path} lies inside the workspace {workspace}")
         self.tmp = self.path / "tmp"
         """A private TMPDIR for the runs (removed with the root)."""
         self.tmp.mkdir(mode=0o700)
