@@ -36,6 +36,8 @@ from .shadow import Shadow, ShadowRoot
 MAX_INPUTS = 24
 CALL_TIMEOUT_S = 0.25
 """Per call: a probe input is small, so a call that takes longer is looping (or exponential)."""
+MAX_SHOWN = 80
+"""Longest output ``repr`` a question offers as an answer: a longer one is not judged at a glance."""
 _FROM_DOCTEST = 8
 _MUTATIONS = 8
 
@@ -51,6 +53,15 @@ class ProbePlan:
     inputs: tuple[str, ...]
     import_root: str = ""
     """Where ``module`` is imported from, relative to the workspace root (``src`` in a src layout)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeOutputs:
+    fingerprints: tuple[str, ...]
+    """Per input: digest of the canonical ``repr``, or ``!ExceptionType`` / ``!timeout``."""
+    shown: tuple[str | None, ...]
+    """Per input: the result's ``repr`` when it is short and reads back as an equal literal, ``!Type`` when
+    the call raised, None when neither (a timeout, an object without a literal ``repr``, a long output)."""
 
 
 def probe_plan(target: EditTarget, root: Path, module: str, limit: int = MAX_INPUTS) -> ProbePlan | None:
@@ -134,8 +145,9 @@ class ProbeRunner:
         self._shadows = shadows
         self._timeout_s = timeout_s
 
-    def run(self, shadow: Shadow, plan: ProbePlan, cancel: CancelToken) -> tuple[str, ...]:
-        """One fingerprint per input (``repr`` digest or ``!ExceptionType``); empty if the probe failed."""
+    def run(self, shadow: Shadow, plan: ProbePlan, cancel: CancelToken) -> ProbeOutputs:
+        """One fingerprint per input (``repr`` digest or ``!ExceptionType``) and what a question may show
+        for it (see :class:`ProbeOutputs`); both empty if the probe failed."""
         result_file = self._shadows.scratch("probe-result")
         log_file = self._shadows.scratch("probe-log")
         request = {
@@ -147,27 +159,41 @@ class ProbeRunner:
             "function": plan.function,
             "inputs": list(plan.inputs),
             "call_timeout": CALL_TIMEOUT_S,
+            "max_shown": MAX_SHOWN,
             "result_file": str(result_file),
             "log_file": str(log_file),
             "timeout": self._timeout_s,
         }
+        failed = ProbeOutputs((), ())
         try:
             try:
                 answer = self._worker.request(request, cancel)
             except WorkerError:
-                return ()
+                return failed
             if answer.get("status") != "ok":
-                return ()
+                return failed
             try:
-                outputs = json.loads(result_file.read_text(encoding="utf-8"))
+                data = json.loads(result_file.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                return ()
+                return failed
         finally:
             result_file.unlink(missing_ok=True)
             log_file.unlink(missing_ok=True)
-        if not isinstance(outputs, list) or len(outputs) != len(plan.inputs):
-            return ()
-        return tuple(str(output) for output in outputs)
+        if not isinstance(data, dict):
+            return failed
+        outputs, shown = data.get("fingerprints"), data.get("shown")
+        n = len(plan.inputs)
+        if (
+            not isinstance(outputs, list)
+            or not isinstance(shown, list)
+            or len(outputs) != n
+            or len(shown) != n
+        ):
+            return failed
+        return ProbeOutputs(
+            tuple(str(output) for output in outputs),
+            tuple(item if isinstance(item, str) else None for item in shown),
+        )
 
 
 # ----------------------------------------------------------------------------------------------- inputs
