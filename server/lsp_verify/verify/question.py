@@ -243,10 +243,20 @@ def conventional_test_module(root: Path, path: Path) -> Path:
     return (tests if tests.is_dir() else path.parent) / names[0]
 
 
-def answer_test(root: Path, target: EditTarget, module: str, question: Question, expected: str) -> TestEdit:
-    """A pytest test asserting the answer: ``assert f(args) == expected`` or ``pytest.raises``."""
+def answer_test(
+    root: Path,
+    target: EditTarget,
+    module: str,
+    question: Question,
+    expected: str,
+    existing: str | None = None,
+) -> TestEdit:
+    """A pytest test asserting the answer: ``assert f(args) == expected`` or ``pytest.raises``, to append to
+    the conventional test module (``existing``: its text so far, read from disk when None)."""
     path = conventional_test_module(root, target.path)
-    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    exists = path.is_file()
+    if existing is None:
+        existing = path.read_text(encoding="utf-8") if exists else ""
     name = _free_name(existing, f"test_{question.function}_answer")
     imports = [f"from {module} import {question.function}"] if module else []
     if expected.startswith("!"):
@@ -266,7 +276,25 @@ def answer_test(root: Path, target: EditTarget, module: str, question: Question,
         *(f"    {line}" if line else "" for line in body),
     ]
     separator = "" if not existing else ("\n\n" if existing.endswith("\n") else "\n\n\n")
-    return TestEdit(path, separator + "\n".join(lines) + "\n", path.is_file())
+    return TestEdit(path, separator + "\n".join(lines) + "\n", exists)
+
+
+def answer_tests(
+    root: Path, target: EditTarget, module: str, answers: Sequence[tuple[Question, Answer]]
+) -> TestEdit | None:
+    """Every answer of one request as tests appended to the conventional test module in one edit."""
+    edit: TestEdit | None = None
+    for question, answer in answers:
+        if answer.expected is None:
+            continue
+        so_far = None if edit is None else _existing(edit) + edit.text
+        more = answer_test(root, target, module, question, answer.expected, so_far)
+        edit = more if edit is None else dataclasses.replace(edit, text=edit.text + more.text)
+    return edit
+
+
+def _existing(edit: TestEdit) -> str:
+    return edit.path.read_text(encoding="utf-8") if edit.exists else ""
 
 
 def _free_name(source: str, stem: str) -> str:
