@@ -13,12 +13,11 @@ in the kept candidate's docstring.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cancel import CancelToken
 from .config import Settings
-from .pipeline import FixReport, FixRequest, Pipeline, ProgressCallback
+from .pipeline import FixReport, FixRequest
 from .syntax.target import EditTarget
 from .syntax.targets import target_at
 from .verify.question import (
@@ -30,6 +29,7 @@ from .verify.question import (
     keep_agreeing,
     with_doctest,
 )
+from .verify.types import CandidateResult
 
 Asker = Callable[[Question, EditTarget], Answer]
 """Asks the user one question about a function; returns ``SKIP`` when the user does not answer."""
@@ -58,18 +58,15 @@ def first_question(fix: FixReport, settings: Settings) -> Question | None:
     return choose_question(fix.passing, fix.probe, trusted=settings.trusted)
 
 
+Rerun = Callable[[FixRequest], FixReport]
+"""Runs the pipeline again (same cancel token and progress) for a repaired request."""
+
+
 def ask_and_keep(
-    pipeline: Pipeline,
-    request: FixRequest,
-    fix: FixReport,
-    asker: Asker | None,
-    *,
-    cancel: CancelToken | None = None,
-    on_progress: ProgressCallback | None = None,
+    settings: Settings, request: FixRequest, fix: FixReport, asker: Asker | None, rerun: Rerun
 ) -> Asked:
     """Ask up to ``settings.questions`` questions about ``fix`` and apply the answers (see the module
     docstring). Without an asker only the question is reported."""
-    settings = pipeline.settings
     question = first_question(fix, settings)
     if question is None:
         return Asked(fix, request.text, None)
@@ -90,14 +87,26 @@ def ask_and_keep(
         kept = keep_agreeing(remaining, question, answer)
         if not kept:
             assert answer.expected is not None  # not skipped
-            return _repair(
-                pipeline, request, fix, question, answer.expected, record, answers, cancel, on_progress
-            )
+            return _repair(rerun, request, fix, question, answer.expected, record, answers)
         remaining = kept
         question = choose_question(remaining, probe, trusted=settings.trusted)
 
     if not answers:
         return Asked(fix, request.text, record)
+    return keep_answers(settings, request, fix, remaining, answers, record)
+
+
+def keep_answers(
+    settings: Settings,
+    request: FixRequest,
+    fix: FixReport,
+    remaining: Sequence[CandidateResult],
+    answers: Sequence[tuple[Question, Answer]],
+    record: dict[str, Any] | None,
+) -> Asked:
+    """``fix`` with ``remaining`` (the candidates the answers kept, best first) ranked first, and the answers
+    kept as ``settings.answers_as`` says."""
+    probe = fix.probe
     others = tuple(r for r in fix.results if r not in remaining)
     best, *rest = remaining
     tests = None
@@ -115,19 +124,17 @@ def ask_and_keep(
 
 
 def _repair(
-    pipeline: Pipeline,
+    rerun: Rerun,
     request: FixRequest,
     fix: FixReport,
     question: Question,
     expected: str,
     record: dict[str, Any],
     answers: list[tuple[Question, Answer]],
-    cancel: CancelToken | None,
-    on_progress: ProgressCallback | None,
 ) -> Asked:
     """No candidate returns the user's value: run again with it as a doctest in the docstring."""
     text = with_doctest(request.text, fix.target, question, expected)
     target = target_at(text, request.path, fix.target.def_start_line, request.version)
     repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
-    again = pipeline.run(repaired, cancel=cancel, on_progress=on_progress)
+    again = rerun(repaired)
     return Asked(again, text, record, tuple(answers), None, repaired=True)

@@ -207,7 +207,13 @@ def _fix_file(
         request = FixRequest(path=path, text=text, root=root, line=current.body_start_line)
         try:
             fix = pipeline.run(request, cancel=cancel, on_progress=status.progress)
-            asked = ask_and_keep(pipeline, request, fix, asker, cancel=cancel, on_progress=status.progress)
+            asked = ask_and_keep(
+                settings,
+                request,
+                fix,
+                asker,
+                lambda again: pipeline.run(again, cancel=cancel, on_progress=status.progress),
+            )
         except PromptTooLarge as exc:  # this function only: the file's other functions may still fit
             line = def_line(current) + 1
             reports.append(FunctionReport(relpath, current.qualname, line, "error", "none", str(exc)))
