@@ -40,14 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from quality import Problem, load_problems, read_records, stub_source  # noqa: E402
-
 from lsp_verify.syntax.splice import splice_body  # noqa: E402
 from lsp_verify.syntax.targets import function_targets  # noqa: E402
 from lsp_verify.verify.probe import CALL_TIMEOUT_S, MAX_SHOWN, ProbePlan, probe_inputs  # noqa: E402
 from lsp_verify.verify.question import Answer, choose_question, keep_agreeing  # noqa: E402
 from lsp_verify.verify.rank import rank  # noqa: E402
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence  # noqa: E402
+from quality import Problem, load_problems, read_records, stub_source  # noqa: E402
 
 QUESTIONS = (0, 1, 2)
 
@@ -259,10 +258,11 @@ def main() -> int:
     revision = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
     )
+    records = args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records
     lines = [
         "# Questions with a simulated user (HumanEval, reference solution answers)",
         "",
-        f"`python bench/ask.py --records {args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records} "
+        f"`python bench/ask.py --records {records} "
         f"--group {args.group}{f' --limit {args.limit}' if args.limit else ''}` on "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, revision {revision.stdout.strip()}, "
         f"load average {os.getloadavg()[0]:.1f}. Recorded candidates replayed (no model run): "

@@ -1,5 +1,6 @@
 """The real language server over a pipeline whose engine is scripted (``LSPV_ROUNDS``: a JSON list of
-rounds, each a list of candidate bodies); verification, probes and questions are real. Used by test_lsp_question.py."""
+rounds, each a list of candidate bodies); verification, probes and questions are real (for
+test_lsp_question.py)."""
 
 from __future__ import annotations
 

@@ -47,12 +47,14 @@ def question_client() -> EditorClient:
     client.values: list[str] = []  # type: ignore[attr-defined]
 
     @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
-    def show_message_request(client: Any, params: types.ShowMessageRequestParams) -> types.MessageActionItem:
+    def show_message_request(
+        client: EditorClient, params: types.ShowMessageRequestParams
+    ) -> types.MessageActionItem:
         client.asked.append(params)
         return types.MessageActionItem(title=client.pick(params))
 
     @client.feature("lsp-verify/askValue")
-    def ask_value(client: Any, params: Any) -> str | None:
+    def ask_value(client: EditorClient, params: Any) -> str | None:
         client.value_requests.append(
             {"prompt": getattr(params, "prompt", None), "error": getattr(params, "error", None)}
         )
@@ -64,9 +66,7 @@ def question_client() -> EditorClient:
 SERVER = [sys.executable, str(Path(__file__).resolve().parent / "question_server.py")]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
+def make_project(root: Path) -> Path:
     (root / "tests").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "ops"\nversion = "0"\n')
     (root / "ops.py").write_text(SCALE)
@@ -108,20 +108,40 @@ def pytest_passes(client: EditorClient, root: Path) -> str:
 ROUNDS = json.dumps([[RIGHT, RIGHT_TOO, WRONG, RIGHT]])
 
 
-@pytest_lsp.fixture(
-    config=ClientServerConfig(
-        server_command=SERVER, server_env=server_env(LSPV_ROUNDS=ROUNDS), client_factory=question_client
-    )
+CONFIG = ClientServerConfig(
+    server_command=SERVER, server_env=server_env(LSPV_ROUNDS=ROUNDS), client_factory=question_client
 )
-async def client(lsp_client: EditorClient) -> Any:
+
+
+@pytest_lsp.fixture(scope="module", config=CONFIG)
+async def asking(lsp_client: EditorClient, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """VS Code's capabilities, plus "another value…" (the extension answers lsp-verify/askValue)."""
+    lsp_client.root = make_project(  # type: ignore[attr-defined]
+        tmp_path_factory.mktemp("ask") / "proj"
+    )
+    capabilities = client_capabilities("visual_studio_code")
+    capabilities.experimental = {"lspVerifyAskValue": True}
+    await start(lsp_client, lsp_client.root, capabilities)  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
 
 
-async def test_question_answer_and_a_verified_edit_with_the_new_test(client: Any, project: Path) -> None:
+@pytest_lsp.fixture(scope="module", config=CONFIG)
+async def silent(lsp_client: EditorClient, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A client without window.showMessage.messageActionItem."""
+    lsp_client.root = make_project(  # type: ignore[attr-defined]
+        tmp_path_factory.mktemp("silent") / "proj"
+    )
     capabilities = client_capabilities("visual_studio_code")
-    capabilities.experimental = {"lspVerifyAskValue": True}
-    await start(client, project, capabilities)
+    assert capabilities.window is not None
+    capabilities.window.show_message = None
+    await start(lsp_client, lsp_client.root, capabilities)  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_question_answer_and_a_verified_edit_with_the_new_test(asking: Any) -> None:
+    client, project = asking, asking.root
     uri = client.open(project / "ops.py")
     client.open(project / "tests" / "test_ops.py")
 
@@ -132,9 +152,10 @@ async def test_question_answer_and_a_verified_edit_with_the_new_test(client: Any
         return "another value…"
 
     client.pick = pick_value
+    line = line_of(SCALE, "...")
     result = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(
-            command="lsp-verify.verifyAndApply", arguments=[{"uri": uri, "line": line_of(SCALE, "...")}]
+            command="lsp-verify.verifyAndApply", arguments=[{"uri": uri, "line": line}]
         )
     )
 
@@ -152,11 +173,8 @@ async def test_question_answer_and_a_verified_edit_with_the_new_test(client: Any
     assert "2 passed" in pytest_passes(client, project)
 
 
-async def test_without_message_action_items_each_answer_is_a_code_action(client: Any, project: Path) -> None:
-    capabilities = client_capabilities("visual_studio_code")
-    assert capabilities.window is not None
-    capabilities.window.show_message = None
-    await start(client, project, capabilities)
+async def test_without_message_action_items_each_answer_is_a_code_action(silent: Any) -> None:
+    client, project = silent, silent.root
     uri = client.open(project / "ops.py")
     client.open(project / "tests" / "test_ops.py")
     line = line_of(SCALE, "...")
