@@ -208,3 +208,58 @@ def test_ask_never_prompts_when_stdin_is_not_a_terminal(project: Path) -> None:
     assert not (project / "tests" / "test_ops.py").exists()  # no answer, nothing kept
     schema = json.loads((resources.files("lsp_verify") / "report-schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(report, schema)
+
+
+def test_answers_as_doctest_puts_the_answer_in_the_docstring(project: Path) -> None:
+    """In process, through run_fix with an asker that picks the most sampled output."""
+    import dataclasses
+
+    from lsp_verify.config import Settings
+    from lsp_verify.fix import FixOptions, run_fix
+    from lsp_verify.model.types import EngineInfo, Generation
+    from lsp_verify.pipeline import Pipeline
+    from lsp_verify.syntax.target import EditTarget
+    from lsp_verify.verify.question import Answer, Question
+
+    class Engine:
+        info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 4096, 8)
+
+        def generate(
+            self, prompt: object, params: object, *, on_generation: object = None, cancel: object = None
+        ) -> list[Generation]:
+            out = [
+                Generation(i, body, 5, -0.1, "stop", 0.01) for i, body in enumerate([RIGHT, WRONG, RIGHT_TOO])
+            ]
+            for generation in out:
+                on_generation(generation)  # type: ignore[operator]
+            return out
+
+        def close(self) -> None:
+            pass
+
+    asked: list[Question] = []
+
+    def asker(question: Question, target: EditTarget) -> Answer:
+        asked.append(question)
+        return Answer(option=question.options[0])
+
+    report = run_fix(
+        FixOptions(specs=("ops.py",), apply=True),
+        settings_for=lambda root: dataclasses.replace(Settings(), trusted=True, k=3, answers_as="doctest"),
+        cwd=project,
+        pipeline_factory=lambda settings: Pipeline(settings, engine_factory=lambda _: Engine()),  # type: ignore[arg-type,return-value]
+        asker=asker,
+    )
+    (function,) = report.functions
+    assert function.applied and len(asked) == 1, function
+    call, expected = asked[0].call, asked[0].options[0].shown
+    written = (project / "ops.py").read_text()
+    assert f"    >>> {call}\n    {expected}\n" in written
+    assert not (project / "tests" / "test_ops.py").exists()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert "1 passed" in run.stdout, run.stdout

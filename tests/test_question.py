@@ -201,3 +201,13 @@ def test_the_answer_becomes_a_doctest_line(tmp_path: Path) -> None:
         'def scale(xs: list[int], factor: int) -> list[int]:\n    """\n    >>> scale([1, 2], 3)'
     )
     assert raised.endswith('    ValueError\n    """\n    ...\n')
+
+
+def test_the_settings_are_validated() -> None:
+    settings = Settings().updated({"questions": -1, "answersAs": "yaml"}, "test")
+    assert (settings.questions, settings.answers_as) == (2, "test")
+    assert settings.problems == [
+        "test: invalid value -1 for 'questions': expected 0 (never ask) or a number of questions; using 2",
+        "test: invalid value 'yaml' for 'answersAs': expected one of test, doctest, none; using 'test'",
+    ]
+    assert Settings().updated({"answers_as": "doctest", "questions": 0}, "test").answers_as == "doctest"
