@@ -211,3 +211,34 @@ def test_the_settings_are_validated() -> None:
         "test: invalid value 'yaml' for 'answersAs': expected one of test, doctest, none; using 'test'",
     ]
     assert Settings().updated({"answers_as": "doctest", "questions": 0}, "test").answers_as == "doctest"
+
+
+def test_examples_written_in_prose_become_probe_inputs() -> None:
+    """HumanEval writes half its examples as prose; without them an unannotated function has no inputs."""
+    from lsp_verify.verify.probe import probe_inputs
+
+    one = '''\
+def pluck(arr):
+    """Pluck a node.
+
+    Example 1:
+        Input: [4,2,3]
+        Output: [2, 1]
+    For arr = [5, 0, 3] the output should be [0, 1].
+    """
+    ...
+'''
+    two = '''\
+def max_fill(grid, capacity):
+    """Example:
+        Input:
+            grid : [[0,0,1,0], [1,1,1,1]]
+            capacity : 1
+        Output: 6
+    """
+    ...
+'''
+    assert Pipeline.targets(one, Path("/w/m.py"))[0].docstring
+    inputs = probe_inputs(Pipeline.targets(one, Path("/w/m.py"))[0])
+    assert inputs[:2] == ("[4, 2, 3]", "[5, 0, 3]") and "[]" in inputs  # then variations of them
+    assert probe_inputs(Pipeline.targets(two, Path("/w/m.py"))[0])[0] == "[[0, 0, 1, 0], [1, 1, 1, 1]], 1"

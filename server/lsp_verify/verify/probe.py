@@ -98,6 +98,9 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, seed: int = 0) -> 
     for source, _ in calls[:_FROM_DOCTEST]:
         add(source)
     literal_calls = [values for _, values in calls if values is not None]
+    for values in _prose_examples(target.docstring, function)[:_FROM_DOCTEST]:
+        add(_args_source(values))
+        literal_calls.append(values)
     mutations = 0
     for values in literal_calls:
         for index in range(len(values)):
@@ -236,6 +239,60 @@ def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any
         if all(source != seen for seen, _ in calls):
             calls.append((source, values))
     return calls
+
+
+def _prose_examples(docstring: str | None, function: ast.FunctionDef) -> list[list[Any]]:
+    """Argument lists written in prose, not as calls: ``For lst = [1, 2] the output should be 3``,
+    ``grid : [[0, 1]]`` / ``capacity : 1`` (a value per parameter name, in order, one example after the
+    other), and ``Input: [4, 2, 3]`` for a function of one parameter. HumanEval writes half its examples so;
+    without them an unannotated function has no probe input at all."""
+    if not docstring:
+        return []
+    try:
+        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
+    arguments = function.args
+    names = [a.arg for a in [*arguments.posonlyargs, *arguments.args] if a.arg not in ("self", "cls")]
+    required = names[: len(names) - len(arguments.defaults)]
+    if not isinstance(text, str) or not required or arguments.vararg is not None:
+        return []
+    labels = "|".join(re.escape(name) for name in required)
+    if len(required) == 1:
+        labels += "|[Ii]nput"
+    found: list[tuple[str, Any]] = []
+    for match in re.finditer(rf"(?<![\w.])({labels})\s*[=:]\s*(?![=\s])", text):
+        value = _literal_prefix(text[match.end() :].split("\n", 1)[0])
+        if value is not _NO_LITERAL:
+            found.append((required[0] if match[1].lower() == "input" else match[1], value))
+    examples: list[list[Any]] = []
+    current: dict[str, Any] = {}
+    for name, value in [*found, ("", None)]:
+        if name in current or not name:
+            if len(current) == len(required):
+                values = [current[n] for n in required]
+                if values not in examples:
+                    examples.append(values)
+            current = {}
+        if name:
+            current[name] = value
+    return examples
+
+
+_NO_LITERAL = object()
+
+
+def _literal_prefix(line: str) -> Any:
+    """The longest prefix of ``line`` that is a Python literal (``_NO_LITERAL`` when none is)."""
+    line = line.strip()
+    for end in range(min(len(line), 400), 0, -1):
+        if line[end - 1] in " ,;.":
+            continue
+        try:
+            return ast.literal_eval(line[:end])
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return _NO_LITERAL
 
 
 def _call_at(text: str, start: int, name: str) -> ast.Call | None:
