@@ -24,6 +24,7 @@ import {
     TransportKind,
 } from "vscode-languageclient/node";
 
+import { registerAskValue } from "./ask";
 import type { PythonInterpreters } from "./python";
 import { CoalescingRunner } from "./serial";
 import {
@@ -175,7 +176,9 @@ export class VerifyServer implements vscode.Disposable {
             initializationOptions: initializationOptions(settingReader(resource), vscode.workspace.isTrusted),
             middleware: this.middleware(),
         };
-        return new LanguageClient(SECTION, "lsp-verify", serverOptions, clientOptions);
+        const client = new LanguageClient(SECTION, "lsp-verify", serverOptions, clientOptions);
+        registerAskValue(client);
+        return client;
     }
 
     private middleware(): Middleware {

@@ -28,6 +28,8 @@ export const SERVER_KEYS = [
     "requireTests",
     "repairRounds",
     "probeInputs",
+    "questions",
+    "answersAs",
     "temperature",
     "seed",
     "promptFormat",

@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     fix.add_argument("-k", type=int, help="candidates per function (default: settings, 8)")
     fix.add_argument("--apply", action="store_true", help="write the verified bodies into the files")
     fix.add_argument("--require-tests", action="store_true", help="refuse results backed by types only")
+    fix.add_argument(
+        "--ask",
+        action="store_true",
+        help="when the verified candidates disagree, ask which output is right (on a terminal only)",
+    )
     _model_options(fix)
     _common(fix)
     fix.set_defaults(handler=_fix)
@@ -238,7 +243,7 @@ def _check(args: argparse.Namespace) -> int:
 
 # -- fix -----------------------------------------------------------------------------------------------
 def _fix(args: argparse.Namespace) -> int:
-    from .fix import FixOptions, run_fix
+    from .fix import FixOptions, run_fix, terminal_asker
 
     status = StatusLine(sys.stderr)
     overrides = {
@@ -249,10 +254,18 @@ def _fix(args: argparse.Namespace) -> int:
         "require_tests": True if args.require_tests else None,
     }
     options = FixOptions(specs=tuple(args.targets), apply=args.apply)
+    # Never prompt where nobody can answer (pre-commit, CI): the question is still in the report.
+    asker = terminal_asker(sys.stdin, sys.stderr, status.clear) if args.ask and sys.stdin.isatty() else None
     try:
-        report = run_fix(options, settings_for=lambda root: _settings(root, overrides), status=status)
+        report = run_fix(
+            options, settings_for=lambda root: _settings(root, overrides), status=status, asker=asker
+        )
     finally:
         status.clear()
+    if args.ask and asker is None and any(f.question for f in report.functions):
+        report.notes.append(
+            "--ask: stdin is not a terminal, so nothing was asked (the questions are reported)"
+        )
     return _emit(report, args.format)
 
 

@@ -28,6 +28,7 @@ else:  # pragma: no cover - Python 3.10
 
 PromptFormat = Literal["auto", "chat", "fim"]
 SandboxMode = Literal["auto", "bwrap", "none"]
+AnswersAs = Literal["test", "doctest", "none"]
 
 
 @dataclasses.dataclass
@@ -54,6 +55,10 @@ class Settings:
     """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
     probe_inputs: int = 24
     """Inputs each passing candidate is called on to rank by behaviour (trusted workspaces; 0: off)."""
+    questions: int = 2
+    """When the passing candidates behave differently: questions asked per request (0: never ask)."""
+    answers_as: AnswersAs = "test"
+    """How an answer is kept: a test in the conventional test module, a doctest line, or not at all."""
     require_tests: bool = False
     """Refuse "types only" results (no nearby tests ran)."""
     trusted: bool = False
@@ -93,14 +98,17 @@ def _snake(key: str) -> str:
 _POSITIVE = {"k", "max_tokens", "n_ctx", "test_timeout_s", "mypy_timeout_s", "memory_limit_mb", "n_threads"}
 
 
+_LITERALS: dict[str, Any] = {"PromptFormat": PromptFormat, "SandboxMode": SandboxMode, "AnswersAs": AnswersAs}
+
+
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
     text = str(annotation)
     if value is None:
         if "None" in text:
             return None
         raise ValueError("a value is required")
-    if text.startswith("Literal") or text in ("PromptFormat", "SandboxMode"):
-        choices = get_args(PromptFormat if "Prompt" in text else SandboxMode)
+    if text.startswith("Literal") or text in _LITERALS:
+        choices = get_args(_LITERALS.get(text, PromptFormat if "Prompt" in text else SandboxMode))
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}")
         return value
@@ -118,6 +126,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             raise ValueError("expected a positive integer")
         if key == "repair_rounds" and value < 0:
             raise ValueError("expected 0 (no repair) or a number of rounds")
+        if key == "questions" and value < 0:
+            raise ValueError("expected 0 (never ask) or a number of questions")
         if key == "probe_inputs" and value < 0:
             raise ValueError("expected 0 (no probes) or a number of inputs")
         if key == "n_gpu_layers" and value < -1:
@@ -157,11 +167,13 @@ user)."""
 
 UNTRUSTED_PROJECT_ALLOWS = frozenset(
     {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
-    | {"require_tests"}
+    | {"require_tests", "questions", "answers_as"}
 )
 """Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
-workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
-and ``false`` is merely the default. Every field is in exactly one of the two tables (a test checks it)."""
+workspaces only); ``questions`` and ``answers_as`` only shape what the user is asked and how an answer is
+kept (questions come from probes: trusted workspaces only); ``require_tests`` can only refuse more, since
+the repository's layer lies under the user's and ``false`` is merely the default. Every field is in exactly
+one of the two tables (a test checks it)."""
 
 
 def find_project_root(start: Path) -> Path:

@@ -1,6 +1,9 @@
 """``lsp-verify fix`` (write verified bodies) and ``lsp-verify generate`` (show unverified candidates).
 
-``fix`` runs :class:`~lsp_verify.pipeline.Pipeline` per stub function. A file's verified bodies are applied
+``fix`` runs :class:`~lsp_verify.pipeline.Pipeline` per stub function. When the verified candidates behave
+differently, the question that tells them apart is reported (``--format json``: ``question``) and, with an
+asker (``--ask`` on a terminal, :func:`terminal_asker`), asked (:mod:`lsp_verify.ask`); answers kept as tests
+are appended to the conventional test module when the file is written. A file's verified bodies are applied
 one after the other to an in-memory copy (later functions are generated and verified with the earlier ones
 filled in), and ``--apply`` writes the result only if the file still has the bytes that were read (in place,
 in the file's own encoding: :mod:`.sourcefile`).
@@ -11,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from .cancel import CancelToken
 from .config import Settings, find_project_root
@@ -31,11 +34,14 @@ from .headless import (
 from .report import FunctionReport, RunReport
 from .sourcefile import FileChanged, SourceError, SourceFile, read_source, write_if_unchanged
 from .syntax.target import EditTarget, TargetError
+from .verify.question import TestEdit
 from .verify.rank import agreeing_samples
 from .verify.types import CandidateResult, Evidence
 
 if TYPE_CHECKING:
+    from .ask import Asked, Asker
     from .pipeline import FixReport, Pipeline
+    from .verify.question import Answer, Question
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +69,12 @@ def run_fix(
     cancel: CancelToken | None = None,
     cwd: Path | None = None,
     pipeline_factory: PipelineFactory | None = None,
+    asker: Asker | None = None,
 ) -> RunReport:
-    """Generate, verify and (with ``apply``) write a body for each target. Never raises for bad input."""
+    """Generate, verify and (with ``apply``) write a body for each target. Never raises for bad input.
+
+    ``asker``: asks the user which output is right when the verified candidates disagree (None: only report
+    the question)."""
     from .model.engine import EngineError
     from .model.source import ModelError
     from .verify.cascade import VerifyError
@@ -110,7 +120,7 @@ def run_fix(
         pipeline.engine()
         for source, targets in plans:
             report.functions.extend(
-                _fix_file(pipeline, source, targets, root, options, settings, status, cancel)
+                _fix_file(pipeline, source, targets, root, options, settings, status, cancel, asker)
             )
     except (ModelError, EngineError, ImportError) as exc:
         report.error = (
@@ -178,7 +188,9 @@ def _fix_file(
     settings: Settings,
     status: StatusSink,
     cancel: CancelToken,
+    asker: Asker | None = None,
 ) -> list[FunctionReport]:
+    from .ask import ask_and_keep
     from .model.prompts import PromptTooLarge
     from .pipeline import FixRequest
     from .syntax.targets import function_targets
@@ -187,24 +199,33 @@ def _fix_file(
     relpath = relpath_in(path, root)
     text = original
     reports: list[FunctionReport] = []
+    tests: list[TestEdit] = []
     for wanted in targets:
         # Earlier bodies in this file may have moved the function: find it again by name in the new text.
         current = _same_function(function_targets(text, path), wanted, targets)
         status.started(f"fixing {relpath}:{def_line(current) + 1} {current.qualname}")
+        request = FixRequest(path=path, text=text, root=root, line=current.body_start_line)
         try:
-            fix = pipeline.run(
-                FixRequest(path=path, text=text, root=root, line=current.body_start_line),
-                cancel=cancel,
-                on_progress=status.progress,
+            fix = pipeline.run(request, cancel=cancel, on_progress=status.progress)
+            asked = ask_and_keep(
+                settings,
+                request,
+                fix,
+                asker,
+                lambda again: pipeline.run(again, cancel=cancel, on_progress=status.progress),
             )
         except PromptTooLarge as exc:  # this function only: the file's other functions may still fit
             line = def_line(current) + 1
             reports.append(FunctionReport(relpath, current.qualname, line, "error", "none", str(exc)))
             continue
-        reports.append(_fix_outcome(fix, text, relpath, settings))
+        fix = asked.fix
+        outcome = _fix_outcome(fix, text, relpath, settings)
         best = _accepted(fix, settings)
+        reports.append(_with_question(outcome, asked, root, best is not None))
         if best is not None:
             text = best.candidate.new_text
+            if asked.tests is not None:
+                tests.append(asked.tests)
 
     if options.apply and text != original:
         try:
@@ -217,8 +238,75 @@ def _fix_file(
                 else r
                 for r in reports
             ]
+        problem = _append_tests(tests)
+        if problem is not None:
+            return [
+                dataclasses.replace(r, applied=True, details=(*r.details, problem))
+                if r.status == "pass"
+                else r
+                for r in reports
+            ]
         return [dataclasses.replace(r, applied=True) if r.status == "pass" else r for r in reports]
     return reports
+
+
+def _with_question(outcome: FunctionReport, asked: Asked, root: Path, accepted: bool) -> FunctionReport:
+    """The report with the question (and answer), and the answer's test in the diff."""
+    if asked.question is None:
+        return outcome
+    call, answer = asked.question["call"], asked.question["answer"]
+    options = " or ".join(f"{o['output']} ({o['samples']})" for o in asked.question["options"])
+    if answer is None:
+        line = f"question: {call} -> {options}? (lsp-verify fix --ask asks it)"
+    else:
+        line = f"answered: {call} -> {answer}" + (
+            " (no candidate returned it: repaired with it as a doctest)" if asked.repaired else ""
+        )
+    diff = outcome.diff
+    if accepted and asked.tests is not None and diff is not None:
+        before = asked.tests.path.read_text(encoding="utf-8") if asked.tests.exists else ""
+        diff += unified_diff(before, before + asked.tests.text, relpath_in(asked.tests.path, root))
+    return dataclasses.replace(outcome, question=asked.question, details=(*outcome.details, line), diff=diff)
+
+
+def _append_tests(tests: list[TestEdit]) -> str | None:
+    """Append the answers' tests to their modules; a problem line when one cannot be written."""
+    for edit in tests:
+        try:
+            with open(edit.path, "a", encoding="utf-8") as out:
+                out.write(edit.text)
+        except OSError as exc:
+            return f"{edit.path}: cannot write the answer's test: {exc}"
+    return None
+
+
+def terminal_asker(stdin: TextIO, out: TextIO, before: Callable[[], None] | None = None) -> Asker:
+    """Asks on a terminal: the options numbered, another value typed as a Python literal (asked again with
+    the parse error when it is not one), Enter or end of input to skip."""
+    from .verify.question import SKIP, AnswerError, parse_answer
+
+    def ask(question: Question, target: EditTarget) -> Answer:
+        if before is not None:
+            before()
+        out.write(
+            f"\n{target.qualname}: the verified candidates disagree. Which is right?\n  {question.call}\n"
+        )
+        for number, option in enumerate(question.options, start=1):
+            plural = "s" if option.samples != 1 else ""
+            out.write(f"  {number}) {option.label}    ({option.samples} sample{plural})\n")
+        out.write("  or type another value (a Python literal; =3 for the number 3); Enter skips\n")
+        while True:
+            out.write("answer> ")
+            out.flush()
+            line = stdin.readline()
+            if not line:
+                return SKIP
+            try:
+                return parse_answer(line, question)
+            except AnswerError as exc:
+                out.write(f"  {exc}\n")
+
+    return ask
 
 
 def _same_function(found: list[EditTarget], wanted: EditTarget, all_wanted: list[EditTarget]) -> EditTarget:

@@ -26,6 +26,7 @@ from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
 from .verify.cascade import Verifier, VerifyPlan
+from .verify.probe import ProbePlan
 from .verify.rank import agreeing_samples, rank
 from .verify.types import Candidate, CandidateResult, Evidence
 
@@ -68,6 +69,8 @@ class FixReport:
     """One-paragraph summary for a user: what was tried and, when nothing passed, why each failed."""
     notes: tuple[str, ...] = ()
     """Caveats of the verification, e.g. "no nearby tests: types only"."""
+    probe: ProbePlan | None = None
+    """The inputs the passing candidates were called on (None: not probed); a question is asked on one."""
 
     @property
     def passing(self) -> tuple[CandidateResult, ...]:
@@ -344,6 +347,7 @@ class Pipeline:
             first_verified_s=first_verified[0] if first_verified else None,
             message=summarise(target, ranked, n_generated, plan.notes),
             notes=tuple(plan.notes),
+            probe=plan.probe,
         )
         report.stage("done", out.message.splitlines()[0])
         return out

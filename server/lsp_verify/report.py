@@ -50,6 +50,9 @@ class FunctionReport:
     applied: bool | None = None
     """fix only: whether the candidate was written to the file (None when --apply was not given)."""
     seconds: float = 0.0
+    question: dict[str, Any] | None = None
+    """fix only: the question the passing candidates raise (``call``, ``options`` with their sample counts)
+    and the user's ``answer`` (None when not asked or skipped); None when they all behave alike."""
 
 
 @dataclasses.dataclass
@@ -121,6 +124,7 @@ def as_json(report: RunReport) -> dict[str, Any]:
                 "diff": f.diff,
                 "applied": f.applied,
                 "seconds": round(f.seconds, 3),
+                "question": f.question,
             }
             for f in report.functions
         ],

@@ -39,6 +39,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from .. import __version__
+from ..ask import Asked, ask_and_keep, first_question
 from ..cancel import Cancelled, CancelToken
 from ..config import Settings, find_project_root
 from ..model.prompts import PromptTooLarge
@@ -47,6 +48,7 @@ from ..pipeline import FixReport, FixRequest, Pipeline, Progress
 from ..syntax.target import EditTarget, TargetError
 from ..verify.cascade import VerifyError
 from . import actions, jobs, options, transport
+from .ask import EditorAsker, answer_actions, answer_edit, can_ask, can_ask_value
 from .edits import EditOutsideTarget, text_edit, workspace_edit
 from .progress import WorkDoneProgress
 from .watch import WorkspaceWatcher
@@ -141,6 +143,8 @@ class VerifyServer(LanguageServer):
         self.watcher: WorkspaceWatcher | None = None
         self.engine_ready = False
         self.last_report: tuple[FixReport, str] | None = None
+        self.answers: dict[str, tuple[int | None, EditTarget, list[types.CodeAction]]] = {}
+        """Per document: the answer actions of a question this client cannot be asked (see lsp/ask.py)."""
         self.shutdown_requested = False
         self._shown_problems: set[str] = set()
         self._report_dir: Path | None = None
@@ -254,14 +258,15 @@ class VerifyServer(LanguageServer):
         progress = WorkDoneProgress(self, title, enabled=self.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         job = self.worker.submit(
-            functools.partial(self._run_pipeline, request, progress),
+            functools.partial(self._run_pipeline, request, progress, asyncio.get_running_loop()),
             key=(args.uri, target.qualname),
             uri=args.uri,
             request_id=self.protocol.msg_id,
             progress_token=progress.token,
         )
         try:
-            report = await asyncio.wrap_future(job.future)
+            asked: Asked = await asyncio.wrap_future(job.future)
+            report = asked.fix
         except asyncio.CancelledError:  # $/cancelRequest of an async handler cancels its task
             job.cancel(jobs.CLIENT_CANCELLED)
             progress.end("cancelled")
@@ -287,18 +292,42 @@ class VerifyServer(LanguageServer):
         progress.end(report.message.splitlines()[0])
         self.last_report = (report, args.uri)
         self.log_to_client(report.message)
-        return self._outcome(report, args.uri, text, version, doc.position_codec)
+        return self._outcome(report, args.uri, text, version, doc.position_codec, asked, request)
 
-    def _run_pipeline(self, request: FixRequest, progress: WorkDoneProgress, token: CancelToken) -> FixReport:
-        """On the worker thread."""
+    def _run_pipeline(
+        self,
+        request: FixRequest,
+        progress: WorkDoneProgress,
+        loop: asyncio.AbstractEventLoop,
+        token: CancelToken,
+    ) -> Asked:
+        """On the worker thread: the run, then the questions its candidates raise (lsp/ask.py)."""
         assert self.pipeline is not None
+        pipeline = self.pipeline
         if not self.engine_ready:
             progress.report("loading model", 1)
-            self.pipeline.engine()
+            pipeline.engine()
             self.engine_ready = True
-        return self.pipeline.run(request, cancel=token, on_progress=progress.pipeline_progress)
 
-    def _outcome(self, report: FixReport, uri: str, text: str, version: int | None, codec: Any) -> Outcome:
+        def run(request: FixRequest) -> FixReport:
+            return pipeline.run(request, cancel=token, on_progress=progress.pipeline_progress)
+
+        capabilities = self.client_capabilities
+        asker = None
+        if can_ask(capabilities):
+            asker = EditorAsker(self, loop, token, values=can_ask_value(capabilities))
+        return ask_and_keep(self.settings, request, run(request), asker, run)
+
+    def _outcome(
+        self,
+        report: FixReport,
+        uri: str,
+        text: str,
+        version: int | None,
+        codec: Any,
+        asked: Asked | None = None,
+        request: FixRequest | None = None,
+    ) -> Outcome:
         current = self.workspace.get_text_document(uri)
         if current.version != version:
             raise JsonRpcContentModified(
@@ -312,7 +341,31 @@ class VerifyServer(LanguageServer):
                 message += "\n" + actions.UNTRUSTED_HELP
             self.show(types.MessageType.Warning, f"lsp-verify: no candidate passed.\n{message}")
             return Outcome(message, report=report)
+        question = None if asked is None or asked.answers else first_question(report, self.settings)
+        if (
+            asked is not None
+            and request is not None
+            and question is not None
+            and not can_ask(self.client_capabilities)
+        ):
+            # Cannot ask: one code action per answer, offered at the function, instead of a guess.
+            choices = answer_actions(
+                self.settings, request, asked, question, codec, uri=uri, documents=self.takes_document_changes
+            )
+            if choices:
+                self.answers[uri] = (version, report.target, choices)
+                message = (
+                    f"lsp-verify: the verified candidates for {report.target.qualname} disagree: "
+                    f"{question.text()} Pick the right output among the code actions at the function."
+                )
+                self.show(types.MessageType.Info, message)
+                return Outcome(message, report=report)
         try:
+            if asked is not None:
+                change, message = answer_edit(
+                    asked, uri, text, version, codec, documents=self.takes_document_changes
+                )
+                return Outcome(message, change, report)
             edit = text_edit(text, best.candidate.new_text, report.target, codec)
         except EditOutsideTarget as exc:
             self.show(types.MessageType.Error, f"lsp-verify: {exc}")
@@ -462,7 +515,11 @@ def text_document_code_action(
     except TargetError:
         return None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
-    return [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
+    offered = [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
+    answers = ls.answers.get(doc.uri)
+    if answers is not None and answers[0] == doc.version and answers[1].qualname == target.qualname:
+        offered = [*answers[2], *offered]
+    return offered
 
 
 async def code_action_resolve(ls: VerifyServer, action: types.CodeAction) -> types.CodeAction:

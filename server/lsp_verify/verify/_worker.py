@@ -242,11 +242,14 @@ def _on_alarm(signum: int, frame: object) -> None:
 
 
 def _run_probe(request: dict[str, Any]) -> int:
-    """Call ``module.function(<args>)`` for each input; write one fingerprint per input as a JSON list.
+    """Call ``module.function(<args>)`` for each input; write ``{"fingerprints": [...], "shown": [...]}``.
 
     A fingerprint is a digest of the result's ``repr`` or ``!`` and the exception's type name: equal
-    fingerprints mean the candidates behaved alike on that input.
+    fingerprints mean the candidates behaved alike on that input. ``shown`` is what a question may show the
+    user for that input: the result's ``repr`` when it is short and reads back as an equal literal (so an
+    answer can become ``assert f(...) == <repr>``), ``!`` and the exception's type name, else null.
     """
+    import ast
     import hashlib
     import importlib
 
@@ -261,25 +264,43 @@ def _run_probe(request: dict[str, Any]) -> int:
     stop = time.monotonic() + max(0.5, float(request["timeout"]) - 1.0)
     # Argument lists are evaluated in a copy of the module's namespace, made once: they only read it.
     namespace = {**vars(module), "__lsp_verify_probe__": function}
-    outputs = []
+    max_shown = int(request.get("max_shown", 80))
+    outputs: list[str] = []
+    shown: list[str | None] = []
     for arguments in request["inputs"]:
         if time.monotonic() >= stop:
             outputs.append("!timeout")
+            shown.append(None)
             continue
         signal.setitimer(signal.ITIMER_REAL, budget)
         try:
             result = eval(f"__lsp_verify_probe__({arguments})", namespace)  # sandboxed, like the tests
             text = _canonical(result)
             outputs.append(hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16])
+            shown.append(_literal_repr(result, max_shown, ast.literal_eval))
         except _CallTimeout:
             outputs.append("!timeout")
+            shown.append(None)
         except BaseException as exc:  # the candidate's behaviour, whatever it raised
             outputs.append("!" + type(exc).__name__)
+            shown.append("!" + type(exc).__name__)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     with open(request["result_file"], "w", encoding="utf-8") as out:
-        json.dump(outputs, out)
+        json.dump({"fingerprints": outputs, "shown": shown}, out)
     return 0
+
+
+def _literal_repr(value: object, limit: int, literal_eval: Any) -> str | None:
+    """``repr(value)`` if it is at most ``limit`` characters and reads back as an equal literal, else None
+    (an object's default repr, a NaN, a huge list: nothing a user can judge or a test can assert)."""
+    try:
+        text = repr(value)
+        if len(text) > limit or literal_eval(text) != value or type(literal_eval(text)) is not type(value):
+            return None
+    except BaseException:  # a repr or __eq__ that raises is not stable either
+        return None
+    return text
 
 
 def _canonical(value: object, depth: int = 0) -> str:

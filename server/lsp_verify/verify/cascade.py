@@ -520,7 +520,10 @@ class Verifier:
                 outputs = self._probe.run(shadow(), plan.probe, cancel)
                 cancel.raise_if_cancelled()
                 result = dataclasses.replace(
-                    result, probe_outputs=outputs, seconds=time.monotonic() - started
+                    result,
+                    probe_outputs=outputs.fingerprints,
+                    probe_shown=outputs.shown,
+                    seconds=time.monotonic() - started,
                 )
             return result
         finally:

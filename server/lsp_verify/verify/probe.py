@@ -36,6 +36,8 @@ from .shadow import Shadow, ShadowRoot
 MAX_INPUTS = 24
 CALL_TIMEOUT_S = 0.25
 """Per call: a probe input is small, so a call that takes longer is looping (or exponential)."""
+MAX_SHOWN = 80
+"""Longest output ``repr`` a question offers as an answer: a longer one is not judged at a glance."""
 _FROM_DOCTEST = 8
 _MUTATIONS = 8
 
@@ -51,6 +53,15 @@ class ProbePlan:
     inputs: tuple[str, ...]
     import_root: str = ""
     """Where ``module`` is imported from, relative to the workspace root (``src`` in a src layout)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeOutputs:
+    fingerprints: tuple[str, ...]
+    """Per input: digest of the canonical ``repr``, or ``!ExceptionType`` / ``!timeout``."""
+    shown: tuple[str | None, ...]
+    """Per input: the result's ``repr`` when it is short and reads back as an equal literal, ``!Type`` when
+    the call raised, None when neither (a timeout, an object without a literal ``repr``, a long output)."""
 
 
 def probe_plan(target: EditTarget, root: Path, module: str, limit: int = MAX_INPUTS) -> ProbePlan | None:
@@ -87,6 +98,9 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, seed: int = 0) -> 
     for source, _ in calls[:_FROM_DOCTEST]:
         add(source)
     literal_calls = [values for _, values in calls if values is not None]
+    for values in _prose_examples(target.docstring, function)[:_FROM_DOCTEST]:
+        add(_args_source(values))
+        literal_calls.append(values)
     mutations = 0
     for values in literal_calls:
         for index in range(len(values)):
@@ -134,8 +148,9 @@ class ProbeRunner:
         self._shadows = shadows
         self._timeout_s = timeout_s
 
-    def run(self, shadow: Shadow, plan: ProbePlan, cancel: CancelToken) -> tuple[str, ...]:
-        """One fingerprint per input (``repr`` digest or ``!ExceptionType``); empty if the probe failed."""
+    def run(self, shadow: Shadow, plan: ProbePlan, cancel: CancelToken) -> ProbeOutputs:
+        """One fingerprint per input (``repr`` digest or ``!ExceptionType``) and what a question may show
+        for it (see :class:`ProbeOutputs`); both empty if the probe failed."""
         result_file = self._shadows.scratch("probe-result")
         log_file = self._shadows.scratch("probe-log")
         request = {
@@ -147,27 +162,41 @@ class ProbeRunner:
             "function": plan.function,
             "inputs": list(plan.inputs),
             "call_timeout": CALL_TIMEOUT_S,
+            "max_shown": MAX_SHOWN,
             "result_file": str(result_file),
             "log_file": str(log_file),
             "timeout": self._timeout_s,
         }
+        failed = ProbeOutputs((), ())
         try:
             try:
                 answer = self._worker.request(request, cancel)
             except WorkerError:
-                return ()
+                return failed
             if answer.get("status") != "ok":
-                return ()
+                return failed
             try:
-                outputs = json.loads(result_file.read_text(encoding="utf-8"))
+                data = json.loads(result_file.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                return ()
+                return failed
         finally:
             result_file.unlink(missing_ok=True)
             log_file.unlink(missing_ok=True)
-        if not isinstance(outputs, list) or len(outputs) != len(plan.inputs):
-            return ()
-        return tuple(str(output) for output in outputs)
+        if not isinstance(data, dict):
+            return failed
+        outputs, shown = data.get("fingerprints"), data.get("shown")
+        n = len(plan.inputs)
+        if (
+            not isinstance(outputs, list)
+            or not isinstance(shown, list)
+            or len(outputs) != n
+            or len(shown) != n
+        ):
+            return failed
+        return ProbeOutputs(
+            tuple(str(output) for output in outputs),
+            tuple(item if isinstance(item, str) else None for item in shown),
+        )
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -210,6 +239,60 @@ def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any
         if all(source != seen for seen, _ in calls):
             calls.append((source, values))
     return calls
+
+
+def _prose_examples(docstring: str | None, function: ast.FunctionDef) -> list[list[Any]]:
+    """Argument lists written in prose, not as calls: ``For lst = [1, 2] the output should be 3``,
+    ``grid : [[0, 1]]`` / ``capacity : 1`` (a value per parameter name, in order, one example after the
+    other), and ``Input: [4, 2, 3]`` for a function of one parameter. HumanEval writes half its examples so;
+    without them an unannotated function has no probe input at all."""
+    if not docstring:
+        return []
+    try:
+        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return []
+    arguments = function.args
+    names = [a.arg for a in [*arguments.posonlyargs, *arguments.args] if a.arg not in ("self", "cls")]
+    required = names[: len(names) - len(arguments.defaults)]
+    if not isinstance(text, str) or not required or arguments.vararg is not None:
+        return []
+    labels = "|".join(re.escape(name) for name in required)
+    if len(required) == 1:
+        labels += "|[Ii]nput"
+    found: list[tuple[str, Any]] = []
+    for match in re.finditer(rf"(?<![\w.])({labels})\s*[=:]\s*(?![=\s])", text):
+        value = _literal_prefix(text[match.end() :].split("\n", 1)[0])
+        if value is not _NO_LITERAL:
+            found.append((required[0] if match[1].lower() == "input" else match[1], value))
+    examples: list[list[Any]] = []
+    current: dict[str, Any] = {}
+    for name, value in [*found, ("", None)]:
+        if name in current or not name:
+            if len(current) == len(required):
+                values = [current[n] for n in required]
+                if values not in examples:
+                    examples.append(values)
+            current = {}
+        if name:
+            current[name] = value
+    return examples
+
+
+_NO_LITERAL = object()
+
+
+def _literal_prefix(line: str) -> Any:
+    """The longest prefix of ``line`` that is a Python literal (``_NO_LITERAL`` when none is)."""
+    line = line.strip()
+    for end in range(min(len(line), 400), 0, -1):
+        if line[end - 1] in " ,;.":
+            continue
+        try:
+            return ast.literal_eval(line[:end])
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return _NO_LITERAL
 
 
 def _call_at(text: str, start: int, name: str) -> ast.Call | None:

@@ -75,6 +75,9 @@ class CandidateResult:
     """mypy ran with our restricted configuration (untrusted workspace), not the project's."""
     probe_outputs: tuple[str, ...] = ()
     """One fingerprint per probe input (result digest or ``!Exception``); empty when not probed."""
+    probe_shown: tuple[str | None, ...] = ()
+    """Per probe input, the output a question may offer (``repr`` / ``!Exception`` / None); see
+    :class:`~lsp_verify.verify.probe.ProbeOutputs`."""
     seconds: float = 0.0
     verified_at_s: float = 0.0
     """Time from the start of the request until this result was known."""

@@ -1,0 +1,140 @@
+"""The question loop after a run: ask which output is right, keep the candidates that agree, keep the answer.
+
+``lsp-verify fix --ask`` (a terminal) and the editor (``window/showMessageRequest``) run the same loop over
+an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. At most
+``settings.questions`` questions, none once one behaviour is left. "Another value" that no candidate returns
+is a specification the candidates missed: it is added to the docstring as a doctest, a failing nearby test,
+and the request runs again (generation, verification and, when nothing passes, the usual repair round).
+The answers that filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test
+module (:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines
+in the kept candidate's docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import Settings
+from .pipeline import FixReport, FixRequest
+from .syntax.target import EditTarget
+from .syntax.targets import target_at
+from .verify.question import (
+    Answer,
+    Question,
+    TestEdit,
+    answer_tests,
+    choose_question,
+    keep_agreeing,
+    with_doctest,
+)
+from .verify.types import CandidateResult
+
+Asker = Callable[[Question, EditTarget], Answer]
+"""Asks the user one question about a function; returns ``SKIP`` when the user does not answer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    fix: FixReport
+    """The run with the answers applied: the kept candidates first (doctest lines added to their code when
+    ``answers_as`` is ``doctest``), then the rest; the repair run when an answer matched no candidate."""
+    text: str
+    """The document text ``fix`` was computed for (with the answer's doctest after a repair)."""
+    question: dict[str, Any] | None
+    """The first question and the answer to it, for reports (None: nothing to ask)."""
+    answers: tuple[tuple[Question, Answer], ...] = ()
+    tests: TestEdit | None = None
+    """Tests to append with the edit (``answers_as = "test"``)."""
+    repaired: bool = False
+
+
+def first_question(fix: FixReport, settings: Settings) -> Question | None:
+    """The question this run raises (None when ``questions`` is 0, nothing disagrees or the workspace is not
+    trusted: probes, hence questions, run workspace code)."""
+    if settings.questions <= 0:
+        return None
+    return choose_question(fix.passing, fix.probe, trusted=settings.trusted)
+
+
+Rerun = Callable[[FixRequest], FixReport]
+"""Runs the pipeline again (same cancel token and progress) for a repaired request."""
+
+
+def ask_and_keep(
+    settings: Settings, request: FixRequest, fix: FixReport, asker: Asker | None, rerun: Rerun
+) -> Asked:
+    """Ask up to ``settings.questions`` questions about ``fix`` and apply the answers (see the module
+    docstring). Without an asker only the question is reported."""
+    question = first_question(fix, settings)
+    if question is None:
+        return Asked(fix, request.text, None)
+    record: dict[str, Any] = {**question.to_json(), "answer": None}
+    if asker is None:
+        return Asked(fix, request.text, record)
+
+    answers: list[tuple[Question, Answer]] = []
+    remaining = fix.passing
+    probe = fix.probe
+    while question is not None and len(answers) < settings.questions:
+        answer = asker(question, fix.target)
+        if answer.skipped:
+            break
+        answers.append((question, answer))
+        if len(answers) == 1:
+            record["answer"] = answer.option.label if answer.option is not None else answer.value
+        kept = keep_agreeing(remaining, question, answer)
+        if not kept:
+            assert answer.expected is not None  # not skipped
+            return _repair(rerun, request, fix, question, answer.expected, record, answers)
+        remaining = kept
+        question = choose_question(remaining, probe, trusted=settings.trusted)
+
+    if not answers:
+        return Asked(fix, request.text, record)
+    return keep_answers(settings, request, fix, remaining, answers, record)
+
+
+def keep_answers(
+    settings: Settings,
+    request: FixRequest,
+    fix: FixReport,
+    remaining: Sequence[CandidateResult],
+    answers: Sequence[tuple[Question, Answer]],
+    record: dict[str, Any] | None,
+) -> Asked:
+    """``fix`` with ``remaining`` (the candidates the answers kept, best first) ranked first, and the answers
+    kept as ``settings.answers_as`` says."""
+    probe = fix.probe
+    others = tuple(r for r in fix.results if r not in remaining)
+    best, *rest = remaining
+    tests = None
+    if settings.answers_as == "test":
+        tests = answer_tests(request.root, fix.target, probe.module if probe else "", answers)
+    elif settings.answers_as == "doctest":
+        new_text = best.candidate.new_text
+        for asked, answer in answers:
+            assert answer.expected is not None
+            target = target_at(new_text, request.path, fix.target.def_start_line, fix.target.version)
+            new_text = with_doctest(new_text, target, asked, answer.expected)
+        best = dataclasses.replace(best, candidate=dataclasses.replace(best.candidate, new_text=new_text))
+    kept_fix = dataclasses.replace(fix, results=(best, *rest, *others))
+    return Asked(kept_fix, request.text, record, tuple(answers), tests)
+
+
+def _repair(
+    rerun: Rerun,
+    request: FixRequest,
+    fix: FixReport,
+    question: Question,
+    expected: str,
+    record: dict[str, Any],
+    answers: list[tuple[Question, Answer]],
+) -> Asked:
+    """No candidate returns the user's value: run again with it as a doctest in the docstring."""
+    text = with_doctest(request.text, fix.target, question, expected)
+    target = target_at(text, request.path, fix.target.def_start_line, request.version)
+    repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
+    again = rerun(repaired)
+    return Asked(again, text, record, tuple(answers), None, repaired=True)

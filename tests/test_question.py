@@ -1,0 +1,244 @@
+"""Questions (verify/question.py): which input splits the passing candidates, what may be offered as an
+answer, how an answer filters them and how it is kept - with the real probe run (fork server, sandbox) and
+the kept test run by real pytest."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsp_verify.cancel import CancelToken
+from lsp_verify.config import Settings
+from lsp_verify.pipeline import Pipeline
+from lsp_verify.syntax.splice import normalise, splice_body
+from lsp_verify.syntax.target import EditTarget
+from lsp_verify.verify.cascade import Verifier
+from lsp_verify.verify.probe import ProbePlan
+from lsp_verify.verify.question import (
+    SKIP,
+    Answer,
+    AnswerError,
+    Question,
+    answer_test,
+    choose_question,
+    conventional_test_module,
+    keep_agreeing,
+    parse_answer,
+    with_doctest,
+)
+from lsp_verify.verify.types import Candidate, CandidateResult, Evidence
+
+SCALE = '''\
+def scale(xs: list[int], factor: int) -> list[int]:
+    """Each element of ``xs`` times ``factor``."""
+    ...
+'''
+RIGHT = "    return [x * factor for x in xs]\n"
+RIGHT_TOO = "    out = []\n    for x in xs:\n        out.append(x * factor)\n    return out\n"
+WRONG = "    return xs * factor\n"  # repeats the list: the classic misreading
+
+
+def project(tmp_path: Path, source: str = SCALE, name: str = "ops.py") -> tuple[Path, Path, EditTarget]:
+    root = tmp_path / "proj"
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "ops"\nversion = "0"\n')
+    path = root / name
+    path.write_text(source)
+    return root, path, Pipeline.targets(source, path)[0]
+
+
+def verified(
+    root: Path, text: str, target: EditTarget, bodies: list[tuple[str, int]], *, trusted: bool = True
+) -> tuple[list[CandidateResult], ProbePlan | None]:
+    with Verifier(root, Settings(trusted=trusted, test_timeout_s=10.0)) as verifier:
+        plan = verifier.prepare(target, text, CancelToken())
+        results = []
+        for i, (body, duplicates) in enumerate(bodies):
+            candidate = Candidate(
+                i, body, splice_body(text, target, body), normalise(body), duplicates=duplicates
+            )
+            results.append(verifier.verify(plan, candidate, CancelToken()))
+    return results, plan.probe
+
+
+def test_the_question_splits_the_real_probe_outputs_and_offers_only_short_literals(tmp_path: Path) -> None:
+    root, _, target = project(tmp_path)
+    results, probe = verified(root, SCALE, target, [(RIGHT, 1), (RIGHT_TOO, 0), (WRONG, 1)])
+    assert all(r.passed and r.evidence is Evidence.TYPES_ONLY for r in results)
+    question = choose_question(results, probe, trusted=True)
+    assert question is not None and probe is not None
+    assert question.arguments == probe.inputs[question.input_index]
+    assert [o.samples for o in question.options] == [3, 2]  # 2 + 1 right samples, 2 wrong ones
+    args = ast.literal_eval(f"({question.arguments},)")
+    right, wrong = ([x * args[1] for x in args[0]], args[0] * args[1])
+    assert [ast.literal_eval(o.shown) for o in question.options] == [right, wrong]
+    assert all(len(o.shown) <= 80 for o in question.options)
+    assert question.text() == (
+        f"`scale({question.arguments})` → `{right!r}` (3 samples) or `{wrong!r}` (2 samples)?"
+    )
+    # [1, 2] * 100 never reaches the user: on such an input the wrong output is not offered at all.
+    long_inputs = [
+        i for i, s in enumerate(results[2].probe_shown) if s is None and results[0].probe_shown[i] is not None
+    ]
+    assert long_inputs and question.input_index not in long_inputs
+
+
+def test_outputs_without_a_literal_repr_are_never_asked_about(tmp_path: Path) -> None:
+    source = 'def box(n: int) -> object:\n    """A box for ``n``."""\n    ...\n'
+    root, _, target = project(tmp_path, source, "boxes.py")
+    bodies = [("    return object()\n", 0), ("    return [n]\n", 0), ("    return float('nan')\n", 0)]
+    results, probe = verified(root, source, target, bodies)
+    assert len({r.probe_outputs for r in results}) == 3
+    assert all(s is None for s in results[0].probe_shown + results[2].probe_shown)
+    assert choose_question(results, probe, trusted=True) is None
+
+
+def test_no_question_in_an_untrusted_workspace(tmp_path: Path) -> None:
+    root, _, target = project(tmp_path)
+    results, probe = verified(root, SCALE, target, [(RIGHT, 0), (WRONG, 0)], trusted=False)
+    assert probe is None and all(r.passed and not r.probe_outputs for r in results)
+    assert choose_question(results, probe, trusted=False) is None
+
+
+def result(fingerprints: tuple[str, ...], shown: tuple[str | None, ...], votes: int = 1) -> CandidateResult:
+    body = f"    return {fingerprints!r}\n"
+    candidate = Candidate(0, body, body, normalise(body), duplicates=votes - 1)
+    return CandidateResult(
+        candidate, True, Evidence.TYPES_ONLY, (), probe_outputs=fingerprints, probe_shown=shown
+    )
+
+
+PLAN = ProbePlan("m", "f", ("0", "1", "2"))
+
+
+def test_the_most_even_split_is_asked() -> None:
+    # Input 0: 4 vs 1 samples; input 1: 3 vs 2 (more information); input 2: a timeout (never asked).
+    results = [
+        result(("a", "x", "t"), ("1", "10", "!timeout"), votes=3),
+        result(("a", "y", "u"), ("1", "11", "5")),
+        result(("b", "y", "u"), ("2", "11", "5")),
+    ]
+    question = choose_question(results, PLAN, trusted=True)
+    assert question is not None and question.call == "f(1)"
+    assert [(o.label, o.samples) for o in question.options] == [("10", 3), ("11", 2)]
+    assert choose_question(results[1:2], PLAN, trusted=True) is None  # one behaviour: nothing to ask
+    assert choose_question(results, PLAN, trusted=False) is None
+
+
+def test_answers_parse_and_filter() -> None:
+    results = [
+        result(("a",), ("[3, 6]",), votes=3),
+        result(("b",), ("[1, 2, 1, 2, 1, 2]",), votes=2),
+        result(("c",), ("!ValueError",)),
+    ]
+    question = choose_question(results, ProbePlan("m", "scale", ("[1, 2], 3",)), trusted=True)
+    assert question is not None
+    assert [o.label for o in question.options] == ["[3, 6]", "[1, 2, 1, 2, 1, 2]", "raises ValueError"]
+    assert parse_answer("", question) is SKIP and parse_answer("s", question).skipped
+    assert keep_agreeing(results, question, parse_answer("1", question)) == (results[0],)
+    assert keep_agreeing(results, question, parse_answer("3", question)) == (results[2],)
+    # A typed value equal to an option is that option; another one matches no candidate.
+    assert parse_answer("= [3,6]", question).option == question.options[0]
+    other = parse_answer("[6, 3]", question)
+    assert other == Answer(value="[6, 3]") and keep_agreeing(results, question, other) == ()
+    with pytest.raises(AnswerError, match=r"'\[3, 6' is not a Python literal .*; type a value like"):
+        parse_answer("[3, 6", question)
+
+
+def test_the_answer_becomes_a_test_in_the_conventional_module_that_real_pytest_runs(tmp_path: Path) -> None:
+    root, path, target = project(tmp_path)
+    assert conventional_test_module(root, path) == root / "tests" / "test_ops.py"
+    question = Question("scale", "[1, 2], 3", 0, ())
+    edit = answer_test(root, target, "ops", question, "[3, 6]")
+    assert not edit.exists and edit.path == root / "tests" / "test_ops.py"
+    edit.path.write_text(edit.text)
+    again = answer_test(root, target, "ops", question, "!ValueError")  # appended under a new name
+    assert again.exists and again.text.startswith("\n\ndef test_scale_answer_2()")
+    edit.path.write_text(edit.text + again.text)
+
+    def pytest_run(body: str) -> subprocess.CompletedProcess[str]:
+        path.write_text(splice_body(SCALE, target, body))
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ops.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(root), "PATH": ""},
+        )
+
+    assert "FAILED tests/test_ops.py::test_scale_answer_2" in pytest_run(RIGHT).stdout
+    raises = pytest_run("    raise ValueError\n").stdout
+    assert "FAILED tests/test_ops.py::test_scale_answer_1" in raises and "1 failed, 1 passed" in raises
+    assert "2 failed" in pytest_run(WRONG).stdout
+
+
+def test_the_answer_becomes_a_doctest_line(tmp_path: Path) -> None:
+    root, path, target = project(tmp_path)
+    question = Question("scale", "[1, 2], 3", 0, ())
+    text = with_doctest(SCALE, target, question, "[3, 6]")
+    assert (
+        '    """Each element of ``xs`` times ``factor``.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    """\n'
+        in text
+    )
+    for body, outcome in ((RIGHT, "1 passed"), (WRONG, "1 failed")):
+        new_target = Pipeline.targets(text, path)[0]
+        path.write_text(splice_body(text, new_target, body))
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert outcome in run.stdout, run.stdout
+    bare = "def scale(xs: list[int], factor: int) -> list[int]:\n    ...\n"
+    bare_target = Pipeline.targets(bare, path)[0]
+    raised = with_doctest(bare, bare_target, question, "!ValueError")
+    assert raised.startswith(
+        'def scale(xs: list[int], factor: int) -> list[int]:\n    """\n    >>> scale([1, 2], 3)'
+    )
+    assert raised.endswith('    ValueError\n    """\n    ...\n')
+
+
+def test_the_settings_are_validated() -> None:
+    settings = Settings().updated({"questions": -1, "answersAs": "yaml"}, "test")
+    assert (settings.questions, settings.answers_as) == (2, "test")
+    assert settings.problems == [
+        "test: invalid value -1 for 'questions': expected 0 (never ask) or a number of questions; using 2",
+        "test: invalid value 'yaml' for 'answersAs': expected one of test, doctest, none; using 'test'",
+    ]
+    assert Settings().updated({"answers_as": "doctest", "questions": 0}, "test").answers_as == "doctest"
+
+
+def test_examples_written_in_prose_become_probe_inputs() -> None:
+    """HumanEval writes half its examples as prose; without them an unannotated function has no inputs."""
+    from lsp_verify.verify.probe import probe_inputs
+
+    one = '''\
+def pluck(arr):
+    """Pluck a node.
+
+    Example 1:
+        Input: [4,2,3]
+        Output: [2, 1]
+    For arr = [5, 0, 3] the output should be [0, 1].
+    """
+    ...
+'''
+    two = '''\
+def max_fill(grid, capacity):
+    """Example:
+        Input:
+            grid : [[0,0,1,0], [1,1,1,1]]
+            capacity : 1
+        Output: 6
+    """
+    ...
+'''
+    assert Pipeline.targets(one, Path("/w/m.py"))[0].docstring
+    inputs = probe_inputs(Pipeline.targets(one, Path("/w/m.py"))[0])
+    assert inputs[:2] == ("[4, 2, 3]", "[5, 0, 3]") and "[]" in inputs  # then variations of them
+    assert probe_inputs(Pipeline.targets(two, Path("/w/m.py"))[0])[0] == "[[0, 0, 1, 0], [1, 1, 1, 1]], 1"
