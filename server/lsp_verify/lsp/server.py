@@ -45,8 +45,8 @@ from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress
 from ..syntax.target import EditTarget, TargetError
-from ..verify.cascade import VerifyError
-from . import actions, jobs, options, transport
+from ..verify.cascade import Verifier, VerifyError
+from . import actions, diagnostics, inline, jobs, options, transport
 from .edits import EditOutsideTarget, text_edit, workspace_edit
 from .progress import WorkDoneProgress
 from .watch import WorkspaceWatcher
@@ -70,6 +70,8 @@ class PipelineLike(Protocol):
     def update_settings(self, settings: Settings) -> None: ...
 
     def invalidate(self, paths: Sequence[Path]) -> None: ...
+
+    def verifier(self, root: Path) -> Verifier: ...
 
     def warm_up(self, root: Path) -> None: ...
 
@@ -145,6 +147,8 @@ class VerifyServer(LanguageServer):
         self._shown_problems: set[str] = set()
         self._report_dir: Path | None = None
         self._closed = False
+        self.on_save = diagnostics.OnSaveChecks()
+        self.inline = inline.InlineCompletions()
 
     # -- client capabilities ---------------------------------------------------------------------------
     @property
@@ -244,7 +248,14 @@ class VerifyServer(LanguageServer):
                 f"now {doc.version}); ask for the action again"
             )
         text, version, path = doc.source, doc.version, Path(doc.path)
-        request = FixRequest(path=path, text=text, root=self.root_for(path), line=args.line, version=version)
+        request = FixRequest(
+            path=path,
+            text=text,
+            root=self.root_for(path),
+            line=args.line,
+            version=version,
+            feedback=args.feedback,
+        )
         try:
             target = Pipeline.target(request)
         except TargetError as exc:
@@ -254,7 +265,7 @@ class VerifyServer(LanguageServer):
         progress = WorkDoneProgress(self, title, enabled=self.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         job = self.worker.submit(
-            functools.partial(self._run_pipeline, request, progress),
+            functools.partial(self.run_pipeline, request, progress),
             key=(args.uri, target.qualname),
             uri=args.uri,
             request_id=self.protocol.msg_id,
@@ -289,7 +300,7 @@ class VerifyServer(LanguageServer):
         self.log_to_client(report.message)
         return self._outcome(report, args.uri, text, version, doc.position_codec)
 
-    def _run_pipeline(self, request: FixRequest, progress: WorkDoneProgress, token: CancelToken) -> FixReport:
+    def run_pipeline(self, request: FixRequest, progress: WorkDoneProgress, token: CancelToken) -> FixReport:
         """On the worker thread."""
         assert self.pipeline is not None
         if not self.engine_ready:
@@ -444,25 +455,46 @@ def text_document_did_change(ls: VerifyServer, params: types.DidChangeTextDocume
 def text_document_did_close(ls: VerifyServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     ls.worker.cancel(lambda job: job.uri == uri, jobs.CLIENT_CANCELLED)
+    ls.on_save.closed(ls, uri)
+    ls.inline.closed(uri)
+
+
+def text_document_did_open(ls: VerifyServer, params: types.DidOpenTextDocumentParams) -> None:
+    # A file opened with uncommitted changes is checked at once, as if just saved.
+    ls.on_save.opened(ls, ls.workspace.get_text_document(params.text_document.uri))
+
+
+def text_document_did_save(ls: VerifyServer, params: types.DidSaveTextDocumentParams) -> None:
+    ls.on_save.schedule(ls, params.text_document.uri)
+
+
+def text_document_inline_completion(
+    ls: VerifyServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    return ls.inline.complete(ls, params)
 
 
 def text_document_code_action(
     ls: VerifyServer, params: types.CodeActionParams
 ) -> list[types.CodeAction] | None:
-    if not actions.wanted(params.context.only):
-        return None
     doc = ls.workspace.get_text_document(params.text_document.uri)
     if not doc.uri.startswith("file:") or Path(doc.path).suffix != ".py":
         return None
+    fixes: list[types.CodeAction] = []
+    if actions.wanted(params.context.only, diagnostics.FIX_KIND):
+        fixes = diagnostics.quick_fixes(ls, doc, params.context.diagnostics)
+    if not actions.wanted(params.context.only):
+        return fixes or None
     line = params.range.start.line
     path = Path(doc.path)
     request = FixRequest(path=path, text=doc.source, root=ls.root_for(path), line=line, version=doc.version)
     try:
         target: EditTarget = Pipeline.target(request)
     except TargetError:
-        return None
+        return fixes or None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
-    return [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
+    offered = actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)
+    return [*fixes, offered]
 
 
 async def code_action_resolve(ls: VerifyServer, action: types.CodeAction) -> types.CodeAction:
@@ -526,9 +558,16 @@ def build_server(pipeline_factory: PipelineFactory = Pipeline) -> VerifyServer:
     server.feature(types.EXIT)(exit)
     server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
     server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
+    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(text_document_did_open)
+    server.feature(types.TEXT_DOCUMENT_DID_SAVE)(text_document_did_save)
+    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
+        text_document_inline_completion
+    )
     server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
-        types.CodeActionOptions(code_action_kinds=[actions.ACTION_KIND], resolve_provider=True),
+        types.CodeActionOptions(
+            code_action_kinds=[actions.ACTION_KIND, diagnostics.FIX_KIND], resolve_provider=True
+        ),
     )(text_document_code_action)
     server.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)(window_work_done_progress_cancel)

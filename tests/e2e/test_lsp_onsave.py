@@ -1,0 +1,224 @@
+"""Diagnostics on save and their verified quick fix, through a real client.
+
+Real: the server process, the pipeline, the verifier (mypy, pytest in the sandbox), git. Scripted: the engine
+(every candidate is ``return x * 2``, see onsave_server.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+
+from .conftest import EditorClient, config, line_of, start, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+HERE = Path(__file__).resolve().parent
+ONSAVE_SERVER = [sys.executable, str(HERE / "onsave_server.py")]
+
+MODULE = '''\
+def suffix(n: int) -> str:
+    """The English ordinal suffix of n."""
+    if n % 10 == 1 and n % 100 != 11:
+        return "st"
+    return "th"
+
+
+def double(x: int) -> int:
+    return x * 2
+'''
+TESTS = """\
+from ordinal import double, suffix
+
+
+def test_suffix() -> None:
+    assert suffix(1) == "st"
+    assert suffix(11) == "th"
+
+
+def test_double() -> None:
+    assert double(21) == 42
+"""
+
+
+def make_project(root: Path, *, git: bool) -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "ordinal"\nversion = "0"\n', encoding="utf-8")
+    (root / "ordinal.py").write_text(MODULE, encoding="utf-8")
+    (root / "tests" / "test_ordinal.py").write_text(TESTS, encoding="utf-8")
+    if git:
+        for command in (
+            ["git", "init", "-q", "."],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "start"],
+        ):
+            subprocess.run(command, cwd=root, check=True, capture_output=True)
+    return root
+
+
+def save(client: EditorClient, uri: str, path: Path, text: str) -> int:
+    """Type ``text`` (a full-document change), write it to disk and send didSave, as an editor does."""
+    version = client.replace_text(uri, text)
+    path.write_text(text, encoding="utf-8")
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    return version
+
+
+def checks_logged(client: EditorClient, name: str, since: int = 0) -> list[str]:
+    return [m.message for m in client.log_messages[since:] if f"checked {name} " in m.message]
+
+
+async def checked(client: EditorClient, uri: str, version: int, since: int) -> list[types.Diagnostic]:
+    """The diagnostics published by the check of ``version`` (the server logs each check after publishing),
+    looking only at log messages from index ``since`` on."""
+    done = f"(version {version}) on save"
+    name = Path(uri).name
+    assert await wait_until(lambda: any(done in m for m in checks_logged(client, name, since)), 120), (
+        checks_logged(client, name)
+    )
+    return list(client.diagnostics.get(uri, []))
+
+
+def opened(client: EditorClient, path: Path) -> str:
+    uri = path.as_uri()
+    return uri if uri in client.documents else client.open(path)
+
+
+async def fix_actions(client: EditorClient, uri: str, diagnostic: types.Diagnostic) -> list[types.CodeAction]:
+    result = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic], only=[types.CodeActionKind.QuickFix]),
+        )
+    )
+    return [a for a in result or [] if isinstance(a, types.CodeAction)]
+
+
+def run_tests_in(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# -- a trusted git workspace -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("onsave") / "ordinal", git=True)
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def client(lsp_client: EditorClient, repo: Path):
+    await start(lsp_client, repo, trusted=True, k=2, repairRounds=0, testTimeoutS=4)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_broken_test_on_save_then_verified_quick_fix_then_cleared(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    line = line_of(MODULE, "def double")
+    assert diagnostic.message == "test_double fails: expected 42, got 63"
+    assert diagnostic.source == "lsp-verify" and diagnostic.severity == types.DiagnosticSeverity.Error
+    assert diagnostic.range.start == types.Position(line, 4) and diagnostic.range.end == types.Position(
+        line, 10
+    )
+    (related,) = diagnostic.related_information or []
+    assert related.location.uri.endswith("tests/test_ordinal.py")
+    assert related.location.range.start.line == line_of(TESTS, "def test_double")
+
+    (action,) = await fix_actions(client, uri, diagnostic)
+    assert action.title == "Fix `double` (verified)" and action.kind == types.CodeActionKind.QuickFix
+    resolved = await client.code_action_resolve_async(action)
+    assert resolved.edit is not None and client.apply(resolved.edit)
+    fixed = client.text(uri)
+    assert fixed == MODULE  # the verified body, exactly: only `double` changed
+
+    version = save(client, uri, path, fixed)
+    assert await checked(client, uri, version, mark) == []  # cleared
+    assert run_tests_in(repo).returncode == 0
+
+
+async def test_quick_fix_prompt_shows_the_failing_test(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    (diagnostic,) = await checked(client, uri, version, mark)
+    (action,) = await fix_actions(client, uri, diagnostic)
+    args = action.data  # VS Code resolves the edit lazily
+    feedback = args["feedback"]
+    assert feedback.startswith("test_double fails: expected 42, got 63")
+    assert "def test_double() -> None:\n    assert double(21) == 42" in feedback
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_saves_in_quick_succession_check_the_last_version_once(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    before = len(checks_logged(client, "ordinal.py"))
+    save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    save(client, uri, path, MODULE.replace("x * 2", "x * 4"))
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace('return "st"', 'return "th"'))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.message == "test_suffix fails: expected 'st', got 'th'"
+    assert diagnostic.range.start.line == line_of(MODULE, "def suffix")
+    assert len(checks_logged(client, "ordinal.py")) == before + 1
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_a_file_that_does_not_parse_is_one_diagnostic(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("return x * 2", "return x *"))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.message.startswith("does not parse: line 9")
+    assert diagnostic.range.start.line == 8
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri()))
+    )
+    path.write_text(MODULE.replace("return x * 2", "while True:\n        pass"), encoding="utf-8")
+    mark = len(client.log_messages)
+    uri = client.open(path)  # not saved in the editor: the uncommitted change on disk is checked on open
+
+    (diagnostic,) = await checked(client, uri, 1, mark)
+
+    assert diagnostic.message.startswith("test_double timed out: still running after 4 s")
+    assert diagnostic.range.start.line == line_of(MODULE, "def double")
+    path.write_text(MODULE, encoding="utf-8")
