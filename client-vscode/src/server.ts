@@ -12,7 +12,6 @@ import * as os from "os";
 import * as path from "path";
 import * as vscode from "vscode";
 import {
-    CancellationToken,
     ExecuteCommandRequest,
     LanguageClient,
     type LanguageClientOptions,
@@ -26,6 +25,7 @@ import {
 
 import type { PythonInterpreters } from "./python";
 import { CoalescingRunner } from "./serial";
+import { VerifyingStatus } from "./status";
 import {
     COMMANDS,
     commandsToCover,
@@ -50,6 +50,9 @@ export class VerifyServer implements vscode.Disposable {
     private readonly restarts = new CoalescingRunner(() => this.replaceClient());
     private ownCommands: vscode.Disposable[] = [];
     private stateListener: vscode.Disposable | undefined;
+    /** The status-bar item while the server verifies, and its link to the running client. */
+    private readonly status = new VerifyingStatus();
+    private statusAttachment: vscode.Disposable | undefined;
     /** Counts window/showDocument requests from the server; see showReport. */
     private documentsShownByServer = 0;
     private disposed = false;
@@ -75,7 +78,7 @@ export class VerifyServer implements vscode.Disposable {
     }
 
     dispose(): void {
-        void this.stop();
+        void this.stop().finally(() => this.status.dispose());
     }
 
     private async replaceClient(): Promise<void> {
@@ -104,6 +107,7 @@ export class VerifyServer implements vscode.Disposable {
             this.setOwnCommands(commandsToCover(undefined));
             return;
         }
+        this.statusAttachment = this.status.attach(client);
         const advertised = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
         this.setOwnCommands(commandsToCover(advertised));
     }
@@ -113,6 +117,8 @@ export class VerifyServer implements vscode.Disposable {
         this.client = undefined;
         this.stateListener?.dispose();
         this.stateListener = undefined;
+        this.statusAttachment?.dispose();
+        this.statusAttachment = undefined;
         if (client === undefined) {
             return;
         }
@@ -192,9 +198,9 @@ export class VerifyServer implements vscode.Disposable {
                 }
             },
             window: {
-                showDocument: async (params, next) => {
+                showDocument: async (params, token, next) => {
                     this.documentsShownByServer += 1;
-                    const result = await next(params, CancellationToken.None);
+                    const result = await next(params, token);
                     if (result instanceof ResponseError) {
                         throw result;
                     }

@@ -88,7 +88,8 @@ class OnSaveChecks:
         self._published: set[str] = set()
 
     def opened(self, ls: VerifyServer, doc: TextDocument) -> None:
-        self._opened.setdefault(doc.uri, doc.source)
+        # Outside git the text as opened is the base; a repeated didOpen starts the document afresh.
+        self._opened[doc.uri] = doc.source
         self.schedule(ls, doc.uri)
 
     def schedule(self, ls: VerifyServer, uri: str) -> None:
