@@ -183,3 +183,18 @@ async def test_an_edit_cancels_the_run(slow: EditorClient, workspace: Path) -> N
     assert await wait_until(lambda: len(ended(slow)) == 1, 10)  # not the 60 s the generation would take
     assert ended(slow)[0] == "stopped: the document changed while the request ran"
     assert await inline(slow, uri, line + 1, 4) == []  # the new version starts its own run
+
+
+async def test_closing_the_file_cancels_the_run(slow: EditorClient, workspace: Path) -> None:
+    path = workspace / "shapes.py"
+    uri = slow.open(path)  # a fresh document (version 1)
+    slow.progress_reports.clear()
+    assert await inline(slow, uri, line_of(MODULE, "    ..."), 4) == []
+    assert await wait_until(lambda: any(len(values) > 1 for values in slow.progress_reports.values()), 60)
+
+    slow.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+    assert await wait_until(lambda: len(ended(slow)) == 1, 10)
+    assert ended(slow)[0] == "stopped: cancelled by the client"

@@ -222,3 +222,36 @@ async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
     assert diagnostic.message.startswith("test_double timed out: still running after 4 s")
     assert diagnostic.range.start.line == line_of(MODULE, "def double")
     path.write_text(MODULE, encoding="utf-8")
+
+
+# -- an untrusted workspace outside git --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("onsave-plain") / "ordinal", git=False)
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def untrusted(lsp_client: EditorClient, plain: Path):
+    await start(lsp_client, plain, k=2, repairRounds=0)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_untrusted_outside_git_types_only_against_the_opened_text(
+    untrusted: EditorClient, plain: Path
+) -> None:
+    path = plain / "ordinal.py"
+    uri = opened(untrusted, path)
+    mark = len(untrusted.log_messages)
+    # A broken test (not run: the workspace is not trusted) and a new type error, in two functions.
+    broken = MODULE.replace('return "st"', 'return "th"').replace("return x * 2", "return str(x)")
+    version = save(untrusted, uri, path, broken)
+
+    (diagnostic,) = await checked(untrusted, uri, version, mark)
+
+    assert diagnostic.message.startswith('mypy: Incompatible return value type (got "str", expected "int")')
+    assert diagnostic.range.start.line == line_of(broken, "return str(x)")
+    (action,) = await fix_actions(untrusted, uri, diagnostic)
+    assert action.title == "Fix `double` (types only — workspace not trusted)"
+    version = save(untrusted, uri, path, MODULE)
+    assert await checked(untrusted, uri, version, mark) == []

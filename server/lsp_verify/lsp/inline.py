@@ -143,9 +143,9 @@ class InlineCompletions:
         key = (uri, doc.version, target.qualname)
         try:
             report = await asyncio.wrap_future(job.future)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # closed, or a newer version's run: the job goes too
             job.cancel(jobs.SUPERSEDED)
-            progress.end("cancelled")
+            progress.end(f"stopped: {job.token.reason}")
             raise
         except Cancelled:
             progress.end(f"stopped: {job.token.reason}")
