@@ -1,15 +1,16 @@
 """Diagnostics on save: what ``lsp-verify check`` finds in the functions a document changed, at their lines.
 
 On ``didSave`` (and on ``didOpen``, for a file opened with uncommitted changes) the functions that differ
-from git HEAD - outside git, from the text the file had when it was first opened - are checked exactly as
+from git HEAD - outside git, from the text the file had when it was opened - are checked exactly as
 :func:`lsp_verify.check.check_text` checks them, in the pipeline's warm verifier, on the pipeline worker.
 The handlers only start a debounced task and return: saves in quick succession run one check, for the last
 version; an edit, a newer save or closing the file cancels it. What is published:
 
 - a file that does not parse: one diagnostic at the syntax error;
 - a new mypy error: at its line;
-- a nearby test the change breaks: at the function's name ("test_ordinal fails: expected 'st', got 'th'"),
-  with ``relatedInformation`` at the test; a test killed at ``test_timeout_s``: a timeout, there too;
+- the nearby tests the change breaks: one diagnostic at the function's name ("test_ordinal fails: expected
+  'st', got 'th'", "(and 3 more failing tests)"), with ``relatedInformation`` at each test; a test killed at
+  ``test_timeout_s`` is a timeout there;
 - a function that could not be checked at all (its tests cannot be collected): a warning at its name.
 
 Each diagnostic of a function carries, in ``data``, what the quick fix "Fix `name` (verified)" needs
@@ -196,8 +197,8 @@ def to_diagnostics(
             diagnostic = _diagnostic(doc, lines, line, message, "type-error")
             diagnostic.data = FixHint(uri, where, target.name, f"{message} (line {line + 1})").to_json()
             out.append(diagnostic)
-        for outcome in check.charged:
-            out.append(_test_diagnostic(doc, lines, uri, target, where, outcome, root))
+        if check.charged:
+            out.append(_test_diagnostic(doc, lines, uri, target, where, check.charged, root))
         if not check.result.new_mypy_errors and not check.charged:
             diagnostic = _diagnostic(
                 doc, lines, where, f"{target.qualname}: {report.message}", "check", target.name
@@ -263,19 +264,29 @@ def _test_diagnostic(
     uri: str,
     target: EditTarget,
     where: int,
-    outcome: TestOutcome,
+    failing: Sequence[TestOutcome],
     root: Path,
 ) -> types.Diagnostic:
-    message = test_failure(outcome)
-    code = "test-timeout" if outcome.outcome == "timeout" else "test-failure"
+    """One diagnostic for the tests a function breaks (at its name): the first test's failure, how many
+    more, and each test's line and failure in ``relatedInformation``."""
+    first = failing[0]
+    message = test_failure(first)
+    if len(failing) > 1:
+        message += f" (and {len(failing) - 1} more failing test{'s' if len(failing) > 2 else ''})"
+    code = "test-timeout" if first.outcome == "timeout" else "test-failure"
     diagnostic = _diagnostic(doc, lines, where, message, code, target.name)
-    test_path, test_line, source = _test_location(root, outcome.nodeid)
-    test_uri = from_fs_path(str(test_path)) if test_path is not None else None
-    if test_uri:
-        place = types.Range(start=types.Position(test_line, 0), end=types.Position(test_line, 0))
-        diagnostic.related_information = [
-            types.DiagnosticRelatedInformation(types.Location(test_uri, place), outcome.nodeid)
-        ]
+    related = []
+    source = ""
+    for outcome in failing:
+        test_path, test_line, test_source = _test_location(root, outcome.nodeid)
+        source = source or test_source
+        test_uri = from_fs_path(str(test_path)) if test_path is not None else None
+        if test_uri:
+            place = types.Range(start=types.Position(test_line, 0), end=types.Position(test_line, 0))
+            related.append(
+                types.DiagnosticRelatedInformation(types.Location(test_uri, place), test_failure(outcome))
+            )
+    diagnostic.related_information = related or None
     feedback = message + (f"\nThe failing test:\n```python\n{source}\n```" if source else "")
     diagnostic.data = FixHint(uri, where, target.name, feedback).to_json()
     return diagnostic
