@@ -255,3 +255,41 @@ async def test_untrusted_outside_git_types_only_against_the_opened_text(
     assert action.title == "Fix `double` (types only — workspace not trusted)"
     version = save(untrusted, uri, path, MODULE)
     assert await checked(untrusted, uri, version, mark) == []
+
+
+# -- what a check's findings look like as diagnostics (no server) -----------------------------------------
+async def test_many_broken_tests_are_one_diagnostic_listing_each(tmp_path: Path) -> None:
+    from pygls.workspace import TextDocument
+
+    from lsp_verify.check import FunctionCheck
+    from lsp_verify.lsp.diagnostics import to_diagnostics
+    from lsp_verify.report import FunctionReport
+    from lsp_verify.syntax.targets import function_targets
+    from lsp_verify.verify.types import Candidate, CandidateResult, Evidence, TestOutcome
+
+    root = make_project(tmp_path / "ordinal", git=False)
+    path = root / "ordinal.py"
+    text = MODULE.replace('return "st"', 'return "th"')
+    (target,) = [t for t in function_targets(text, path) if t.name == "suffix"]
+    failing = (
+        TestOutcome(
+            "tests/test_ordinal.py::test_suffix",
+            "failed",
+            "E       AssertionError: assert 'th' == 'st'\nE         \nE         - st\nE         + th",
+        ),
+        TestOutcome("tests/test_ordinal.py::test_double", "timeout", "still running after 4 s (killed)"),
+    )
+    candidate = Candidate(index=0, body=target.current_body, new_text=text, key="")
+    result = CandidateResult(
+        candidate=candidate, passed=False, evidence=Evidence.NONE, stages=(), outcomes=failing
+    )
+    report = FunctionReport("ordinal.py", "suffix", 1, "fail", "none", "tests failed")
+    doc = TextDocument(path.as_uri(), text, 3)
+
+    (diagnostic,) = to_diagnostics([FunctionCheck(report, target, result, failing)], doc.uri, text, root, doc)
+
+    assert diagnostic.message == "test_suffix fails: expected 'st', got 'th' (and 1 more failing test)"
+    assert [(r.location.range.start.line, r.message) for r in diagnostic.related_information or []] == [
+        (line_of(TESTS, "def test_suffix"), "test_suffix fails: expected 'st', got 'th'"),
+        (line_of(TESTS, "def test_double"), "test_double timed out: still running after 4 s (killed)"),
+    ]
