@@ -27,7 +27,21 @@ export function statusText(running: readonly RunningProgress[]): StatusText | un
     return { text: `$(sync~spin) lsp-verify: verifying${percent}${others}`, tooltip: lines.join("\n") };
 }
 
-/** Applies one `$/progress` value to the running set (keyed by token); returns whether it ended. */
+/**
+ * The title the server gives the background run behind an inline completion: when it ends, the extension
+ * asks VS Code for inline suggestions again, since the first request was answered before anything passed.
+ */
+export const INLINE_RUN_TITLE = "lsp-verify: verifying a completion";
+
+/** Whether an ended progress was an inline completion's run (see INLINE_RUN_TITLE). */
+export function isInlineRun(entry: RunningProgress | undefined): boolean {
+    return entry !== undefined && entry.title.startsWith(INLINE_RUN_TITLE);
+}
+
+/**
+ * Applies one `$/progress` value to the running set (keyed by token); returns whether it ended. (The ended
+ * entry is still in `running` when `value` is an end: the caller reads it, then calls `running.delete`.)
+ */
 export function applyProgress(
     running: Map<string | number, RunningProgress>,
     token: string | number,
@@ -48,6 +62,5 @@ export function applyProgress(
         }
         return false;
     }
-    running.delete(token);
     return true;
 }

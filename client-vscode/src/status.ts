@@ -1,6 +1,7 @@
 /**
  * A status-bar item while the server verifies. It takes over `window/workDoneProgress/create` from the
- * client library (whose own progress would show in the same place) and follows each token's `$/progress`.
+ * client library (whose own progress would show in the same place) and follows each token's `$/progress`;
+ * when an inline completion's run ends, it asks VS Code for inline suggestions again.
  */
 import * as vscode from "vscode";
 import {
@@ -10,7 +11,7 @@ import {
     WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
 
-import { applyProgress, type RunningProgress, statusText } from "./progress";
+import { applyProgress, isInlineRun, type RunningProgress, statusText } from "./progress";
 
 export class VerifyingStatus implements vscode.Disposable {
     private readonly item = vscode.window.createStatusBarItem("lspVerify.verifying", vscode.StatusBarAlignment.Left, 0);
@@ -29,8 +30,14 @@ export class VerifyingStatus implements vscode.Disposable {
                 token,
                 client.onProgress(WorkDoneProgress.type, token, (value) => {
                     if (applyProgress(this.running, token, value)) {
+                        const ended = this.running.get(token);
+                        this.running.delete(token);
                         handlers.get(token)?.dispose();
                         handlers.delete(token);
+                        if (isInlineRun(ended)) {
+                            // The suggestion was asked for before it was verified: ask again now.
+                            void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+                        }
                     }
                     this.render();
                 }),

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { describe, it } from "node:test";
 
-import { applyProgress, type RunningProgress, statusText } from "../progress";
+import { applyProgress, INLINE_RUN_TITLE, isInlineRun, type RunningProgress, statusText } from "../progress";
 
 describe("the verifying status-bar item", () => {
     it("is hidden while nothing runs", () => {
@@ -18,6 +18,8 @@ describe("the verifying status-bar item", () => {
             tooltip: "lsp-verify: verifying a completion for twice: verifying 1/4 — tests",
         });
         assert.equal(applyProgress(running, "t1", { kind: "end", message: "done" }), true);
+        assert.ok(isInlineRun(running.get("t1")), "the ended entry is left for the caller");
+        running.delete("t1");
         assert.equal(statusText([...running.values()]), undefined);
     });
 
@@ -34,5 +36,13 @@ describe("the verifying status-bar item", () => {
         const running = new Map<string | number, RunningProgress>();
         applyProgress(running, "late", { kind: "report", message: "x" });
         assert.equal(running.size, 0);
+    });
+});
+
+describe("inline completion runs", () => {
+    it("are told apart from other progress by the server's title", () => {
+        assert.ok(isInlineRun({ title: `${INLINE_RUN_TITLE} for twice`, message: undefined, percentage: undefined }));
+        assert.ok(!isInlineRun({ title: "Fix `double` (verified)", message: undefined, percentage: undefined }));
+        assert.ok(!isInlineRun(undefined));
     });
 });

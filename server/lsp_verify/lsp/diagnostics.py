@@ -220,7 +220,9 @@ def quick_fixes(
             continue
         seen.add((hint.line, hint.name))
         title = f"Fix `{hint.name}` ({'verified' if ls.settings.trusted else actions.UNTRUSTED_LABEL})"
-        args = actions.FixArgs(uri=doc.uri, line=hint.line, version=doc.version, feedback=hint.feedback)
+        # The diagnostic's own line: inside the function, and moved by the client if lines were added above.
+        line = diagnostic.range.start.line
+        args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version, feedback=hint.feedback)
         action = types.CodeAction(title=title, kind=FIX_KIND, diagnostics=[diagnostic], is_preferred=True)
         if ls.resolves_edit:
             action.data = args.to_json()

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.3
 """Typing through a stub starts one run, for the version the user paused on."""
+PROGRESS_TITLE = "lsp-verify: verifying a completion"
+"""The run's ``$/progress`` title; the VS Code extension asks for inline suggestions again when a progress
+with this title ends (client-vscode/src/progress.ts, INLINE_RUN_TITLE)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +133,7 @@ class InlineCompletions:
             line=target.def_start_line,
             version=doc.version,
         )
-        progress = WorkDoneProgress(
-            ls, f"lsp-verify: verifying a completion for {target.qualname}", enabled=ls.shows_progress
-        )
+        progress = WorkDoneProgress(ls, f"{PROGRESS_TITLE} for {target.qualname}", enabled=ls.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         job = ls.worker.submit(
             functools.partial(ls.run_pipeline, request, progress),

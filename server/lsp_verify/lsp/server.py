@@ -4,7 +4,8 @@ Handlers are thin: get the document, hand the work to the pipeline, convert the 
 its LSP method and is, on purpose, one of
 
 - a plain ``def`` — fast and on the event loop: document sync, offering code actions (tree-sitter only),
-  cancels, ``shutdown``;
+  cancels, ``shutdown``, and the two that only start background work and answer at once: ``didSave``/
+  ``didOpen`` (the debounced check on save, :mod:`.diagnostics`) and ``inlineCompletion`` (:mod:`.inline`);
 - an ``async def`` — it awaits the client (workspace/configuration, workDoneProgress/create, applyEdit) or
   the pipeline worker (:mod:`.jobs`), which runs all model, mypy and test work on one thread.
 
