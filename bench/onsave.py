@@ -254,21 +254,25 @@ async def run(rounds: int) -> dict[str, Any]:
     }
 
 
-def markdown(result: dict[str, Any], rounds: int, command: str) -> str:
-    samples, actions, inline = result["samples"], result["action_ms"], result["inline_ms"]
-    revision = subprocess.run(
+def revision() -> str:
+    """The checkout's revision, as the run starts (the server imports the code then)."""
+    head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
     )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    )
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def markdown(result: dict[str, Any], rounds: int, command: str, measured: str) -> str:
+    samples, actions, inline = result["samples"], result["action_ms"], result["inline_ms"]
     load = os.getloadavg()
     lines = [
         "# On-save checks: didSave -> diagnostics, and answers while a check runs",
         "",
         f"- command: `{command}`",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, revision {revision}"
-        + (" (with uncommitted changes)" if dirty.stdout.strip() else ""),
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, revision {measured}",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
         "- workspace: tests/fixtures/textkit in git; `slugify` has 20 nearby tests and a doctest; each round "
@@ -306,9 +310,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here too")
     args = parser.parse_args()
+    measured = revision()
     result = asyncio.run(run(args.rounds))
     command = "PYTHONPATH=server python bench/onsave.py " + " ".join(sys.argv[1:])
-    text = markdown(result, args.rounds, command.strip())
+    text = markdown(result, args.rounds, command.strip(), measured)
     print(text)
     if args.out is not None:
         args.out.write_text(text, encoding="utf-8")
