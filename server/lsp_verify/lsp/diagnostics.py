@@ -29,6 +29,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.uris import from_fs_path
@@ -62,7 +63,7 @@ class FixHint:
 
     uri: str
     line: int
-    """0-based line of the function's ``def``."""
+    """0-based line of the function's ``def`` when checked (with ``name``: one quick fix per function)."""
     name: str
     feedback: str
     """The failure shown to the model: the error and the failing test's source."""
@@ -142,7 +143,7 @@ class OnSaveChecks:
         finally:
             if self._tasks.get(uri) is asyncio.current_task():
                 del self._tasks[uri]
-        current = ls.workspace.text_documents.get(uri)
+        current = ls.workspace.text_documents.get(unquote(uri))  # pygls keys its documents unquoted
         if current is None or current.version != version:
             return  # closed or edited meanwhile: the next save checks the new text
         diagnostics = to_diagnostics(checks, uri, text, root, doc)
@@ -160,7 +161,7 @@ class OnSaveChecks:
 
 def base_text(path: Path, opened: str) -> str | None:
     """What the file is compared with: git HEAD's version (None: not committed, every function is new), or
-    outside git the text it was first opened with."""
+    outside git the text it was opened with."""
     from .. import gitdiff
 
     root = gitdiff.repo_root(path)
