@@ -293,3 +293,24 @@ async def test_many_broken_tests_are_one_diagnostic_listing_each(tmp_path: Path)
         (line_of(TESTS, "def test_suffix"), "test_suffix fails: expected 'st', got 'th'"),
         (line_of(TESTS, "def test_double"), "test_double timed out: still running after 4 s (killed)"),
     ]
+
+
+async def test_typing_right_after_a_save_cancels_its_check(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    broken = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    typed = client.replace_text(uri, MODULE.replace("x * 2", "x * 3") + "\n# typing\n")  # not saved
+
+    # Neither the saved text (gone from the buffer) nor the unsaved one is checked; a check takes a few
+    # seconds here, so one that ran would have reported by then.
+    def reported() -> list[str]:
+        return [m for m in checks_logged(client, "ordinal.py", mark) if f"(version {typed})" in m]
+
+    assert not await wait_until(lambda: bool(reported()), 15), [m.message for m in client.log_messages[mark:]]
+
+    version = save(client, uri, path, MODULE.replace("x * 2", "2 * x"))  # passes, and differs from HEAD
+    assert await checked(client, uri, version, mark) == []
+    logged = checks_logged(client, "ordinal.py", mark)
+    assert not [m for m in logged if f"(version {broken})" in m or f"(version {typed})" in m], logged
+    version = save(client, uri, path, MODULE)

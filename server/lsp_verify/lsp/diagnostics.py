@@ -101,7 +101,8 @@ class OnSaveChecks:
         older = self._tasks.pop(uri, None)
         if older is not None:
             older.cancel()
-        self._tasks[uri] = asyncio.get_running_loop().create_task(self._check(ls, uri))
+        version = ls.workspace.get_text_document(uri).version
+        self._tasks[uri] = asyncio.get_running_loop().create_task(self._check(ls, uri, version))
 
     def closed(self, ls: VerifyServer, uri: str) -> None:
         task = self._tasks.pop(uri, None)
@@ -112,10 +113,12 @@ class OnSaveChecks:
             self._published.discard(uri)
             ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
-    async def _check(self, ls: VerifyServer, uri: str) -> None:
+    async def _check(self, ls: VerifyServer, uri: str, version: int | None) -> None:
         await asyncio.sleep(DEBOUNCE_S)
         doc = ls.workspace.get_text_document(uri)
-        text, version, path = doc.source, doc.version, Path(doc.path)
+        if doc.version != version:
+            return  # typed after the save: the text saved is gone, and the next save checks the new one
+        text, path = doc.source, Path(doc.path)
         root = ls.root_for(path)
         opened = self._opened.get(uri, text)
         pipeline = ls.pipeline
