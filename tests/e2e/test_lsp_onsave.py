@@ -314,3 +314,33 @@ async def test_typing_right_after_a_save_cancels_its_check(client: EditorClient,
     logged = checks_logged(client, "ordinal.py", mark)
     assert not [m for m in logged if f"(version {broken})" in m or f"(version {typed})" in m], logged
     version = save(client, uri, path, MODULE)
+
+
+# -- both turned off ---------------------------------------------------------------------------------------
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def switched_off(lsp_client: EditorClient, repo: Path):
+    await start(lsp_client, repo, trusted=True, k=2, checkOnSave=False, inlineCompletion=False)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_check_on_save_and_inline_completion_can_be_turned_off(
+    switched_off: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(switched_off, path)
+    save(switched_off, uri, path, MODULE.replace("x * 2", "x * 3"))
+    switched_off.replace_text(uri, MODULE + '\n\ndef triple(x: int) -> int:\n    """Three x."""\n    ...\n')
+
+    answer = await switched_off.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=len(MODULE.splitlines()) + 4, character=4),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+    )
+
+    assert answer is None
+    assert not await wait_until(lambda: bool(checks_logged(switched_off, "ordinal.py")), 10)
+    assert uri not in switched_off.diagnostics and switched_off.progress_reports == {}
+    path.write_text(MODULE, encoding="utf-8")
