@@ -12,7 +12,6 @@ import * as os from "os";
 import * as path from "path";
 import * as vscode from "vscode";
 import {
-    CancellationToken,
     ExecuteCommandRequest,
     LanguageClient,
     type LanguageClientOptions,
@@ -27,6 +26,7 @@ import {
 import { registerAskValue } from "./ask";
 import type { PythonInterpreters } from "./python";
 import { CoalescingRunner } from "./serial";
+import { VerifyingStatus } from "./status";
 import {
     COMMANDS,
     commandsToCover,
@@ -51,6 +51,9 @@ export class VerifyServer implements vscode.Disposable {
     private readonly restarts = new CoalescingRunner(() => this.replaceClient());
     private ownCommands: vscode.Disposable[] = [];
     private stateListener: vscode.Disposable | undefined;
+    /** The status-bar item while the server verifies, and its link to the running client. */
+    private readonly status = new VerifyingStatus();
+    private statusAttachment: vscode.Disposable | undefined;
     /** Counts window/showDocument requests from the server; see showReport. */
     private documentsShownByServer = 0;
     private disposed = false;
@@ -76,7 +79,7 @@ export class VerifyServer implements vscode.Disposable {
     }
 
     dispose(): void {
-        void this.stop();
+        void this.stop().finally(() => this.status.dispose());
     }
 
     private async replaceClient(): Promise<void> {
@@ -105,6 +108,7 @@ export class VerifyServer implements vscode.Disposable {
             this.setOwnCommands(commandsToCover(undefined));
             return;
         }
+        this.statusAttachment = this.status.attach(client);
         const advertised = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
         this.setOwnCommands(commandsToCover(advertised));
     }
@@ -114,6 +118,8 @@ export class VerifyServer implements vscode.Disposable {
         this.client = undefined;
         this.stateListener?.dispose();
         this.stateListener = undefined;
+        this.statusAttachment?.dispose();
+        this.statusAttachment = undefined;
         if (client === undefined) {
             return;
         }
@@ -195,9 +201,9 @@ export class VerifyServer implements vscode.Disposable {
                 }
             },
             window: {
-                showDocument: async (params, next) => {
+                showDocument: async (params, token, next) => {
                     this.documentsShownByServer += 1;
-                    const result = await next(params, CancellationToken.None);
+                    const result = await next(params, token);
                     if (result instanceof ResponseError) {
                         throw result;
                     }

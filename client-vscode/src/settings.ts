@@ -33,6 +33,8 @@ export const SERVER_KEYS = [
     "temperature",
     "seed",
     "promptFormat",
+    "checkOnSave",
+    "inlineCompletion",
 ] as const;
 
 /** Settings only the client uses: how to start the server. */

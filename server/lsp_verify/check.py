@@ -233,24 +233,79 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
 def _check_function(
     verifier: Verifier, job: _Job, status: StatusSink, cancel: CancelToken, known: KnownRuns | None
 ) -> FunctionReport:
-    from .syntax.splice import normalise
+
     from .verify.cascade import VerifyError
 
     cancel.raise_if_cancelled()
-    target, text = job.target, job.item.text
+    target = job.target
     status.started(f"checking {job.relpath}:{def_line(target) + 1} {target.qualname}")
     started = time.monotonic()
     try:
-        plan = verifier.prepare(target, job.baseline, cancel, known)
-        # The probe only feeds ranking, which a check does not do.
-        plan = dataclasses.replace(plan, probe=None)
-        candidate = Candidate(index=0, body=target.current_body, new_text=text, key=normalise(text))
-        result = verifier.verify(plan, candidate, cancel, known=known)
+        result, plan = _verify_job(verifier, job, cancel, known)
     except VerifyError as exc:
-        line = def_line(target) + 1
-        seconds = time.monotonic() - started
-        return FunctionReport(job.relpath, target.qualname, line, "error", "none", str(exc), seconds=seconds)
+        return _error_report(job, exc, time.monotonic() - started)
     return _judge_check(target, result, plan, job.relpath, is_new=job.is_new)
+
+
+def _verify_job(
+    verifier: Verifier, job: _Job, cancel: CancelToken, known: KnownRuns | None
+) -> tuple[CandidateResult, VerifyPlan]:
+    """The cascade on the function as it is, against its baseline; raises VerifyError."""
+    from .syntax.splice import normalise
+
+    target, text = job.target, job.item.text
+    plan = verifier.prepare(target, job.baseline, cancel, known)
+    # The probe only feeds ranking, which a check does not do.
+    plan = dataclasses.replace(plan, probe=None)
+    candidate = Candidate(index=0, body=target.current_body, new_text=text, key=normalise(text))
+    return verifier.verify(plan, candidate, cancel, known=known), plan
+
+
+def _error_report(job: _Job, exc: Exception, seconds: float) -> FunctionReport:
+    line = def_line(job.target) + 1
+    return FunctionReport(job.relpath, job.target.qualname, line, "error", "none", str(exc), seconds=seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionCheck:
+    """One function of :func:`check_text`: its report and, when the cascade ran, what it found."""
+
+    report: FunctionReport
+    target: EditTarget | None = None
+    """None when the file does not parse (the report is about the module)."""
+    result: CandidateResult | None = None
+    charged: tuple[TestOutcome, ...] = ()
+    """The failing tests the change is to blame for (they passed on the baseline, or the function is new)."""
+
+
+def check_text(
+    verifier: Verifier, path: Path, text: str, base_text: str | None, cancel: CancelToken
+) -> list[FunctionCheck]:
+    """What ``lsp-verify check --changed-only`` reports for one file holding ``text``, judged against
+    ``base_text`` (None: every function is new), for a caller that keeps a warm ``verifier`` (the language
+    server's check on save). Raises Cancelled."""
+    from .verify.cascade import VerifyError
+
+    item = _FileToCheck(path, relpath_in(path, verifier.root), text, base_text, changed_only=True)
+    early, jobs = _functions_of(item, verifier.root)
+    out = [FunctionCheck(report) for report in early]
+    for job in jobs:
+        cancel.raise_if_cancelled()
+        started = time.monotonic()
+        try:
+            result, plan = _verify_job(verifier, job, cancel, None)
+        except VerifyError as exc:
+            out.append(FunctionCheck(_error_report(job, exc, time.monotonic() - started), job.target))
+            continue
+        report = _judge_check(job.target, result, plan, job.relpath, is_new=job.is_new)
+        before = plan.baseline_by_nodeid
+        charged = tuple(
+            o
+            for o in result.outcomes
+            if o.outcome in _FAILING and (job.is_new or before.get(o.nodeid, o).outcome not in _FAILING)
+        )
+        out.append(FunctionCheck(report, job.target, result, charged))
+    return out
 
 
 def _run_batches(

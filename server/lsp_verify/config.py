@@ -64,6 +64,10 @@ class Settings:
     trusted: bool = False
     """Whether workspace code (tests, conftest.py, mypy plugins) may run. The CLI is trusted by being run."""
     sandbox: SandboxMode = "auto"
+    check_on_save: bool = True
+    """The language server checks the functions changed since git HEAD on save and publishes diagnostics."""
+    inline_completion: bool = True
+    """The language server answers textDocument/inlineCompletion in stub bodies with verified bodies."""
     problems: list[str] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     def updated(self, values: Mapping[str, Any], source: str) -> Settings:
@@ -161,6 +165,8 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "memory_limit_mb": "sets the memory checks may take",
     "trusted": "only the editor can trust a workspace",
     "sandbox": "decides how checks are isolated",
+    "check_on_save": "decides whether checks run on every save",
+    "inline_completion": "decides whether the model runs as the user types",
 }
 """Fields an untrusted repository's ``[tool.lsp-verify]`` may not set, each with the reason (shown to the
 user)."""

@@ -44,6 +44,8 @@ class FixRequest:
     line: int | None = None
     """0-based line inside the function to rewrite; None means the first stub in the file."""
     version: int | None = None
+    feedback: str | None = None
+    """A failure the first prompt shows the model (a quick fix for a diagnostic: the failing test)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,7 +314,7 @@ class Pipeline:
                 raise failures[0]
             cancel.raise_if_cancelled()
 
-        prompt, params = self.prompt(request, target, plan, k=k)
+        prompt, params = self.prompt(request, target, plan, k=k, feedback=request.feedback)
         report.stage("generating", f"generating {k} candidates for {target.qualname}")
         one_round(prompt, params, 0)
         for attempt in range(1, settings.repair_rounds + 1):

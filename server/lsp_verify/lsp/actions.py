@@ -36,16 +36,23 @@ class FixArgs:
     uri: str
     line: int
     version: int | None = None
+    feedback: str | None = None
+    """A failure to show the model (a quick fix for a diagnostic: the failing test's source and error)."""
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.feedback is None:
+            del data["feedback"]
+        return data
 
     @classmethod
     def from_json(cls, args: Sequence[Any]) -> FixArgs:
         """Accepts ``[{uri, line[, version]}]`` and ``[uri, position]`` (position ``{line, character}``)."""
+        feedback = None
         if len(args) == 1 and isinstance(args[0], Mapping):
             data = args[0]
             uri, line, version = data.get("uri"), data.get("line"), data.get("version")
+            feedback = data.get("feedback")
         elif len(args) == 2 and isinstance(args[1], Mapping):
             uri, line, version = args[0], args[1].get("line"), None
         else:
@@ -54,7 +61,9 @@ class FixArgs:
             raise ValueError(f"expected a document uri and a 0-based line, got uri={uri!r}, line={line!r}")
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise ValueError(f"version must be an integer, got {version!r}")
-        return cls(uri=uri, line=line, version=version)
+        if feedback is not None and not isinstance(feedback, str):
+            raise ValueError(f"feedback must be a string, got {feedback!r}")
+        return cls(uri=uri, line=line, version=version, feedback=feedback)
 
 
 def action_title(target: EditTarget, trusted: bool) -> str:
@@ -63,9 +72,9 @@ def action_title(target: EditTarget, trusted: bool) -> str:
     return f"{verb} `{target.name}` ({suffix})"
 
 
-def wanted(only: Sequence[str] | None) -> bool:
-    """Whether the client's ``context.only`` filter admits our kind."""
-    return not only or any(kind == ACTION_KIND or ACTION_KIND.startswith(f"{kind}.") for kind in only)
+def wanted(only: Sequence[str] | None, ours: str = ACTION_KIND) -> bool:
+    """Whether the client's ``context.only`` filter admits the kind ``ours``."""
+    return not only or any(kind == ours or ours.startswith(f"{kind}.") for kind in only)
 
 
 def code_action(target: EditTarget, args: FixArgs, *, trusted: bool, lazy_edit: bool) -> types.CodeAction:

@@ -4,7 +4,8 @@ Handlers are thin: get the document, hand the work to the pipeline, convert the 
 its LSP method and is, on purpose, one of
 
 - a plain ``def`` — fast and on the event loop: document sync, offering code actions (tree-sitter only),
-  cancels, ``shutdown``;
+  cancels, ``shutdown``, and the two that only start background work and answer at once: ``didSave``/
+  ``didOpen`` (the debounced check on save, :mod:`.diagnostics`) and ``inlineCompletion`` (:mod:`.inline`);
 - an ``async def`` — it awaits the client (workspace/configuration, workDoneProgress/create, applyEdit) or
   the pipeline worker (:mod:`.jobs`), which runs all model, mypy and test work on one thread.
 
@@ -46,8 +47,8 @@ from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress
 from ..syntax.target import EditTarget, TargetError
-from ..verify.cascade import VerifyError
-from . import actions, jobs, options, transport
+from ..verify.cascade import Verifier, VerifyError
+from . import actions, diagnostics, inline, jobs, options, transport
 from .ask import EditorAsker, answer_actions, answer_edit, can_ask, can_ask_value
 from .edits import EditOutsideTarget, text_edit, workspace_edit
 from .progress import WorkDoneProgress
@@ -72,6 +73,8 @@ class PipelineLike(Protocol):
     def update_settings(self, settings: Settings) -> None: ...
 
     def invalidate(self, paths: Sequence[Path]) -> None: ...
+
+    def verifier(self, root: Path) -> Verifier: ...
 
     def warm_up(self, root: Path) -> None: ...
 
@@ -149,6 +152,8 @@ class VerifyServer(LanguageServer):
         self._shown_problems: set[str] = set()
         self._report_dir: Path | None = None
         self._closed = False
+        self.on_save = diagnostics.OnSaveChecks()
+        self.inline = inline.InlineCompletions()
 
     # -- client capabilities ---------------------------------------------------------------------------
     @property
@@ -248,7 +253,14 @@ class VerifyServer(LanguageServer):
                 f"now {doc.version}); ask for the action again"
             )
         text, version, path = doc.source, doc.version, Path(doc.path)
-        request = FixRequest(path=path, text=text, root=self.root_for(path), line=args.line, version=version)
+        request = FixRequest(
+            path=path,
+            text=text,
+            root=self.root_for(path),
+            line=args.line,
+            version=version,
+            feedback=args.feedback,
+        )
         try:
             target = Pipeline.target(request)
         except TargetError as exc:
@@ -258,7 +270,7 @@ class VerifyServer(LanguageServer):
         progress = WorkDoneProgress(self, title, enabled=self.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         job = self.worker.submit(
-            functools.partial(self._run_pipeline, request, progress, asyncio.get_running_loop()),
+            functools.partial(self._run_and_ask, request, progress, asyncio.get_running_loop()),
             key=(args.uri, target.qualname),
             uri=args.uri,
             request_id=self.protocol.msg_id,
@@ -294,7 +306,16 @@ class VerifyServer(LanguageServer):
         self.log_to_client(report.message)
         return self._outcome(report, args.uri, text, version, doc.position_codec, asked, request)
 
-    def _run_pipeline(
+    def run_pipeline(self, request: FixRequest, progress: WorkDoneProgress, token: CancelToken) -> FixReport:
+        """On the worker thread: one pipeline run (the model loaded first)."""
+        assert self.pipeline is not None
+        if not self.engine_ready:
+            progress.report("loading model", 1)
+            self.pipeline.engine()
+            self.engine_ready = True
+        return self.pipeline.run(request, cancel=token, on_progress=progress.pipeline_progress)
+
+    def _run_and_ask(
         self,
         request: FixRequest,
         progress: WorkDoneProgress,
@@ -302,15 +323,9 @@ class VerifyServer(LanguageServer):
         token: CancelToken,
     ) -> Asked:
         """On the worker thread: the run, then the questions its candidates raise (lsp/ask.py)."""
-        assert self.pipeline is not None
-        pipeline = self.pipeline
-        if not self.engine_ready:
-            progress.report("loading model", 1)
-            pipeline.engine()
-            self.engine_ready = True
 
         def run(request: FixRequest) -> FixReport:
-            return pipeline.run(request, cancel=token, on_progress=progress.pipeline_progress)
+            return self.run_pipeline(request, progress, token)
 
         capabilities = self.client_capabilities
         asker = None
@@ -497,29 +512,49 @@ def text_document_did_change(ls: VerifyServer, params: types.DidChangeTextDocume
 def text_document_did_close(ls: VerifyServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     ls.worker.cancel(lambda job: job.uri == uri, jobs.CLIENT_CANCELLED)
+    ls.on_save.closed(ls, uri)
+    ls.inline.closed(uri)
+
+
+def text_document_did_open(ls: VerifyServer, params: types.DidOpenTextDocumentParams) -> None:
+    # A file opened with uncommitted changes is checked at once, as if just saved.
+    ls.on_save.opened(ls, ls.workspace.get_text_document(params.text_document.uri))
+
+
+def text_document_did_save(ls: VerifyServer, params: types.DidSaveTextDocumentParams) -> None:
+    ls.on_save.schedule(ls, params.text_document.uri)
+
+
+def text_document_inline_completion(
+    ls: VerifyServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    return ls.inline.complete(ls, params)
 
 
 def text_document_code_action(
     ls: VerifyServer, params: types.CodeActionParams
 ) -> list[types.CodeAction] | None:
-    if not actions.wanted(params.context.only):
-        return None
     doc = ls.workspace.get_text_document(params.text_document.uri)
     if not doc.uri.startswith("file:") or Path(doc.path).suffix != ".py":
         return None
+    fixes: list[types.CodeAction] = []
+    if actions.wanted(params.context.only, diagnostics.FIX_KIND):
+        fixes = diagnostics.quick_fixes(ls, doc, params.context.diagnostics)
+    if not actions.wanted(params.context.only):
+        return fixes or None
     line = params.range.start.line
     path = Path(doc.path)
     request = FixRequest(path=path, text=doc.source, root=ls.root_for(path), line=line, version=doc.version)
     try:
         target: EditTarget = Pipeline.target(request)
     except TargetError:
-        return None
+        return fixes or None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
     offered = [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
     answers = ls.answers.get(doc.uri)
     if answers is not None and answers[0] == doc.version and answers[1].qualname == target.qualname:
         offered = [*answers[2], *offered]
-    return offered
+    return [*fixes, *offered]
 
 
 async def code_action_resolve(ls: VerifyServer, action: types.CodeAction) -> types.CodeAction:
@@ -583,9 +618,16 @@ def build_server(pipeline_factory: PipelineFactory = Pipeline) -> VerifyServer:
     server.feature(types.EXIT)(exit)
     server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
     server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
+    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(text_document_did_open)
+    server.feature(types.TEXT_DOCUMENT_DID_SAVE)(text_document_did_save)
+    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
+        text_document_inline_completion
+    )
     server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
-        types.CodeActionOptions(code_action_kinds=[actions.ACTION_KIND], resolve_provider=True),
+        types.CodeActionOptions(
+            code_action_kinds=[actions.ACTION_KIND, diagnostics.FIX_KIND], resolve_provider=True
+        ),
     )(text_document_code_action)
     server.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)(window_work_done_progress_cancel)

@@ -1,0 +1,346 @@
+"""Diagnostics on save and their verified quick fix, through a real client.
+
+Real: the server process, the pipeline, the verifier (mypy, pytest in the sandbox), git. Scripted: the engine
+(every candidate is ``return x * 2``, see onsave_server.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+
+from .conftest import EditorClient, config, line_of, start, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+HERE = Path(__file__).resolve().parent
+ONSAVE_SERVER = [sys.executable, str(HERE / "onsave_server.py")]
+
+MODULE = '''\
+def suffix(n: int) -> str:
+    """The English ordinal suffix of n."""
+    if n % 10 == 1 and n % 100 != 11:
+        return "st"
+    return "th"
+
+
+def double(x: int) -> int:
+    return x * 2
+'''
+TESTS = """\
+from ordinal import double, suffix
+
+
+def test_suffix() -> None:
+    assert suffix(1) == "st"
+    assert suffix(11) == "th"
+
+
+def test_double() -> None:
+    assert double(21) == 42
+"""
+
+
+def make_project(root: Path, *, git: bool) -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "ordinal"\nversion = "0"\n', encoding="utf-8")
+    (root / "ordinal.py").write_text(MODULE, encoding="utf-8")
+    (root / "tests" / "test_ordinal.py").write_text(TESTS, encoding="utf-8")
+    if git:
+        for command in (
+            ["git", "init", "-q", "."],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "start"],
+        ):
+            subprocess.run(command, cwd=root, check=True, capture_output=True)
+    return root
+
+
+def save(client: EditorClient, uri: str, path: Path, text: str) -> int:
+    """Type ``text`` (a full-document change), write it to disk and send didSave, as an editor does."""
+    version = client.replace_text(uri, text)
+    path.write_text(text, encoding="utf-8")
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    return version
+
+
+def checks_logged(client: EditorClient, name: str, since: int = 0) -> list[str]:
+    return [m.message for m in client.log_messages[since:] if f"checked {name} " in m.message]
+
+
+async def checked(client: EditorClient, uri: str, version: int, since: int) -> list[types.Diagnostic]:
+    """The diagnostics published by the check of ``version`` (the server logs each check after publishing),
+    looking only at log messages from index ``since`` on."""
+    done = f"(version {version}) on save"
+    name = Path(uri).name
+    assert await wait_until(lambda: any(done in m for m in checks_logged(client, name, since)), 120), (
+        checks_logged(client, name)
+    )
+    return list(client.diagnostics.get(uri, []))
+
+
+def opened(client: EditorClient, path: Path) -> str:
+    uri = path.as_uri()
+    return uri if uri in client.documents else client.open(path)
+
+
+async def fix_actions(client: EditorClient, uri: str, diagnostic: types.Diagnostic) -> list[types.CodeAction]:
+    result = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic], only=[types.CodeActionKind.QuickFix]),
+        )
+    )
+    return [a for a in result or [] if isinstance(a, types.CodeAction)]
+
+
+def run_tests_in(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# -- a trusted git workspace -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("onsave") / "ordinal", git=True)
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def client(lsp_client: EditorClient, repo: Path):
+    await start(lsp_client, repo, trusted=True, k=2, repairRounds=0, testTimeoutS=4)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_broken_test_on_save_then_verified_quick_fix_then_cleared(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    line = line_of(MODULE, "def double")
+    assert diagnostic.message == "test_double fails: expected 42, got 63"
+    assert diagnostic.source == "lsp-verify" and diagnostic.severity == types.DiagnosticSeverity.Error
+    assert diagnostic.range.start == types.Position(line, 4) and diagnostic.range.end == types.Position(
+        line, 10
+    )
+    (related,) = diagnostic.related_information or []
+    assert related.location.uri.endswith("tests/test_ordinal.py")
+    assert related.location.range.start.line == line_of(TESTS, "def test_double")
+
+    (action,) = await fix_actions(client, uri, diagnostic)
+    assert action.title == "Fix `double` (verified)" and action.kind == types.CodeActionKind.QuickFix
+    resolved = await client.code_action_resolve_async(action)
+    assert resolved.edit is not None and client.apply(resolved.edit)
+    fixed = client.text(uri)
+    assert fixed == MODULE  # the verified body, exactly: only `double` changed
+
+    version = save(client, uri, path, fixed)
+    assert await checked(client, uri, version, mark) == []  # cleared
+    assert run_tests_in(repo).returncode == 0
+
+
+async def test_quick_fix_prompt_shows_the_failing_test(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    (diagnostic,) = await checked(client, uri, version, mark)
+    (action,) = await fix_actions(client, uri, diagnostic)
+    args = action.data  # VS Code resolves the edit lazily
+    feedback = args["feedback"]
+    assert feedback.startswith("test_double fails: expected 42, got 63")
+    assert "def test_double() -> None:\n    assert double(21) == 42" in feedback
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_saves_in_quick_succession_check_the_last_version_once(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    before = len(checks_logged(client, "ordinal.py"))
+    save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    save(client, uri, path, MODULE.replace("x * 2", "x * 4"))
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace('return "st"', 'return "th"'))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.message == "test_suffix fails: expected 'st', got 'th'"
+    assert diagnostic.range.start.line == line_of(MODULE, "def suffix")
+    assert len(checks_logged(client, "ordinal.py")) == before + 1
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_a_file_that_does_not_parse_is_one_diagnostic(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, MODULE.replace("return x * 2", "return x *"))
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.message.startswith("does not parse: line 9")
+    assert diagnostic.range.start.line == 8
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
+    client: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri()))
+    )
+    path.write_text(MODULE.replace("return x * 2", "while True:\n        pass"), encoding="utf-8")
+    mark = len(client.log_messages)
+    uri = client.open(path)  # not saved in the editor: the uncommitted change on disk is checked on open
+
+    (diagnostic,) = await checked(client, uri, 1, mark)
+
+    assert diagnostic.message.startswith("test_double timed out: still running after 4 s")
+    assert diagnostic.range.start.line == line_of(MODULE, "def double")
+    path.write_text(MODULE, encoding="utf-8")
+
+
+# -- an untrusted workspace outside git --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("onsave-plain") / "ordinal", git=False)
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def untrusted(lsp_client: EditorClient, plain: Path):
+    await start(lsp_client, plain, k=2, repairRounds=0)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_untrusted_outside_git_types_only_against_the_opened_text(
+    untrusted: EditorClient, plain: Path
+) -> None:
+    path = plain / "ordinal.py"
+    uri = opened(untrusted, path)
+    mark = len(untrusted.log_messages)
+    # A broken test (not run: the workspace is not trusted) and a new type error, in two functions.
+    broken = MODULE.replace('return "st"', 'return "th"').replace("return x * 2", "return str(x)")
+    version = save(untrusted, uri, path, broken)
+
+    (diagnostic,) = await checked(untrusted, uri, version, mark)
+
+    assert diagnostic.message.startswith('mypy: Incompatible return value type (got "str", expected "int")')
+    assert diagnostic.range.start.line == line_of(broken, "return str(x)")
+    (action,) = await fix_actions(untrusted, uri, diagnostic)
+    assert action.title == "Fix `double` (types only — workspace not trusted)"
+    version = save(untrusted, uri, path, MODULE)
+    assert await checked(untrusted, uri, version, mark) == []
+
+
+# -- what a check's findings look like as diagnostics (no server) -----------------------------------------
+async def test_many_broken_tests_are_one_diagnostic_listing_each(tmp_path: Path) -> None:
+    from pygls.workspace import TextDocument
+
+    from lsp_verify.check import FunctionCheck
+    from lsp_verify.lsp.diagnostics import to_diagnostics
+    from lsp_verify.report import FunctionReport
+    from lsp_verify.syntax.targets import function_targets
+    from lsp_verify.verify.types import Candidate, CandidateResult, Evidence, TestOutcome
+
+    root = make_project(tmp_path / "ordinal", git=False)
+    path = root / "ordinal.py"
+    text = MODULE.replace('return "st"', 'return "th"')
+    (target,) = [t for t in function_targets(text, path) if t.name == "suffix"]
+    failing = (
+        TestOutcome(
+            "tests/test_ordinal.py::test_suffix",
+            "failed",
+            "E       AssertionError: assert 'th' == 'st'\nE         \nE         - st\nE         + th",
+        ),
+        TestOutcome("tests/test_ordinal.py::test_double", "timeout", "still running after 4 s (killed)"),
+    )
+    candidate = Candidate(index=0, body=target.current_body, new_text=text, key="")
+    result = CandidateResult(
+        candidate=candidate, passed=False, evidence=Evidence.NONE, stages=(), outcomes=failing
+    )
+    report = FunctionReport("ordinal.py", "suffix", 1, "fail", "none", "tests failed")
+    doc = TextDocument(path.as_uri(), text, 3)
+
+    (diagnostic,) = to_diagnostics([FunctionCheck(report, target, result, failing)], doc.uri, text, root, doc)
+
+    assert diagnostic.message == "test_suffix fails: expected 'st', got 'th' (and 1 more failing test)"
+    assert [(r.location.range.start.line, r.message) for r in diagnostic.related_information or []] == [
+        (line_of(TESTS, "def test_suffix"), "test_suffix fails: expected 'st', got 'th'"),
+        (line_of(TESTS, "def test_double"), "test_double timed out: still running after 4 s (killed)"),
+    ]
+
+
+async def test_typing_right_after_a_save_cancels_its_check(client: EditorClient, repo: Path) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    broken = save(client, uri, path, MODULE.replace("x * 2", "x * 3"))
+    typed = client.replace_text(uri, MODULE.replace("x * 2", "x * 3") + "\n# typing\n")  # not saved
+
+    # Neither the saved text (gone from the buffer) nor the unsaved one is checked; a check takes a few
+    # seconds here, so one that ran would have reported by then.
+    def reported() -> list[str]:
+        return [m for m in checks_logged(client, "ordinal.py", mark) if f"(version {typed})" in m]
+
+    assert not await wait_until(lambda: bool(reported()), 15), [m.message for m in client.log_messages[mark:]]
+
+    version = save(client, uri, path, MODULE.replace("x * 2", "2 * x"))  # passes, and differs from HEAD
+    assert await checked(client, uri, version, mark) == []
+    logged = checks_logged(client, "ordinal.py", mark)
+    assert not [m for m in logged if f"(version {broken})" in m or f"(version {typed})" in m], logged
+    version = save(client, uri, path, MODULE)
+
+
+# -- both turned off ---------------------------------------------------------------------------------------
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def switched_off(lsp_client: EditorClient, repo: Path):
+    await start(lsp_client, repo, trusted=True, k=2, checkOnSave=False, inlineCompletion=False)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_check_on_save_and_inline_completion_can_be_turned_off(
+    switched_off: EditorClient, repo: Path
+) -> None:
+    path = repo / "ordinal.py"
+    uri = opened(switched_off, path)
+    save(switched_off, uri, path, MODULE.replace("x * 2", "x * 3"))
+    switched_off.replace_text(uri, MODULE + '\n\ndef triple(x: int) -> int:\n    """Three x."""\n    ...\n')
+
+    answer = await switched_off.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=len(MODULE.splitlines()) + 4, character=4),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+    )
+
+    assert answer is None
+    assert not await wait_until(lambda: bool(checks_logged(switched_off, "ordinal.py")), 10)
+    assert uri not in switched_off.diagnostics and switched_off.progress_reports == {}
+    path.write_text(MODULE, encoding="utf-8")
