@@ -50,6 +50,9 @@ class FunctionReport:
     applied: bool | None = None
     """fix only: whether the candidate was written to the file (None when --apply was not given)."""
     seconds: float = 0.0
+    first_verified_s: float | None = None
+    """fix only: seconds from the start of the function's request until the first suggestion it would accept
+    passed verification (what an editor could show first); None when none did, and for check."""
 
 
 @dataclasses.dataclass
@@ -121,6 +124,7 @@ def as_json(report: RunReport) -> dict[str, Any]:
                 "diff": f.diff,
                 "applied": f.applied,
                 "seconds": round(f.seconds, 3),
+                "first_verified_s": round(f.first_verified_s, 3) if f.first_verified_s is not None else None,
             }
             for f in report.functions
         ],
