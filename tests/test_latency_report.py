@@ -40,6 +40,7 @@ class ScriptedEngine:
     def __init__(self, bodies: list[str]) -> None:
         self.bodies = bodies
         self.info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 4096, len(bodies))
+        self.params: list[SamplingParams] = []
 
     def generate(
         self,
@@ -49,6 +50,7 @@ class ScriptedEngine:
         on_generation: Callable[[Generation], None] | None = None,
         cancel: CancelToken | None = None,
     ) -> list[Generation]:
+        self.params.append(params)
         out = [Generation(i, body + "\n", 5, -0.1, "stop", 0.01) for i, body in enumerate(self.bodies)]
         for generation in out:
             if on_generation is not None:
@@ -59,7 +61,9 @@ class ScriptedEngine:
         pass
 
 
-def fix(tmp_path: Path, bodies: list[str], *, require_tests: bool = False) -> dict[str, Any]:
+def fix(
+    tmp_path: Path, bodies: list[str], *, require_tests: bool = False, lead_sequence: bool = False
+) -> tuple[dict[str, Any], ScriptedEngine]:
     root = tmp_path / "proj"
     (root / "mathx").mkdir(parents=True)
     (root / "tests").mkdir()
@@ -76,6 +80,7 @@ def fix(tmp_path: Path, bodies: list[str], *, require_tests: bool = False) -> di
             k=len(bodies),
             repair_rounds=0,
             require_tests=require_tests,
+            lead_sequence=lead_sequence,
             test_timeout_s=120.0,
             mypy_timeout_s=300.0,
         )
@@ -89,21 +94,29 @@ def fix(tmp_path: Path, bodies: list[str], *, require_tests: bool = False) -> di
     data = as_json(report)
     schema = json.loads((resources.files("lsp_verify") / "report-schema.json").read_text(encoding="utf-8"))
     jsonschema.validate(data, schema)
-    return data
+    return data, engine
 
 
 def test_fix_json_says_when_the_first_verified_suggestion_existed(tmp_path: Path) -> None:
-    data = fix(tmp_path, ["    return a - b", "    return a + b"])
+    data, engine = fix(tmp_path, ["    return a - b", "    return a + b"])
 
     (function,) = data["functions"]
     assert function["status"] == "pass", function
     # The message ends with the whole request's time: the first verified suggestion came no later.
     request_s = float(function["message"].rsplit(", ", 1)[1].rstrip("s"))
     assert 0 < function["first_verified_s"] <= request_s + 0.05
+    assert [p.lead for p in engine.params] == [False], "lead_sequence is off by default"
+
+
+def test_the_lead_sequence_setting_asks_the_engine_for_a_lead(tmp_path: Path) -> None:
+    data, engine = fix(tmp_path, ["    return a + b", "    return a + b"], lead_sequence=True)
+
+    assert data["functions"][0]["status"] == "pass"
+    assert [(p.k, p.lead) for p in engine.params] == [(2, True)]
 
 
 def test_fix_json_has_no_first_verified_time_when_nothing_passed(tmp_path: Path) -> None:
-    data = fix(tmp_path, ["    return a - b"])
+    data, _ = fix(tmp_path, ["    return a - b"])
 
     (function,) = data["functions"]
     assert function["status"] == "fail"

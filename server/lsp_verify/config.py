@@ -50,6 +50,9 @@ class Settings:
     test_timeout_s: float = 30.0
     mypy_timeout_s: float = 120.0
     memory_limit_mb: int = 2048
+    lead_sequence: bool = False
+    """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as
+    early as a lone greedy completion would be ready (bench/latency.py measures it)."""
     repair_rounds: int = 1
     """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
     probe_inputs: int = 24
@@ -157,10 +160,10 @@ user)."""
 
 UNTRUSTED_PROJECT_ALLOWS = frozenset(
     {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
-    | {"require_tests"}
+    | {"lead_sequence", "require_tests"}
 )
-"""Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
-workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
+"""Fields an untrusted repository may still set: the first and ``lead_sequence`` only shape the candidates
+and the order they are decoded in (probes run in trusted workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
 and ``false`` is merely the default. Every field is in exactly one of the two tables (a test checks it)."""
 
 
