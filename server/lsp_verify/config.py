@@ -160,10 +160,11 @@ user)."""
 
 UNTRUSTED_PROJECT_ALLOWS = frozenset(
     {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
-    | {"lead_sequence", "require_tests"}
+    | {"require_tests"}
+    | {"lead_sequence"}  # only the order the candidates are decoded in
 )
-"""Fields an untrusted repository may still set: the first and ``lead_sequence`` only shape the candidates
-and the order they are decoded in (probes run in trusted workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
+"""Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
+workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
 and ``false`` is merely the default. Every field is in exactly one of the two tables (a test checks it)."""
 
 
