@@ -163,7 +163,9 @@ def markdown(
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores_usable']} usable cores, backend "
         f"{meta['machine']['backend']}, {meta['machine']['n_threads']} threads; model "
         f"{Path(meta['machine']['model'] or '?').name}; load average before {meta['load_before']}, "
-        f"after {meta['load_after']}; {meta['wall_s']:.0f} s in all.",
+        f"after {meta['load_after']}; "
+        + (f"{meta['wall_s']:.0f} s in all." if meta.get("wall_s") is not None else "run time not recorded."),
+        *([f"Records: {meta['records_note']}"] if meta.get("records_note") else []),
         "",
         "a = the peer: one greedy, unverified completion of the same prompt. b = lsp-verify's first verified "
         "suggestion, from the start of the request. Ratios over the problems where something was verified; "
@@ -334,6 +336,31 @@ def progress_line(i: int, total: int, record: ProblemRecord, variants: Sequence[
     return ", ".join(parts)
 
 
+def _command(argv: list[str] | None) -> str:
+    return "python " + " ".join(shlex.quote(a) for a in ["bench/latency.py", *(argv or sys.argv[1:])])
+
+
+def summarise_only(records_path: Path, out: Path, variants: Sequence[str], argv: list[str] | None) -> int:
+    """The table of an earlier run from its JSONL alone (what the run itself knew of the engine is lost)."""
+    lines = records_path.read_text(encoding="utf-8").splitlines()
+    records = [ProblemRecord.from_json(line) for line in lines if line.strip()]
+    modified = datetime.datetime.fromtimestamp(records_path.stat().st_mtime, datetime.timezone.utc)
+    meta = {
+        "date": modified.strftime("%Y-%m-%d %H:%M UTC") + " (last record)",
+        "revision": quality._git_revision(),
+        "command": _command(argv),
+        "machine": quality.machine_info(None),
+        "load_before": "not recorded",
+        "load_after": quality._load_average(),
+        "wall_s": None,
+        "records_note": f"{len(records)} problems from `{records_path.name}`",
+        "variants": list(variants),
+    }
+    out.write_text(markdown(summarise(records, variants), records, meta), encoding="utf-8")
+    print(out.read_text(encoding="utf-8"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -358,12 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-timeout", type=float, default=5.0, help="held-out judge timeout per program")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency.md")
     parser.add_argument("--records", type=Path, help="per-problem JSONL (default: --out with .jsonl)")
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: write --out from the records of an earlier run (one that was stopped, too)",
+    )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         print(f"error: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+
+    if args.summarise is not None:
+        return summarise_only(args.summarise, args.out, variants, argv)
 
     from lsp_verify.config import Settings
     from lsp_verify.pipeline import Pipeline, load_engine
@@ -417,8 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "revision": quality._git_revision(),
-        "command": "python "
-        + " ".join(shlex.quote(a) for a in ["bench/latency.py", *(argv or sys.argv[1:])]),
+        "command": _command(argv),
         "machine": quality.machine_info(info),
         "load_before": load_before,
         "load_after": quality._load_average(),

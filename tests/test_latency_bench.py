@@ -87,3 +87,15 @@ def test_records_round_trip_and_the_table_shows_every_variant_and_problem() -> N
     assert "| lead | 3 | 3 | 1.10 | 2.62 | 5.0 | 11.0 | 67% (2/3) | 2/3 |" in text
     assert "| HumanEval/2 | 4.0 | none | 12.0, 3.00 ✗ |" in text
     assert "python bench/latency.py --limit 4" in text and "abc1234" in text
+
+
+def test_the_table_can_be_written_from_the_records_of_a_stopped_run(tmp_path: Path) -> None:
+    records = tmp_path / "latency.jsonl"
+    records.write_text("".join(r.to_json() + "\n" for r in RECORDS[:2]), encoding="utf-8")
+    out = tmp_path / "latency.md"
+
+    assert lat.main(["--summarise", str(records), "--out", str(out)]) == 0
+
+    text = out.read_text(encoding="utf-8")
+    assert "2 problems from `latency.jsonl`" in text
+    assert "| HumanEval/1 | 5.0 | 10.0, 2.00 ✗ | 5.5, 1.10 ✓ |" in text

@@ -161,7 +161,7 @@ user)."""
 UNTRUSTED_PROJECT_ALLOWS = frozenset(
     {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
     | {"require_tests"}
-    | {"lead_sequence"}  # only the order the candidates are decoded in
+    | {"lead_sequence"}  # one candidate greedy and decoded first: it shapes the candidates like temperature
 )
 """Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
 workspaces only); ``require_tests`` can only refuse more, since the repository's layer lies under the user's
