@@ -67,6 +67,7 @@ VARIANTS: dict[str, Variant] = {
 }
 DEFAULT_VARIANTS = ("k8", "lead")
 PEER = "peer"
+WARM_UP = "HumanEval/53"
 
 
 # ----------------------------------------------------------------------------------------------- records
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-warm-up",
         action="store_true",
-        help="skip the untimed run on the problem after the measured ones (worker start-up, mypy's cache)",
+        help=f"skip the untimed run on {WARM_UP} first (worker start-up, mypy's cache)",
     )
     parser.add_argument("--model", help="GGUF path (default: the embedded model)")
     parser.add_argument("--max-tokens", type=int, default=256)
@@ -420,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
 
     everything = quality.load_problems()
     problems = everything[args.offset : args.offset + args.limit]
-    warm_up = everything[args.offset + args.limit : args.offset + args.limit + 1]
+    # Warm up on a problem every variant solves at once (HumanEval/53 is `add`), outside the measured ones.
+    warm_up = [p for p in everything if p.task_id == WARM_UP and p not in problems][:1]
     backend = quality.detect_judge_backend(args.test_timeout)
     records_path: Path = args.records or args.out.with_suffix(".jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
