@@ -337,6 +337,69 @@ def progress_line(i: int, total: int, record: ProblemRecord, variants: Sequence[
     return ", ".join(parts)
 
 
+def replay(quality_records: Sequence[quality.ProblemRecord]) -> list[ProblemRecord]:
+    """An estimate of ``k8`` and ``lead`` from a quality run's records (``docs/quality.jsonl``), no model run.
+
+    A quality run times, per problem, a greedy k = 1 pipeline run and a sampled k = 8 one, one after the
+    other on a quiet machine, and judges every candidate. From them: a = when the greedy sequence ended; k8's
+    b = the k = 8 run's first verified time and candidate (measured). lead's b is *estimated*: when the greedy
+    candidate passed, the k = 1 run's first verified time (the lead decodes alone, as it did there; its
+    verification overlapping the other sequences' decoding is not counted); otherwise a + the k = 8 run's
+    first verified time (the others start after the lead: pessimistic, as they decode k - 1 and the baseline
+    is already done).
+    """
+    out = []
+    for r in quality_records:
+        sampled = next((run for run in r.runs if run.k == 8), None)
+        if r.greedy is None or not r.greedy.sequences or sampled is None:
+            continue
+        a = r.greedy.sequences[0].finished_s
+        verified = [c for c in sampled.candidates if c.verified]
+        first = min(verified, key=lambda c: c.verified_at_s) if verified else None
+        k8 = Outcome(None)
+        if first is not None and sampled.first_verified_s is not None:
+            k8 = Outcome(sampled.first_verified_s, first.correct, first.evidence, first.index)
+        greedy = r.greedy.candidates[0] if r.greedy.candidates else None
+        if greedy is not None and greedy.verified and r.greedy.first_verified_s is not None:
+            lead = Outcome(r.greedy.first_verified_s, greedy.correct, greedy.evidence, 0)
+        elif k8.first_verified_s is not None:
+            lead = dataclasses.replace(k8, first_verified_s=round(a + k8.first_verified_s, 3))
+        else:
+            lead = Outcome(None)
+        peer_correct = greedy.correct if greedy is not None else False
+        out.append(ProblemRecord(r.task_id, r.group, a, peer_correct, {"k8": k8, "lead": lead}))
+    return out
+
+
+def replay_markdown(records: Sequence[ProblemRecord], source: Path, argv: list[str] | None) -> str:
+    lines = [
+        f"# bench/latency.py --replay — {source.name}, {len(records)} problems",
+        "",
+        f"Command: `{_command(argv)}` (revision {quality._git_revision()}). No model run: an estimate from "
+        "the records of a quality run (a greedy k = 1 and a sampled k = 8 pipeline run per problem, one "
+        "after the other). `k8` is measured there; `lead` is estimated (see `replay` in bench/latency.py).",
+        "",
+        "| variant | group | problems | verified | b/a p50 | b/a p90 | a p50 (s) | b p50 (s) "
+        "| precision of first verified |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group in ("tests", "types", "all"):
+        members = [r for r in records if group in ("all", r.group)]
+        for row in summarise(members, ["k8", "lead"]):
+            precision = (
+                "–"
+                if row["precision"] is None
+                else f"{100 * row['precision']:.1f}% ({row['correct']}/{row['surfaced']})"
+            )
+            lines.append(
+                f"| {row['variant']} | {quality.GROUP_LABELS[group]} | {row['problems']} | {row['surfaced']} "
+                f"| {_num(row['ratio_p50'], '.2f')} | {_num(row['ratio_p90'], '.2f')} "
+                f"| {_num(row['peer_p50_s'], '.1f')} | {_num(row['first_verified_p50_s'], '.1f')} "
+                f"| {precision} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _command(argv: list[str] | None) -> str:
     return "python " + " ".join(shlex.quote(a) for a in ["bench/latency.py", *(argv or sys.argv[1:])])
 
@@ -392,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSONL",
         help="run nothing: write --out from the records of an earlier run (one that was stopped, too)",
     )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: estimate k8 and lead from a quality run's records (docs/quality.jsonl)",
+    )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -401,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summarise is not None:
         return summarise_only(args.summarise, args.out, variants, argv)
+    if args.replay is not None:
+        text = replay_markdown(replay(quality.read_records(args.replay)), args.replay, argv)
+        args.out.write_text(text, encoding="utf-8")
+        print(text)
+        return 0
 
     from lsp_verify.config import Settings
     from lsp_verify.pipeline import Pipeline, load_engine

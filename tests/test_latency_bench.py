@@ -99,3 +99,23 @@ def test_the_table_can_be_written_from_the_records_of_a_stopped_run(tmp_path: Pa
     text = out.read_text(encoding="utf-8")
     assert "2 problems from `latency.jsonl`" in text
     assert "| HumanEval/1 | 5.0 | 10.0, 2.00 ✗ | 5.5, 1.10 ✓ |" in text
+
+
+def test_replay_estimates_the_lead_from_a_quality_run() -> None:
+    import dataclasses
+
+    (problem,) = lat.quality.read_records(REPO / "tests" / "fixtures" / "quality" / "humaneval-0.jsonl")
+
+    (replayed,) = lat.replay([problem])
+
+    # The greedy sequence ended at 6.833 s and passed verification at 7.253 s (right by the held-out
+    # tests); the k = 8 run's first verified candidate came at 11.15 s and is wrong.
+    assert replayed.peer_s == pytest.approx(6.833)
+    assert replayed.outcomes["k8"] == lat.Outcome(11.15, False, "tests", 3)
+    assert replayed.outcomes["lead"] == lat.Outcome(7.253, True, "tests", 0)
+
+    # When the greedy candidate fails verification, the k - 1 others come after the lead.
+    failed = dataclasses.replace(problem.greedy.candidates[0], verified=False)
+    greedy = dataclasses.replace(problem.greedy, candidates=[failed])
+    (replayed,) = lat.replay([dataclasses.replace(problem, greedy=greedy)])
+    assert replayed.outcomes["lead"] == lat.Outcome(pytest.approx(6.833 + 11.15), False, "tests", 3)
