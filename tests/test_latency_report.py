@@ -62,7 +62,7 @@ class ScriptedEngine:
 
 
 def fix(
-    tmp_path: Path, bodies: list[str], *, require_tests: bool = False, lead_sequence: bool = False
+    tmp_path: Path, bodies: list[str], *, require_tests: bool = False, lead_sequence: bool = True
 ) -> tuple[dict[str, Any], ScriptedEngine]:
     root = tmp_path / "proj"
     (root / "mathx").mkdir(parents=True)
@@ -105,14 +105,14 @@ def test_fix_json_says_when_the_first_verified_suggestion_existed(tmp_path: Path
     # The message ends with the whole request's time: the first verified suggestion came no later.
     request_s = float(function["message"].rsplit(", ", 1)[1].rstrip("s"))
     assert 0 < function["first_verified_s"] <= request_s + 0.05
-    assert [p.lead for p in engine.params] == [False], "lead_sequence is off by default"
+    assert [p.lead for p in engine.params] == [True], "lead_sequence is on by default"
 
 
-def test_the_lead_sequence_setting_asks_the_engine_for_a_lead(tmp_path: Path) -> None:
-    data, engine = fix(tmp_path, ["    return a + b", "    return a + b"], lead_sequence=True)
+def test_lead_sequence_off_batches_all_k(tmp_path: Path) -> None:
+    data, engine = fix(tmp_path, ["    return a + b", "    return a + b"], lead_sequence=False)
 
     assert data["functions"][0]["status"] == "pass"
-    assert [(p.k, p.lead) for p in engine.params] == [(2, True)]
+    assert [(p.k, p.lead) for p in engine.params] == [(2, False)]
 
 
 def test_fix_json_has_no_first_verified_time_when_nothing_passed(tmp_path: Path) -> None:

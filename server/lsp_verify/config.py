@@ -50,9 +50,9 @@ class Settings:
     test_timeout_s: float = 30.0
     mypy_timeout_s: float = 120.0
     memory_limit_mb: int = 2048
-    lead_sequence: bool = False
+    lead_sequence: bool = True
     """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as
-    early as a lone greedy completion would be ready (bench/latency.py measures it)."""
+    early as a lone greedy completion would be ready (bench/latency.py measures it; false: all k batched)."""
     repair_rounds: int = 1
     """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
     probe_inputs: int = 24
