@@ -87,7 +87,8 @@ class Outcome:
     generating_s: float | None = None
     """When generation began: finding the function, the baseline run and the prompt took this long."""
     generated_s: float | None = None
-    """When the candidate shown first had been generated (the rest of b is its verification)."""
+    """When the candidate shown first had been generated (the rest of b is its verification); read off the
+    first round's clock, so too early for a candidate of a repair round."""
     error: str | None = None
 
 
