@@ -51,6 +51,9 @@ class Settings:
     test_timeout_s: float = 30.0
     mypy_timeout_s: float = 120.0
     memory_limit_mb: int = 2048
+    lead_sequence: bool = True
+    """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as
+    early as a lone greedy completion would be ready (bench/latency.py measures it; false: all k batched)."""
     repair_rounds: int = 1
     """When no candidate passes: rounds of k more candidates, prompted with a failure and its first error."""
     probe_inputs: int = 24
@@ -174,6 +177,7 @@ user)."""
 UNTRUSTED_PROJECT_ALLOWS = frozenset(
     {"prompt_format", "k", "max_tokens", "temperature", "top_p", "seed", "repair_rounds", "probe_inputs"}
     | {"require_tests", "questions", "answers_as"}
+    | {"lead_sequence"}  # one candidate greedy and decoded first: it shapes the candidates like temperature
 )
 """Fields an untrusted repository may still set: the first only shape the candidates (probes run in trusted
 workspaces only); ``questions`` and ``answers_as`` only shape what the user is asked and how an answer is

@@ -317,12 +317,19 @@ def _same_function(found: list[EditTarget], wanted: EditTarget, all_wanted: list
     return matches[min(occurrence, len(matches) - 1)] if matches else wanted
 
 
+def _acceptable(result: CandidateResult, settings: Settings) -> bool:
+    return result.passed and not (settings.require_tests and result.evidence is not Evidence.TESTS)
+
+
 def _accepted(fix: FixReport, settings: Settings) -> CandidateResult | None:
-    for result in fix.passing:
-        if settings.require_tests and result.evidence is not Evidence.TESTS:
-            continue
-        return result
-    return None
+    return next((r for r in fix.passing if _acceptable(r, settings)), None)
+
+
+def _first_verified_s(fix: FixReport, settings: Settings) -> float | None:
+    """When the first suggestion this run would accept had passed: what an editor could show first. Not
+    ``fix.first_verified_s`` itself, which also counts types-only candidates that --require-tests refuses."""
+    times = [r.verified_at_s for r in fix.results if _acceptable(r, settings)]
+    return min(times) if times else None
 
 
 def _fix_outcome(fix: FixReport, text: str, relpath: str, settings: Settings) -> FunctionReport:
@@ -336,7 +343,8 @@ def _fix_outcome(fix: FixReport, text: str, relpath: str, settings: Settings) ->
         message = (
             f"verified: {describe(best)}; {votes} of {fix.n_generated} samples {how}, {fix.seconds:.1f}s"
         )
-        return function_report(fix.target, best, relpath, message=message, details=fix.notes, diff=diff)
+        outcome = function_report(fix.target, best, relpath, message=message, details=fix.notes, diff=diff)
+        return dataclasses.replace(outcome, first_verified_s=_first_verified_s(fix, settings))
     if fix.passing and settings.require_tests:
         message = "only types-only candidates passed, and --require-tests refuses them (no nearby tests)"
     else:

@@ -211,6 +211,7 @@ class Pipeline:
             temperature=settings.temperature,
             top_p=settings.top_p,
             seed=settings.seed,
+            lead=settings.lead_sequence,
         )
         return fit_prompt(
             context, fmt, count_tokens=_token_counter(engine), budget=_prompt_budget(engine, params)

@@ -53,6 +53,9 @@ class FunctionReport:
     question: dict[str, Any] | None = None
     """fix only: the question the passing candidates raise (``call``, ``options`` with their sample counts)
     and the user's ``answer`` (None when not asked or skipped); None when they all behave alike."""
+    first_verified_s: float | None = None
+    """fix only: seconds from the start of the function's request until the first suggestion it would accept
+    passed verification (what an editor could show first); None when none did, and for check."""
 
 
 @dataclasses.dataclass
@@ -125,6 +128,7 @@ def as_json(report: RunReport) -> dict[str, Any]:
                 "applied": f.applied,
                 "seconds": round(f.seconds, 3),
                 "question": f.question,
+                "first_verified_s": round(f.first_verified_s, 3) if f.first_verified_s is not None else None,
             }
             for f in report.functions
         ],

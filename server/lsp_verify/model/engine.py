@@ -10,7 +10,10 @@ Built on llama-cpp-python's low-level ctypes bindings (``llama_cpp.llama_cpp``) 
    with its own native sampler chain (top-k -> temp -> top-p -> dist, seed ``params.seed + i``; greedy at
    temperature 0);
 4. a sequence ends on an end-of-generation token, a stop string, ``max_tokens``, or when
-   ``prompt.is_complete`` says the code has left the function; it is handed to ``on_generation`` at once.
+   ``prompt.is_complete`` says the code has left the function; it is handed to ``on_generation`` at once;
+5. with ``params.lead``, sequence 0 is greedy and steps 3-4 run for it alone first, then for the other k - 1
+   together (they decode the prompt's last token again: its logits are gone by then). Batching k sequences
+   buys throughput at the price of each one's speed; the lead is the one the user waits for.
 
 Every native handle lives in :class:`Engine` and is freed in reverse order by :meth:`Engine.close`.
 
@@ -370,7 +373,7 @@ class Engine:
             lib.llama_sampler_chain_add(
                 chain, lib.llama_sampler_init_logit_bias(self._n_vocab, len(eog), biases)
             )
-        if params.temperature <= 0:
+        if params.temperature <= 0 or (params.lead and index == 0):
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
             if params.top_k > 0:
@@ -486,53 +489,72 @@ class Engine:
                 for seq in seqs:
                     finish(seq, "cancelled")
                 return sorted(finished, key=lambda g: g.index)
+            n_prompt = len(tokens)
+            # With a lead, sequence 0 decodes alone first: at k = 8 a batched sequence advances at about a
+            # quarter of a lone one's speed, so the lead ends as early as a lone greedy completion would. The
+            # others wait with the prompt's cells but its last token: the prompt's logits are overwritten by
+            # the lead's steps, so they decode that token again themselves when their turn comes.
+            lead = params.lead and params.k > 1
             for seq in seqs[1:]:
-                lib.llama_memory_seq_cp(self._mem, 0, seq.index, -1, -1)
-
-            # Every sequence samples its first token from the prompt's last logits row.
-            live = seqs
-            rows = [batch.n_tokens - 1] * len(live)
-            pos = len(tokens)
+                lib.llama_memory_seq_cp(self._mem, 0, seq.index, -1, n_prompt - 1 if lead else -1)
+            waves = [seqs[:1], seqs[1:]] if lead else [seqs]
             max_stop = max((len(s) for s in prompt.stop), default=0)
-            while True:
-                logits = self._logits(rows)
-                lse = _logsumexp_rows(logits)
-                still: list[_Sequence] = []
-                for j, seq in enumerate(live):
-                    token = int(lib.llama_sampler_sample(seq.sampler, ctx, rows[j]))
-                    seq.n_tokens += 1
-                    seq.logprob_sum += float(logits[j, token]) - float(lse[j])
-                    seq.last_token = token
-                    if lib.llama_vocab_is_eog(self._vocab, token) and not ignore_eos:
-                        finish(seq, "eos")
-                        continue
-                    new = seq.decoder.decode(self._piece(token))
-                    if new:
-                        seq.text += new
-                        if max_stop:
-                            cut, hit = _cut_stop(seq.text, prompt.stop, len(new) + max_stop)
-                            if hit:
-                                seq.text = cut
-                                finish(seq, "stop")
-                                continue
-                        if prompt.is_complete is not None and prompt.is_complete(seq.text):
-                            finish(seq, "left_function")
+
+            def run_wave(live: list[_Sequence], rows: list[int]) -> bool:
+                """Decode ``live`` together until each has ended; False when cancelled in between."""
+                pos = n_prompt
+                while True:
+                    logits = self._logits(rows)
+                    lse = _logsumexp_rows(logits)
+                    still: list[_Sequence] = []
+                    for j, seq in enumerate(live):
+                        token = int(lib.llama_sampler_sample(seq.sampler, ctx, rows[j]))
+                        seq.n_tokens += 1
+                        seq.logprob_sum += float(logits[j, token]) - float(lse[j])
+                        seq.last_token = token
+                        if lib.llama_vocab_is_eog(self._vocab, token) and not ignore_eos:
+                            finish(seq, "eos")
                             continue
-                    if seq.n_tokens >= params.max_tokens:
-                        finish(seq, "length")
-                        continue
-                    still.append(seq)
-                live = still
-                if not live:
-                    break
-                if cancel is not None and cancel.cancelled:
-                    for seq in live:
-                        finish(seq, "cancelled")
-                    break
-                self._fill_batch([(s.last_token, pos, s.index) for s in live])
-                self._decode()
-                rows = list(range(len(live)))
-                pos += 1
+                        new = seq.decoder.decode(self._piece(token))
+                        if new:
+                            seq.text += new
+                            if max_stop:
+                                cut, hit = _cut_stop(seq.text, prompt.stop, len(new) + max_stop)
+                                if hit:
+                                    seq.text = cut
+                                    finish(seq, "stop")
+                                    continue
+                            if prompt.is_complete is not None and prompt.is_complete(seq.text):
+                                finish(seq, "left_function")
+                                continue
+                        if seq.n_tokens >= params.max_tokens:
+                            finish(seq, "length")
+                            continue
+                        still.append(seq)
+                    live = still
+                    if not live:
+                        return True
+                    if cancel is not None and cancel.cancelled:
+                        for seq in live:
+                            finish(seq, "cancelled")
+                        return False
+                    self._fill_batch([(s.last_token, pos, s.index) for s in live])
+                    self._decode()
+                    rows = list(range(len(live)))
+                    pos += 1
+
+            # The first wave samples its first token from the prompt's last logits row.
+            if run_wave(waves[0], [batch.n_tokens - 1] * len(waves[0])):
+                for wave in waves[1:]:
+                    if cancel is not None and cancel.cancelled:
+                        break
+                    self._fill_batch([(tokens[-1], n_prompt - 1, s.index) for s in wave])
+                    self._decode()
+                    if not run_wave(wave, list(range(len(wave)))):
+                        break
+            for seq in seqs:
+                if seq.finish is None:
+                    finish(seq, "cancelled")
         finally:
             stack.close()
         return sorted(finished, key=lambda g: g.index)

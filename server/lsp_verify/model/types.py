@@ -21,6 +21,9 @@ class SamplingParams:
     spares top-p a sort of the whole ~150k-token vocabulary for every sampled token."""
     seed: int = 0
     """Sequence i samples with seed ``seed + i``: a run is repeatable, the k sequences differ."""
+    lead: bool = False
+    """Sequence 0 is greedy and decoded alone, ahead of the others, so it is handed over as early as a lone
+    greedy completion would be (and can be verified while the other k - 1 are decoded together)."""
 
 
 @dataclasses.dataclass(frozen=True)
