@@ -9,7 +9,7 @@ every function changed in the same file.
 Many functions at once (``--all``, a ``--base`` with many changes: more than :data:`BATCH_ABOVE`) are
 checked as a batch instead of one by one: the union of all their nearby tests runs once on the code as it
 is (a file with doctests, or staged text that differs from the work tree, gets a run of its own), mypy once
-per file, and for changed functions their tests once more on the base revision's file. A function whose
+over all the files that share that run (each file's errors are that file's), and for changed functions their tests once more on the base revision's file. A function whose
 own tests all pass now (and, when it changed, passed alike at the base), and that mypy cannot charge with a
 new error (the file has none, or the function did not change, so its baseline *is* the file), gets its
 verdict from those runs through the very same ``Verifier.prepare``/``verify`` code
@@ -276,25 +276,19 @@ def _run_batches(
     # A file with doctests, or staged text that differs from the work tree, gets its own run.
     shared = [fj for fj in files if ">>>" not in fj[0].item.text and _is_on_disk(fj[0].item)]
     status.started(f"running the nearby tests of {sum(len(fj) for fj in files)} functions together")
-    shared_tests: TestRun | None = None
     current: dict[Path, KnownRuns] = {}
     try:
         if shared:
-            first = shared[0][0].item
             union = _union(nearby.get(id(j), ()) for fj in shared for j in fj)
-            runs = verifier.run_once(first.path, first.text, union, None, cancel)
-            shared_tests, current[first.path] = runs.tests, runs
+            on_disk = [(fj[0].item.path, fj[0].item.text) for fj in shared]
+            current.update(verifier.run_together(on_disk, union, cancel))
         for file_jobs in files:
             item = file_jobs[0].item
             if item.path in current:
                 continue
-            if shared_tests is not None and file_jobs in shared:
-                mypy = verifier.run_once(item.path, item.text, (), None, cancel).mypy
-                current[item.path] = KnownRuns(mypy, shared_tests)
-            else:
-                doctests = file_jobs[0].relpath if ">>>" in item.text else None
-                union = _union(nearby.get(id(j), ()) for j in file_jobs)
-                current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
+            doctests = file_jobs[0].relpath if ">>>" in item.text else None
+            union = _union(nearby.get(id(j), ()) for j in file_jobs)
+            current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
     except VerifyError:
         return {}
 

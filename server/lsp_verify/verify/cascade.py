@@ -34,7 +34,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
@@ -292,6 +292,30 @@ class Verifier:
             return KnownRuns(mypy, self._pytest.run(shadow, node_ids, doctest_file, path, cancel))
         finally:
             shadow.remove()
+
+    def run_together(
+        self, files: Sequence[tuple[Path, str]], node_ids: tuple[str, ...], cancel: CancelToken
+    ) -> dict[Path, KnownRuns]:
+        """:meth:`run_once` for many files at once, each holding the text it has on disk (given, as read):
+        one mypy run over all of them and one pytest run of ``node_ids``, shared. When that mypy run fails
+        as a whole (two files of one module name, say), each file gets a mypy run of its own, so that one
+        file cannot take the others' verdicts with it."""
+        relatives = [self._relative(path) for path, _ in files]
+        shadow = self._shadows.create(relatives[0], files[0][1])
+        try:
+            mypy = self._mypy.check_files(shadow, relatives, cancel)
+            if len(relatives) > 1 and mypy[relatives[0]].crashed:
+                mypy = {
+                    relative: self._mypy.check_files(shadow, (relative,), cancel)[relative]
+                    for relative in relatives
+                }
+            tests = self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
+        finally:
+            shadow.remove()
+        return {
+            path: KnownRuns(mypy[relative], tests)
+            for (path, _), relative in zip(files, relatives, strict=True)
+        }
 
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
