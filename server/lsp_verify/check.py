@@ -9,13 +9,14 @@ every function changed in the same file.
 Many functions at once (``--all``, a ``--base`` with many changes: more than :data:`BATCH_ABOVE`) are
 checked as a batch instead of one by one: the union of all their nearby tests runs once on the code as it
 is (a file with doctests, or staged text that differs from the work tree, gets a run of its own), mypy once
-over all the files that share that run (each file's errors are that file's), and for changed functions their tests once more on the base revision's file. A function whose
-own tests all pass now (and, when it changed, passed alike at the base), and that mypy cannot charge with a
-new error (the file has none, or the function did not change, so its baseline *is* the file), gets its
-verdict from those runs through the very same ``Verifier.prepare``/``verify`` code
-(:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function - a failing or missing test, a mypy
-error its change could cause, a new function (judged against a stub), doctests that only one side has - is
-verified on its own as before, so the batch never reports a pass that the per-function path would fail.
+over all the files that share that run (each file's errors are its own), and for changed functions their
+tests once more on the base revision's file. A function whose own tests all pass now (and, when it changed,
+passed alike at the base), and that mypy cannot charge with a new error (the file has none, or the function
+did not change, so its baseline *is* the file), gets its verdict from those runs through the very same
+``Verifier.prepare``/``verify`` code (:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function -
+a failing or missing test, a mypy error its change could cause, a new function (judged against a stub),
+doctests that only one side has - is verified on its own as before, so the batch never reports a pass that
+the per-function path would fail.
 """
 
 from __future__ import annotations
