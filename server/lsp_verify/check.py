@@ -22,6 +22,7 @@ the per-function path would fail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -79,6 +80,14 @@ class _FileToCheck:
     lines: frozenset[int] | None = None
     """0-based lines whose functions to check; None means every function."""
     changed_only: bool = False
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The text normalised as a candidate's (:func:`~lsp_verify.syntax.splice.normalise`): computed
+        once for all the file's functions."""
+        from .syntax.splice import normalise
+
+        return normalise(self.text)
 
 
 def run_check(
@@ -226,7 +235,8 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
         unchanged = old is not None and _source(item.text, target) == _source(item.base_text or "", old)
         if item.changed_only and unchanged:
             continue
-        baseline = function_baseline(item.text, target, item.base_text, old)
+        # An unchanged function's baseline is the file itself (no splice to make and parse).
+        baseline = item.text if unchanged else function_baseline(item.text, target, item.base_text, old)
         jobs.append(_Job(item, relpath, target, baseline, is_new=old is None))
     return [], jobs
 
@@ -234,7 +244,6 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
 def _check_function(
     verifier: Verifier, job: _Job, status: StatusSink, cancel: CancelToken, known: KnownRuns | None
 ) -> FunctionReport:
-    from .syntax.splice import normalise
     from .verify.cascade import VerifyError
 
     cancel.raise_if_cancelled()
@@ -242,10 +251,9 @@ def _check_function(
     status.started(f"checking {job.relpath}:{def_line(target) + 1} {target.qualname}")
     started = time.monotonic()
     try:
-        plan = verifier.prepare(target, job.baseline, cancel, known)
         # The probe only feeds ranking, which a check does not do.
-        plan = dataclasses.replace(plan, probe=None)
-        candidate = Candidate(index=0, body=target.current_body, new_text=text, key=normalise(text))
+        plan = verifier.prepare(target, job.baseline, cancel, known, probe=False)
+        candidate = Candidate(index=0, body=target.current_body, new_text=text, key=job.item.key)
         result = verifier.verify(plan, candidate, cancel, known=known)
     except VerifyError as exc:
         line = def_line(target) + 1

@@ -29,6 +29,7 @@ two verifications make progress together - one in mypy, one in tests - which is 
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -184,10 +185,16 @@ class Verifier:
     # -- prepare -----------------------------------------------------------------------------------------
 
     def prepare(
-        self, target: EditTarget, original_text: str, cancel: CancelToken, known: KnownRuns | None = None
+        self,
+        target: EditTarget,
+        original_text: str,
+        cancel: CancelToken,
+        known: KnownRuns | None = None,
+        *,
+        probe: bool = True,
     ) -> VerifyPlan:
         """Select the nearby tests and run mypy and them on the original code (cached; ``known``: taken
-        from those runs instead)."""
+        from those runs instead). ``probe=False``: no behaviour probe (nothing will be ranked)."""
         started = time.monotonic()
         relative = self._relative(target.path)
         if not self._started:
@@ -249,7 +256,7 @@ class Verifier:
             direct_tests=direct,
             probe=(
                 probe_plan(target, self.root, module_name(self.root, target.path), self.settings.probe_inputs)
-                if trusted
+                if trusted and probe
                 else None
             ),
             started_at=started,
@@ -303,13 +310,18 @@ class Verifier:
         relatives = [self._relative(path) for path, _ in files]
         shadow = self._shadows.create(relatives[0], files[0][1])
         try:
-            mypy = self._mypy.check_files(shadow, relatives, cancel)
+            # mypy and pytest have a worker each: the two runs overlap.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-mypy") as pool:
+                checked = pool.submit(self._mypy.check_files, shadow, relatives, cancel)
+                tests = (
+                    self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
+                )
+                mypy = checked.result()
             if len(relatives) > 1 and mypy[relatives[0]].crashed:
                 mypy = {
                     relative: self._mypy.check_files(shadow, (relative,), cancel)[relative]
                     for relative in relatives
                 }
-            tests = self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
         finally:
             shadow.remove()
         return {
