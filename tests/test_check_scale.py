@@ -275,3 +275,48 @@ def test_nearby_tests_are_looked_up_by_name_not_found_by_scanning_every_test(
     assert looked_at == {("test_geo.py", "geo.py"), ("test_text.py", "text.py")}
     assert by_name(report)["add"].message == "mypy: no new errors, tests: 5/5 passed"
     assert by_name(report)["whisper"].message == "mypy: no new errors, tests: 2/2 passed"
+
+
+NEG = '''\
+"""Signs."""
+
+
+def neg(a: int) -> int:
+    return a
+
+
+def twice_neg(a: int) -> int:
+    return 2 * neg(a)
+'''
+
+TEST_NEG = """\
+from shapes.geo import neg, twice_neg
+
+
+def test_neg() -> None:
+    assert neg(4) == -4
+
+
+def test_twice_neg() -> None:
+    assert twice_neg(0) == 0
+"""
+
+
+def test_a_change_is_not_forgiven_its_old_failure_when_it_breaks_a_guard_test(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_neg fails before and after the change, which ``check`` does not count against it; but the
+    change also breaks test_twice_neg (which reaches neg without naming it), and that must fail it: every
+    selected test runs for a check, not only the ones that name the function."""
+    repo = make_repo(tmp_path / "repo", NEG)
+    (repo / "tests/test_geo.py").write_text(TEST_NEG, encoding="utf-8")
+    git(repo, "commit", "-qam", "neg")
+    (repo / "shapes/geo.py").write_text(NEG.replace("    return a\n", "    return a + 1\n"), encoding="utf-8")
+
+    report = check_all(repo, runs, monkeypatch, batch=False)
+
+    neg = by_name(report)["neg"]
+    assert neg.status == "fail"
+    assert neg.message.startswith("tests: tests/test_geo.py::test_neg failed (and 1 more)")
+    assert "tests/test_geo.py::test_twice_neg" in neg.tests_failed  # the guard test it broke
+    assert report.exit_code == 1

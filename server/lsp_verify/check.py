@@ -251,8 +251,10 @@ def _check_function(
     status.started(f"checking {job.relpath}:{def_line(target) + 1} {target.qualname}")
     started = time.monotonic()
     try:
-        # The probe only feeds ranking, which a check does not do.
+        # The probe only feeds ranking, which a check does not do. Every selected test runs at once: a failure
+        # that also failed before is forgiven (see _judge_check) only when no other selected test broke.
         plan = verifier.prepare(target, job.baseline, cancel, known, probe=False)
+        plan = dataclasses.replace(plan, own_tests_first=False)
         candidate = Candidate(index=0, body=target.current_body, new_text=text, key=job.item.key)
         result = verifier.verify(plan, candidate, cancel, known=known)
     except VerifyError as exc:

@@ -90,6 +90,10 @@ class VerifyPlan:
     one that already failed on the original code is not the candidate's fault."""
     probe: ProbePlan | None = None
     """Inputs every passing candidate is called on, to rank by agreement (None: no probe; see probe.py)."""
+    own_tests_first: bool = True
+    """Run the tests that name the target first and the guard tests only when those pass (a failing
+    candidate's verdict then holds the first part's outcomes only). False: one run of all of them, for a
+    caller that needs every outcome (``check`` forgives tests that failed before the change as well)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -606,7 +610,7 @@ class Verifier:
         first = tuple(node_id for node_id in plan.pytest_targets if node_id in direct)
         rest = tuple(node_id for node_id in plan.pytest_targets if node_id not in direct)
         path = plan.target.path
-        if not rest or not (first or plan.doctest_file):
+        if not plan.own_tests_first or not rest or not (first or plan.doctest_file):
             return _test_verdict(
                 plan, self._pytest.run(shadow(), plan.pytest_targets, plan.doctest_file, path, cancel), module
             )
