@@ -387,6 +387,8 @@ class CandidateRecord:
     library_tests: bool | None = None
     """The library's own test module passes with this candidate; None: not judged."""
     library_summary: str = ""
+    stage_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Seconds of each verification stage it reached (parse, mypy, tests)."""
 
 
 @dataclasses.dataclass
@@ -402,6 +404,8 @@ class FixOutcome:
     seconds: float
     n_generated: int
     stderr_tail: str = ""
+    prepare_s: float | None = None
+    """Seconds of ``Verifier.prepare``: collection, test selection, the baseline's mypy and test runs."""
 
 
 FixFn = Callable[[Copy, "Function", "RunConfig"], FixOutcome]
@@ -459,16 +463,17 @@ def run_fix(copy: Copy, function: Function, config: RunConfig) -> FixOutcome:
     except ValueError:
         report = None
     candidates: list[tuple[CandidateRecord, str]] = []
-    first, n_generated = None, 0
+    first, n_generated, prepare_s = None, 0, None
     if record.is_file():
         hooked = json.loads(record.read_text(encoding="utf-8"))
         record.unlink()
         first, n_generated = hooked["first_verified_s"], hooked["n_generated"]
+        prepare_s = hooked.get("prepare_s")
         for c in hooked["candidates"]:
             text = c.pop("new_text")
             candidates.append((CandidateRecord(**c), text))
     tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-    return FixOutcome(done.returncode, report, candidates, first, seconds, n_generated, tail)
+    return FixOutcome(done.returncode, report, candidates, first, seconds, n_generated, tail, prepare_s)
 
 
 def _fix_worker(record: Path, argv: Sequence[str]) -> int:
@@ -477,17 +482,28 @@ def _fix_worker(record: Path, argv: Sequence[str]) -> int:
     import signal
 
     from lsp_verify import cli, pipeline  # from PYTHONPATH: the measured package (RunConfig.server)
+    from lsp_verify.verify import cascade
 
     # `kill -USR1 PID` writes every thread's stack next to the record: what a run that hangs is doing.
     stacks = record.with_suffix(".stacks").open("w", encoding="utf-8")
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
 
     original = pipeline.Pipeline.run
+    original_prepare = cascade.Verifier.prepare
+    prepared: list[float] = []
+
+    def timed_prepare(self: cascade.Verifier, *args: Any, **kwargs: Any) -> cascade.VerifyPlan:
+        started = time.monotonic()
+        try:
+            return original_prepare(self, *args, **kwargs)
+        finally:
+            prepared.append(time.monotonic() - started)
 
     def write(fix: pipeline.FixReport | None) -> None:
         out = {
             "first_verified_s": fix.first_verified_s if fix else None,
             "n_generated": fix.n_generated if fix else 0,
+            "prepare_s": round(sum(prepared), 2) if prepared else None,
             "candidates": [
                 {
                     "index": r.candidate.index,
@@ -496,6 +512,7 @@ def _fix_worker(record: Path, argv: Sequence[str]) -> int:
                     "evidence": r.evidence.value,
                     "first_error": r.first_error,
                     "tests_selected": len(r.tests_selected),
+                    "stage_s": {stage.stage: round(stage.seconds, 2) for stage in r.stages},
                     "new_text": r.candidate.new_text,
                 }
                 for r in (fix.results if fix else ())
@@ -510,6 +527,7 @@ def _fix_worker(record: Path, argv: Sequence[str]) -> int:
         return result
 
     pipeline.Pipeline.run = recording_run  # type: ignore[method-assign]
+    cascade.Verifier.prepare = timed_prepare  # type: ignore[method-assign]
     write(None)
     return cli.main(list(argv))
 
@@ -540,6 +558,8 @@ class FunctionRecord:
     first_verified_s: float | None = None
     seconds: float = 0.0
     n_generated: int = 0
+    prepare_s: float | None = None
+    """Seconds lsp-verify spent preparing (collection, selection, baseline runs); None: not recorded."""
     candidates: list[CandidateRecord] = dataclasses.field(default_factory=list)
     error: str | None = None
     exit_code: int | None = None
@@ -603,6 +623,7 @@ def fix_function(
     record.applied = after != stubbed
     record.first_verified_s, record.seconds = outcome.first_verified_s, round(outcome.seconds, 2)
     record.n_generated, record.exit_code = outcome.n_generated, outcome.exit_code
+    record.prepare_s = outcome.prepare_s
     report_function = ((outcome.report or {}).get("functions") or [None])[0]
     if report_function is not None:
         record.status = report_function["status"]

@@ -20,8 +20,9 @@ from lsp_verify import check
 from lsp_verify.check import CheckOptions, run_check
 from lsp_verify.config import Settings, project_settings
 from lsp_verify.report import FunctionReport, RunReport
-from lsp_verify.verify.mypy_check import MypyChecker
 from lsp_verify.verify.pytest_run import PytestRunner
+from lsp_verify.verify.sandbox import WorkerProcess
+from lsp_verify.verify.test_index import TestFile, TestIndex
 
 GEO = '''\
 """Small arithmetic."""
@@ -142,18 +143,18 @@ def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Runs]:
     """Counts the real pytest and mypy runs (collection is not a test run)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # mypy's cache stays out of the home
     counts = Runs()
-    real_run, real_check = PytestRunner.run, MypyChecker.check
+    real_run, real_request = PytestRunner.run, WorkerProcess.request
 
     def counted_run(self: PytestRunner, *args: Any, **kwargs: Any) -> Any:
         counts.pytest += 1
         return real_run(self, *args, **kwargs)
 
-    def counted_check(self: MypyChecker, *args: Any, **kwargs: Any) -> Any:
-        counts.mypy += 1
-        return real_check(self, *args, **kwargs)
+    def counted_request(self: WorkerProcess, request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        counts.mypy += request.get("op") == "mypy"  # every mypy run the fork server makes
+        return real_request(self, request, *args, **kwargs)
 
     monkeypatch.setattr(PytestRunner, "run", counted_run)
-    monkeypatch.setattr(MypyChecker, "check", counted_check)
+    monkeypatch.setattr(WorkerProcess, "request", counted_request)
     yield counts
 
 
@@ -191,8 +192,8 @@ def test_everything_passing_runs_each_test_once_and_reports_as_function_by_funct
     assert comparable(batched) == comparable(one_by_one)
     assert by_name(batched)["mul"].message == "mypy: no new errors, tests: 5/5 passed"
     assert by_name(batched)["shout"].message == "mypy: no new errors, tests: 2/2 passed"
-    # One test run for both files and one mypy run per file; function by function, each has its own.
-    assert (runs.pytest, runs.mypy) == (1, 2)
+    # One test run and one mypy run for both files; function by function, each has its own.
+    assert (runs.pytest, runs.mypy) == (1, 1)
     assert alone.pytest > 7 and alone.mypy > 7
 
 
@@ -251,3 +252,71 @@ def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counte
     assert comparable(fixed) == comparable(fixed_alone)
     assert by_name(fixed)["neg"].message == "mypy: no new errors, tests: 5/5 passed, fixed 1"
     assert by_name(fixed)["neg"].tests_fixed == ("tests/test_geo.py::test_neg",)
+
+
+def test_nearby_tests_are_looked_up_by_name_not_found_by_scanning_every_test(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check --all`` selects tests for every function: a test that neither uses a function's name nor
+    sits in its conventional test module is never even looked at for it (a scan of every collected test
+    per function was quadratic), and the selection is the one the scan made."""
+    repo = make_repo(tmp_path / "repo")
+    looked_at: set[tuple[str, str]] = set()
+    real_uses = TestIndex._uses
+
+    def spy(self: TestIndex, scanned: TestFile, function: Any, target: Path, *args: Any) -> bool:
+        looked_at.add((scanned.path.name, Path(target).name))
+        return bool(real_uses(self, scanned, function, target, *args))
+
+    monkeypatch.setattr(TestIndex, "_uses", spy)
+    report = check_all(repo, runs, monkeypatch, batch=True)
+
+    assert report.exit_code == 0
+    assert looked_at == {("test_geo.py", "geo.py"), ("test_text.py", "text.py")}
+    assert by_name(report)["add"].message == "mypy: no new errors, tests: 5/5 passed"
+    assert by_name(report)["whisper"].message == "mypy: no new errors, tests: 2/2 passed"
+
+
+NEG = '''\
+"""Signs."""
+
+
+def neg(a: int) -> int:
+    return a
+
+
+def twice_neg(a: int) -> int:
+    return 2 * neg(a)
+'''
+
+TEST_NEG = """\
+from shapes.geo import neg, twice_neg
+
+
+def test_neg() -> None:
+    assert neg(4) == -4
+
+
+def test_twice_neg() -> None:
+    assert twice_neg(0) == 0
+"""
+
+
+def test_a_change_is_not_forgiven_its_old_failure_when_it_breaks_a_guard_test(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_neg fails before and after the change, which ``check`` does not count against it; but the
+    change also breaks test_twice_neg (which reaches neg without naming it), and that must fail it: every
+    selected test runs for a check, not only the ones that name the function."""
+    repo = make_repo(tmp_path / "repo", NEG)
+    (repo / "tests/test_geo.py").write_text(TEST_NEG, encoding="utf-8")
+    git(repo, "commit", "-qam", "neg")
+    (repo / "shapes/geo.py").write_text(NEG.replace("    return a\n", "    return a + 1\n"), encoding="utf-8")
+
+    report = check_all(repo, runs, monkeypatch, batch=False)
+
+    neg = by_name(report)["neg"]
+    assert neg.status == "fail"
+    assert neg.message.startswith("tests: tests/test_geo.py::test_neg failed (and 1 more)")
+    assert "tests/test_geo.py::test_twice_neg" in neg.tests_failed  # the guard test it broke
+    assert report.exit_code == 1

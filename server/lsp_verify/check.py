@@ -9,18 +9,20 @@ every function changed in the same file.
 Many functions at once (``--all``, a ``--base`` with many changes: more than :data:`BATCH_ABOVE`) are
 checked as a batch instead of one by one: the union of all their nearby tests runs once on the code as it
 is (a file with doctests, or staged text that differs from the work tree, gets a run of its own), mypy once
-per file, and for changed functions their tests once more on the base revision's file. A function whose
-own tests all pass now (and, when it changed, passed alike at the base), and that mypy cannot charge with a
-new error (the file has none, or the function did not change, so its baseline *is* the file), gets its
-verdict from those runs through the very same ``Verifier.prepare``/``verify`` code
-(:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function - a failing or missing test, a mypy
-error its change could cause, a new function (judged against a stub), doctests that only one side has - is
-verified on its own as before, so the batch never reports a pass that the per-function path would fail.
+over all the files that share that run (each file's errors are its own), and for changed functions their
+tests once more on the base revision's file. A function whose own tests all pass now (and, when it changed,
+passed alike at the base), and that mypy cannot charge with a new error (the file has none, or the function
+did not change, so its baseline *is* the file), gets its verdict from those runs through the very same
+``Verifier.prepare``/``verify`` code (:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function -
+a failing or missing test, a mypy error its change could cause, a new function (judged against a stub),
+doctests that only one side has - is verified on its own as before, so the batch never reports a pass that
+the per-function path would fail.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -78,6 +80,14 @@ class _FileToCheck:
     lines: frozenset[int] | None = None
     """0-based lines whose functions to check; None means every function."""
     changed_only: bool = False
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The text normalised as a candidate's (:func:`~lsp_verify.syntax.splice.normalise`): computed
+        once for all the file's functions."""
+        from .syntax.splice import normalise
+
+        return normalise(self.text)
 
 
 def run_check(
@@ -225,7 +235,8 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
         unchanged = old is not None and _source(item.text, target) == _source(item.base_text or "", old)
         if item.changed_only and unchanged:
             continue
-        baseline = function_baseline(item.text, target, item.base_text, old)
+        # An unchanged function's baseline is the file itself (no splice to make and parse).
+        baseline = item.text if unchanged else function_baseline(item.text, target, item.base_text, old)
         jobs.append(_Job(item, relpath, target, baseline, is_new=old is None))
     return [], jobs
 
@@ -233,7 +244,6 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
 def _check_function(
     verifier: Verifier, job: _Job, status: StatusSink, cancel: CancelToken, known: KnownRuns | None
 ) -> FunctionReport:
-
     from .verify.cascade import VerifyError
 
     cancel.raise_if_cancelled()
@@ -251,13 +261,13 @@ def _verify_job(
     verifier: Verifier, job: _Job, cancel: CancelToken, known: KnownRuns | None
 ) -> tuple[CandidateResult, VerifyPlan]:
     """The cascade on the function as it is, against its baseline; raises VerifyError."""
-    from .syntax.splice import normalise
 
     target, text = job.target, job.item.text
-    plan = verifier.prepare(target, job.baseline, cancel, known)
-    # The probe only feeds ranking, which a check does not do.
-    plan = dataclasses.replace(plan, probe=None)
-    candidate = Candidate(index=0, body=target.current_body, new_text=text, key=normalise(text))
+    # The probe only feeds ranking, which a check does not do. Every selected test runs at once: a failure
+    # that also failed before is forgiven (see _judge_check) only when no other selected test broke.
+    plan = verifier.prepare(target, job.baseline, cancel, known, probe=False)
+    plan = dataclasses.replace(plan, own_tests_first=False)
+    candidate = Candidate(index=0, body=target.current_body, new_text=text, key=job.item.key)
     return verifier.verify(plan, candidate, cancel, known=known), plan
 
 
@@ -331,25 +341,19 @@ def _run_batches(
     # A file with doctests, or staged text that differs from the work tree, gets its own run.
     shared = [fj for fj in files if ">>>" not in fj[0].item.text and _is_on_disk(fj[0].item)]
     status.started(f"running the nearby tests of {sum(len(fj) for fj in files)} functions together")
-    shared_tests: TestRun | None = None
     current: dict[Path, KnownRuns] = {}
     try:
         if shared:
-            first = shared[0][0].item
             union = _union(nearby.get(id(j), ()) for fj in shared for j in fj)
-            runs = verifier.run_once(first.path, first.text, union, None, cancel)
-            shared_tests, current[first.path] = runs.tests, runs
+            on_disk = [(fj[0].item.path, fj[0].item.text) for fj in shared]
+            current.update(verifier.run_together(on_disk, union, cancel))
         for file_jobs in files:
             item = file_jobs[0].item
             if item.path in current:
                 continue
-            if shared_tests is not None and file_jobs in shared:
-                mypy = verifier.run_once(item.path, item.text, (), None, cancel).mypy
-                current[item.path] = KnownRuns(mypy, shared_tests)
-            else:
-                doctests = file_jobs[0].relpath if ">>>" in item.text else None
-                union = _union(nearby.get(id(j), ()) for j in file_jobs)
-                current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
+            doctests = file_jobs[0].relpath if ">>>" in item.text else None
+            union = _union(nearby.get(id(j), ()) for j in file_jobs)
+            current[item.path] = verifier.run_once(item.path, item.text, union, doctests, cancel)
     except VerifyError:
         return {}
 

@@ -13,6 +13,9 @@ candidate against that baseline:
   only tests that guard the rest of the module without naming the target, the result is
   :attr:`Evidence.TYPES_ONLY`, and the stage says what still passed (a failure instead when
   ``settings.require_tests`` is set).
+  The tests that name the target (and the file's doctests) run first; the guard tests - often most of a
+  real library's test module - only for a candidate that passes those, so a wrong candidate costs the tests
+  of its own function, and the verdict of a passing one is that of all the selected tests.
 
 A passing candidate is then *probed* (``probe.py``): called on the same generated inputs as every other
 candidate, so ranking can prefer the behaviour most candidates agree on. A probe never fails a candidate.
@@ -29,12 +32,13 @@ two verifications make progress together - one in mypy, one in tests - which is 
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
@@ -86,6 +90,10 @@ class VerifyPlan:
     one that already failed on the original code is not the candidate's fault."""
     probe: ProbePlan | None = None
     """Inputs every passing candidate is called on, to rank by agreement (None: no probe; see probe.py)."""
+    own_tests_first: bool = True
+    """Run the tests that name the target first and the guard tests only when those pass (a failing
+    candidate's verdict then holds the first part's outcomes only). False: one run of all of them, for a
+    caller that needs every outcome (``check`` forgives tests that failed before the change as well)."""
     started_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
@@ -187,10 +195,16 @@ class Verifier:
     # -- prepare -----------------------------------------------------------------------------------------
 
     def prepare(
-        self, target: EditTarget, original_text: str, cancel: CancelToken, known: KnownRuns | None = None
+        self,
+        target: EditTarget,
+        original_text: str,
+        cancel: CancelToken,
+        known: KnownRuns | None = None,
+        *,
+        probe: bool = True,
     ) -> VerifyPlan:
         """Select the nearby tests and run mypy and them on the original code (cached; ``known``: taken
-        from those runs instead)."""
+        from those runs instead). ``probe=False``: no behaviour probe (nothing will be ranked)."""
         started = time.monotonic()
         relative = self._relative(target.path)
         if not self._started:
@@ -252,7 +266,7 @@ class Verifier:
             direct_tests=direct,
             probe=(
                 probe_plan(target, self.root, module_name(self.root, target.path), self.settings.probe_inputs)
-                if trusted
+                if trusted and probe
                 else None
             ),
             started_at=started,
@@ -295,6 +309,35 @@ class Verifier:
             return KnownRuns(mypy, self._pytest.run(shadow, node_ids, doctest_file, path, cancel))
         finally:
             shadow.remove()
+
+    def run_together(
+        self, files: Sequence[tuple[Path, str]], node_ids: tuple[str, ...], cancel: CancelToken
+    ) -> dict[Path, KnownRuns]:
+        """:meth:`run_once` for many files at once, each holding the text it has on disk (given, as read):
+        one mypy run over all of them and one pytest run of ``node_ids``, shared. When that mypy run fails
+        as a whole (two files of one module name, say), each file gets a mypy run of its own, so that one
+        file cannot take the others' verdicts with it."""
+        relatives = [self._relative(path) for path, _ in files]
+        shadow = self._shadows.create(relatives[0], files[0][1])
+        try:
+            # mypy and pytest have a worker each: the two runs overlap.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-mypy") as pool:
+                checked = pool.submit(self._mypy.check_files, shadow, relatives, cancel)
+                tests = (
+                    self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
+                )
+                mypy = checked.result()
+            if len(relatives) > 1 and mypy[relatives[0]].crashed:
+                mypy = {
+                    relative: self._mypy.check_files(shadow, (relative,), cancel)[relative]
+                    for relative in relatives
+                }
+        finally:
+            shadow.remove()
+        return {
+            path: KnownRuns(mypy[relative], tests)
+            for (path, _), relative in zip(files, relatives, strict=True)
+        }
 
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
@@ -540,61 +583,129 @@ class Verifier:
         known: KnownRuns | None,
     ) -> CandidateResult:
         since = time.monotonic()
-        run = (
-            known.tests
-            if known
-            else self._pytest.run(shadow(), plan.pytest_targets, plan.doctest_file, plan.target.path, cancel)
-        )
-        cancel.raise_if_cancelled()
-        before = plan.baseline_by_nodeid
-        now = run.by_nodeid
-        outcomes = tuple(now.get(nodeid) or TestOutcome(nodeid, "error", "not run") for nodeid in before)
         module = module_name(self.root, plan.target.path)
-        outcomes += tuple(
-            o
-            for o in run.outcomes
-            if o.nodeid not in before and _selected(o.nodeid, plan.doctest_file, module, plan.target)
-        )
-        passed = tuple(o.nodeid for o in outcomes if o.outcome == "passed")
-        fixed = tuple(nodeid for nodeid in passed if nodeid in before and before[nodeid].outcome in _FAILING)
-        broken = tuple(
-            o.nodeid
-            for o in outcomes
-            if o.outcome != "passed" and before.get(o.nodeid, o).outcome == "passed"
-        )
-        failing = [
-            o
-            for o in outcomes
-            if o.outcome in _FAILING
-            and (_is_direct(o.nodeid, plan, module) or before.get(o.nodeid, o).outcome not in _FAILING)
-        ]
-        fields = {"tests_passed": passed, "tests_fixed": fixed, "tests_broken": broken, "outcomes": outcomes}
-        detail = ""
+        if known:
+            verdict = _test_verdict(plan, known.tests, module)
+        else:
+            verdict = self._run_tests(plan, shadow, module, cancel)
+        cancel.raise_if_cancelled()
         note = ""
-        if run.leaked_imports:
-            detail = _leak_message(run.leaked_imports)
-        elif run.problem:
-            detail = run.problem
-        elif run.collect_errors:
-            where, message = run.collect_errors[0]
-            detail = f"tests cannot be collected with this candidate ({where}): {message}"
-        elif failing:
-            first = failing[0]
-            others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
-            message = failure_summary(first.message)
-            detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
-        # Tests that merely guard the rest of the module say nothing about the target's own behaviour.
-        evidence = (
-            Evidence.TESTS
-            if any(_is_direct(o.nodeid, plan, module) for o in outcomes)
-            else Evidence.TYPES_ONLY
-        )
-        if not detail and evidence is Evidence.TYPES_ONLY:
-            note = _guard_summary(plan.target, outcomes, "still pass")
+        if not verdict.detail and verdict.evidence is Evidence.TYPES_ONLY:
+            note = _guard_summary(plan.target, verdict.outcomes, "still pass")
             if self.settings.require_tests:
-                detail = f"{note}, and require_tests is set"
-        stage("tests", not detail, since, detail or note)
-        return finish(not detail, evidence, **fields)
+                verdict = dataclasses.replace(verdict, detail=f"{note}, and require_tests is set")
+        stage("tests", not verdict.detail, since, verdict.detail or note)
+        fields = {
+            "tests_passed": verdict.passed,
+            "tests_fixed": verdict.fixed,
+            "tests_broken": verdict.broken,
+            "outcomes": verdict.outcomes,
+        }
+        return finish(not verdict.detail, verdict.evidence, **fields)
+
+    def _run_tests(
+        self, plan: VerifyPlan, shadow: Callable[[], Shadow], module: str, cancel: CancelToken
+    ) -> _Verdict:
+        """A candidate's run of the plan's tests, in two steps when the target has tests of its own and
+        guard tests besides (the rest of a conventional test module, hundreds of tests in a real library):
+        first the tests that name the target, with the file's doctests; only when that part passes, the
+        guard tests, and the verdict is then the one a single run of all of them gives. A wrong candidate
+        (most of them) pays only for the tests that name the target, and a candidate that passes those but
+        breaks a guard test still fails."""
+        direct = set(plan.direct_tests)
+        first = tuple(node_id for node_id in plan.pytest_targets if node_id in direct)
+        rest = tuple(node_id for node_id in plan.pytest_targets if node_id not in direct)
+        path = plan.target.path
+        if not plan.own_tests_first or not rest or not (first or plan.doctest_file):
+            return _test_verdict(
+                plan, self._pytest.run(shadow(), plan.pytest_targets, plan.doctest_file, path, cancel), module
+            )
+        early = self._pytest.run(shadow(), first, plan.doctest_file, path, cancel)
+        part = dataclasses.replace(
+            plan,
+            pytest_targets=first,
+            baseline=tuple(
+                o
+                for o in plan.baseline
+                if o.nodeid.split("[", 1)[0] in direct
+                or (plan.doctest_file is not None and o.nodeid.startswith(f"{plan.doctest_file}::"))
+            ),
+        )
+        verdict = _test_verdict(part, early, module)
+        if verdict.detail:
+            return verdict
+        cancel.raise_if_cancelled()
+        late = self._pytest.run(shadow(), rest, None, path, cancel)
+        return _test_verdict(plan, _joined(early, late), module)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verdict:
+    """How a candidate fared on the plan's tests."""
+
+    outcomes: tuple[TestOutcome, ...]
+    passed: tuple[str, ...]
+    fixed: tuple[str, ...]
+    broken: tuple[str, ...]
+    detail: str
+    """Why it fails (empty: it passes)."""
+    evidence: Evidence
+
+
+def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
+    """Judge ``run`` against the plan's baseline: every selected test that passed before still passes, and
+    every test that names the target passes."""
+    before = plan.baseline_by_nodeid
+    now = run.by_nodeid
+    outcomes = tuple(now.get(nodeid) or TestOutcome(nodeid, "error", "not run") for nodeid in before)
+    outcomes += tuple(
+        o
+        for o in run.outcomes
+        if o.nodeid not in before and _selected(o.nodeid, plan.doctest_file, module, plan.target)
+    )
+    passed = tuple(o.nodeid for o in outcomes if o.outcome == "passed")
+    fixed = tuple(nodeid for nodeid in passed if nodeid in before and before[nodeid].outcome in _FAILING)
+    broken = tuple(
+        o.nodeid for o in outcomes if o.outcome != "passed" and before.get(o.nodeid, o).outcome == "passed"
+    )
+    failing = [
+        o
+        for o in outcomes
+        if o.outcome in _FAILING
+        and (_is_direct(o.nodeid, plan, module) or before.get(o.nodeid, o).outcome not in _FAILING)
+    ]
+    detail = ""
+    if run.leaked_imports:
+        detail = _leak_message(run.leaked_imports)
+    elif run.problem:
+        detail = run.problem
+    elif run.collect_errors:
+        where, message = run.collect_errors[0]
+        detail = f"tests cannot be collected with this candidate ({where}): {message}"
+    elif failing:
+        first = failing[0]
+        others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+        message = failure_summary(first.message)
+        detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
+    # Tests that merely guard the rest of the module say nothing about the target's own behaviour.
+    evidence = (
+        Evidence.TESTS if any(_is_direct(o.nodeid, plan, module) for o in outcomes) else Evidence.TYPES_ONLY
+    )
+    return _Verdict(outcomes, passed, fixed, broken, detail, evidence)
+
+
+def _joined(first: TestRun, second: TestRun) -> TestRun:
+    """Two runs of disjoint tests as one."""
+    return TestRun(
+        outcomes=first.outcomes + second.outcomes,
+        collect_errors=first.collect_errors + second.collect_errors,
+        exit_code=first.exit_code or second.exit_code,
+        timed_out=first.timed_out or second.timed_out,
+        leaked_imports=tuple(sorted({*first.leaked_imports, *second.leaked_imports})),
+        problem=first.problem or second.problem,
+        log=(first.log + second.log)[-4000:],
+        seconds=first.seconds + second.seconds,
+    )
 
 
 def _is_direct(nodeid: str, plan: VerifyPlan, module: str) -> bool:

@@ -356,6 +356,17 @@ class MypyChecker:
     def check(self, shadow: Shadow, cancel: CancelToken, config_file: Path | None = None) -> MypyRun:
         """mypy on ``shadow``: with ``config_file`` only (see :func:`restricted_config`), else with the
         project's configuration, found from the shadow's root as mypy would find it in the user's tree."""
+        return self.check_files(shadow, (shadow.relative,), cancel, config_file)[shadow.relative]
+
+    def check_files(
+        self,
+        shadow: Shadow,
+        relatives: Sequence[Path],
+        cancel: CancelToken,
+        config_file: Path | None = None,
+    ) -> dict[Path, MypyRun]:
+        """One mypy run over several files of ``shadow`` (``lsp-verify check`` of many files): each file's
+        errors, as :meth:`check` of that file reports them. A crash is every file's."""
         result_file = self._shadows.scratch("mypy-result")
         log_file = self._shadows.scratch("mypy-log")
         args = [
@@ -368,7 +379,7 @@ class MypyChecker:
             "--no-color-output",
             "--show-traceback",
             *(["--config-file", str(config_file)] if config_file is not None else []),
-            shadow.relative.as_posix(),
+            *(relative.as_posix() for relative in relatives),
         ]
         request = {
             "op": "mypy",
@@ -378,18 +389,22 @@ class MypyChecker:
             "log_file": str(log_file),
             "timeout": self._timeout_s,
         }
+
+        def every(run: MypyRun) -> dict[Path, MypyRun]:
+            return dict.fromkeys(relatives, run)
+
         try:
             answer = self._worker.request(request, cancel)
         except WorkerError as exc:
-            return MypyRun((), crashed=f"mypy could not run: {exc}")
+            return every(MypyRun((), crashed=f"mypy could not run: {exc}"))
         seconds = float(answer.get("seconds", 0.0))
         if answer.get("status") == "timeout":
-            return MypyRun((), crashed=f"mypy timed out after {self._timeout_s:g} s", seconds=seconds)
+            return every(MypyRun((), crashed=f"mypy timed out after {self._timeout_s:g} s", seconds=seconds))
         try:
             data = json.loads(result_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             log = _read_tail(log_file)
-            return MypyRun((), crashed=f"mypy crashed: {log or 'no output'}", seconds=seconds)
+            return every(MypyRun((), crashed=f"mypy crashed: {log or 'no output'}", seconds=seconds))
         finally:
             result_file.unlink(missing_ok=True)
             log_file.unlink(missing_ok=True)
@@ -397,8 +412,8 @@ class MypyChecker:
         if status >= 2:
             # 2 is mypy's "usage or configuration error / crash"; 1 means "found errors".
             reason = (stderr or stdout).strip().splitlines()
-            return MypyRun((), crashed="mypy failed: " + " | ".join(reason[-3:]), seconds=seconds)
-        return MypyRun(parse_output(stdout, shadow.relative), seconds=seconds)
+            return every(MypyRun((), crashed="mypy failed: " + " | ".join(reason[-3:]), seconds=seconds))
+        return {relative: MypyRun(parse_output(stdout, relative), seconds=seconds) for relative in relatives}
 
 
 def _read_tail(path: Path) -> str:

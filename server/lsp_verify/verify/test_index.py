@@ -144,6 +144,8 @@ class TestIndex:
         """Relative path -> scan of a file that holds collected tests (dropped when it changes)."""
         self._listeners: list[Listener] = []
         self._observer: Any = None
+        self._lookups: tuple[Collection, int, _Lookup] | None = None
+        """The inverted index of the last collection asked about, and the generation it was built at."""
 
     # -- life cycle --------------------------------------------------------------------------------------
 
@@ -247,17 +249,49 @@ class TestIndex:
 
         Tests of the conventional module (``test_<module>.py``) that never name the target are selected
         too, as a guard against breaking the module's other behaviour, but they are not direct.
+
+        Only the tests that use ``name`` or ``class_name`` or sit in a conventional module are looked at
+        (:class:`_Lookup`, built once per collection): ``check --all`` asks this for every function, and a
+        scan of every collected test per function made that quadratic.
         """
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        lookup = self._lookup(collection)
+        conventional = _conventional(absolute)
+        found: set[int] = set()
+        for key in (name, class_name):
+            if key:
+                found.update(lookup.by_name.get(key, ()))
+        for file_name in conventional:
+            found.update(lookup.by_file_name.get(file_name, ()))
+        module = module_name(self.root, absolute) if found else ""
         selected: dict[str, bool] = {}
+        for position in sorted(found):
+            entry = lookup.entries[position]
+            if entry.file == absolute:
+                continue
+            calls = self._uses(entry.scanned, entry.function, absolute, {name}, module)
+            builds = bool(class_name) and self._uses(
+                entry.scanned, entry.function, absolute, {str(class_name)}, module
+            )
+            direct = calls or (builds and name.startswith("__") and name.endswith("__"))
+            if calls or builds or entry.file_name in conventional:
+                selected[entry.node_id] = selected.get(entry.node_id, False) or direct
+        return list(selected.items())
+
+    def _lookup(self, collection: Collection) -> _Lookup:
+        """The inverted index of ``collection`` (cached while it and the scans it used are current)."""
+        with self._lock:
+            generation = self._generation
+            cached = self._lookups
+        if cached is not None and cached[0] is collection and cached[1] == generation:
+            return cached[2]
+        entries: list[_Entry] = []
+        by_name: dict[str, list[int]] = {}
+        by_file_name: dict[str, list[int]] = {}
         resolved: dict[str, Path] = {}  # many tests per file: resolve each file once
         for test in collection.tests:
             if not test.qualname or not test.file:
                 continue  # not a Python function (a doctest, a plugin's item): nothing to scan
-            if test.file not in resolved:
-                resolved[test.file] = (self.root / test.file).resolve()
-            if resolved[test.file] == absolute:
-                continue
             scanned = self.scanned(Path(test.def_file or test.file))
             # Defined outside the workspace (a base class from an installed package): its line is not a
             # line of the collected file, so only the qualname can match.
@@ -265,13 +299,32 @@ class TestIndex:
             function = scanned.function(test.qualname, line) if scanned is not None else None
             if scanned is None or function is None:
                 continue
-            calls = self._uses(scanned, function, absolute, {name})
-            builds = bool(class_name) and self._uses(scanned, function, absolute, {str(class_name)})
-            direct = calls or (builds and name.startswith("__") and name.endswith("__"))
-            node_id = test.nodeid.split("[", 1)[0]
-            if calls or builds or Path(test.file).name in _conventional(absolute):
-                selected[node_id] = selected.get(node_id, False) or direct
-        return list(selected.items())
+            if test.file not in resolved:
+                resolved[test.file] = (self.root / test.file).resolve()
+            position = len(entries)
+            file_name = Path(test.file).name
+            entries.append(
+                _Entry(test.nodeid.split("[", 1)[0], resolved[test.file], file_name, scanned, function)
+            )
+            # Under every name :meth:`_uses` could match: each name used, and for a local alias also the
+            # name it was imported as (``from pkg.mod import name as local``).
+            keys = set(function.names_used)
+            keys.update(
+                origin.rsplit(".", 1)[-1]
+                for local, origin in scanned.aliases.items()
+                if local in function.names_used
+            )
+            for key in keys:
+                by_name.setdefault(key, []).append(position)
+            by_file_name.setdefault(file_name, []).append(position)
+        lookup = _Lookup(
+            tuple(entries),
+            {key: tuple(found) for key, found in by_name.items()},
+            {key: tuple(found) for key, found in by_file_name.items()},
+        )
+        with self._lock:
+            self._lookups = (collection, generation, lookup)
+        return lookup
 
     def near_but_broken(
         self, target_path: Path, name: str, class_name: str | None, collection: Collection
@@ -279,7 +332,10 @@ class TestIndex:
         """(file, reason) of each file that failed to collect and would hold tests near ``name``: the
         conventional test module, one that imports the module and uses the name anywhere, or a conftest.py
         or directory (which may hide any test)."""
+        if not collection.errors:
+            return []
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
+        module = module_name(self.root, absolute)
         names = {name, class_name} if class_name else {name}
         broken = []
         for where, reason in collection.errors:
@@ -290,20 +346,22 @@ class TestIndex:
             scanned = self.scanned(relative)
             if relative.name in _conventional(absolute) or (
                 scanned is not None
-                and any(self._uses(scanned, f, absolute, names) for f in scanned.functions)
+                and any(self._uses(scanned, f, absolute, names, module) for f in scanned.functions)
             ):
                 broken.append((where, reason))
         return broken
 
-    def _uses(self, scanned: TestFile, function: TestFunction, target: Path, names: set[str]) -> bool:
+    def _uses(
+        self, scanned: TestFile, function: TestFunction, target: Path, names: set[str], module: str
+    ) -> bool:
         """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
-        imported under another name) and its file imports the target's module."""
+        imported under another name) and its file imports the target's module (``module``, its dotted
+        name)."""
         wanted = names | {
             local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
         }
         if not function.names_used & wanted:
-            return False  # most tests: decided before resolving paths (check --all asks this per function)
-        module = module_name(self.root, target)
+            return False
         if Path(scanned.path).name in _conventional(target):
             return True
         parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
@@ -313,6 +371,32 @@ class TestIndex:
             or bool({f"{module}.{n}" for n in names} & imported)
             or bool(parents & imported)
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One collected test function, with the scan of the function it runs."""
+
+    node_id: str
+    """Its node id without parameters: what is run and reported."""
+    file: Path
+    """The file it was collected from, resolved."""
+    file_name: str
+    scanned: TestFile
+    function: TestFunction
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lookup:
+    """A collection's tests by the names they use, built once: selecting the nearby tests of a function
+    looks at the few tests that could be near it, not at every collected test."""
+
+    entries: tuple[_Entry, ...]
+    """In collection order."""
+    by_name: dict[str, tuple[int, ...]]
+    """Name a test uses (or the original name of an alias it uses) -> positions in ``entries``."""
+    by_file_name: dict[str, tuple[int, ...]]
+    """Base name of the collected file -> positions in ``entries`` (the conventional test modules)."""
 
 
 def _conventional(target: Path) -> set[str]:
