@@ -1,10 +1,16 @@
-"""Generation throughput: the batched k-sequence Engine vs k sequential ``Llama.create_completion`` calls.
+"""Generation throughput: the batched k-sequence Engine vs k sequential ``Llama.create_completion`` calls,
+and (``--llama-server``) the same GGUF through llama.cpp's ``llama-server`` and lsp-verify's RemoteEngine.
 
 Same model, same prompt, same n_ctx, same threads, same sampling (top-k 40, temperature 0.8, top-p 0.95),
 and end-of-generation tokens masked so every sequence decodes exactly ``--tokens`` tokens. Both sides are
 timed end to end (prompt included) and interleaved per k, so drift in machine load hits both alike.
 
     python bench/generation.py [--model PATH] [--tokens 128] [--ks 1,4,8] [--threads N] [--json OUT]
+                               [--llama-server]
+
+With ``--llama-server`` the cached server binary (``bash scripts/build-llama-server.sh``) is started on the
+same model with ``--parallel max(ks)``, a unified KV cache of the same ``n_ctx`` and the same threads, and
+each k is also run as one streamed ``n = k`` request over HTTP on 127.0.0.1 (the server side of the table).
 
 Prints machine information and a Markdown table of aggregate tokens/s and the batched/sequential ratio.
 This is a benchmark, not a test: run it on a quiet machine.
@@ -13,6 +19,7 @@ This is a benchmark, not a test: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -22,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "tests")
+)  # openai_servers: the llama-server launcher
 
 from lsp_verify.model.engine import Engine, backend_info, default_threads
 from lsp_verify.model.source import resolve_model
@@ -82,6 +92,16 @@ def run_sequential(llm: Any, eog: dict[int, float], k: int, tokens: int, seed: i
     return time.perf_counter() - start, produced
 
 
+def run_server(engine: Any, k: int, tokens: int, seed: int) -> tuple[float, int]:
+    """One streamed request for k choices through the RemoteEngine (EOS ignored, like the other two)."""
+    params = SamplingParams(
+        k=k, max_tokens=tokens, temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, seed=seed
+    )
+    start = time.perf_counter()
+    gens = engine.generate(Prompt(text=PROMPT, format="chat"), params, ignore_eos=True)
+    return time.perf_counter() - start, sum(g.n_tokens for g in gens)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_out", help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--llama-server", action="store_true", help="also measure the model through the cached llama-server"
+    )
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
     threads = args.threads or default_threads()
@@ -111,9 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         verbose=False,
     )
     eog = {t: float("-inf") for t in engine.eog_tokens()}
-    # Warm both up (page the weights in, build graphs) before anything is timed.
+    server: contextlib.ExitStack = contextlib.ExitStack()
+    remote: Any = None
+    if args.llama_server:
+        from lsp_verify.model.remote import RemoteEngine
+        from openai_servers import start_llama_server
+
+        url = server.enter_context(
+            start_llama_server(model.path, parallel=max(ks), ctx_total=args.n_ctx, threads=threads)
+        )
+        remote = RemoteEngine(url, n_ctx=args.n_ctx, n_seq_max=max(ks), timeout_s=600)
+    # Warm them up (page the weights in, build graphs) before anything is timed.
     run_batched(engine, 1, 8, args.seed)
     run_sequential(llm, eog, 1, 8, args.seed)
+    if remote is not None:
+        run_server(remote, 1, 8, args.seed)
 
     machine = {
         "cpu": cpu_model(),
@@ -143,9 +178,18 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": (b_tok / b_s) / (s_tok / s_s),
             }
         )
+        if remote is not None:
+            r_s, r_tok = run_server(remote, k, args.tokens, args.seed)
+            rows[-1] |= {
+                "server_s": r_s,
+                "server_tokens": r_tok,
+                "server_tok_s": r_tok / r_s,
+                "server_ratio": (r_tok / r_s) / (b_tok / b_s),
+            }
     machine["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     engine.close()
     llm.close()
+    server.close()
 
     print(
         f"machine: {machine['cpu']}, {machine['cores']} cores, {threads} threads, "
@@ -162,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['k']} | {r['batched_s']:.1f} | {r['batched_tok_s']:.1f} | {r['sequential_s']:.1f} "
             f"| {r['sequential_tok_s']:.1f} | {r['ratio']:.2f}x |"
         )
+    if remote is not None:
+        print()
+        print("| k | llama-server: s | llama-server: tok/s | llama-server / in-process batched |")
+        print("|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['k']} | {r['server_s']:.1f} | {r['server_tok_s']:.1f} | {r['server_ratio']:.2f}x |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
     return 0

@@ -40,6 +40,9 @@ echo "== lint and types" >&2
 echo "== model (assembled once into the cache, hash verified)" >&2
 .venv/bin/lsp-verify doctor
 
+echo "== llama-server (built once into ~/.cache/lsp-verify/llama-server; the remote-engine tests use it)" >&2
+bash scripts/build-llama-server.sh
+
 echo "== pytest" >&2
 status=0
 .venv/bin/python -m pytest -ra "$@" || status=$?

@@ -35,7 +35,15 @@ export const SERVER_KEYS = [
     "promptFormat",
     "checkOnSave",
     "inlineCompletion",
+    "engine",
+    "endpoint",
+    "remoteModel",
+    "apiKeyEnv",
+    "remoteTimeoutS",
 ] as const;
+
+/** String settings whose empty value in the settings UI means "not set" (the server's default). */
+const EMPTY_MEANS_UNSET: ReadonlySet<string> = new Set(["modelPath", "endpoint", "remoteModel", "apiKeyEnv"]);
 
 /** Settings only the client uses: how to start the server. */
 export const LAUNCH_KEYS = ["interpreter", "serverArgs"] as const;
@@ -56,7 +64,7 @@ export function serverSettings(read: SettingReader): ServerSettings {
     for (const key of SERVER_KEYS) {
         const value = read(key);
         // An empty model path in the settings UI means "the embedded default", as an unset one does.
-        if (value === undefined || (key === "modelPath" && value === "")) {
+        if (value === undefined || (EMPTY_MEANS_UNSET.has(key) && value === "")) {
             continue;
         }
         settings[key] = value;

@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="report model, backend, sandbox and tool availability")
     doctor.add_argument("--model", metavar="PATH", help="a GGUF (or embedded:NAME) instead of the default")
+    _engine_options(doctor)
     doctor.add_argument(
         "--project", type=Path, default=None, help="project whose settings to use (default: .)"
     )
@@ -138,6 +139,33 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", help="a GGUF (or embedded:NAME) instead of the default")
     parser.add_argument("--seed", type=int, help="sampling seed (sequence i uses seed+i)")
     parser.add_argument("--max-tokens", type=int, help="token limit per candidate")
+    _engine_options(parser)
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("local", "openai"),
+        help="local: the GGUF in-process; openai: a server (--endpoint)",
+    )
+    parser.add_argument(
+        "--endpoint", metavar="URL", help="OpenAI-compatible API base, e.g. http://HOST:8080/v1"
+    )
+    parser.add_argument(
+        "--remote-model", metavar="NAME", help="model name on the server (default: its first)"
+    )
+    parser.add_argument(
+        "--api-key-env", metavar="VAR", help="name of the environment variable holding the server's API key"
+    )
+
+
+def _engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "engine": args.engine,
+        "endpoint": args.endpoint,
+        "remote_model": args.remote_model,
+        "api_key_env": args.api_key_env,
+    }
 
 
 # -- settings and terminal -----------------------------------------------------------------------------
@@ -252,6 +280,7 @@ def _fix(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "max_tokens": args.max_tokens,
         "require_tests": True if args.require_tests else None,
+        **_engine_overrides(args),
     }
     options = FixOptions(specs=tuple(args.targets), apply=args.apply)
     # Never prompt where nobody can answer (pre-commit, CI): the question is still in the report.
@@ -273,10 +302,13 @@ def _fix(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from .fix import generate_candidates
     from .headless import UsageError, parse_location
+    from .model.engine import EngineError
     from .model.prompts import PromptTooLarge
+    from .model.source import ModelError
     from .sourcefile import SourceError
 
     overrides = {"k": args.k, "model_path": args.model, "seed": args.seed, "max_tokens": args.max_tokens}
+    overrides |= _engine_overrides(args)
     status = StatusLine(sys.stderr)
     try:
         path, line = parse_location(args.location, need_line=True)
@@ -284,7 +316,7 @@ def _generate(args: argparse.Namespace) -> int:
         diffs = generate_candidates(
             path, line, settings_for=lambda root: _settings(root, overrides), status=status
         )
-    except (UsageError, SourceError, PromptTooLarge) as exc:
+    except (UsageError, SourceError, PromptTooLarge, ModelError, EngineError) as exc:
         status.clear()
         return _error(str(exc))
     finally:
@@ -303,7 +335,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from .config import find_project_root
 
     root = find_project_root(args.project or Path.cwd())
-    settings = _settings(root, {"model_path": args.model})
+    settings = _settings(root, {"model_path": args.model, **_engine_overrides(args)})
     problems: list[str] = []
 
     def line(label: str, value: str) -> None:
@@ -316,18 +348,24 @@ def _doctor(args: argparse.Namespace) -> int:
 
     from .model.source import ModelError, resolve_model
 
-    started = time.monotonic()
-    try:
-        model = resolve_model(settings.model_path)
-    except ModelError as exc:
-        problems.append(f"model: {exc}")
-        line("model", "NOT FOUND (see problems)")
+    line("engine", settings.engine)
+    if settings.engine == "openai":
+        _doctor_remote(settings, line, problems)
     else:
-        hashed = (
-            "sha256 verified" if model.sha256_verified else "sha256 not checked (not a known embedded model)"
-        )
-        line("model", f"{model.path} ({model.origin})")
-        line("model size", f"{model.size / 1e6:.1f} MB, {hashed} ({time.monotonic() - started:.1f}s)")
+        started = time.monotonic()
+        try:
+            model = resolve_model(settings.model_path)
+        except ModelError as exc:
+            problems.append(f"model: {exc}")
+            line("model", "NOT FOUND (see problems)")
+        else:
+            hashed = (
+                "sha256 verified"
+                if model.sha256_verified
+                else "sha256 not checked (not a known embedded model)"
+            )
+            line("model", f"{model.path} ({model.origin})")
+            line("model size", f"{model.size / 1e6:.1f} MB, {hashed} ({time.monotonic() - started:.1f}s)")
 
     try:
         from .model.engine import backend_info, default_threads
@@ -395,3 +433,34 @@ def _doctor(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print("\nhealthy")
     return EXIT_OK
+
+
+def _doctor_remote(settings: Settings, line: Callable[[str, str], None], problems: list[str]) -> None:
+    """The server of engine "openai": endpoint, model, whether it honours ``n``, one round trip."""
+    from .model.remote import RemoteEngine, RemoteEngineError
+
+    line("endpoint", settings.endpoint or "(not set)")
+    if settings.api_key_env:
+        line("api key", f"from ${settings.api_key_env}")  # the name only: the key is never printed
+    try:
+        engine = RemoteEngine(
+            settings.endpoint,
+            model=settings.remote_model,
+            api_key_env=settings.api_key_env,
+            n_ctx=settings.n_ctx,
+            timeout_s=settings.remote_timeout_s,
+        )
+        probe = engine.probe()
+    except RemoteEngineError as exc:
+        problems.append(f"engine: {exc}")
+        line("remote model", "UNAVAILABLE (see problems)")
+        return
+    listed = f" (server lists: {', '.join(probe.models)})" if probe.models else ""
+    line("remote model", f"{probe.model}{listed}")
+    line(
+        "n per request",
+        "honoured (k candidates in one request)"
+        if probe.n_honoured
+        else f"not honoured: k = {settings.k} concurrent requests (llama-server: --parallel {settings.k})",
+    )
+    line("round trip", f"{probe.round_trip_s * 1000:.0f} ms (one token, two choices)")

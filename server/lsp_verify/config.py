@@ -29,6 +29,7 @@ else:  # pragma: no cover - Python 3.10
 PromptFormat = Literal["auto", "chat", "fim"]
 SandboxMode = Literal["auto", "bwrap", "none"]
 AnswersAs = Literal["test", "doctest", "none"]
+EngineKind = Literal["local", "openai"]
 
 
 @dataclasses.dataclass
@@ -71,6 +72,16 @@ class Settings:
     """The language server checks the functions changed since git HEAD on save and publishes diagnostics."""
     inline_completion: bool = True
     """The language server answers textDocument/inlineCompletion in stub bodies with verified bodies."""
+    engine: EngineKind = "local"
+    """"local": the GGUF in-process (llama.cpp); "openai": an OpenAI-compatible server at ``endpoint``."""
+    endpoint: str | None = None
+    """The server's API base for engine "openai", e.g. http://gpu-box:8080/v1 (llama-server, vLLM)."""
+    remote_model: str | None = None
+    """The model name sent to the server; None: the first one it lists at /v1/models."""
+    api_key_env: str | None = None
+    """The *name* of the environment variable holding the server's API key (the key never lives here)."""
+    remote_timeout_s: float = 60.0
+    """How long the remote engine waits for the server to send anything before giving up (a stall)."""
     problems: list[str] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     def updated(self, values: Mapping[str, Any], source: str) -> Settings:
@@ -102,10 +113,21 @@ def _snake(key: str) -> str:
     return "".join(out)
 
 
-_POSITIVE = {"k", "max_tokens", "n_ctx", "test_timeout_s", "mypy_timeout_s", "memory_limit_mb", "n_threads"}
-
-
-_LITERALS: dict[str, Any] = {"PromptFormat": PromptFormat, "SandboxMode": SandboxMode, "AnswersAs": AnswersAs}
+_POSITIVE = {
+    "k",
+    "max_tokens",
+    "n_ctx",
+    "test_timeout_s",
+    "mypy_timeout_s",
+    "memory_limit_mb",
+    "n_threads",
+} | {"remote_timeout_s"}
+_LITERALS: dict[str, Any] = {
+    "PromptFormat": PromptFormat,
+    "SandboxMode": SandboxMode,
+    "EngineKind": EngineKind,
+    "AnswersAs": AnswersAs,
+}
 
 
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
@@ -114,8 +136,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
         if "None" in text:
             return None
         raise ValueError("a value is required")
-    if text.startswith("Literal") or text in _LITERALS:
-        choices = get_args(_LITERALS.get(text, PromptFormat if "Prompt" in text else SandboxMode))
+    if text in _LITERALS:
+        choices = get_args(_LITERALS[text])
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}")
         return value
@@ -170,6 +192,11 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "sandbox": "decides how checks are isolated",
     "check_on_save": "decides whether checks run on every save",
     "inline_completion": "decides whether the model runs as the user types",
+    "engine": "decides where the user's code is sent for generation",
+    "endpoint": "decides which server the user's code (and API key) is sent to",
+    "remote_model": "picks the model that is used",
+    "api_key_env": "decides which of the user's secrets is sent",
+    "remote_timeout_s": "sets how long a request may wait",
 }
 """Fields an untrusted repository's ``[tool.lsp-verify]`` may not set, each with the reason (shown to the
 user)."""

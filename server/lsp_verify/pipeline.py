@@ -20,7 +20,7 @@ from .config import Settings
 from .model.engine import Engine
 from .model.prompts import PromptContext, choose_format, estimate_tokens, fit_prompt
 from .model.source import resolve_model
-from .model.types import Generation, Prompt, SamplingParams
+from .model.types import Generation, GenerationEngine, Prompt, SamplingParams
 from .syntax.context import nearby_tests_source, prompt_pieces
 from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
@@ -97,11 +97,11 @@ class Pipeline:
     """
 
     def __init__(
-        self, settings: Settings, *, engine_factory: Callable[[Settings], Engine] | None = None
+        self, settings: Settings, *, engine_factory: Callable[[Settings], GenerationEngine] | None = None
     ) -> None:
         self.settings = settings
         self._engine_factory = engine_factory or load_engine
-        self._engine: Engine | None = None
+        self._engine: GenerationEngine | None = None
         self._engine_key: tuple[object, ...] | None = None
         self._verifiers: dict[Path, Verifier] = {}
         self._lock = threading.Lock()
@@ -133,7 +133,7 @@ class Pipeline:
                 verifier.close()
             self._verifiers.clear()
 
-    def engine(self) -> Engine:
+    def engine(self) -> GenerationEngine:
         """The loaded engine (loading it on first use)."""
         key = _engine_key(self.settings)
         with self._lock:
@@ -465,10 +465,24 @@ class _Reporter:
 
 
 def _engine_key(settings: Settings) -> tuple[object, ...]:
-    return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads, settings.k)
+    remote = (
+        settings.engine,
+        settings.endpoint,
+        settings.remote_model,
+        settings.api_key_env,
+        settings.remote_timeout_s,
+    )
+    return (
+        settings.model_path,
+        settings.n_ctx,
+        settings.n_gpu_layers,
+        settings.n_threads,
+        settings.k,
+        *remote,
+    )
 
 
-def _token_counter(engine: Engine) -> Callable[[str], int]:
+def _token_counter(engine: GenerationEngine) -> Callable[[str], int]:
     """The engine's own tokenizer, or a conservative estimate for an engine without one."""
     tokenize = getattr(engine, "tokenize", None)
     if tokenize is None:
@@ -476,7 +490,7 @@ def _token_counter(engine: Engine) -> Callable[[str], int]:
     return lambda text: len(tokenize(text))
 
 
-def _prompt_budget(engine: Engine, params: SamplingParams) -> int:
+def _prompt_budget(engine: GenerationEngine, params: SamplingParams) -> int:
     """Prompt tokens that fit next to the candidates; without the engine's own answer, as if the k
     sequences shared one context (llama.cpp's unified KV cache)."""
     budget = getattr(engine, "prompt_budget", None)
@@ -485,7 +499,19 @@ def _prompt_budget(engine: Engine, params: SamplingParams) -> int:
     return engine.info.n_ctx - params.k * params.max_tokens
 
 
-def load_engine(settings: Settings) -> Engine:
+def load_engine(settings: Settings) -> GenerationEngine:
+    if settings.engine == "openai":
+        # The local model is never resolved or loaded: generation happens on the server.
+        from .model.remote import RemoteEngine
+
+        return RemoteEngine(
+            settings.endpoint,
+            model=settings.remote_model,
+            api_key_env=settings.api_key_env,
+            n_ctx=settings.n_ctx,
+            n_seq_max=max(settings.k, 1),
+            timeout_s=settings.remote_timeout_s,
+        )
     model = resolve_model(settings.model_path)
     return Engine(
         model.path,

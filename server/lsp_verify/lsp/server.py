@@ -43,6 +43,7 @@ from .. import __version__
 from ..ask import Asked, ask_and_keep, first_question
 from ..cancel import Cancelled, CancelToken
 from ..config import Settings, find_project_root
+from ..model.engine import EngineError
 from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress
@@ -290,7 +291,7 @@ class VerifyServer(LanguageServer):
                     f"{target.qualname}: {jobs.CONTENT_MODIFIED}; not applied"
                 ) from None
             raise JsonRpcRequestCancelled(f"{target.qualname}: {job.token.reason}") from None
-        except (ModelError, VerifyError, TargetError, PromptTooLarge) as exc:
+        except (ModelError, EngineError, VerifyError, TargetError, PromptTooLarge) as exc:
             progress.end("failed")
             message = f"lsp-verify could not check {target.qualname}: {exc}"
             self.show(types.MessageType.Error, message)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..cancel import CancelToken
 
 FinishReason = Literal["eos", "stop", "length", "left_function", "cancelled"]
 Format = Literal["chat", "fim"]
@@ -66,3 +69,29 @@ class EngineInfo:
     n_threads: int
     n_ctx: int
     n_seq_max: int
+
+
+class GenerationEngine(Protocol):
+    """What the pipeline needs from an engine: the in-process llama.cpp ``Engine`` and the OpenAI-compatible
+    ``RemoteEngine`` both provide it."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def generate(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        on_generation: Callable[[Generation], None] | None = None,
+        cancel: CancelToken | None = None,
+        ignore_eos: bool = False,
+    ) -> list[Generation]:
+        """Sample ``params.k`` continuations; each is handed to ``on_generation`` as soon as it ends."""
+        ...
+
+    def prompt_budget(self, params: SamplingParams) -> int:
+        """Prompt tokens that fit next to the k candidates."""
+        ...
+
+    def close(self) -> None: ...
