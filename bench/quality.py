@@ -349,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="run only this many problems")
     parser.add_argument("--offset", type=int, default=0, help="skip this many problems first")
     parser.add_argument(
+        "--group",
+        choices=("all", "tests", "types"),
+        default="all",
+        help="only problems with doctest examples (tests) or without them (types); before --offset/--limit",
+    )
+    parser.add_argument(
         "--ks", type=parse_ks, default=DEFAULT_KS, help="candidate counts to report, e.g. 1,4,8"
     )
     parser.add_argument(
@@ -392,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: -k must be >= 1", file=sys.stderr)
             return 2
         ks = tuple(sorted({k for k in DEFAULT_KS if k < args.k} | {args.k}))
-    problems = load_problems()[args.offset :]
+    problems = [p for p in load_problems() if args.group in ("all", p.group)][args.offset :]
     if args.limit is not None:
         problems = problems[: args.limit]
     out_dir: Path = args.out_dir

@@ -218,6 +218,19 @@ def test_doctor_reports_every_component(tmp_path: Path) -> None:
     assert ("problems:" in proc.stdout) == (proc.returncode == 1)
 
 
+@pytest.mark.model
+def test_doctor_advises_on_the_model_choice_only_for_the_default(tmp_path: Path) -> None:
+    from lsp_verify.model.source import resolve_model
+
+    default = cli(tmp_path, tmp_path, "doctor")
+    own = cli(tmp_path, tmp_path, "doctor", LSP_VERIFY_MODEL=str(resolve_model().path))
+
+    advice = [line for line in default.stdout.splitlines() if line.startswith("model choice")]
+    assert len(advice) == 1, default.stdout
+    assert "suits this machine" in advice[0] or "LSP_VERIFY_MODEL=embedded:1.5b" in advice[0]
+    assert "model choice" not in own.stdout  # a path the user named: their choice is made
+
+
 def test_doctor_names_a_missing_model_as_a_problem(tmp_path: Path) -> None:
     proc = cli(tmp_path, tmp_path, "doctor", LSP_VERIFY_MODEL="/nonexistent.gguf")
 

@@ -349,6 +349,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from .model.source import ModelError, resolve_model
 
     line("engine", settings.engine)
+    model = None
     if settings.engine == "openai":
         _doctor_remote(settings, line, problems)
     else:
@@ -392,6 +393,13 @@ def _doctor(args: argparse.Namespace) -> int:
                 problems.append(
                     f"k = {settings.k} exceeds this build's {backend.max_parallel_sequences} sequences"
                 )
+            if model is not None:
+                from .model.choice import advice, this_machine
+
+                gpu = backend.gpu_offload_supported and any(d != "CPU" for d in backend.devices)
+                suggestion = advice(model, this_machine(gpu))
+                if suggestion:
+                    line("model choice", suggestion)
         line("threads", str(settings.n_threads or default_threads()))
 
     for module in ("mypy", "pytest"):

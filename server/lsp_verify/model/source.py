@@ -38,6 +38,7 @@ __all__ = [
     "ModelNotFound",
     "check_gguf",
     "default_cache_dir",
+    "embedded_installed",
     "resolve_model",
 ]
 
@@ -173,6 +174,16 @@ def resolve_model(
             break
         return _explicit_file(Path(text).expanduser(), origin, label)
     return _embedded_file(embedded, cache, tried, progress)
+
+
+def embedded_installed(model: EmbeddedModel, cache_dir: Path | None = None) -> bool:
+    """Whether ``model`` can be loaded without installing anything: assembled in the cache, or all chunks
+    installed. Cheap (sizes only, no hashing): ``resolve_model`` still verifies the file when it loads it."""
+    target = (cache_dir if cache_dir is not None else default_cache_dir()) / model.filename
+    with contextlib.suppress(OSError):
+        if target.stat().st_size == model.size:
+            return True
+    return not _find_chunks(model)[1]
 
 
 def _explicit_file(path: Path, origin: Origin, label: str) -> ModelFile:
