@@ -57,6 +57,7 @@ class ScriptedPipeline:
         *,
         cancel: CancelToken | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        on_result: Callable[[CandidateResult], None] | None = None,  # the ghost comes with the report here
     ) -> FixReport:
         cancel = cancel or CancelToken()
         k = self.settings.k

@@ -1,7 +1,8 @@
 """The real language server and pipeline (verifier, mypy, pytest, ranking) with a scripted engine.
 
 Only generation is scripted: every sequence is the body ``$LSPV_BODY`` (default ``return x * 2``), handed
-over after ``$LSPV_GEN_DELAY`` seconds (a cancel ends the wait). Each prompt is appended to
+over after ``$LSPV_GEN_DELAY`` seconds, the ones after the first ``$LSPV_TAIL_DELAY`` seconds later still
+(a cancel ends either wait). Each prompt is appended to
 ``$LSPV_PROMPT_LOG`` when set, so a test sees what the model was told.
 """
 
@@ -38,6 +39,8 @@ class BodyEngine:
         body = os.environ.get("LSPV_BODY", "return x * 2")
         out = []
         for index in range(params.k):
+            if index == 1:
+                cancel.wait(float(os.environ.get("LSPV_TAIL_DELAY", "0")))
             if cancel.cancelled:
                 break
             generation = Generation(index, f"    {body}\n", 5, -0.1, "stop", 0.01)

@@ -117,7 +117,10 @@ async def test_empty_until_verified_then_the_verified_body(client: EditorClient,
     (token,) = client.progress_reports
     values = client.progress_reports[token]
     assert isinstance(values[0], types.WorkDoneProgressBegin) and "twice" in values[0].title
-    assert ended(client)[0].startswith("twice: 1 of 1 distinct candidates passed")
+    # the ghost is ready at the first passing candidate: that is where the progress ends
+    assert (
+        ended(client)[0].startswith("twice: verified (") and "tests: 1/2 passed, fixed 1" in ended(client)[0]
+    )
 
     (item,) = await inline(client, uri, line, 4)
 
@@ -198,3 +201,30 @@ async def test_closing_the_file_cancels_the_run(slow: EditorClient, workspace: P
 
     assert await wait_until(lambda: len(ended(slow)) == 1, 10)
     assert ended(slow)[0] == "stopped: cancelled by the client"
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER, LSPV_TAIL_DELAY="300"))
+async def tail(lsp_client: EditorClient, workspace: Path):
+    await start(lsp_client, workspace, trusted=True, k=2, repairRounds=0)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_first_verified_candidate_is_shown_while_the_others_are_checked(
+    tail: EditorClient, workspace: Path
+) -> None:
+    uri = tail.open(workspace / "shapes.py")
+    line = line_of(MODULE, "    ...")
+    tail.progress_reports.clear()
+    assert await inline(tail, uri, line, 4) == []
+
+    # the second candidate comes 300 s after the first: the ghost must not wait for it
+    assert await wait_until(lambda: len(ended(tail)) == 1, 240)
+    assert ended(tail)[0].endswith("; checking the other candidates")
+    (item,) = await inline(tail, uri, line, 4)
+
+    assert item.insert_text == "    return x * 2"
+    assert item.command is not None and "tests: 1/2 passed" in item.command.title
+    tail.text_document_did_close(  # stops the rest of the run
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )

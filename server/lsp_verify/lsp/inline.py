@@ -7,6 +7,11 @@ answered with nothing. A later request for the same version gets the best *verif
 exists - never unverified text. ``$/progress`` shows that verification is under way, and the item's
 command carries the evidence line (it opens the run's report).
 
+The ghost is ready as soon as the *first* candidate passes (issue 15): the progress ends there, which is
+the client's cue to ask again, while the run goes on verifying the other candidates for the report. A
+better-ranked body found later does not replace the ghost (it is in the report): what the user is looking
+at does not change under them.
+
 An inline item replaces text on one line only (LSP): the ghost replaces the stub's line, or fills the
 empty line, with the body that was verified.
 """
@@ -27,6 +32,7 @@ from ..cancel import Cancelled
 from ..pipeline import FixRequest, describe_evidence
 from ..syntax.target import EditTarget, TargetError
 from ..syntax.targets import find_stub_targets
+from ..verify.types import CandidateResult
 from . import actions, jobs
 from .progress import WorkDoneProgress
 
@@ -135,13 +141,22 @@ class InlineCompletions:
         )
         progress = WorkDoneProgress(ls, f"{PROGRESS_TITLE} for {target.qualname}", enabled=ls.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
+        key = (uri, doc.version, target.qualname)
+        loop = asyncio.get_running_loop()
+        first: list[CandidateResult] = []
+
+        def on_result(result: CandidateResult) -> None:
+            # On the verify thread: hand the first passing candidate to the event loop, once.
+            if result.passed and not first:
+                first.append(result)
+                loop.call_soon_threadsafe(self._first_verified, key, spot, result, progress)
+
         job = ls.worker.submit(
-            functools.partial(ls.run_pipeline, request, progress),
+            functools.partial(ls.run_pipeline, request, progress, on_result=on_result),
             key=(uri, "inline completion"),
             uri=uri,
             progress_token=progress.token,
         )
-        key = (uri, doc.version, target.qualname)
         try:
             report = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:  # closed, or a newer version's run: the job goes too
@@ -156,7 +171,7 @@ class InlineCompletions:
         except Exception as exc:
             log.warning("inline completion for %s failed: %s", target.qualname, exc)
             progress.end("failed")
-            self._ready[key] = None
+            self._ready.setdefault(key, None)  # a ghost verified before the failure stays
             return
         finally:
             if self._tasks.get(uri) is asyncio.current_task():
@@ -164,13 +179,29 @@ class InlineCompletions:
         best = report.best
         for old in [k for k in self._ready if k[0] == uri and k[1] != doc.version]:
             del self._ready[old]
-        ghost = None
-        if best is not None:
-            body = best.candidate.body.rstrip("\n")
-            ghost = Ghost(spot.line, body + "\n" if spot.fills_empty_line else body, describe_evidence(best))
-        self._ready[key] = ghost
+        if key not in self._ready:  # nothing passed early (e.g. only after the ranking's tie-break)
+            self._ready[key] = _ghost(spot, best) if best is not None else None
         ls.last_report = (report, uri)
         progress.end(report.message.splitlines()[0])
+
+    def _first_verified(
+        self,
+        key: tuple[str, int | None, str],
+        spot: Spot,
+        result: CandidateResult,
+        progress: WorkDoneProgress,
+    ) -> None:
+        """On the event loop: the first passing candidate becomes the ghost, and the progress ends (the
+        client asks again); the run goes on verifying the others for the report."""
+        if self._started.get(key[0]) != key[1:] or key in self._ready:
+            return  # a newer version's run, or the file was closed
+        self._ready[key] = _ghost(spot, result)
+        progress.end(f"{key[2]}: verified ({describe_evidence(result)}); checking the other candidates")
+
+
+def _ghost(spot: Spot, result: CandidateResult) -> Ghost:
+    body = result.candidate.body.rstrip("\n")
+    return Ghost(spot.line, body + "\n" if spot.fills_empty_line else body, describe_evidence(result))
 
 
 def _item(ghost: Ghost, line_text: str, codec: PositionCodec) -> types.InlineCompletionItem:

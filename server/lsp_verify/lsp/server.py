@@ -46,7 +46,7 @@ from ..config import Settings, find_project_root
 from ..model.engine import EngineError
 from ..model.prompts import PromptTooLarge
 from ..model.source import ModelError
-from ..pipeline import FixReport, FixRequest, Pipeline, Progress
+from ..pipeline import FixReport, FixRequest, Pipeline, Progress, ResultCallback
 from ..syntax.target import EditTarget, TargetError
 from ..verify.cascade import Verifier, VerifyError
 from . import actions, diagnostics, inline, jobs, options, transport
@@ -67,6 +67,7 @@ class PipelineLike(Protocol):
         *,
         cancel: CancelToken | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        on_result: ResultCallback | None = None,
     ) -> FixReport: ...
 
     def engine(self) -> object: ...
@@ -307,14 +308,22 @@ class VerifyServer(LanguageServer):
         self.log_to_client(report.message)
         return self._outcome(report, args.uri, text, version, doc.position_codec, asked, request)
 
-    def run_pipeline(self, request: FixRequest, progress: WorkDoneProgress, token: CancelToken) -> FixReport:
+    def run_pipeline(
+        self,
+        request: FixRequest,
+        progress: WorkDoneProgress,
+        token: CancelToken,
+        on_result: ResultCallback | None = None,
+    ) -> FixReport:
         """On the worker thread: one pipeline run (the model loaded first)."""
         assert self.pipeline is not None
         if not self.engine_ready:
             progress.report("loading model", 1)
             self.pipeline.engine()
             self.engine_ready = True
-        return self.pipeline.run(request, cancel=token, on_progress=progress.pipeline_progress)
+        return self.pipeline.run(
+            request, cancel=token, on_progress=progress.pipeline_progress, on_result=on_result
+        )
 
     def _run_and_ask(
         self,
