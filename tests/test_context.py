@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_verify.syntax.context import prompt_pieces
+from lsp_verify.syntax.context import nearby_tests_source, prompt_pieces
 from lsp_verify.syntax.splice import StaleTargetError
 from lsp_verify.syntax.targets import target_at
 from lsp_verify.syntax.tests_scan import test_functions as scan_tests
@@ -203,3 +203,54 @@ def test_names_used_and_imported_names() -> None:
 def test_broken_test_module_still_yields_its_intact_tests() -> None:
     source = "def test_ok():\n    assert f(1)\n\n\ndef test_bad(:\n    pass\n\n\ndef test_later():\n    g()\n"
     assert [test.name for test in scan_tests(source)] == ["test_ok", "test_later"]
+
+
+GUARDS_THEN_OWN = """\
+from shapes import area, scale
+
+
+def test_area_of_unit_square():
+    assert area(1) == 1
+
+
+def test_area_grows():
+    assert area(2) > area(1)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_scale_keeps_length(k):
+    assert len(scale([1, 2], k)) == 2
+
+
+class TestScale:
+    def test_triples(self):
+        assert scale([1], 3) == [3]
+"""
+
+
+def test_nearby_tests_come_in_the_order_asked_not_file_order(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_shapes.py").write_text(GUARDS_THEN_OWN, encoding="utf-8")
+    ids = [
+        "tests/test_shapes.py::TestScale::test_triples",
+        "tests/test_shapes.py::test_scale_keeps_length[1]",
+        "tests/test_shapes.py::test_scale_keeps_length[2]",  # one function, shown once
+        "tests/test_shapes.py::test_area_of_unit_square",
+        "tests/test_missing.py::test_gone",  # unreadable: skipped
+    ]
+
+    text = nearby_tests_source(tmp_path, ids)
+
+    assert text.index("def test_triples") < text.index("def test_scale_keeps_length")
+    assert text.index("def test_scale_keeps_length") < text.index("def test_area_of_unit_square")
+    assert text.count("def test_scale_keeps_length") == 1 and "test_area_grows" not in text
+
+
+def test_a_test_too_long_for_the_budget_leaves_room_for_the_next(tmp_path: Path) -> None:
+    (tmp_path / "test_shapes.py").write_text(GUARDS_THEN_OWN, encoding="utf-8")
+    ids = ["test_shapes.py::test_scale_keeps_length[1]", "test_shapes.py::test_area_of_unit_square"]
+    small = len("def test_area_of_unit_square():\n    assert area(1) == 1")
+
+    text = nearby_tests_source(tmp_path, ids, max_chars=small + 10)
+
+    assert text.startswith("def test_area_of_unit_square") and "test_scale_keeps_length" not in text

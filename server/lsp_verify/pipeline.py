@@ -202,7 +202,7 @@ class Pipeline:
             indent=pieces.indent,
             prefix=pieces.prefix,
             suffix=pieces.suffix,
-            tests=nearby_tests_source(request.root, plan.pytest_targets),
+            tests=nearby_tests_source(request.root, prompt_tests(plan)),
             feedback=feedback,
         )
         params = SamplingParams(
@@ -357,6 +357,13 @@ class Pipeline:
 
 
 _STAGE_DEPTH = {"parse": 0, "mypy": 1, "tests": 2}
+
+
+def prompt_tests(plan: VerifyPlan) -> list[str]:
+    """The selected tests in the order the prompt shows them: those that name the function first (they say
+    what it must do; the module's guard tests only what it must not break), each group in file order."""
+    direct = set(plan.direct_tests)
+    return sorted(plan.pytest_targets, key=lambda node_id: node_id not in direct)  # stable: file order kept
 
 
 def repair_feedback(results: Sequence[CandidateResult]) -> str | None:

@@ -222,29 +222,32 @@ MAX_TESTS_CHARS = 1500
 def nearby_tests_source(root: Path, node_ids: Sequence[str], max_chars: int = MAX_TESTS_CHARS) -> str:
     """Source of the test functions named by pytest ``node_ids`` (``path::[Class::]name``), for the prompt.
 
-    Parametrised ids and doctest ids are reduced to their function; unreadable files are skipped. Stops
-    before ``max_chars`` so one long test module cannot crowd the function itself out of the prompt.
+    Tests come in the order of ``node_ids``, so the caller puts first what tells the model most (the tests
+    that name the function, before the module's guard tests). Parametrised ids and doctest ids are reduced to
+    their function; unreadable files are skipped. A test that would take the total past ``max_chars`` is left
+    out, so one long test cannot crowd the function itself (or a shorter test after it) out of the prompt.
     """
-    wanted: dict[str, set[str]] = {}
+    order: dict[tuple[str, str], None] = {}  # (file, Class::name), first mention first
     for node_id in node_ids:
         path, _, rest = node_id.partition("::")
-        if not rest or not path.endswith(".py"):
-            continue
-        wanted.setdefault(path, set()).add(rest.split("[", 1)[0])
+        if rest and path.endswith(".py"):
+            order.setdefault((path, rest.split("[", 1)[0]), None)
+    functions: dict[str, dict[str, str]] = {}  # file -> Class::name -> source
     chunks: list[str] = []
     used = 0
-    for relative, suffixes in wanted.items():
-        try:
-            source = (root / relative).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+    for relative, suffix in order:
+        if relative not in functions:
+            try:
+                source = (root / relative).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                source = ""
+            lines = source.splitlines()
+            functions[relative] = {
+                f.nodeid_suffix: "\n".join(lines[f.line : f.end_line + 1]) for f in test_functions(source)
+            }
+        chunk = functions[relative].get(suffix)
+        if chunk is None or used + len(chunk) > max_chars:
             continue
-        lines = source.splitlines()
-        for function in test_functions(source):
-            if function.nodeid_suffix not in suffixes:
-                continue
-            chunk = "\n".join(lines[function.line : function.end_line + 1])
-            if used + len(chunk) > max_chars:
-                return "\n\n".join(chunks)
-            chunks.append(chunk)
-            used += len(chunk)
+        chunks.append(chunk)
+        used += len(chunk)
     return "\n\n".join(chunks)
