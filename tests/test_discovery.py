@@ -418,6 +418,8 @@ def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(
     assert "no test calls `slugify`; 2 tests of tests/test_text.py run as a guard: types only" in plan.notes
     result = verifier(root).verify(plan, as_is(path), CancelToken())
     assert result.passed and result.evidence is Evidence.TYPES_ONLY
+    # and every report says so, rather than "no nearby tests"
+    assert result.evidence_parts[-1] == "types only (no test names it; guard tests: 2/2 passed)"
     assert result.stages[-1].detail == "no test calls `slugify`; 2 tests of tests/test_text.py still pass"
     strict = verifier(root, require_tests=True)
     refused = strict.verify(

@@ -138,14 +138,7 @@ def describe(result: CandidateResult) -> str:
     """One line: what passed, or the first thing that failed."""
     if not result.passed:
         return result.first_error or "failed"
-    parts = [result.mypy_evidence]
-    if result.evidence is Evidence.TESTS:
-        parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
-        if result.tests_fixed:
-            parts.append(f"fixed {len(result.tests_fixed)}")
-    else:
-        parts.append("types only (no nearby tests)")
-    return ", ".join(parts)
+    return ", ".join(result.evidence_parts)
 
 
 def def_line(target: EditTarget) -> int:

@@ -28,7 +28,7 @@ from .syntax.targets import find_stub_targets, target_at
 from .verify.cascade import Verifier, VerifyPlan
 from .verify.probe import ProbePlan
 from .verify.rank import agreeing_samples, rank
-from .verify.types import Candidate, CandidateResult, Evidence
+from .verify.types import Candidate, CandidateResult
 
 Stage = Literal["target", "baseline", "generating", "verifying", "done"]
 
@@ -411,15 +411,7 @@ def summarise(
 
 def describe_evidence(result: CandidateResult) -> str:
     """One line: what was checked for this candidate."""
-    parts = ["parses", result.mypy_evidence]
-    if result.evidence is Evidence.TESTS:
-        parts.append(f"tests: {len(result.tests_passed)}/{len(result.tests_selected)} passed")
-        if result.tests_fixed:
-            parts.append(f"fixed {len(result.tests_fixed)}")
-    elif result.evidence is Evidence.TYPES_ONLY:
-        parts.append("types only (no nearby tests)")
-    parts.append(f"{result.seconds:.1f}s")
-    return ", ".join(parts)
+    return ", ".join(["parses", *result.evidence_parts, f"{result.seconds:.1f}s"])
 
 
 class _Reporter:

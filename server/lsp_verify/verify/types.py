@@ -101,6 +101,24 @@ class CandidateResult:
         return f"{name}: new errors" if self.new_mypy_errors else f"{name}: failed"
 
     @property
+    def evidence_parts(self) -> list[str]:
+        """What backs a passing candidate, as every report says it: mypy, then the tests (or why none)."""
+        parts = [self.mypy_evidence]
+        if self.evidence is Evidence.TESTS:
+            parts.append(f"tests: {len(self.tests_passed)}/{len(self.tests_selected)} passed")
+            if self.tests_fixed:
+                parts.append(f"fixed {len(self.tests_fixed)}")
+        elif self.evidence is Evidence.TYPES_ONLY:
+            if self.tests_selected:  # the module's tests ran as a guard, but none of them names the function
+                parts.append(
+                    f"types only (no test names it; guard tests: "
+                    f"{len(self.tests_passed)}/{len(self.tests_selected)} passed)"
+                )
+            else:
+                parts.append("types only (no nearby tests)")
+        return parts
+
+    @property
     def behaviour(self) -> tuple[tuple[str, str], ...]:
         """Outcome on every selected test: candidates with equal behaviour agree (self-consistency)."""
         return tuple(sorted((o.nodeid, o.outcome) for o in self.outcomes))
