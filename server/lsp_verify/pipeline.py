@@ -254,14 +254,31 @@ class Pipeline:
         failures: list[BaseException] = []
         n_generated = 0
         results_lock = threading.Lock()
+        quorum_note: list[str] = []
 
         def one_round(prompt: Prompt, params: SamplingParams, first_index: int) -> None:
             """Generate ``params.k`` sequences; verify each distinct candidate as soon as it is finished."""
             pending: queue.Queue[Candidate | None] = queue.Queue()
+            # Ends this round's generation and verification: the user's cancel, or a quorum of agreeing
+            # passing samples (settings.quorum) -- then the rest of k would only add votes to a decided rank.
+            stop = CancelToken()
+            unregister = cancel.on_cancel(lambda: stop.cancel(cancel.reason))
+
+            def check_quorum() -> None:
+                """Called with results_lock held, after a passing result or a duplicate's vote."""
+                quorum = settings.quorum
+                if quorum and not stop.cancelled and (votes := agreeing_votes(results, seen)) >= quorum:
+                    quorum_note.append(
+                        f"stopped at a quorum: {votes} passing samples behave alike "
+                        f"({n_generated} of {report.total} generated)"
+                    )
+                    stop.cancel("a quorum of passing samples agrees")
 
             def on_generation(generation: Generation) -> None:
                 # Runs on the generating thread: cheap work only, verification happens on the verify thread.
                 nonlocal n_generated
+                if generation.finish_reason == "cancelled":
+                    return  # cut off mid-body (a cancel or the quorum): not a sample
                 n_generated += 1
                 report.generated(n_generated)
                 candidate = candidate_from(generation, prompt, request.text, target)
@@ -272,6 +289,7 @@ class Pipeline:
                     if candidate.key in seen:
                         earlier = seen[candidate.key]
                         seen[candidate.key] = dataclasses.replace(earlier, duplicates=earlier.duplicates + 1)
+                        check_quorum()
                         return
                     seen[candidate.key] = candidate
                 pending.put(candidate)
@@ -279,7 +297,7 @@ class Pipeline:
             def verify_loop() -> None:
                 while True:
                     candidate = pending.get()
-                    if candidate is None or cancel.cancelled:
+                    if candidate is None or stop.cancelled:
                         return
                     report.verifying(candidate.index)
                     try:
@@ -300,6 +318,8 @@ class Pipeline:
                         results.append(result)
                         if result.passed and not first_verified:
                             first_verified.append(result.verified_at_s)
+                        if result.passed:
+                            check_quorum()
                     report.verified(result)
                     if on_result is not None:
                         on_result(result)
@@ -307,10 +327,11 @@ class Pipeline:
             verify_thread = threading.Thread(target=verify_loop, name="lsp-verify-verify", daemon=True)
             verify_thread.start()
             try:
-                engine.generate(prompt, params, on_generation=on_generation, cancel=cancel)
+                engine.generate(prompt, params, on_generation=on_generation, cancel=stop)
             finally:
                 pending.put(None)
                 verify_thread.join()
+                unregister()
             if failures:
                 raise failures[0]
             cancel.raise_if_cancelled()
@@ -348,8 +369,8 @@ class Pipeline:
             n_generated=n_generated,
             seconds=seconds,
             first_verified_s=first_verified[0] if first_verified else None,
-            message=summarise(target, ranked, n_generated, plan.notes),
-            notes=tuple(plan.notes),
+            message=summarise(target, ranked, n_generated, [*plan.notes, *quorum_note]),
+            notes=(*plan.notes, *quorum_note),
             probe=plan.probe,
         )
         report.stage("done", out.message.splitlines()[0])
@@ -357,6 +378,19 @@ class Pipeline:
 
 
 _STAGE_DEPTH = {"parse": 0, "mypy": 1, "tests": 2}
+
+
+def agreeing_votes(results: Sequence[CandidateResult], seen: dict[str, Candidate]) -> int:
+    """The largest number of generated samples (duplicates included, as counted in ``seen`` so far) among
+    the passing ``results`` that behave alike -- the agreement the ranking's first vote counts."""
+    passing = [
+        dataclasses.replace(
+            r, candidate=dataclasses.replace(r.candidate, duplicates=seen[r.candidate.key].duplicates)
+        )
+        for r in results
+        if r.passed
+    ]
+    return max((agreeing_samples(passing, r) for r in passing), default=0)
 
 
 def repair_feedback(results: Sequence[CandidateResult]) -> str | None:
