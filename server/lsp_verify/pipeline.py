@@ -259,8 +259,9 @@ class Pipeline:
         def one_round(prompt: Prompt, params: SamplingParams, first_index: int) -> None:
             """Generate ``params.k`` sequences; verify each distinct candidate as soon as it is finished."""
             pending: queue.Queue[Candidate | None] = queue.Queue()
-            # Ends this round's generation and verification: the user's cancel, or a quorum of agreeing
-            # passing samples (settings.quorum) -- then the rest of k would only add votes to a decided rank.
+            # Ends this round's generation: the user's cancel, or a quorum of agreeing passing samples
+            # (settings.quorum) -- the rest of k would only add votes to a decided rank. What was generated
+            # is still verified: a finished sample that disagrees is what a question is asked about.
             stop = CancelToken()
             unregister = cancel.on_cancel(lambda: stop.cancel(cancel.reason))
 
@@ -297,7 +298,7 @@ class Pipeline:
             def verify_loop() -> None:
                 while True:
                     candidate = pending.get()
-                    if candidate is None or stop.cancelled:
+                    if candidate is None or cancel.cancelled:
                         return
                     report.verifying(candidate.index)
                     try:
