@@ -308,6 +308,11 @@ def run_problem(
     programs: dict[str, str] = {}
     outcomes: dict[str, Outcome] = {}
     for name in order:
+        # Every side starts cold: the engine would otherwise reuse the prompt the one before it decoded
+        # (the same prompt here), and whoever ran second would skip it.
+        forget = getattr(pipelines[name].engine(), "forget_prompt", None)
+        if forget is not None:
+            forget()
         if name == PEER:
             try:
                 peer_s, program = measure_peer(pipelines[PEER], problem, path)

@@ -90,3 +90,9 @@ def test_an_unrelated_prompt_reuses_nothing_it_does_not_share(model_file: ModelF
 
         # The same prompt again, now all but one token reused: the greedy answer is what it was.
         assert eng.generate(other, params)[0].text == first[0].text
+        assert eng.prompt_tokens_decoded == 1
+
+        # Forgotten (benchmarks time cold requests): the whole prompt is decoded again.
+        eng.forget_prompt()
+        assert eng.generate(other, params)[0].text == first[0].text
+        assert (eng.prompt_tokens_reused, eng.prompt_tokens_decoded) == (0, n_other)

@@ -332,6 +332,13 @@ class Engine:
     ) -> None:
         self.close()
 
+    def forget_prompt(self) -> None:
+        """Drop the kept prompt: the next request decodes its whole prompt (benchmarks time cold requests)."""
+        with self._lock:
+            self._check_open()
+            self._kept = []
+            self._lib.llama_memory_clear(self._mem, True)
+
     def _check_open(self) -> None:
         if self._closed:
             raise EngineError("the engine is closed")
