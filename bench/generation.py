@@ -13,6 +13,11 @@ timed end to end (prompt included) and interleaved per k, so drift in machine lo
 
     python bench/generation.py [--model PATH] [--tokens 128] [--ks 1,4,8] [--threads N] [--json OUT]
                                [--llama-server]
+    python bench/generation.py --prefix-reuse [--repeats 3]
+
+``--prefix-reuse`` times, instead, the prompt of a second request in one file: two prompts that share a
+module and differ in the function asked for, the second decoded after the first (the engine keeps the
+shared prefix) and cold (``Engine.forget_prompt``), interleaved; k = 1, one token, so the prompt is the time.
 
 With ``--llama-server`` the cached server binary (``bash scripts/build-llama-server.sh``) is started on the
 same model with ``--parallel max(ks)``, a unified KV cache of the same ``n_ctx`` and the same threads, and
@@ -181,6 +186,67 @@ class PlainLoop:
         self.lib.llama_model_free(self.model)
 
 
+def _file_prompt(function: str) -> Prompt:
+    module = "\n".join(
+        [
+            "import math",
+            "from dataclasses import dataclass",
+            "",
+            "",
+            "@dataclass",
+            "class Point:",
+            '    """A point in the plane."""',
+            "",
+            "    x: float",
+            "    y: float",
+            "",
+            "",
+            "def distance(a: Point, b: Point) -> float:",
+            '    """Euclidean distance between two points."""',
+            "    return math.hypot(a.x - b.x, a.y - b.y)",
+        ]
+    )
+    return Prompt(
+        text=(
+            "<|im_start|>system\nYou are an expert Python programmer.<|im_end|>\n"
+            f"<|im_start|>user\nThe module:\n```python\n{module}\n```\n"
+            f"Write the body of {function}.<|im_end|>\n"
+            "<|im_start|>assistant\n```python\n"
+        ),
+        format="chat",
+    )
+
+
+def prefix_reuse(model_path: Path, threads: int, repeats: int) -> int:
+    first, second = (
+        _file_prompt("midpoint(a: Point, b: Point) -> Point"),
+        _file_prompt("norm(p: Point) -> float"),
+    )
+    one = SamplingParams(k=1, max_tokens=1, temperature=0.0)
+    load_before = os.getloadavg()
+    rows = []
+    with Engine(model_path, n_ctx=1024, n_seq_max=1, n_threads=threads) as engine:
+        engine.generate(first, one)  # warm-up
+        for _ in range(repeats):
+            engine.forget_prompt()
+            engine.generate(first, one)
+            start = time.perf_counter()
+            engine.generate(second, one)
+            warm = time.perf_counter() - start
+            reused, decoded = engine.prompt_tokens_reused, engine.prompt_tokens_decoded
+            engine.forget_prompt()
+            start = time.perf_counter()
+            engine.generate(second, one)
+            rows.append((warm, reused, decoded, time.perf_counter() - start, engine.prompt_tokens_decoded))
+    print(f"load average before/after: {load_before} / {os.getloadavg()}; {threads} threads")
+    print("| second request | reused tokens | decoded tokens | s |")
+    print("|---|---:|---:|---:|")
+    for warm, reused, decoded, cold, cold_decoded in rows:
+        print(f"| after the first (prefix kept) | {reused} | {decoded} | {warm:.2f} |")
+        print(f"| cold | 0 | {cold_decoded} | {cold:.2f} |")
+    return 0
+
+
 def run_server(engine: Any, k: int, tokens: int, seed: int) -> tuple[float, int]:
     """One streamed request for k choices through the RemoteEngine (EOS ignored, like the other two)."""
     params = SamplingParams(
@@ -205,7 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--llama-server", action="store_true", help="also measure the model through the cached llama-server"
     )
+    parser.add_argument(
+        "--prefix-reuse", action="store_true", help="time a second request's prompt, prefix kept vs cold"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--prefix-reuse: rounds (default 3)")
     args = parser.parse_args(argv)
+    if args.prefix_reuse:
+        return prefix_reuse(resolve_model(args.model).path, args.threads or default_threads(), args.repeats)
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
     threads = args.threads or default_threads()
 
