@@ -269,11 +269,7 @@ class Pipeline:
                 """Called with results_lock held, after a passing result or a duplicate's vote."""
                 quorum = settings.quorum
                 if quorum and not stop.cancelled and (votes := agreeing_votes(results, seen)) >= quorum:
-                    quorum_note.append(
-                        f"stopped at a quorum: {votes} passing samples behave alike "
-                        f"({n_generated} of {report.total} generated)"
-                    )
-                    stop.cancel("a quorum of passing samples agrees")
+                    stop.cancel(f"stopped at a quorum: {votes} passing samples behave alike")
 
             def on_generation(generation: Generation) -> None:
                 # Runs on the generating thread: cheap work only, verification happens on the verify thread.
@@ -333,6 +329,8 @@ class Pipeline:
                 pending.put(None)
                 verify_thread.join()
                 unregister()
+            if stop.cancelled and not cancel.cancelled:
+                quorum_note.append(f"{stop.reason} ({n_generated} of {report.total} generated)")
             if failures:
                 raise failures[0]
             cancel.raise_if_cancelled()
