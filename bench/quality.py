@@ -410,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(
         k=max(ks), max_tokens=args.max_tokens, seed=args.seed, model_path=args.model, trusted=True
     )
+    settings.quorum = 0  # pass@k and the per-k views are read off every one of the k samples
     if args.repair_rounds is not None:
         settings.repair_rounds = args.repair_rounds
     config = {

@@ -119,3 +119,29 @@ def test_replay_estimates_the_lead_from_a_quality_run() -> None:
     greedy = dataclasses.replace(problem.greedy, candidates=[failed])
     (replayed,) = lat.replay([dataclasses.replace(problem, greedy=greedy)])
     assert replayed.outcomes["lead"] == lat.Outcome(pytest.approx(6.833 + 11.15), False, "tests", 3)
+
+
+def test_quorum_replay_stops_when_enough_passing_samples_agree_and_judges_what_it_would_show() -> None:
+    (problem,) = lat.quality.read_records(REPO / "tests" / "fixtures" / "quality" / "humaneval-0.jsonl")
+    (run,) = [r for r in problem.runs if r.k == 8]
+
+    # Sequences 3 and 5 wrote the same wrong body; it passed verification at 11.15 s: two votes at once.
+    two = lat.quorum_replay(run, 2)
+    assert (two.stopped, two.end_s, two.samples, two.correct, two.disagree) == (True, 11.15, 2, False, False)
+
+    # No body was written three times (not probed: agreement is equal code), so quorum 3 is the full run,
+    # where the tie between two doubled bodies goes to the likelier (here: the lower index), a right one.
+    three = lat.quorum_replay(run, 3)
+    full = lat.quorum_replay(run, 0)
+    assert three == full
+    assert (full.stopped, full.end_s, full.samples, full.correct, full.disagree) == (
+        False,
+        19.292,
+        8,
+        True,
+        True,
+    )
+
+    text = lat.quorum_markdown([problem], [0, 2], Path("humaneval-0.jsonl"))
+    assert "| off | 1 | 0 | 8 | 19.3 | 1.00 | 100.0% (1/1) | 1 |" in text
+    assert "| 2 | 1 | 1 | 2 | 11.2 | 0.58 | 0.0% (0/1) | 0 |" in text

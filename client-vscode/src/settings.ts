@@ -27,6 +27,7 @@ export const SERVER_KEYS = [
     "testTimeoutS",
     "requireTests",
     "repairRounds",
+    "quorum",
     "probeInputs",
     "questions",
     "answersAs",

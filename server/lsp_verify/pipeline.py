@@ -254,14 +254,28 @@ class Pipeline:
         failures: list[BaseException] = []
         n_generated = 0
         results_lock = threading.Lock()
+        quorum_note: list[str] = []
 
         def one_round(prompt: Prompt, params: SamplingParams, first_index: int) -> None:
             """Generate ``params.k`` sequences; verify each distinct candidate as soon as it is finished."""
             pending: queue.Queue[Candidate | None] = queue.Queue()
+            # Ends this round's generation: the user's cancel, or a quorum of agreeing passing samples
+            # (settings.quorum) -- the rest of k would only add votes to a decided rank. What was generated
+            # is still verified: a finished sample that disagrees is what a question is asked about.
+            stop = CancelToken()
+            unregister = cancel.on_cancel(lambda: stop.cancel(cancel.reason))
+
+            def check_quorum() -> None:
+                """Called with results_lock held, after a passing result or a duplicate's vote."""
+                quorum = settings.quorum
+                if quorum and not stop.cancelled and (votes := agreeing_votes(results, seen)) >= quorum:
+                    stop.cancel(f"stopped at a quorum: {votes} passing samples behave alike")
 
             def on_generation(generation: Generation) -> None:
                 # Runs on the generating thread: cheap work only, verification happens on the verify thread.
                 nonlocal n_generated
+                if generation.finish_reason == "cancelled":
+                    return  # cut off mid-body (a cancel or the quorum): not a sample
                 n_generated += 1
                 report.generated(n_generated)
                 candidate = candidate_from(generation, prompt, request.text, target)
@@ -272,6 +286,7 @@ class Pipeline:
                     if candidate.key in seen:
                         earlier = seen[candidate.key]
                         seen[candidate.key] = dataclasses.replace(earlier, duplicates=earlier.duplicates + 1)
+                        check_quorum()
                         return
                     seen[candidate.key] = candidate
                 pending.put(candidate)
@@ -300,6 +315,8 @@ class Pipeline:
                         results.append(result)
                         if result.passed and not first_verified:
                             first_verified.append(result.verified_at_s)
+                        if result.passed:
+                            check_quorum()
                     report.verified(result)
                     if on_result is not None:
                         on_result(result)
@@ -307,10 +324,13 @@ class Pipeline:
             verify_thread = threading.Thread(target=verify_loop, name="lsp-verify-verify", daemon=True)
             verify_thread.start()
             try:
-                engine.generate(prompt, params, on_generation=on_generation, cancel=cancel)
+                engine.generate(prompt, params, on_generation=on_generation, cancel=stop)
             finally:
                 pending.put(None)
                 verify_thread.join()
+                unregister()
+            if stop.cancelled and not cancel.cancelled:
+                quorum_note.append(f"{stop.reason} ({n_generated} of {report.total} generated)")
             if failures:
                 raise failures[0]
             cancel.raise_if_cancelled()
@@ -348,8 +368,8 @@ class Pipeline:
             n_generated=n_generated,
             seconds=seconds,
             first_verified_s=first_verified[0] if first_verified else None,
-            message=summarise(target, ranked, n_generated, plan.notes),
-            notes=tuple(plan.notes),
+            message=summarise(target, ranked, n_generated, [*plan.notes, *quorum_note]),
+            notes=(*plan.notes, *quorum_note),
             probe=plan.probe,
         )
         report.stage("done", out.message.splitlines()[0])
@@ -364,6 +384,19 @@ def prompt_tests(plan: VerifyPlan) -> list[str]:
     what it must do; the module's guard tests only what it must not break), each group in file order."""
     direct = set(plan.direct_tests)
     return sorted(plan.pytest_targets, key=lambda node_id: node_id not in direct)  # stable: file order kept
+
+
+def agreeing_votes(results: Sequence[CandidateResult], seen: dict[str, Candidate]) -> int:
+    """The largest number of generated samples (duplicates included, as counted in ``seen`` so far) among
+    the passing ``results`` that behave alike -- the agreement the ranking's first vote counts."""
+    passing = [
+        dataclasses.replace(
+            r, candidate=dataclasses.replace(r.candidate, duplicates=seen[r.candidate.key].duplicates)
+        )
+        for r in results
+        if r.passed
+    ]
+    return max((agreeing_samples(passing, r) for r in passing), default=0)
 
 
 def repair_feedback(results: Sequence[CandidateResult]) -> str | None:

@@ -3,9 +3,12 @@
 Built on llama-cpp-python's low-level ctypes bindings (``llama_cpp.llama_cpp``) because the high-level
 ``Llama`` class decodes one sequence at a time. One request works like this:
 
-1. clear the KV memory of every sequence (one context serves every request);
-2. decode the prompt once into sequence 0 and copy its KV cells to sequences 1..k-1
-   (``llama_memory_seq_cp``; with a unified KV cache the copy shares cells instead of duplicating them);
+1. clear the KV memory of every candidate sequence (one context serves every request);
+2. decode the prompt once and copy its KV cells to sequences 0..k-1 (``llama_memory_seq_cp``; with a
+   unified KV cache the copy shares cells instead of duplicating them). The prompt lives in a reserved
+   sequence (id ``n_seq_max``) that outlives the request: the next request keeps the longest token prefix it
+   shares with the last prompt and decodes only the rest -- requests for one file share their imports,
+   class and surrounding code, so the second one skips most of its prompt (``prompt_tokens_reused``);
 3. each step decodes one token for every live sequence in a single ``llama_batch``; each sequence samples
    with its own native sampler chain (top-k -> temp -> top-p -> dist, seed ``params.seed + i``; greedy at
    temperature 0);
@@ -216,6 +219,11 @@ class Engine:
         self._lib = lib = _init_native()
         self._lock = threading.Lock()
         self._stack = ExitStack()
+        self._kept: list[int] = []
+        """Tokens whose KV the reserved prompt sequence holds, positions 0..len-1 (empty: nothing kept)."""
+        self.prompt_tokens_decoded = 0
+        """Prompt tokens the last request decoded (the rest of its prompt was reused from the one before)."""
+        self.prompt_tokens_reused = 0
         self._closed = False
         max_seq = int(lib.llama_max_parallel_sequences())
         if n_seq_max > max_seq:
@@ -244,13 +252,16 @@ class Engine:
             cparams.n_ctx = n_ctx
             cparams.n_batch = min(n_ctx, 512)
             cparams.n_ubatch = min(n_ctx, 512)
-            cparams.n_seq_max = n_seq_max
+            # Unified KV: the k sequences share the prompt's cells and the free cells, so n_ctx bounds the
+            # total (prompt + all candidates) instead of being split n_seq_max ways -- and the kept prompt's
+            # sequence shares its cells with the candidates (split caches would give it a slice of its own:
+            # no reuse then).
+            self._unified = hasattr(cparams, "kv_unified")
+            self._keep: int | None = n_seq_max if self._unified and n_seq_max < max_seq else None
+            cparams.n_seq_max = n_seq_max + (self._keep is not None)
             cparams.n_threads = threads
             cparams.n_threads_batch = threads
             cparams.no_perf = True
-            # Unified KV: the k sequences share the prompt's cells and the free cells, so n_ctx bounds the
-            # total (prompt + all candidates) instead of being split n_seq_max ways.
-            self._unified = hasattr(cparams, "kv_unified")
             if self._unified:
                 cparams.kv_unified = True
             ctx = lib.llama_init_from_model(model, cparams)
@@ -320,6 +331,13 @@ class Engine:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def forget_prompt(self) -> None:
+        """Drop the kept prompt: the next request decodes its whole prompt (benchmarks time cold requests)."""
+        with self._lock:
+            self._check_open()
+            self._kept = []
+            self._lib.llama_memory_clear(self._mem, True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -454,8 +472,8 @@ class Engine:
             raise ValueError("empty prompt")
         self._check_budget(len(tokens), params)
 
-        # One context serves every request: forget whatever the last one left.
-        lib.llama_memory_clear(self._mem, True)
+        # One context serves every request: forget whatever the last one left, but the kept prompt prefix.
+        reused = self._reuse_prefix(tokens)
 
         seqs: list[_Sequence] = []
         finished: list[Generation] = []
@@ -485,7 +503,7 @@ class Engine:
                 if on_generation is not None:
                     on_generation(gen)
 
-            if not self._decode_prompt(tokens, cancel):
+            if not self._decode_prompt(tokens, reused, cancel):
                 for seq in seqs:
                     finish(seq, "cancelled")
                 return sorted(finished, key=lambda g: g.index)
@@ -495,17 +513,21 @@ class Engine:
             # others wait with the prompt's cells but its last token: the prompt's logits are overwritten by
             # the lead's steps, so they decode that token again themselves when their turn comes.
             lead = params.lead and params.k > 1
+            prompt_seq = 0 if self._keep is None else self._keep
+            if prompt_seq != 0:
+                lib.llama_memory_seq_cp(self._mem, prompt_seq, 0, -1, -1)
             for seq in seqs[1:]:
-                lib.llama_memory_seq_cp(self._mem, 0, seq.index, -1, n_prompt - 1 if lead else -1)
+                lib.llama_memory_seq_cp(self._mem, prompt_seq, seq.index, -1, n_prompt - 1 if lead else -1)
             waves = [seqs[:1], seqs[1:]] if lead else [seqs]
             max_stop = max((len(s) for s in prompt.stop), default=0)
+            scratch = np.empty((max(map(len, waves)), self._n_vocab), dtype=np.float32)
 
             def run_wave(live: list[_Sequence], rows: list[int]) -> bool:
                 """Decode ``live`` together until each has ended; False when cancelled in between."""
                 pos = n_prompt
                 while True:
                     logits = self._logits(rows)
-                    lse = _logsumexp_rows(logits)
+                    lse = _logsumexp_rows(logits, scratch)
                     still: list[_Sequence] = []
                     for j, seq in enumerate(live):
                         token = int(lib.llama_sampler_sample(seq.sampler, ctx, rows[j]))
@@ -577,14 +599,48 @@ class Engine:
             reason = "no room left in the KV cache" if rc == 1 else f"error code {rc}"
             raise EngineError(f"llama_decode failed: {reason}")
 
-    def _decode_prompt(self, tokens: list[int], cancel: CancelToken | None) -> bool:
-        """Decode the prompt into sequence 0 in n_batch chunks; False when cancelled in between."""
-        for begin in range(0, len(tokens), self._n_batch):
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Free every candidate sequence and cut the kept prompt to the longest prefix it shares with
+        ``tokens``; returns that prefix's length (at most all but the last token: its logits are needed)."""
+        lib = self._lib
+        if self._keep is None:
+            lib.llama_memory_clear(self._mem, True)
+            return 0
+        common = 0
+        for old, new in zip(self._kept, tokens[:-1], strict=False):  # the shorter one bounds the prefix
+            if old != new:
+                break
+            common += 1
+        for seq_id in range(self._info.n_seq_max):
+            lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+        if not lib.llama_memory_seq_rm(self._mem, self._keep, common, -1):
+            # The memory cannot cut a sequence part-way (it can for the transformer models we load).
+            lib.llama_memory_clear(self._mem, True)
+            common = 0
+        self._kept = self._kept[:common]
+        return common
+
+    def _decode_prompt(self, tokens: list[int], reused: int, cancel: CancelToken | None) -> bool:
+        """Decode the prompt after its first ``reused`` tokens into the prompt's sequence (the kept one, else
+        sequence 0) in n_batch chunks; False when cancelled in between."""
+        seq_id = 0 if self._keep is None else self._keep
+        self.prompt_tokens_reused = reused
+        self.prompt_tokens_decoded = 0
+        for begin in range(reused, len(tokens), self._n_batch):
             if cancel is not None and cancel.cancelled:
                 return False
             chunk = tokens[begin : begin + self._n_batch]
-            self._fill_batch([(t, begin + j, 0) for j, t in enumerate(chunk)], logits_last_only=True)
-            self._decode()
+            self._fill_batch([(t, begin + j, seq_id) for j, t in enumerate(chunk)], logits_last_only=True)
+            try:
+                self._decode()
+            except EngineError:
+                # What the kept sequence holds is unknown now: start the next request from nothing.
+                self._lib.llama_memory_clear(self._mem, True)
+                self._kept = []
+                raise
+            self.prompt_tokens_decoded += len(chunk)
+            if self._keep is not None:
+                self._kept = tokens[: begin + len(chunk)]
         return True
 
     def _logits(self, rows: list[int]) -> npt.NDArray[np.float32]:
@@ -599,11 +655,22 @@ class Engine:
         return np.broadcast_to(row, (len(rows), self._n_vocab))
 
 
-def _logsumexp_rows(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """log(sum(exp(row))) per row, stable; the log-probability of token t is logits[t] - lse."""
+def _logsumexp_rows(
+    logits: npt.NDArray[np.float32], scratch: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """log(sum(exp(row))) per row, stable; the log-probability of token t is logits[t] - lse.
+
+    Runs once per decode step over k x n_vocab (~1.2M) floats, the engine's largest per-token cost of its
+    own: ``exp`` works in place in ``scratch`` (at least that shape; no allocation per step) and the sum stays
+    in float32 (numpy sums pairwise; a float64 sum cost a conversion pass for digits a mean log-prob never
+    shows).
+    """
     unique = logits[:1] if logits.strides[0] == 0 else logits
     peak = unique.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(unique - peak).sum(axis=1, dtype=np.float64)) + peak[:, 0]
+    work = scratch[: unique.shape[0]]
+    np.subtract(unique, peak, out=work)
+    np.exp(work, out=work)
+    lse = np.log(work.sum(axis=1)) + peak[:, 0]
     return np.broadcast_to(lse, (logits.shape[0],)) if unique is not logits else lse
 
 
