@@ -46,7 +46,8 @@ from lsp_verify.verify.probe import CALL_TIMEOUT_S, MAX_SHOWN, ProbePlan, probe_
 from lsp_verify.verify.question import Answer, choose_question, keep_agreeing  # noqa: E402
 from lsp_verify.verify.rank import rank  # noqa: E402
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence  # noqa: E402
-from quality import Problem, load_problems, read_records, stub_source  # noqa: E402
+from humaneval import Problem, load_problems, stub_source  # noqa: E402
+from quality_records import read_records  # noqa: E402
 
 QUESTIONS = (0, 1, 2)
 
