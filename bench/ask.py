@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from humaneval import Problem, load_problems, stub_source  # noqa: E402
 from lsp_verify.syntax.splice import splice_body  # noqa: E402
 from lsp_verify.syntax.targets import function_targets  # noqa: E402
 from lsp_verify.verify.probe import CALL_TIMEOUT_S, MAX_SHOWN, ProbePlan, probe_inputs  # noqa: E402
 from lsp_verify.verify.question import Answer, choose_question, keep_agreeing  # noqa: E402
 from lsp_verify.verify.rank import rank  # noqa: E402
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence  # noqa: E402
-from humaneval import Problem, load_problems, stub_source  # noqa: E402
 from quality_records import read_records  # noqa: E402
 
 QUESTIONS = (0, 1, 2)
@@ -130,6 +130,9 @@ class Outcome:
     repair: bool
     choose_ms: float
     probe_s: float
+    why: str = ""
+    """When the suggestion shown after the last question is wrong or nothing is shown: why (see
+    :func:`diagnose`)."""
 
 
 def simulate(problem: Problem, record: Any) -> Outcome | None:
@@ -194,7 +197,54 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
         best = remaining[0] if remaining else None
         shown.append(best is not None)
         correct.append(best is not None and correct_of[best.candidate.index])
-    return Outcome(record.task_id, record.group, shown, correct, asked, repair, choose_s * 1000, probe_s)
+    why = "" if correct[-1] else diagnose(results, remaining, correct_of, reference, asked)
+    return Outcome(record.task_id, record.group, shown, correct, asked, repair, choose_s * 1000, probe_s, why)
+
+
+WHY = {
+    "none-right": "(b) no verified candidate is right: only a repair round can help",
+    "answer-removed-right": "the reference's answer removed every right candidate (they differ from it on a "
+    "probe input the held-out tests do not check)",
+    "not-separated": "(a) no probe input separates the shown candidate from a right one",
+    "separated-unaskable": "(a) only inputs that cannot be asked about (timeout, long or non-literal output) "
+    "separate them",
+    "reference-unanswerable": "the reference's output on the chosen input cannot be given as an answer "
+    "(it raises an exception no candidate raises, or it is not a short literal): the user skips",
+    "budget": "(c) an askable input separates them, but the questions ran out",
+}
+
+
+def diagnose(
+    results: list[CandidateResult],
+    remaining: tuple[CandidateResult, ...],
+    correct_of: dict[int, bool],
+    reference: dict[str, Any] | None,
+    asked: int,
+) -> str:
+    """Why the suggestion left after the questions is wrong (or why nothing is left): a key of WHY."""
+    if not any(correct_of[r.candidate.index] for r in results):
+        return "none-right"
+    right = [r for r in remaining if correct_of[r.candidate.index]]
+    if not right:
+        return "answer-removed-right"
+    best = remaining[0]
+    separating = [
+        i
+        for i in range(len(best.probe_outputs))
+        if any(len(r.probe_outputs) > i and r.probe_outputs[i] != best.probe_outputs[i] for r in right)
+    ]
+    if not separating:
+        return "not-separated"
+    askable = [
+        i
+        for i in separating
+        if all(s is not None and s != "!timeout" for s in (r.probe_shown[i] for r in remaining))
+    ]
+    if not askable:
+        return "separated-unaskable"
+    if asked < QUESTIONS[-1]:
+        return "reference-unanswerable"
+    return "budget"
 
 
 def table(outcomes: list[Outcome], group: str) -> list[str]:
@@ -224,6 +274,14 @@ def table(outcomes: list[Outcome], group: str) -> list[str]:
         f"problem; probing candidates + reference here: mean {sum(o.probe_s for o in chosen) / n:.2f} s",
         "",
     ]
+    whys = [o.why for o in chosen if o.why]
+    if whys:
+        lines += [
+            f"why the suggestion after ≤ {QUESTIONS[-1]} questions is wrong or missing ({len(whys)}):",
+            "",
+        ]
+        lines += [f"- {WHY[key]}: {whys.count(key)}" for key in WHY if key in whys]
+        lines.append("")
     return lines
 
 
