@@ -258,7 +258,8 @@ def answer_test(
     if existing is None:
         existing = path.read_text(encoding="utf-8") if exists else ""
     name = _free_name(existing, f"test_{question.function}_answer")
-    imports = [f"from {module} import {question.function}"] if module else []
+    # ``Class.method``: the class is what is imported.
+    imports = [f"from {module} import {question.function.split('.')[0]}"] if module else []
     if expected.startswith("!"):
         body = [
             "import pytest",
