@@ -175,10 +175,13 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
     shown, correct = [], []
     remaining: tuple[CandidateResult, ...] = tuple(rank(results))
     asked, repair, choose_s = 0, False, 0.0
+    asked_at: list[int] = []
     for n in QUESTIONS:
         if n > 0 and remaining and not repair:
             t0 = time.monotonic()
-            question = choose_question(remaining, plan, trusted=True)
+            question = choose_question(
+                remaining, plan, trusted=True, confirm_from=results if asked else (), asked=asked_at
+            )
             if question is not None and reference is not None:
                 i = question.input_index
                 expected_fp, expected_shown = reference["fingerprints"][i], reference["shown"][i]
@@ -191,6 +194,7 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
                     answer = Answer()
                 if not answer.skipped:
                     asked += 1
+                    asked_at.append(i)
                     remaining = tuple(rank(keep_agreeing(remaining, question, answer)))
                     repair = not remaining
             choose_s += time.monotonic() - t0
@@ -203,6 +207,12 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
 
 WHY = {
     "none-right": "(b) no verified candidate is right: only a repair round can help",
+    "none-right-not-separated": "(b) no verified candidate is right, and the reference returns what the "
+    "shown one does on every probe input (a question cannot reveal it)",
+    "none-right-unaskable": "(b) no verified candidate is right; only inputs that cannot be asked about "
+    "reveal it",
+    "none-right-not-asked": "(b) no verified candidate is right; an askable input reveals it but was not "
+    "asked",
     "answer-removed-right": "the reference's answer removed every right candidate (they differ from it on a "
     "probe input the held-out tests do not check)",
     "not-separated": "(a) no probe input separates the shown candidate from a right one",
@@ -223,7 +233,19 @@ def diagnose(
 ) -> str:
     """Why the suggestion left after the questions is wrong (or why nothing is left): a key of WHY."""
     if not any(correct_of[r.candidate.index] for r in results):
-        return "none-right"
+        if not remaining or reference is None:
+            return "none-right"
+        best = remaining[0]
+        revealing = [
+            i
+            for i, fingerprint in enumerate(reference["fingerprints"])
+            if i < len(best.probe_outputs) and fingerprint != best.probe_outputs[i]
+        ]
+        if not revealing:
+            return "none-right-not-separated"
+        if not any(best.probe_shown[i] not in (None, "!timeout") for i in revealing):
+            return "none-right-unaskable"
+        return "none-right-not-asked"
     right = [r for r in remaining if correct_of[r.candidate.index]]
     if not right:
         return "answer-removed-right"

@@ -20,7 +20,7 @@ import ast
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,38 +110,85 @@ def behaviours(passing: Sequence[CandidateResult]) -> int:
 
 
 def choose_question(
-    passing: Sequence[CandidateResult], probe: ProbePlan | None, *, trusted: bool
+    passing: Sequence[CandidateResult],
+    probe: ProbePlan | None,
+    *,
+    trusted: bool,
+    confirm_from: Sequence[CandidateResult] = (),
+    asked: Collection[int] = (),
 ) -> Question | None:
-    """The input that splits the probed passing candidates' samples most evenly, as a question; None when
-    they all behave alike, when no input can be asked about, or when the workspace is not trusted."""
+    """The input that splits the probed passing candidates' samples most evenly, as a question; None when no
+    input can be asked about, or when the workspace is not trusted.
+
+    When they all behave alike: None - unless ``confirm_from`` (every passing candidate, before the answers
+    so far filtered them to ``passing``) is given, when the question confirms the one behaviour left on the
+    input not yet ``asked`` about where ``confirm_from`` disagreed most. Agreement left by an answer is weak
+    evidence: a small model is often consistently wrong, and where its samples disagreed is where the
+    remaining ones are likeliest to be wrong too; "another value" then starts the repair round.
+    """
     if not trusted or probe is None:
         return None
-    probed = [
-        r for r in passing if r.passed and len(r.probe_outputs) == len(probe.inputs) == len(r.probe_shown)
-    ]
-    if len({r.probe_outputs for r in probed}) < 2:
+    probed = _probed(passing, probe)
+    if not probed:
         return None
+    if len({r.probe_outputs for r in probed}) < 2:
+        return _confirmation(probed, _probed(confirm_from, probe), probe, asked) if confirm_from else None
     best: tuple[tuple[float, int, int, int], Question] | None = None
     for index, arguments in enumerate(probe.inputs):
         call = f"{probe.function}({arguments})"
-        if len(call) > MAX_CALL or "\n" in call:
+        if not _askable(call, probed, index):
             continue
-        groups: dict[str, list[CandidateResult]] = {}
-        for result in probed:
-            groups.setdefault(result.probe_outputs[index], []).append(result)
-        if len(groups) < 2 or not all(_offerable(r.probe_shown[index]) for r in probed):
+        options = _options(probed, index)
+        if len(options) < 2:
             continue
-        options = []
-        for fingerprint, members in groups.items():
-            members.sort(key=lambda r: -(r.candidate.duplicates + 1))
-            shown = members[0].probe_shown[index]
-            assert shown is not None  # _offerable
-            options.append(Option(shown, sum(r.candidate.duplicates + 1 for r in members), fingerprint))
-        options.sort(key=lambda o: (-o.samples, o.shown))
         key = (-_entropy([o.samples for o in options]), len(options), len(call), index)
         if best is None or key < best[0]:
-            best = (key, Question(probe.function, arguments, index, tuple(options)))
+            best = (key, Question(probe.function, arguments, index, options))
     return best[1] if best is not None else None
+
+
+def _confirmation(
+    probed: list[CandidateResult], everyone: list[CandidateResult], probe: ProbePlan, asked: Collection[int]
+) -> Question | None:
+    best: tuple[tuple[float, int, int], Question] | None = None
+    for index, arguments in enumerate(probe.inputs):
+        call = f"{probe.function}({arguments})"
+        if index in asked or not _askable(call, probed, index) or not _askable(call, everyone, index):
+            continue
+        spread = _entropy([o.samples for o in _options(everyone, index)])
+        if spread <= 0:
+            continue  # every sample agreed here: an answer would say nothing about the doubt
+        key = (-spread, len(call), index)
+        if best is None or key < best[0]:
+            best = (key, Question(probe.function, arguments, index, _options(probed, index)))
+    return best[1] if best is not None else None
+
+
+def _probed(results: Sequence[CandidateResult], probe: ProbePlan) -> list[CandidateResult]:
+    return [
+        r for r in results if r.passed and len(r.probe_outputs) == len(probe.inputs) == len(r.probe_shown)
+    ]
+
+
+def _askable(call: str, probed: Sequence[CandidateResult], index: int) -> bool:
+    return (
+        len(call) <= MAX_CALL and "\n" not in call and all(_offerable(r.probe_shown[index]) for r in probed)
+    )
+
+
+def _options(probed: Sequence[CandidateResult], index: int) -> tuple[Option, ...]:
+    """The behaviours on input ``index``, most samples first."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for result in probed:
+        groups.setdefault(result.probe_outputs[index], []).append(result)
+    options = []
+    for fingerprint, members in groups.items():
+        members.sort(key=lambda r: -(r.candidate.duplicates + 1))
+        shown = members[0].probe_shown[index]
+        assert shown is not None  # _askable
+        options.append(Option(shown, sum(r.candidate.duplicates + 1 for r in members), fingerprint))
+    options.sort(key=lambda o: (-o.samples, o.shown))
+    return tuple(options)
 
 
 def _offerable(shown: str | None) -> bool:
