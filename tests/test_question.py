@@ -23,6 +23,7 @@ from lsp_verify.verify.question import (
     Answer,
     AnswerError,
     Question,
+    another_value,
     answer_test,
     choose_question,
     conventional_test_module,
@@ -127,6 +128,27 @@ def test_the_most_even_split_is_asked() -> None:
     assert [(o.label, o.samples) for o in question.options] == [("10", 3), ("11", 2)]
     assert choose_question(results[1:2], PLAN, trusted=True) is None  # one behaviour: nothing to ask
     assert choose_question(results, PLAN, trusted=False) is None
+
+
+def test_after_an_answer_leaves_one_behaviour_it_is_confirmed_where_the_samples_disagreed_most() -> None:
+    """A small model is often consistently wrong: the behaviour an answer kept is asked about once more, on
+    the input not yet asked where all the samples disagreed most; another value then means a repair."""
+    everyone = [
+        result(("a", "p", "x"), ("1", "5", "7"), votes=2),
+        result(("a", "q", "y"), ("1", "6", "8"), votes=2),
+        result(("b", "r", "z"), ("2", "9", "10"), votes=1),
+    ]
+    question = choose_question(everyone, PLAN, trusted=True)
+    assert question is not None and question.call == "f(1)"  # three behaviours, the most even split
+    kept = keep_agreeing(everyone, question, Answer(option=question.options[0]))
+    assert len(kept) == 1
+    assert choose_question(kept, PLAN, trusted=True) is None  # the rule without the samples' doubt
+    confirm = choose_question(kept, PLAN, trusted=True, confirm_from=everyone, asked=[1])
+    assert confirm is not None and confirm.call == "f(2)"  # f(0): 2 outputs, f(1): asked already
+    assert [(o.label, o.samples) for o in confirm.options] == [("7", 2)]
+    assert choose_question(kept, PLAN, trusted=True, confirm_from=everyone, asked=[1, 2]) is not None
+    assert choose_question(kept, PLAN, trusted=True, confirm_from=kept, asked=[1]) is None  # no doubt
+    assert not keep_agreeing(kept, confirm, another_value("70", confirm))  # -> the repair round
 
 
 def test_answers_parse_and_filter() -> None:

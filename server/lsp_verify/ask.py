@@ -2,9 +2,11 @@
 
 ``lsp-verify fix --ask`` (a terminal) and the editor (``window/showMessageRequest``) run the same loop over
 an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. At most
-``settings.questions`` questions, none once one behaviour is left. "Another value" that no candidate returns
-is a specification the candidates missed: it is added to the docstring as a doctest, a failing nearby test,
-and the request runs again (generation, verification and, when nothing passes, the usual repair round).
+``settings.questions`` questions; once an answer leaves one behaviour, the next confirms it where the
+samples disagreed most (see :func:`~lsp_verify.verify.question.choose_question`). "Another value" that no
+candidate returns is a specification the candidates missed: it is added to the docstring as a doctest, a
+failing nearby test, and the request runs again (generation, verification and, when nothing passes, the
+usual repair round).
 The answers that filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test
 module (:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines
 in the kept candidate's docstring.
@@ -89,7 +91,10 @@ def ask_and_keep(
             assert answer.expected is not None  # not skipped
             return _repair(rerun, request, fix, question, answer.expected, record, answers)
         remaining = kept
-        question = choose_question(remaining, probe, trusted=settings.trusted)
+        asked = [q.input_index for q, _ in answers]
+        question = choose_question(
+            remaining, probe, trusted=settings.trusted, confirm_from=fix.passing, asked=asked
+        )
 
     if not answers:
         return Asked(fix, request.text, record)

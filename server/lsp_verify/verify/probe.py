@@ -127,7 +127,7 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None
     if required is not None and len(out) < limit:
         strategies = _strategies(required, literal_calls)
         if strategies is not None:
-            for drawn_values in drawn.draw(strategies, limit - len(out)):
+            for drawn_values in drawn.draw(strategies, limit):  # some may repeat a documented one
                 add(_args_source(drawn_values))
     return tuple(out)
 

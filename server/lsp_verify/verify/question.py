@@ -304,7 +304,7 @@ def answer_test(
     exists = path.is_file()
     if existing is None:
         existing = path.read_text(encoding="utf-8") if exists else ""
-    name = _free_name(existing, f"test_{question.function}_answer")
+    name = _free_name(existing, f"test_{question.function.replace('.', '_')}_answer")
     # ``Class.method``: the class is what is imported.
     imports = [f"from {module} import {question.function.split('.')[0]}"] if module else []
     if expected.startswith("!"):
