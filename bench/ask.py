@@ -43,8 +43,19 @@ sys.path.insert(0, str(REPO / "bench"))
 from humaneval import Problem, load_problems, stub_source  # noqa: E402
 from lsp_verify.syntax.splice import splice_body  # noqa: E402
 from lsp_verify.syntax.targets import function_targets  # noqa: E402
-from lsp_verify.verify.probe import CALL_TIMEOUT_S, MAX_SHOWN, ProbePlan, probe_inputs  # noqa: E402
-from lsp_verify.verify.question import Answer, choose_question, keep_agreeing  # noqa: E402
+from lsp_verify.verify.probe import (  # noqa: E402
+    CALL_TIMEOUT_S,
+    MAX_SHOWN,
+    ProbePlan,
+    documented_outputs,
+    probe_inputs,
+)
+from lsp_verify.verify.question import (  # noqa: E402
+    Answer,
+    choose_question,
+    documented_answers,
+    keep_agreeing,
+)
 from lsp_verify.verify.rank import rank  # noqa: E402
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence  # noqa: E402
 from quality_records import read_records  # noqa: E402
@@ -133,6 +144,9 @@ class Outcome:
     why: str = ""
     """When the suggestion shown after the last question is wrong or nothing is shown: why (see
     :func:`diagnose`)."""
+    stated_shown: bool = False
+    """Something is shown after only the answers the docstring's prose states (no question asked)."""
+    stated_correct: bool = False
 
 
 def simulate(problem: Problem, record: Any) -> Outcome | None:
@@ -170,18 +184,36 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
         results.append(result)
         correct_of[i] = c.correct
     reference = probed.get("reference")
-    plan = ProbePlan("problem", problem.entry_point, inputs)
+    stated = documented_outputs(target.docstring, target.name)
+    documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
+    plan = ProbePlan("problem", problem.entry_point, inputs, documented=documented)
 
     shown, correct = [], []
     remaining: tuple[CandidateResult, ...] = tuple(rank(results))
     asked, repair, choose_s = 0, False, 0.0
     asked_at: list[int] = []
+    filtered = False
+    stated_shown, stated_correct = False, False
     for n in QUESTIONS:
         if n > 0 and remaining and not repair:
             t0 = time.monotonic()
-            question = choose_question(
-                remaining, plan, trusted=True, confirm_from=results if asked else (), asked=asked_at
-            )
+            if n == 1:  # the flow starts with the answers the docstring already gives
+                kept, stated = documented_answers(remaining, plan, trusted=True)
+                if stated:
+                    asked_at += [q.input_index for q, _ in stated]
+                    remaining, filtered = tuple(rank(kept)), True
+                    repair = not remaining
+                stated_shown = bool(remaining)
+                stated_correct = bool(remaining) and correct_of[remaining[0].candidate.index]
+            question = None
+            if remaining and not repair:
+                question = choose_question(
+                    remaining,
+                    plan,
+                    trusted=True,
+                    confirm_from=results if filtered and not asked else (),
+                    asked=asked_at,
+                )
             if question is not None and reference is not None:
                 i = question.input_index
                 expected_fp, expected_shown = reference["fingerprints"][i], reference["shown"][i]
@@ -195,6 +227,7 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
                 if not answer.skipped:
                     asked += 1
                     asked_at.append(i)
+                    filtered = True
                     remaining = tuple(rank(keep_agreeing(remaining, question, answer)))
                     repair = not remaining
             choose_s += time.monotonic() - t0
@@ -202,7 +235,19 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
         shown.append(best is not None)
         correct.append(best is not None and correct_of[best.candidate.index])
     why = "" if correct[-1] else diagnose(results, remaining, correct_of, reference, asked)
-    return Outcome(record.task_id, record.group, shown, correct, asked, repair, choose_s * 1000, probe_s, why)
+    return Outcome(
+        record.task_id,
+        record.group,
+        shown,
+        correct,
+        asked,
+        repair,
+        choose_s * 1000,
+        probe_s,
+        why,
+        stated_shown if passing else False,
+        stated_correct,
+    )
 
 
 WHY = {
@@ -286,8 +331,12 @@ def table(outcomes: list[Outcome], group: str) -> list[str]:
         precision = f"{right / shown:.2f}" if shown else "-"
         lines.append(f"| ≤ {q} | {shown} | {right} | {precision} | {shown / n:.2f} |")
     asked = [o.asked for o in chosen]
+    stated, stated_right = sum(o.stated_shown for o in chosen), sum(o.stated_correct for o in chosen)
     lines += [
         "",
+        f"after only the outputs the docstrings state in prose (the flow's first step, no question): shown "
+        f"{stated}, correct {stated_right}, precision {stated_right / stated if stated else 0:.2f}, coverage "
+        f"{stated / n:.2f}",
         f"questions asked per problem: mean {sum(asked) / n:.2f} "
         f"(0: {asked.count(0)}, 1: {asked.count(1)}, 2: {asked.count(2)}); answers no candidate returned "
         f"(the product runs a repair round; counted as nothing shown): {sum(o.repair for o in chosen)}",

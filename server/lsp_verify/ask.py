@@ -28,6 +28,7 @@ from .verify.question import (
     TestEdit,
     answer_tests,
     choose_question,
+    documented_answers,
     keep_agreeing,
     with_doctest,
 )
@@ -54,10 +55,27 @@ class Asked:
 
 def first_question(fix: FixReport, settings: Settings) -> Question | None:
     """The question this run raises (None when ``questions`` is 0, nothing disagrees or the workspace is not
-    trusted: probes, hence questions, run workspace code)."""
+    trusted: probes, hence questions, run workspace code). It is asked about the candidates that return
+    what the docstring's prose examples state, when those say anything."""
     if settings.questions <= 0:
         return None
-    return choose_question(fix.passing, fix.probe, trusted=settings.trusted)
+    kept, stated = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
+    if not kept:
+        return None  # the docstring's examples contradict every candidate: a repair round, not a question
+    return _next_question(fix, settings, kept, [q for q, _ in stated])
+
+
+def _next_question(
+    fix: FixReport, settings: Settings, remaining: Sequence[CandidateResult], answered: Sequence[Question]
+) -> Question | None:
+    """After the docstring's or the user's answers: confirm one behaviour left where all samples disagreed."""
+    return choose_question(
+        remaining,
+        fix.probe,
+        trusted=settings.trusted,
+        confirm_from=fix.passing if answered else (),
+        asked=[q.input_index for q in answered],
+    )
 
 
 Rerun = Callable[[FixRequest], FixReport]
@@ -68,35 +86,41 @@ def ask_and_keep(
     settings: Settings, request: FixRequest, fix: FixReport, asker: Asker | None, rerun: Rerun
 ) -> Asked:
     """Ask up to ``settings.questions`` questions about ``fix`` and apply the answers (see the module
-    docstring). Without an asker only the question is reported."""
-    question = first_question(fix, settings)
-    if question is None:
-        return Asked(fix, request.text, None)
-    record: dict[str, Any] = {**question.to_json(), "answer": None}
-    if asker is None:
-        return Asked(fix, request.text, record)
+    docstring). Without an asker only the question is reported.
 
+    The answers the docstring's prose examples already give (``f(2) == 4``) come first: the candidates that
+    return something else are dropped before the user is asked anything; when that drops all of them, the
+    example becomes a doctest for a repair round, as "another value" does.
+    """
+    if settings.questions <= 0 or asker is None:
+        question = first_question(fix, settings)
+        return Asked(fix, request.text, None if question is None else {**question.to_json(), "answer": None})
+
+    remaining, stated = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
+    if stated and not remaining:
+        documented, answer = stated[-1]
+        assert answer.expected is not None  # a documented output
+        return _repair(rerun, request, fix, documented, answer.expected, None, [])
+    answered = [q for q, _ in stated]
+    question = _next_question(fix, settings, remaining, answered)
+    record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
-    remaining = fix.passing
-    probe = fix.probe
     while question is not None and len(answers) < settings.questions:
         answer = asker(question, fix.target)
         if answer.skipped:
             break
         answers.append((question, answer))
-        if len(answers) == 1:
+        answered.append(question)
+        if record is not None and len(answers) == 1:
             record["answer"] = answer.option.label if answer.option is not None else answer.value
         kept = keep_agreeing(remaining, question, answer)
         if not kept:
             assert answer.expected is not None  # not skipped
             return _repair(rerun, request, fix, question, answer.expected, record, answers)
         remaining = kept
-        asked = [q.input_index for q, _ in answers]
-        question = choose_question(
-            remaining, probe, trusted=settings.trusted, confirm_from=fix.passing, asked=asked
-        )
+        question = _next_question(fix, settings, remaining, answered)
 
-    if not answers:
+    if not answers and not stated:
         return Asked(fix, request.text, record)
     return keep_answers(settings, request, fix, remaining, answers, record)
 
@@ -134,7 +158,7 @@ def _repair(
     fix: FixReport,
     question: Question,
     expected: str,
-    record: dict[str, Any],
+    record: dict[str, Any] | None,
     answers: list[tuple[Question, Answer]],
 ) -> Asked:
     """No candidate returns the user's value: run again with it as a doctest in the docstring."""

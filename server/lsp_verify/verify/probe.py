@@ -55,6 +55,9 @@ class ProbePlan:
     inputs: tuple[str, ...]
     import_root: str = ""
     """Where ``module`` is imported from, relative to the workspace root (``src`` in a src layout)."""
+    documented: tuple[tuple[int, str], ...] = ()
+    """``(input index, output repr)`` for each input whose output the docstring's prose states
+    (:func:`documented_outputs`): answers the user already gave."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,11 @@ def probe_plan(
     parents = relative.parents
     import_root = parents[packages] if packages < len(parents) else Path()
     function = target.qualname if target.class_name is not None else target.name
-    return ProbePlan(module, function, inputs, import_root.as_posix() if import_root != Path() else "")
+    stated = documented_outputs(target.docstring, target.name) if target.class_name is None else {}
+    documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
+    return ProbePlan(
+        module, function, inputs, import_root.as_posix() if import_root != Path() else "", documented
+    )
 
 
 def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None = None) -> tuple[str, ...]:
@@ -366,6 +373,11 @@ def _literal_prefix(line: str) -> Any:
 
 def _call_at(text: str, start: int, name: str) -> ast.Call | None:
     """The call expression that starts at ``text[start]``: the shortest prefix up to a ``)`` that parses."""
+    found = _call_span(text, start, name)
+    return found[0] if found else None
+
+
+def _call_span(text: str, start: int, name: str) -> tuple[ast.Call, int] | None:
     end = start
     while True:
         end = text.find(")", end + 1)
@@ -376,8 +388,63 @@ def _call_at(text: str, start: int, name: str) -> ast.Call | None:
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         if isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name):
-            return expression if expression.func.id == name else None
+            return (expression, end + 1) if expression.func.id == name else None
         return None
+
+
+_STATES = re.compile(r"\s*(?:==|=>|->|→|➞|should return|returns?|should be|gives)\s*(?![=\s])")
+
+
+def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
+    """``{argument source: expected output repr}`` for the docstring's prose examples that state their
+    output on the same line - ``f([1, 2]) == 3``, ``f('a') => 'b'``, ``f(0) returns True`` - when the output
+    is a whole literal (``f(x) == 1 + 2 = 3`` states nothing we can read). Doctest lines are not included:
+    the tests already run them."""
+    if not docstring:
+        return {}
+    try:
+        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return {}
+    if not isinstance(text, str):
+        return {}
+    out: dict[str, str] = {}
+    for match in re.finditer(rf"(?<![\w.]){re.escape(name)}\s*\(", text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if text[line_start : match.start()].lstrip().startswith(">>>"):
+            continue
+        found = _call_span(text, match.start(), name)
+        if found is None:
+            continue
+        call, end = found
+        states = _STATES.match(text, end)
+        if states is None:
+            continue
+        rest = text[states.end() :].split("\n", 1)[0].strip()
+        value = _literal_prefix(rest)
+        if value is _NO_LITERAL or repr(value) != repr(ast.literal_eval(repr(value))):
+            continue
+        shown = rest[: _literal_length(rest)]
+        if rest[len(shown) :].strip(" .,;") and not rest[len(shown) :].lstrip().startswith(("#", "(")):
+            continue  # more expression follows: the literal is only its start
+        arguments = ", ".join(
+            [*(ast.unparse(a) for a in call.args), *(ast.unparse(k) for k in call.keywords)]
+        )
+        out.setdefault(arguments, repr(value))
+    return out
+
+
+def _literal_length(line: str) -> int:
+    """Length of the longest prefix of ``line`` (stripped) that is a literal (0: none)."""
+    for end in range(min(len(line), 400), 0, -1):
+        if line[end - 1] in " ,;.":
+            continue
+        try:
+            ast.literal_eval(line[:end])
+            return end
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return 0
 
 
 def _args_source(values: Sequence[Any]) -> str:

@@ -147,6 +147,29 @@ def choose_question(
     return best[1] if best is not None else None
 
 
+def documented_answers(
+    passing: Sequence[CandidateResult], probe: ProbePlan | None, *, trusted: bool
+) -> tuple[tuple[CandidateResult, ...], tuple[tuple[Question, Answer], ...]]:
+    """The passing candidates that return what the docstring's prose examples say they return
+    (``ProbePlan.documented``: answers the user gave before being asked), and those examples as answered
+    questions. No candidate left: the candidates missed the documented behaviour (a repair round's job)."""
+    kept = tuple(r for r in passing if r.passed)
+    if not trusted or probe is None or not probe.documented:
+        return kept, ()
+    answered = []
+    for index, expected in probe.documented:
+        probed = _probed(kept, probe)
+        if not all(_offerable(r.probe_shown[index]) for r in probed):
+            continue  # an output we cannot compare (a timeout, a long list): the example says nothing here
+        question = Question(probe.function, probe.inputs[index], index, _options(probed, index))
+        answer = another_value(expected, question)
+        answered.append((question, answer))
+        kept = keep_agreeing(kept, question, answer)
+        if not kept:
+            break
+    return kept, tuple(answered)
+
+
 def _confirmation(
     probed: list[CandidateResult], everyone: list[CandidateResult], probe: ProbePlan, asked: Collection[int]
 ) -> Question | None:
