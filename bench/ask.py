@@ -191,8 +191,6 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
     shown, correct = [], []
     remaining: tuple[CandidateResult, ...] = tuple(rank(results))
     asked, repair, choose_s = 0, False, 0.0
-    asked_at: list[int] = []
-    filtered = False
     stated_shown, stated_correct = False, False
     for n in QUESTIONS:
         if n > 0 and remaining and not repair:
@@ -200,20 +198,13 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
             if n == 1:  # the flow starts with the answers the docstring already gives
                 kept, stated = documented_answers(remaining, plan, trusted=True)
                 if stated:
-                    asked_at += [q.input_index for q, _ in stated]
-                    remaining, filtered = tuple(rank(kept)), True
+                    remaining = tuple(rank(kept))
                     repair = not remaining
                 stated_shown = bool(remaining)
                 stated_correct = bool(remaining) and correct_of[remaining[0].candidate.index]
             question = None
             if remaining and not repair:
-                question = choose_question(
-                    remaining,
-                    plan,
-                    trusted=True,
-                    confirm_from=results if filtered and not asked else (),
-                    asked=asked_at,
-                )
+                question = choose_question(remaining, plan, trusted=True)
             if question is not None and reference is not None:
                 i = question.input_index
                 expected_fp, expected_shown = reference["fingerprints"][i], reference["shown"][i]
@@ -226,8 +217,6 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
                     answer = Answer()
                 if not answer.skipped:
                     asked += 1
-                    asked_at.append(i)
-                    filtered = True
                     remaining = tuple(rank(keep_agreeing(remaining, question, answer)))
                     repair = not remaining
             choose_s += time.monotonic() - t0

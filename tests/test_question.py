@@ -17,16 +17,16 @@ from lsp_verify.pipeline import Pipeline
 from lsp_verify.syntax.splice import normalise, splice_body
 from lsp_verify.syntax.target import EditTarget
 from lsp_verify.verify.cascade import Verifier
-from lsp_verify.verify.probe import ProbePlan
+from lsp_verify.verify.probe import ProbePlan, documented_outputs
 from lsp_verify.verify.question import (
     SKIP,
     Answer,
     AnswerError,
     Question,
-    another_value,
     answer_test,
     choose_question,
     conventional_test_module,
+    documented_answers,
     keep_agreeing,
     parse_answer,
     with_doctest,
@@ -130,25 +130,41 @@ def test_the_most_even_split_is_asked() -> None:
     assert choose_question(results, PLAN, trusted=False) is None
 
 
-def test_after_an_answer_leaves_one_behaviour_it_is_confirmed_where_the_samples_disagreed_most() -> None:
-    """A small model is often consistently wrong: the behaviour an answer kept is asked about once more, on
-    the input not yet asked where all the samples disagreed most; another value then means a repair."""
-    everyone = [
-        result(("a", "p", "x"), ("1", "5", "7"), votes=2),
-        result(("a", "q", "y"), ("1", "6", "8"), votes=2),
-        result(("b", "r", "z"), ("2", "9", "10"), votes=1),
-    ]
-    question = choose_question(everyone, PLAN, trusted=True)
-    assert question is not None and question.call == "f(1)"  # three behaviours, the most even split
-    kept = keep_agreeing(everyone, question, Answer(option=question.options[0]))
-    assert len(kept) == 1
-    assert choose_question(kept, PLAN, trusted=True) is None  # the rule without the samples' doubt
-    confirm = choose_question(kept, PLAN, trusted=True, confirm_from=everyone, asked=[1])
-    assert confirm is not None and confirm.call == "f(2)"  # f(0): 2 outputs, f(1): asked already
-    assert [(o.label, o.samples) for o in confirm.options] == [("7", 2)]
-    assert choose_question(kept, PLAN, trusted=True, confirm_from=everyone, asked=[1, 2]) is not None
-    assert choose_question(kept, PLAN, trusted=True, confirm_from=kept, asked=[1]) is None  # no doubt
-    assert not keep_agreeing(kept, confirm, another_value("70", confirm))  # -> the repair round
+STATED = '''\
+def scale(xs: list[int], factor: int) -> list[int]:
+    """Each element of ``xs`` times ``factor``: scale([1, 2], 3) == [3, 6] (no doctest: prose).
+
+    For example scale([], 5) returns []
+    """
+    ...
+'''
+
+
+def test_outputs_stated_in_prose_are_read_when_they_are_whole_literals() -> None:
+    docstring = '''"""f(1) == 2, f(2) => 'b' and f(3) returns [1, 2].
+    f(4) == 1 + 3 = 4
+    f(5) returns the sum
+    >>> f(6) == 6
+    True
+    """'''
+    assert documented_outputs(docstring, "f") == {"1": "2", "2": "'b'", "3": "[1, 2]"}
+
+
+def test_the_docstrings_stated_outputs_answer_before_the_user_is_asked(tmp_path: Path) -> None:
+    """Real probe runs: the example in prose drops the candidate that repeats the list, so nothing is left
+    to ask; when every candidate contradicts it, none is kept (the flow repairs instead of asking)."""
+    root, _, target = project(tmp_path, STATED)
+    results, probe = verified(root, STATED, target, [(RIGHT, 0), (WRONG, 2), (RIGHT_TOO, 0)])
+    assert all(r.passed for r in results)
+    assert probe is not None and probe.documented == ((0, "[3, 6]"), (1, "[]"))
+    assert choose_question(results, probe, trusted=True) is not None  # the samples disagree
+    kept, stated = documented_answers(results, probe, trusted=True)
+    assert [r.candidate.body for r in kept] == [RIGHT, RIGHT_TOO]
+    assert [q.call for q, _ in stated] == ["scale([1, 2], 3)", "scale([], 5)"]
+    assert choose_question(kept, probe, trusted=True) is None
+    none_kept, _ = documented_answers(results[1:2], probe, trusted=True)
+    assert none_kept == ()
+    assert documented_answers(results, probe, trusted=False) == (tuple(results), ())
 
 
 def test_answers_parse_and_filter() -> None:

@@ -1,15 +1,14 @@
 """The question loop after a run: ask which output is right, keep the candidates that agree, keep the answer.
 
 ``lsp-verify fix --ask`` (a terminal) and the editor (``window/showMessageRequest``) run the same loop over
-an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. At most
-``settings.questions`` questions; once an answer leaves one behaviour, the next confirms it where the
-samples disagreed most (see :func:`~lsp_verify.verify.question.choose_question`). "Another value" that no
-candidate returns is a specification the candidates missed: it is added to the docstring as a doctest, a
-failing nearby test, and the request runs again (generation, verification and, when nothing passes, the
-usual repair round).
-The answers that filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test
-module (:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines
-in the kept candidate's docstring.
+an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. First the
+answers the docstring's prose examples already give (``f(2) == 4``), then at most ``settings.questions``
+questions, none once one behaviour is left. "Another value" that no candidate returns is a specification
+the candidates missed: it is added to the docstring as a doctest, a failing nearby test, and the request
+runs again (generation, verification and, when nothing passes, the usual repair round). The answers that
+filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test module
+(:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines in
+the kept candidate's docstring.
 """
 
 from __future__ import annotations
@@ -59,23 +58,10 @@ def first_question(fix: FixReport, settings: Settings) -> Question | None:
     what the docstring's prose examples state, when those say anything."""
     if settings.questions <= 0:
         return None
-    kept, stated = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
+    kept, _ = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
     if not kept:
         return None  # the docstring's examples contradict every candidate: a repair round, not a question
-    return _next_question(fix, settings, kept, [q for q, _ in stated])
-
-
-def _next_question(
-    fix: FixReport, settings: Settings, remaining: Sequence[CandidateResult], answered: Sequence[Question]
-) -> Question | None:
-    """After the docstring's or the user's answers: confirm one behaviour left where all samples disagreed."""
-    return choose_question(
-        remaining,
-        fix.probe,
-        trusted=settings.trusted,
-        confirm_from=fix.passing if answered else (),
-        asked=[q.input_index for q in answered],
-    )
+    return choose_question(kept, fix.probe, trusted=settings.trusted)
 
 
 Rerun = Callable[[FixRequest], FixReport]
@@ -101,8 +87,7 @@ def ask_and_keep(
         documented, answer = stated[-1]
         assert answer.expected is not None  # a documented output
         return _repair(rerun, request, fix, documented, answer.expected, None, [])
-    answered = [q for q, _ in stated]
-    question = _next_question(fix, settings, remaining, answered)
+    question = choose_question(remaining, fix.probe, trusted=settings.trusted)
     record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
     while question is not None and len(answers) < settings.questions:
@@ -110,7 +95,6 @@ def ask_and_keep(
         if answer.skipped:
             break
         answers.append((question, answer))
-        answered.append(question)
         if record is not None and len(answers) == 1:
             record["answer"] = answer.option.label if answer.option is not None else answer.value
         kept = keep_agreeing(remaining, question, answer)
@@ -118,7 +102,7 @@ def ask_and_keep(
             assert answer.expected is not None  # not skipped
             return _repair(rerun, request, fix, question, answer.expected, record, answers)
         remaining = kept
-        question = _next_question(fix, settings, remaining, answered)
+        question = choose_question(remaining, fix.probe, trusted=settings.trusted)
 
     if not answers and not stated:
         return Asked(fix, request.text, record)

@@ -395,6 +395,9 @@ def _call_span(text: str, start: int, name: str) -> tuple[ast.Call, int] | None:
 _STATES = re.compile(r"\s*(?:==|=>|->|→|➞|should return|returns?|should be|gives)\s*(?![=\s])")
 
 
+_GOES_ON = re.compile(r"(?:and|or|but|for|if|when|since|because|as|while)\b")
+
+
 def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
     """``{argument source: expected output repr}`` for the docstring's prose examples that state their
     output on the same line - ``f([1, 2]) == 3``, ``f('a') => 'b'``, ``f(0) returns True`` - when the output
@@ -425,8 +428,9 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
         if value is _NO_LITERAL or repr(value) != repr(ast.literal_eval(repr(value))):
             continue
         shown = rest[: _literal_length(rest)]
-        if rest[len(shown) :].strip(" .,;") and not rest[len(shown) :].lstrip().startswith(("#", "(")):
-            continue  # more expression follows: the literal is only its start
+        after = rest[len(shown) :].lstrip()
+        if after and not (after[0] in ",;.#(" or _GOES_ON.match(after)):
+            continue  # more follows (``1 + 9 = 10``, ``3 times x``): the literal is only its start
         arguments = ", ".join(
             [*(ast.unparse(a) for a in call.args), *(ast.unparse(k) for k in call.keywords)]
         )

@@ -20,7 +20,7 @@ import ast
 import dataclasses
 import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,29 +110,17 @@ def behaviours(passing: Sequence[CandidateResult]) -> int:
 
 
 def choose_question(
-    passing: Sequence[CandidateResult],
-    probe: ProbePlan | None,
-    *,
-    trusted: bool,
-    confirm_from: Sequence[CandidateResult] = (),
-    asked: Collection[int] = (),
+    passing: Sequence[CandidateResult], probe: ProbePlan | None, *, trusted: bool
 ) -> Question | None:
-    """The input that splits the probed passing candidates' samples most evenly, as a question; None when no
-    input can be asked about, or when the workspace is not trusted.
-
-    When they all behave alike: None - unless ``confirm_from`` (every passing candidate, before the answers
-    so far filtered them to ``passing``) is given, when the question confirms the one behaviour left on the
-    input not yet ``asked`` about where ``confirm_from`` disagreed most. Agreement left by an answer is weak
-    evidence: a small model is often consistently wrong, and where its samples disagreed is where the
-    remaining ones are likeliest to be wrong too; "another value" then starts the repair round.
-    """
+    """The input that splits the probed passing candidates' samples most evenly, as a question; None when
+    they all behave alike, when no input can be asked about, or when the workspace is not trusted."""
     if not trusted or probe is None:
         return None
     probed = _probed(passing, probe)
     if not probed:
         return None
     if len({r.probe_outputs for r in probed}) < 2:
-        return _confirmation(probed, _probed(confirm_from, probe), probe, asked) if confirm_from else None
+        return None
     best: tuple[tuple[float, int, int, int], Question] | None = None
     for index, arguments in enumerate(probe.inputs):
         call = f"{probe.function}({arguments})"
@@ -168,23 +156,6 @@ def documented_answers(
         if not kept:
             break
     return kept, tuple(answered)
-
-
-def _confirmation(
-    probed: list[CandidateResult], everyone: list[CandidateResult], probe: ProbePlan, asked: Collection[int]
-) -> Question | None:
-    best: tuple[tuple[float, int, int], Question] | None = None
-    for index, arguments in enumerate(probe.inputs):
-        call = f"{probe.function}({arguments})"
-        if index in asked or not _askable(call, probed, index) or not _askable(call, everyone, index):
-            continue
-        spread = _entropy([o.samples for o in _options(everyone, index)])
-        if spread <= 0:
-            continue  # every sample agreed here: an answer would say nothing about the doubt
-        key = (-spread, len(call), index)
-        if best is None or key < best[0]:
-            best = (key, Question(probe.function, arguments, index, _options(probed, index)))
-    return best[1] if best is not None else None
 
 
 def _probed(results: Sequence[CandidateResult], probe: ProbePlan) -> list[CandidateResult]:
