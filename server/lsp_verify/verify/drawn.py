@@ -50,6 +50,7 @@ Strategy = st.SearchStrategy[Any]
 
 # Hypothesis' engine is not thread-safe and the server plans requests from worker threads.
 _LOCK = threading.Lock()
+_DRAWN: dict[tuple[tuple[str, ...], int], tuple[tuple[Any, ...], ...]] = {}
 
 # Hypothesis keeps caches (its unicode tables) under ``./.hypothesis``, and the server's working directory is
 # usually the user's project: keep them with lsp-verify's other caches instead.
@@ -63,6 +64,13 @@ def draw(strategies: Sequence[Strategy], count: int) -> list[tuple[Any, ...]]:
     same ones for the same strategies; only tuples whose every value has a literal ``repr``."""
     if count <= 0:
         return []
+    # A strategy's repr spells out every argument (bounds, alphabet, the lambda's source), so equal reprs
+    # draw equal values: each request for the same signature reuses them (drawing takes 0.1-0.5 s).
+    key = (tuple(repr(s) for s in strategies), count)
+    with _LOCK:
+        cached = _DRAWN.get(key)
+    if cached is not None:
+        return list(cached)
     found: list[tuple[Any, ...]] = []
     seen: set[str] = set()
 
@@ -84,6 +92,9 @@ def draw(strategies: Sequence[Strategy], count: int) -> list[tuple[Any, ...]]:
     )(given(st.tuples(*strategies))(collect))
     with _LOCK, _without_local_constants():
         run()
+        if len(_DRAWN) >= 256:
+            _DRAWN.clear()
+        _DRAWN[key] = tuple(found)
     return found
 
 
