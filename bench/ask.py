@@ -8,7 +8,9 @@ the product's own question code:
 1. every verified candidate and the reference are called on the product's probe inputs
    (:func:`lsp_verify.verify.probe.probe_inputs`), fingerprinted and shown exactly as the probe worker does
    (its ``_canonical`` / ``_literal_repr``), in a child process with a per-call alarm and memory limits;
-2. :func:`~lsp_verify.verify.question.choose_question` picks the question; the simulated user answers with
+2. :func:`~lsp_verify.verify.question.documented_answers` first keeps the candidates that return what the
+   docstring's prose states (``f(2) == 4``), as the product's question flow does; then
+   :func:`~lsp_verify.verify.question.choose_question` picks the question; the simulated user answers with
    the option the reference agrees with, else with the reference's own value ("another value": no candidate
    is kept; the product would then run a repair round, which is not replayed here and counts as nothing
    shown), else skips; :func:`~lsp_verify.verify.question.keep_agreeing` filters;
