@@ -8,7 +8,9 @@ the product's own question code:
 1. every verified candidate and the reference are called on the product's probe inputs
    (:func:`lsp_verify.verify.probe.probe_inputs`), fingerprinted and shown exactly as the probe worker does
    (its ``_canonical`` / ``_literal_repr``), in a child process with a per-call alarm and memory limits;
-2. :func:`~lsp_verify.verify.question.choose_question` picks the question; the simulated user answers with
+2. :func:`~lsp_verify.verify.question.documented_answers` first keeps the candidates that return what the
+   docstring's prose states (``f(2) == 4``), as the product's question flow does; then
+   :func:`~lsp_verify.verify.question.choose_question` picks the question; the simulated user answers with
    the option the reference agrees with, else with the reference's own value ("another value": no candidate
    is kept; the product would then run a repair round, which is not replayed here and counts as nothing
    shown), else skips; :func:`~lsp_verify.verify.question.keep_agreeing` filters;
@@ -40,13 +42,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from humaneval import Problem, load_problems, stub_source  # noqa: E402
 from lsp_verify.syntax.splice import splice_body  # noqa: E402
 from lsp_verify.syntax.targets import function_targets  # noqa: E402
-from lsp_verify.verify.probe import CALL_TIMEOUT_S, MAX_SHOWN, ProbePlan, probe_inputs  # noqa: E402
-from lsp_verify.verify.question import Answer, choose_question, keep_agreeing  # noqa: E402
+from lsp_verify.verify.probe import (  # noqa: E402
+    CALL_TIMEOUT_S,
+    MAX_SHOWN,
+    ProbePlan,
+    documented_outputs,
+    probe_inputs,
+)
+from lsp_verify.verify.question import (  # noqa: E402
+    Answer,
+    choose_question,
+    documented_answers,
+    keep_agreeing,
+)
 from lsp_verify.verify.rank import rank  # noqa: E402
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence  # noqa: E402
-from quality import Problem, load_problems, read_records, stub_source  # noqa: E402
+from quality_records import read_records  # noqa: E402
 
 QUESTIONS = (0, 1, 2)
 
@@ -129,6 +143,12 @@ class Outcome:
     repair: bool
     choose_ms: float
     probe_s: float
+    why: str = ""
+    """When the suggestion shown after the last question is wrong or nothing is shown: why (see
+    :func:`diagnose`)."""
+    stated_shown: bool = False
+    """Something is shown after only the answers the docstring's prose states (no question asked)."""
+    stated_correct: bool = False
 
 
 def simulate(problem: Problem, record: Any) -> Outcome | None:
@@ -166,15 +186,27 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
         results.append(result)
         correct_of[i] = c.correct
     reference = probed.get("reference")
-    plan = ProbePlan("problem", problem.entry_point, inputs)
+    stated = documented_outputs(target.docstring, target.name)
+    documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
+    plan = ProbePlan("problem", problem.entry_point, inputs, documented=documented)
 
     shown, correct = [], []
     remaining: tuple[CandidateResult, ...] = tuple(rank(results))
     asked, repair, choose_s = 0, False, 0.0
+    stated_shown, stated_correct = False, False
     for n in QUESTIONS:
         if n > 0 and remaining and not repair:
             t0 = time.monotonic()
-            question = choose_question(remaining, plan, trusted=True)
+            if n == 1:  # the flow starts with the answers the docstring already gives
+                kept, stated = documented_answers(remaining, plan, trusted=True)
+                if stated:
+                    remaining = tuple(rank(kept))
+                    repair = not remaining
+                stated_shown = bool(remaining)
+                stated_correct = bool(remaining) and correct_of[remaining[0].candidate.index]
+            question = None
+            if remaining and not repair:
+                question = choose_question(remaining, plan, trusted=True)
             if question is not None and reference is not None:
                 i = question.input_index
                 expected_fp, expected_shown = reference["fingerprints"][i], reference["shown"][i]
@@ -193,7 +225,84 @@ def simulate(problem: Problem, record: Any) -> Outcome | None:
         best = remaining[0] if remaining else None
         shown.append(best is not None)
         correct.append(best is not None and correct_of[best.candidate.index])
-    return Outcome(record.task_id, record.group, shown, correct, asked, repair, choose_s * 1000, probe_s)
+    why = "" if correct[-1] else diagnose(results, remaining, correct_of, reference, asked)
+    return Outcome(
+        record.task_id,
+        record.group,
+        shown,
+        correct,
+        asked,
+        repair,
+        choose_s * 1000,
+        probe_s,
+        why,
+        stated_shown if passing else False,
+        stated_correct,
+    )
+
+
+WHY = {
+    "none-right": "(b) no verified candidate is right: only a repair round can help",
+    "none-right-not-separated": "(b) no verified candidate is right, and the reference returns what the "
+    "shown one does on every probe input (a question cannot reveal it)",
+    "none-right-unaskable": "(b) no verified candidate is right; only inputs that cannot be asked about "
+    "reveal it",
+    "none-right-not-asked": "(b) no verified candidate is right; an askable input reveals it but was not "
+    "asked",
+    "answer-removed-right": "the reference's answer removed every right candidate (they differ from it on a "
+    "probe input the held-out tests do not check)",
+    "not-separated": "(a) no probe input separates the shown candidate from a right one",
+    "separated-unaskable": "(a) only inputs that cannot be asked about (timeout, long or non-literal output) "
+    "separate them",
+    "reference-unanswerable": "the reference's output on the chosen input cannot be given as an answer "
+    "(it raises an exception no candidate raises, or it is not a short literal): the user skips",
+    "budget": "(c) an askable input separates them, but the questions ran out",
+}
+
+
+def diagnose(
+    results: list[CandidateResult],
+    remaining: tuple[CandidateResult, ...],
+    correct_of: dict[int, bool],
+    reference: dict[str, Any] | None,
+    asked: int,
+) -> str:
+    """Why the suggestion left after the questions is wrong (or why nothing is left): a key of WHY."""
+    if not any(correct_of[r.candidate.index] for r in results):
+        if not remaining or reference is None:
+            return "none-right"
+        best = remaining[0]
+        revealing = [
+            i
+            for i, fingerprint in enumerate(reference["fingerprints"])
+            if i < len(best.probe_outputs) and fingerprint != best.probe_outputs[i]
+        ]
+        if not revealing:
+            return "none-right-not-separated"
+        if not any(best.probe_shown[i] not in (None, "!timeout") for i in revealing):
+            return "none-right-unaskable"
+        return "none-right-not-asked"
+    right = [r for r in remaining if correct_of[r.candidate.index]]
+    if not right:
+        return "answer-removed-right"
+    best = remaining[0]
+    separating = [
+        i
+        for i in range(len(best.probe_outputs))
+        if any(len(r.probe_outputs) > i and r.probe_outputs[i] != best.probe_outputs[i] for r in right)
+    ]
+    if not separating:
+        return "not-separated"
+    askable = [
+        i
+        for i in separating
+        if all(s is not None and s != "!timeout" for s in (r.probe_shown[i] for r in remaining))
+    ]
+    if not askable:
+        return "separated-unaskable"
+    if asked < QUESTIONS[-1]:
+        return "reference-unanswerable"
+    return "budget"
 
 
 def table(outcomes: list[Outcome], group: str) -> list[str]:
@@ -213,8 +322,12 @@ def table(outcomes: list[Outcome], group: str) -> list[str]:
         precision = f"{right / shown:.2f}" if shown else "-"
         lines.append(f"| ≤ {q} | {shown} | {right} | {precision} | {shown / n:.2f} |")
     asked = [o.asked for o in chosen]
+    stated, stated_right = sum(o.stated_shown for o in chosen), sum(o.stated_correct for o in chosen)
     lines += [
         "",
+        f"after only the outputs the docstrings state in prose (the flow's first step, no question): shown "
+        f"{stated}, correct {stated_right}, precision {stated_right / stated if stated else 0:.2f}, coverage "
+        f"{stated / n:.2f}",
         f"questions asked per problem: mean {sum(asked) / n:.2f} "
         f"(0: {asked.count(0)}, 1: {asked.count(1)}, 2: {asked.count(2)}); answers no candidate returned "
         f"(the product runs a repair round; counted as nothing shown): {sum(o.repair for o in chosen)}",
@@ -223,6 +336,14 @@ def table(outcomes: list[Outcome], group: str) -> list[str]:
         f"problem; probing candidates + reference here: mean {sum(o.probe_s for o in chosen) / n:.2f} s",
         "",
     ]
+    whys = [o.why for o in chosen if o.why]
+    if whys:
+        lines += [
+            f"why the suggestion after ≤ {QUESTIONS[-1]} questions is wrong or missing ({len(whys)}):",
+            "",
+        ]
+        lines += [f"- {WHY[key]}: {whys.count(key)}" for key in WHY if key in whys]
+        lines.append("")
     return lines
 
 

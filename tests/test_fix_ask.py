@@ -27,7 +27,9 @@ def scale(xs: list[int], factor: int) -> list[int]:
 RIGHT = "    return [x * factor for x in xs]\n"
 RIGHT_TOO = "    return [factor * x for x in xs]\n"
 WRONG = "    return xs * factor\n"
-ADDS = "    return [x + factor for x in xs]\n"
+# Off by one: never the right output, so the right value typed below is no candidate's on any input
+# (``x + factor`` was right on degenerate inputs such as ``scale([0], 0)``, which the drawn probes include).
+OFF_BY_ONE = "    return [x * factor + 1 for x in xs]\n"
 
 CHILD = textwrap.dedent(
     """\
@@ -170,7 +172,8 @@ def test_ask_on_a_terminal_filters_by_the_answer_and_keeps_it_as_a_test(project:
 
 def test_another_value_no_candidate_returns_drives_a_repair_round(project: Path) -> None:
     report_file = project.parent / "report.json"
-    rounds = [[WRONG, ADDS, WRONG, ADDS], [RIGHT]]  # round 2: what the model writes once told the example
+    # Round 2: what the model writes once told the example.
+    rounds = [[WRONG, OFF_BY_ONE, WRONG, OFF_BY_ONE], [RIGHT]]
     terminal = Terminal(command(project, rounds, "--ask", "--apply"), project, report_file)
     call = terminal.expect(r"Which is right\?\r?\n  (scale\(.*\))\r?\n(?:.|\n)*?answer> ")[1]
     args = ast.literal_eval(f"({call.removeprefix('scale(')[:-1]},)")

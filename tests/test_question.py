@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from lsp_verify.ask import ask_and_keep
 from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
-from lsp_verify.pipeline import Pipeline
+from lsp_verify.pipeline import FixReport, FixRequest, Pipeline
 from lsp_verify.syntax.splice import normalise, splice_body
 from lsp_verify.syntax.target import EditTarget
 from lsp_verify.verify.cascade import Verifier
-from lsp_verify.verify.probe import ProbePlan
+from lsp_verify.verify.probe import ProbePlan, documented_outputs
 from lsp_verify.verify.question import (
     SKIP,
     Answer,
@@ -26,10 +27,12 @@ from lsp_verify.verify.question import (
     answer_test,
     choose_question,
     conventional_test_module,
+    documented_answers,
     keep_agreeing,
     parse_answer,
     with_doctest,
 )
+from lsp_verify.verify.rank import rank
 from lsp_verify.verify.types import Candidate, CandidateResult, Evidence
 
 SCALE = '''\
@@ -127,6 +130,78 @@ def test_the_most_even_split_is_asked() -> None:
     assert [(o.label, o.samples) for o in question.options] == [("10", 3), ("11", 2)]
     assert choose_question(results[1:2], PLAN, trusted=True) is None  # one behaviour: nothing to ask
     assert choose_question(results, PLAN, trusted=False) is None
+
+
+STATED = '''\
+def scale(xs: list[int], factor: int) -> list[int]:
+    """Each element of ``xs`` times ``factor``: scale([1, 2], 3) == [3, 6] (no doctest: prose).
+
+    For example scale([], 5) returns []
+    """
+    ...
+'''
+
+
+def test_outputs_stated_in_prose_are_read_when_they_are_whole_literals() -> None:
+    docstring = '''"""f(1) == 2, f(2) => 'b' and f(3) returns [1, 2].
+    f(4) == 1 + 3 = 4
+    f(5) returns the sum
+    >>> f(6) == 6
+    True
+    """'''
+    assert documented_outputs(docstring, "f") == {"1": "2", "2": "'b'", "3": "[1, 2]"}
+
+
+def test_the_docstrings_stated_outputs_answer_before_the_user_is_asked(tmp_path: Path) -> None:
+    """Real probe runs: the example in prose drops the candidate that repeats the list, so nothing is left
+    to ask; when every candidate contradicts it, none is kept (the flow repairs instead of asking)."""
+    root, _, target = project(tmp_path, STATED)
+    results, probe = verified(root, STATED, target, [(RIGHT, 0), (WRONG, 2), (RIGHT_TOO, 0)])
+    assert all(r.passed for r in results)
+    assert probe is not None and probe.documented == ((0, "[3, 6]"), (1, "[]"))
+    assert choose_question(results, probe, trusted=True) is not None  # the samples disagree
+    kept, stated = documented_answers(results, probe, trusted=True)
+    assert [r.candidate.body for r in kept] == [RIGHT, RIGHT_TOO]
+    assert [q.call for q, _ in stated] == ["scale([1, 2], 3)", "scale([], 5)"]
+    assert choose_question(kept, probe, trusted=True) is None
+    none_kept, _ = documented_answers(results[1:2], probe, trusted=True)
+    assert none_kept == ()
+    assert documented_answers(results, probe, trusted=False) == (tuple(results), ())
+
+
+def test_the_question_flow_applies_the_stated_outputs_before_asking_and_repairs_when_none_agrees(
+    tmp_path: Path,
+) -> None:
+    """``ask_and_keep`` (the editor's and ``fix --ask``'s loop) with real probe outputs: the candidate the
+    docstring contradicts is dropped without a question; when it contradicts all of them, the example
+    becomes a doctest and the request runs again."""
+    root, path, target = project(tmp_path, STATED)
+    results, probe = verified(root, STATED, target, [(WRONG, 2), (RIGHT, 0), (RIGHT_TOO, 0)])
+    ranked = tuple(rank(results))
+    assert ranked[0].candidate.body == WRONG  # three samples agree on the wrong reading
+    fix = FixReport(target, ranked, 5, 1.0, 1.0, "", probe=probe)
+    request = FixRequest(path, STATED, root)
+    settings = Settings(trusted=True)
+    asked: list[Question] = []
+    reruns: list[FixRequest] = []
+
+    def asker(question: Question, _: EditTarget) -> Answer:
+        asked.append(question)
+        return SKIP
+
+    def rerun(repaired: FixRequest) -> FixReport:
+        reruns.append(repaired)
+        return fix
+
+    kept = ask_and_keep(settings, request, fix, asker, rerun)
+    assert not asked and not reruns and not kept.repaired
+    assert kept.fix.best is not None and kept.fix.best.candidate.body in (RIGHT, RIGHT_TOO)
+
+    only_wrong = FixReport(target, ranked[:1], 3, 1.0, 1.0, "", probe=probe)
+    repaired = ask_and_keep(settings, request, only_wrong, asker, rerun)
+    assert not asked and repaired.repaired and len(reruns) == 1
+    assert "    >>> scale([1, 2], 3)\n    [3, 6]\n" in reruns[0].text
+    assert path.read_text() == STATED  # nothing written: the repair runs on the request's text
 
 
 def test_answers_parse_and_filter() -> None:

@@ -1,13 +1,14 @@
 """The question loop after a run: ask which output is right, keep the candidates that agree, keep the answer.
 
 ``lsp-verify fix --ask`` (a terminal) and the editor (``window/showMessageRequest``) run the same loop over
-an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. At most
-``settings.questions`` questions, none once one behaviour is left. "Another value" that no candidate returns
-is a specification the candidates missed: it is added to the docstring as a doctest, a failing nearby test,
-and the request runs again (generation, verification and, when nothing passes, the usual repair round).
-The answers that filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test
-module (:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines
-in the kept candidate's docstring.
+an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.verify.question`'s. First the
+answers the docstring's prose examples already give (``f(2) == 4``), then at most ``settings.questions``
+questions, none once one behaviour is left. "Another value" that no candidate returns is a specification
+the candidates missed: it is added to the docstring as a doctest, a failing nearby test, and the request
+runs again (generation, verification and, when nothing passes, the usual repair round). The answers that
+filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test module
+(:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines in
+the kept candidate's docstring.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .verify.question import (
     TestEdit,
     answer_tests,
     choose_question,
+    documented_answers,
     keep_agreeing,
     with_doctest,
 )
@@ -52,10 +54,14 @@ class Asked:
 
 def first_question(fix: FixReport, settings: Settings) -> Question | None:
     """The question this run raises (None when ``questions`` is 0, nothing disagrees or the workspace is not
-    trusted: probes, hence questions, run workspace code)."""
+    trusted: probes, hence questions, run workspace code). It is asked about the candidates that return
+    what the docstring's prose examples state, when those say anything."""
     if settings.questions <= 0:
         return None
-    return choose_question(fix.passing, fix.probe, trusted=settings.trusted)
+    kept, _ = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
+    if not kept:
+        return None  # the docstring's examples contradict every candidate: a repair round, not a question
+    return choose_question(kept, fix.probe, trusted=settings.trusted)
 
 
 Rerun = Callable[[FixRequest], FixReport]
@@ -66,32 +72,39 @@ def ask_and_keep(
     settings: Settings, request: FixRequest, fix: FixReport, asker: Asker | None, rerun: Rerun
 ) -> Asked:
     """Ask up to ``settings.questions`` questions about ``fix`` and apply the answers (see the module
-    docstring). Without an asker only the question is reported."""
-    question = first_question(fix, settings)
-    if question is None:
-        return Asked(fix, request.text, None)
-    record: dict[str, Any] = {**question.to_json(), "answer": None}
-    if asker is None:
-        return Asked(fix, request.text, record)
+    docstring). Without an asker only the question is reported.
 
+    The answers the docstring's prose examples already give (``f(2) == 4``) come first: the candidates that
+    return something else are dropped before the user is asked anything; when that drops all of them, the
+    example becomes a doctest for a repair round, as "another value" does.
+    """
+    if settings.questions <= 0 or asker is None:
+        question = first_question(fix, settings)
+        return Asked(fix, request.text, None if question is None else {**question.to_json(), "answer": None})
+
+    remaining, stated = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
+    if stated and not remaining:
+        documented, answer = stated[-1]
+        assert answer.expected is not None  # a documented output
+        return _repair(rerun, request, fix, documented, answer.expected, None, [])
+    question = choose_question(remaining, fix.probe, trusted=settings.trusted)
+    record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
-    remaining = fix.passing
-    probe = fix.probe
     while question is not None and len(answers) < settings.questions:
         answer = asker(question, fix.target)
         if answer.skipped:
             break
         answers.append((question, answer))
-        if len(answers) == 1:
+        if record is not None and len(answers) == 1:
             record["answer"] = answer.option.label if answer.option is not None else answer.value
         kept = keep_agreeing(remaining, question, answer)
         if not kept:
             assert answer.expected is not None  # not skipped
             return _repair(rerun, request, fix, question, answer.expected, record, answers)
         remaining = kept
-        question = choose_question(remaining, probe, trusted=settings.trusted)
+        question = choose_question(remaining, fix.probe, trusted=settings.trusted)
 
-    if not answers:
+    if not answers and not stated:
         return Asked(fix, request.text, record)
     return keep_answers(settings, request, fix, remaining, answers, record)
 
@@ -129,7 +142,7 @@ def _repair(
     fix: FixReport,
     question: Question,
     expected: str,
-    record: dict[str, Any],
+    record: dict[str, Any] | None,
     answers: list[tuple[Question, Answer]],
 ) -> Asked:
     """No candidate returns the user's value: run again with it as a doctest in the docstring."""

@@ -257,7 +257,11 @@ def _run_probe(request: dict[str, Any]) -> int:
     _prefer_shadow(request)
     sys.path.insert(0, request["path"])
     module = importlib.import_module(request["module"])
-    function = getattr(module, request["function"])
+    function: Any = module
+    for name in request["function"].split(
+        "."
+    ):  # ``Class.method``: the plain function, called with an instance
+        function = getattr(function, name)
     signal.signal(signal.SIGALRM, _on_alarm)
     budget = float(request["call_timeout"])
     # Calls stop well before the fork server's deadline, so a slow candidate still reports what it did.

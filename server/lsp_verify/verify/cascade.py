@@ -265,7 +265,13 @@ class Verifier:
             doctest_file=doctest_file,
             direct_tests=direct,
             probe=(
-                probe_plan(target, self.root, module_name(self.root, target.path), self.settings.probe_inputs)
+                probe_plan(
+                    target,
+                    self.root,
+                    module_name(self.root, target.path),
+                    self.settings.probe_inputs,
+                    original_text,
+                )
                 if trusted and probe
                 else None
             ),

@@ -11,9 +11,11 @@ exception type. ``rank.py`` puts the largest group of candidates with equal outp
 A probe runs workspace code (it imports the edited module), so it runs only where tests may run: in a
 trusted workspace, in the pytest fork server's sandbox, with a per-call and an overall deadline.
 
-Inputs are argument-list sources (``"1, [2, 3]"``): the docstring's calls keep their own expressions,
-generated ones are ``repr``s of literals. Generation is deterministic (fixed seed), so every candidate of a
-request - and every request for the same signature - sees the same inputs.
+Inputs are argument-list sources (``"1, [2, 3]"``): the docstring's calls keep their own expressions, the
+rest are ``repr``s of literals - variations of the documented examples, then values Hypothesis draws from
+the parameters' types (``drawn.py``), derandomized, so every candidate of a request - and every request for
+the same signature - sees the same inputs. The worker evaluates an input's source afresh for every call, so
+no candidate sees what another did to its arguments. A method is called as ``Class.method(Class(...), ...)``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import random
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 from ..cancel import CancelToken
 from ..syntax.target import EditTarget
+from . import drawn
 from .sandbox import WorkerError, WorkerProcess
 from .shadow import Shadow, ShadowRoot
 
@@ -41,8 +45,6 @@ MAX_SHOWN = 80
 _FROM_DOCTEST = 8
 _MUTATIONS = 8
 
-Maker = Callable[[random.Random], Any]
-
 
 @dataclasses.dataclass(frozen=True)
 class ProbePlan:
@@ -53,6 +55,9 @@ class ProbePlan:
     inputs: tuple[str, ...]
     import_root: str = ""
     """Where ``module`` is imported from, relative to the workspace root (``src`` in a src layout)."""
+    documented: tuple[tuple[int, str], ...] = ()
+    """``(input index, output repr)`` for each input whose output the docstring's prose states
+    (:func:`documented_outputs`): answers the user already gave."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,30 +69,43 @@ class ProbeOutputs:
     the call raised, None when neither (a timeout, an object without a literal ``repr``, a long output)."""
 
 
-def probe_plan(target: EditTarget, root: Path, module: str, limit: int = MAX_INPUTS) -> ProbePlan | None:
-    """The probe for ``target`` (its file lies under ``root``), or None when it cannot be probed."""
-    inputs = probe_inputs(target, limit)
+def probe_plan(
+    target: EditTarget, root: Path, module: str, limit: int = MAX_INPUTS, source: str | None = None
+) -> ProbePlan | None:
+    """The probe for ``target`` (its file lies under ``root``; ``source``: the document's text, needed to
+    probe a method), or None when it cannot be probed."""
+    inputs = probe_inputs(target, limit, source)
     if not inputs or not module:
         return None
     relative = target.path.resolve().relative_to(root.resolve())
     packages = module.count(".") + (1 if relative.stem == "__init__" else 0)
     parents = relative.parents
     import_root = parents[packages] if packages < len(parents) else Path()
-    return ProbePlan(module, target.name, inputs, import_root.as_posix() if import_root != Path() else "")
+    function = target.qualname if target.class_name is not None else target.name
+    stated = documented_outputs(target.docstring, target.name) if target.class_name is None else {}
+    documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
+    return ProbePlan(
+        module, function, inputs, import_root.as_posix() if import_root != Path() else "", documented
+    )
 
 
-def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, seed: int = 0) -> tuple[str, ...]:
+def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None = None) -> tuple[str, ...]:
     """Argument lists to call the target with; empty when the target cannot be called on its own.
 
-    Only plain module-level functions are probed (a method needs an instance, a nested function is not
-    reachable, a coroutine function would need an event loop).
+    Module-level functions are probed, and plain methods of a module-level class whose constructor can be
+    drawn (``source``: the document's text, where the class is read): their argument lists start with the
+    instance, ``Class(<args>)``, for ``Class.method(...)``. A nested function is not reachable, a coroutine
+    function would need an event loop, a decorated method may not take an instance first.
     """
-    if limit <= 0 or target.class_name is not None or target.is_async or target.qualname != target.name:
+    if limit <= 0 or target.is_async:
         return ()
     function = _signature(target.header)
     if function is None:
         return ()
-    rng = random.Random(seed)
+    if target.class_name is not None:
+        return _method_inputs(target, function, source, limit)
+    if target.qualname != target.name:
+        return ()
     out: list[str] = []
 
     def add(source: str) -> None:
@@ -95,8 +113,10 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, seed: int = 0) -> 
             out.append(source)
 
     calls = _doctest_calls(target.docstring, target.name)
-    for source, _ in calls[:_FROM_DOCTEST]:
-        add(source)
+    required = _required(function)
+    for arguments, values in calls[:_FROM_DOCTEST]:
+        if values is None or required is None or len(values) >= len(required):
+            add(arguments)  # not a call in prose that names the function without its arguments
     literal_calls = [values for _, values in calls if values is not None]
     for values in _prose_examples(target.docstring, function)[:_FROM_DOCTEST]:
         add(_args_source(values))
@@ -111,13 +131,69 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, seed: int = 0) -> 
                 add(_args_source([*values[:index], variant, *values[index + 1 :]]))
                 mutations += len(out) - before
 
-    makers = _parameter_makers(function, literal_calls)
-    if makers:
-        for _ in range(limit * 4):
-            if len(out) >= limit:
-                break
-            add(_args_source([make(rng) for make in makers]))
+    if required is not None and len(out) < limit:
+        strategies = _strategies(required, literal_calls)
+        if strategies is not None:
+            for drawn_values in drawn.draw(strategies, limit):  # some may repeat a documented one
+                add(_args_source(drawn_values))
     return tuple(out)
+
+
+def _method_inputs(
+    target: EditTarget, function: ast.FunctionDef, source: str | None, limit: int
+) -> tuple[str, ...]:
+    """``Class(<args>), <args>`` for a plain method of a module-level class (see :func:`probe_inputs`)."""
+    class_name = target.class_name
+    if (
+        source is None
+        or class_name is None
+        or target.qualname != f"{class_name}.{target.name}"
+        or function.decorator_list
+        or target.name.startswith("__")
+    ):
+        return ()
+    init = drawn.constructor(source, class_name)
+    positional = [*function.args.posonlyargs, *function.args.args]
+    method = _required(function)
+    if init is None or method is None or not positional or positional[0] not in method:
+        return ()  # no instance parameter (``def f()`` in a class body) or an unknown constructor
+    strategies = _strategies([*init, *method[1:]], [])
+    if strategies is None:
+        return ()
+    out: list[str] = []
+    for values in drawn.draw(strategies, limit):
+        instance = f"{class_name}({_args_source(values[: len(init)])})"
+        source_ = ", ".join([instance, *(repr(v) for v in values[len(init) :])])
+        if source_ not in out:
+            out.append(source_)
+    return tuple(out)
+
+
+def _required(function: ast.FunctionDef) -> list[ast.arg] | None:
+    """The positional parameters without a default, or None when the arity is not known (``*args``, a
+    required keyword-only parameter)."""
+    arguments = function.args
+    if arguments.vararg is not None or any(default is None for default in arguments.kw_defaults):
+        return None
+    positional = [*arguments.posonlyargs, *arguments.args]
+    return positional[: len(positional) - len(arguments.defaults)]
+
+
+def _strategies(parameters: list[ast.arg], literal_calls: list[list[Any]]) -> list[drawn.Strategy] | None:
+    """One Hypothesis strategy per parameter - from its annotation, else from its documented values' type,
+    else the documented values and their variations - or None when one cannot be made."""
+    strategies = []
+    for index, parameter in enumerate(parameters):
+        seen = [call[index] for call in literal_calls if len(call) > index]
+        strategy = drawn.from_annotation(parameter.annotation, seen)
+        if strategy is None and parameter.annotation is not None and seen:
+            strategy = drawn.from_annotation(None, seen)
+        if strategy is None:
+            if not seen:
+                return None
+            strategy = st.sampled_from([*seen, *(variant for value in seen for variant in _variants(value))])
+        strategies.append(strategy)
+    return strategies
 
 
 def agreement(outputs: Sequence[tuple[str, ...]], weights: Sequence[int]) -> list[float]:
@@ -297,6 +373,11 @@ def _literal_prefix(line: str) -> Any:
 
 def _call_at(text: str, start: int, name: str) -> ast.Call | None:
     """The call expression that starts at ``text[start]``: the shortest prefix up to a ``)`` that parses."""
+    found = _call_span(text, start, name)
+    return found[0] if found else None
+
+
+def _call_span(text: str, start: int, name: str) -> tuple[ast.Call, int] | None:
     end = start
     while True:
         end = text.find(")", end + 1)
@@ -307,8 +388,67 @@ def _call_at(text: str, start: int, name: str) -> ast.Call | None:
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         if isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name):
-            return expression if expression.func.id == name else None
+            return (expression, end + 1) if expression.func.id == name else None
         return None
+
+
+_STATES = re.compile(r"\s*(?:==|=>|->|→|➞|should return|returns?|should be|gives)\s*(?![=\s])")
+
+
+_GOES_ON = re.compile(r"(?:and|or|but|for|if|when|since|because|as|while)\b")
+
+
+def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
+    """``{argument source: expected output repr}`` for the docstring's prose examples that state their
+    output on the same line - ``f([1, 2]) == 3``, ``f('a') => 'b'``, ``f(0) returns True`` - when the output
+    is a whole literal (``f(x) == 1 + 2 = 3`` states nothing we can read). Doctest lines are not included:
+    the tests already run them."""
+    if not docstring:
+        return {}
+    try:
+        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return {}
+    if not isinstance(text, str):
+        return {}
+    out: dict[str, str] = {}
+    for match in re.finditer(rf"(?<![\w.]){re.escape(name)}\s*\(", text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if text[line_start : match.start()].lstrip().startswith(">>>"):
+            continue
+        found = _call_span(text, match.start(), name)
+        if found is None:
+            continue
+        call, end = found
+        states = _STATES.match(text, end)
+        if states is None:
+            continue
+        rest = text[states.end() :].split("\n", 1)[0].strip()
+        value = _literal_prefix(rest)
+        if value is _NO_LITERAL or repr(value) != repr(ast.literal_eval(repr(value))):
+            continue
+        shown = rest[: _literal_length(rest)]
+        after = rest[len(shown) :].lstrip()
+        if after and not (after[0] in ",;.#(" or _GOES_ON.match(after)):
+            continue  # more follows (``1 + 9 = 10``, ``3 times x``): the literal is only its start
+        arguments = ", ".join(
+            [*(ast.unparse(a) for a in call.args), *(ast.unparse(k) for k in call.keywords)]
+        )
+        out.setdefault(arguments, repr(value))
+    return out
+
+
+def _literal_length(line: str) -> int:
+    """Length of the longest prefix of ``line`` (stripped) that is a literal (0: none)."""
+    for end in range(min(len(line), 400), 0, -1):
+        if line[end - 1] in " ,;.":
+            continue
+        try:
+            ast.literal_eval(line[:end])
+            return end
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return 0
 
 
 def _args_source(values: Sequence[Any]) -> str:
@@ -332,118 +472,3 @@ def _variants(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [{}, dict(list(value.items())[1:])]
     return []
-
-
-_INTS = (0, 1, 2, 3, 5, 7, 10, -1, -3, 12, 25, 100)
-_FLOATS = (0.0, 1.0, 2.5, -1.5, 3.7, 10.0, 0.1, -0.5)
-_STRS = ("", "a", "abc", "Hello World", "aba", "12345", "a b c", "xyzzy", "AbC", "hello", "(())")
-
-
-def _parameter_makers(function: ast.FunctionDef, literal_calls: list[list[Any]]) -> list[Maker] | None:
-    """One value maker per positional parameter without a default, or None when one cannot be made."""
-    arguments = function.args
-    if arguments.vararg is not None or any(
-        default is None for default in arguments.kw_defaults
-    ):  # *args: unknown arity; a required keyword-only parameter: not handled
-        return None
-    positional = [*arguments.posonlyargs, *arguments.args]
-    required = positional[: len(positional) - len(arguments.defaults)]
-    makers: list[Maker] = []
-    for index, parameter in enumerate(required):
-        maker = _maker(parameter.annotation)
-        if maker is None:
-            seen = [call[index] for call in literal_calls if len(call) > index]
-            if not seen:
-                return None
-            maker = _from_examples(seen)
-        makers.append(maker)
-    return makers
-
-
-def _from_examples(seen: list[Any]) -> Maker:
-    pool = [*seen, *(variant for value in seen for variant in _variants(value))]
-    return lambda rng: rng.choice(pool)
-
-
-def _maker(annotation: ast.expr | None, depth: int = 0) -> Maker | None:
-    """A value maker for a type annotation, or None when the type is not one we can build."""
-    if annotation is None or depth > 3:
-        return None
-    if isinstance(annotation, ast.Constant):
-        if annotation.value is None:
-            return lambda rng: None
-        if isinstance(annotation.value, str):  # a string annotation: "list[int]"
-            try:
-                return _maker(ast.parse(annotation.value, mode="eval").body, depth + 1)
-            except SyntaxError:
-                return None
-        return None
-    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
-        return _union([annotation.left, annotation.right], depth)
-    name = _name(annotation)
-    if name in ("int", "float", "str", "bool"):
-        return _scalar(name)
-    if not isinstance(annotation, ast.Subscript):
-        if name in ("list", "List", "Sequence", "Iterable", "Collection"):
-            return _sequence(_scalar("int"))
-        return None
-    generic = _name(annotation.value)
-    parameters = (
-        list(annotation.slice.elts) if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
-    )
-    if generic in ("Optional",):
-        return _union([parameters[0], ast.Constant(None)], depth)
-    if generic in ("Union",):
-        return _union(parameters, depth)
-    if generic in ("list", "List", "Sequence", "Iterable", "Collection", "MutableSequence"):
-        item = _maker(parameters[0], depth + 1)
-        return None if item is None else _sequence(item)
-    if generic in ("set", "Set", "frozenset", "FrozenSet", "AbstractSet"):
-        item = _maker(parameters[0], depth + 1)
-        return None if item is None else _converted(_sequence(item), set)
-    if generic in ("tuple", "Tuple"):
-        if len(parameters) == 2 and isinstance(parameters[1], ast.Constant) and parameters[1].value is ...:
-            item = _maker(parameters[0], depth + 1)
-            return None if item is None else _converted(_sequence(item), tuple)
-        items = [_maker(p, depth + 1) for p in parameters]
-        if any(item is None for item in items):
-            return None
-        fixed = [item for item in items if item is not None]
-        return lambda rng: tuple(make(rng) for make in fixed)
-    if generic in ("dict", "Dict", "Mapping", "MutableMapping"):
-        if len(parameters) != 2:
-            return None
-        key, value = _maker(parameters[0], depth + 1), _maker(parameters[1], depth + 1)
-        if key is None or value is None:
-            return None
-        return lambda rng: {key(rng): value(rng) for _ in range(rng.randint(0, 4))}
-    return None
-
-
-def _name(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):  # typing.List, collections.abc.Sequence
-        return node.attr
-    return ""
-
-
-def _scalar(name: str) -> Maker:
-    pool: tuple[Any, ...] = {"int": _INTS, "float": _FLOATS, "str": _STRS, "bool": (True, False)}[name]
-    return lambda rng: rng.choice(pool)
-
-
-def _sequence(item: Maker) -> Maker:
-    return lambda rng: [item(rng) for _ in range(rng.choice((0, 1, 2, 3, 4, 5, 6)))]
-
-
-def _converted(make: Maker, convert: Callable[[Any], Any]) -> Maker:
-    return lambda rng: convert(make(rng))
-
-
-def _union(members: list[ast.expr], depth: int) -> Maker | None:
-    makers = [_maker(member, depth + 1) for member in members]
-    usable = [maker for maker in makers if maker is not None]
-    if not usable:
-        return None
-    return lambda rng: rng.choice(usable)(rng)

@@ -116,32 +116,73 @@ def choose_question(
     they all behave alike, when no input can be asked about, or when the workspace is not trusted."""
     if not trusted or probe is None:
         return None
-    probed = [
-        r for r in passing if r.passed and len(r.probe_outputs) == len(probe.inputs) == len(r.probe_shown)
-    ]
+    probed = _probed(passing, probe)
+    if not probed:
+        return None
     if len({r.probe_outputs for r in probed}) < 2:
         return None
     best: tuple[tuple[float, int, int, int], Question] | None = None
     for index, arguments in enumerate(probe.inputs):
         call = f"{probe.function}({arguments})"
-        if len(call) > MAX_CALL or "\n" in call:
+        if not _askable(call, probed, index):
             continue
-        groups: dict[str, list[CandidateResult]] = {}
-        for result in probed:
-            groups.setdefault(result.probe_outputs[index], []).append(result)
-        if len(groups) < 2 or not all(_offerable(r.probe_shown[index]) for r in probed):
+        options = _options(probed, index)
+        if len(options) < 2:
             continue
-        options = []
-        for fingerprint, members in groups.items():
-            members.sort(key=lambda r: -(r.candidate.duplicates + 1))
-            shown = members[0].probe_shown[index]
-            assert shown is not None  # _offerable
-            options.append(Option(shown, sum(r.candidate.duplicates + 1 for r in members), fingerprint))
-        options.sort(key=lambda o: (-o.samples, o.shown))
         key = (-_entropy([o.samples for o in options]), len(options), len(call), index)
         if best is None or key < best[0]:
-            best = (key, Question(probe.function, arguments, index, tuple(options)))
+            best = (key, Question(probe.function, arguments, index, options))
     return best[1] if best is not None else None
+
+
+def documented_answers(
+    passing: Sequence[CandidateResult], probe: ProbePlan | None, *, trusted: bool
+) -> tuple[tuple[CandidateResult, ...], tuple[tuple[Question, Answer], ...]]:
+    """The passing candidates that return what the docstring's prose examples say they return
+    (``ProbePlan.documented``: answers the user gave before being asked), and those examples as answered
+    questions. No candidate left: the candidates missed the documented behaviour (a repair round's job)."""
+    kept = tuple(r for r in passing if r.passed)
+    if not trusted or probe is None or not probe.documented:
+        return kept, ()
+    answered = []
+    for index, expected in probe.documented:
+        probed = _probed(kept, probe)
+        if not all(_offerable(r.probe_shown[index]) for r in probed):
+            continue  # an output we cannot compare (a timeout, a long list): the example says nothing here
+        question = Question(probe.function, probe.inputs[index], index, _options(probed, index))
+        answer = another_value(expected, question)
+        answered.append((question, answer))
+        kept = keep_agreeing(kept, question, answer)
+        if not kept:
+            break
+    return kept, tuple(answered)
+
+
+def _probed(results: Sequence[CandidateResult], probe: ProbePlan) -> list[CandidateResult]:
+    return [
+        r for r in results if r.passed and len(r.probe_outputs) == len(probe.inputs) == len(r.probe_shown)
+    ]
+
+
+def _askable(call: str, probed: Sequence[CandidateResult], index: int) -> bool:
+    return (
+        len(call) <= MAX_CALL and "\n" not in call and all(_offerable(r.probe_shown[index]) for r in probed)
+    )
+
+
+def _options(probed: Sequence[CandidateResult], index: int) -> tuple[Option, ...]:
+    """The behaviours on input ``index``, most samples first."""
+    groups: dict[str, list[CandidateResult]] = {}
+    for result in probed:
+        groups.setdefault(result.probe_outputs[index], []).append(result)
+    options = []
+    for fingerprint, members in groups.items():
+        members.sort(key=lambda r: -(r.candidate.duplicates + 1))
+        shown = members[0].probe_shown[index]
+        assert shown is not None  # _askable
+        options.append(Option(shown, sum(r.candidate.duplicates + 1 for r in members), fingerprint))
+    options.sort(key=lambda o: (-o.samples, o.shown))
+    return tuple(options)
 
 
 def _offerable(shown: str | None) -> bool:
@@ -257,8 +298,9 @@ def answer_test(
     exists = path.is_file()
     if existing is None:
         existing = path.read_text(encoding="utf-8") if exists else ""
-    name = _free_name(existing, f"test_{question.function}_answer")
-    imports = [f"from {module} import {question.function}"] if module else []
+    name = _free_name(existing, f"test_{question.function.replace('.', '_')}_answer")
+    # ``Class.method``: the class is what is imported.
+    imports = [f"from {module} import {question.function.split('.')[0]}"] if module else []
     if expected.startswith("!"):
         body = [
             "import pytest",
