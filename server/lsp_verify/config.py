@@ -16,6 +16,7 @@ commit those settings for trusted checkouts, and the CLI is trusted by being run
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -264,3 +265,10 @@ def project_settings(root: Path, base: Settings | None = None, *, trusted: bool)
             "settings, or trust the workspace"
         )
     return settings
+
+
+def cache_home(env: Mapping[str, str] = os.environ) -> Path:
+    """lsp-verify's directory under ``$XDG_CACHE_HOME`` (else ``~/.cache``): models, shadows, mypy caches and
+    Hypothesis' tables each keep a folder of their own here."""
+    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "lsp-verify"

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from ..config import cache_home
+
 __all__ = [
     "DEFAULT_EMBEDDED",
     "EMBEDDED_MODELS",
@@ -134,8 +136,7 @@ def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     """``$LSP_VERIFY_CACHE``, else ``lsp-verify/models`` under ``$XDG_CACHE_HOME`` or ``~/.cache``."""
     if env.get(ENV_CACHE):
         return Path(env[ENV_CACHE]).expanduser()
-    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "lsp-verify" / "models"
+    return cache_home(env) / "models"
 
 
 def resolve_model(

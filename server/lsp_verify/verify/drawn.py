@@ -29,16 +29,16 @@ from __future__ import annotations
 import ast
 import contextlib
 import math
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal.conjecture import providers
+
+from ..config import cache_home
 
 MAX_SIZE = 5
 """Longest drawn list, set, dict or string: a question about a longer input is not read at a glance."""
@@ -54,9 +54,7 @@ _DRAWN: dict[tuple[tuple[str, ...], int], tuple[tuple[Any, ...], ...]] = {}
 
 # Hypothesis keeps caches (its unicode tables) under ``./.hypothesis``, and the server's working directory is
 # usually the user's project: keep them with lsp-verify's other caches instead.
-set_hypothesis_home_dir(
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lsp-verify" / "hypothesis"
-)
+set_hypothesis_home_dir(cache_home() / "hypothesis")
 
 
 def draw(strategies: Sequence[Strategy], count: int) -> list[tuple[Any, ...]]:

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
+from ..config import cache_home
 from .sandbox import WorkerError, WorkerProcess
 from .shadow import Shadow, ShadowRoot
 
@@ -335,11 +336,10 @@ def default_cache_dir(root: Path, trusted: bool) -> Path:
     clone or worktree starts cold once (calc fixture, load ~8 on 2 cores: 4.0 s cold, 0.85 s warm, for a
     fresh mypy process).
     """
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     trust = "trusted" if trusted else "untrusted"
     key = f"{sys.executable}\0{root.resolve()}\0{trust}\0{config_digest(root)}"
     tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = base / "lsp-verify" / "mypy" / f"{trust}-{tag}"
+    path = cache_home() / "mypy" / f"{trust}-{tag}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 

@@ -33,6 +33,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..config import cache_home
 from ..sourcefile import declared_encoding
 
 # Entries never linked into a shadow: stale bytecode and tool caches of the user's tree.
@@ -57,7 +58,7 @@ def shadow_parent(workspace: Path, parent: Path | None = None) -> Path:
     or mypy would find the candidates twice. Raises :class:`ShadowUnavailable` when every place is inside.
     """
     workspace = workspace.resolve()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lsp-verify" / "shadows"
+    cache = cache_home() / "shadows"
     places = [parent] if parent is not None else [Path(tempfile.gettempdir()), *_FALLBACK_PARENTS, cache]
     for place in places:
         real = place.resolve()
