@@ -38,6 +38,7 @@ from pygls.workspace import TextDocument
 from ..cancel import Cancelled, CancelToken
 from ..check import FunctionCheck, check_text
 from ..headless import def_line
+from ..syntax import pyast
 from ..syntax.target import EditTarget
 from ..verify.pytest_run import failure_summary
 from ..verify.types import TestOutcome
@@ -304,7 +305,7 @@ def _test_location(root: Path, nodeid: str) -> tuple[Path | None, int, str]:
     path = root / parts[0]
     try:
         text = path.read_text(encoding="utf-8")
-        tree = ast.parse(text)
+        tree = pyast.parse_module(text)
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return (path if path.is_file() else None), 0, ""
     names = [part.split("[", 1)[0] for part in parts[1:]]

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import tree_sitter
 
+from . import pyast
 from .parse import captures, parse
 from .target import EditTarget, TargetError
 from .targets import FunctionSite, SourceText, parse_functions
@@ -44,7 +45,7 @@ def parse_error(text: str) -> str | None:
     """None when the whole document compiles for the running interpreter; else ``"line L: message"``
     (1-based line). Compiling, not only parsing, also catches ``return`` outside a function and the like."""
     try:
-        tree = ast.parse(text, feature_version=sys.version_info[:2])
+        tree = pyast.parse_module(text, feature_version=sys.version_info[:2])
         compile(tree, "<document>", "exec", dont_inherit=True)
     except SyntaxError as error:
         return f"line {error.lineno or '?'}: {error.msg}"
@@ -299,7 +300,7 @@ def _parse_body(lines: list[str], verbatim: set[int], indent: str = " ") -> ast.
         line if index in verbatim or not line else indent + line for index, line in enumerate(lines)
     )
     try:
-        module = ast.parse("def _():\n" + code + "\n")
+        module = pyast.parse_module("def _():\n" + code + "\n")
     except (SyntaxError, ValueError):
         return None
     function = module.body[0] if len(module.body) == 1 else None
@@ -336,7 +337,7 @@ def _parse_loosely(code: str) -> ast.Module | None:
     attempts = [code, textwrap.dedent(code), "def _():\n" + textwrap.indent(textwrap.dedent(code), " ")]
     for attempt in attempts:
         try:
-            return ast.parse(attempt)
+            return pyast.parse_module(attempt)
         except (SyntaxError, ValueError):
             continue
     return None

@@ -31,7 +31,6 @@ two verifications make progress together - one in mypy, one in tests - which is 
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from ..cancel import CancelToken
 from ..config import Settings
+from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
@@ -517,7 +517,7 @@ class Verifier:
         cancel.raise_if_cancelled()
         since = time.monotonic()
         try:
-            ast.parse(candidate.new_text, filename=plan.relative_path.as_posix())
+            pyast.parse_module(candidate.new_text, filename=plan.relative_path.as_posix())
         except SyntaxError as exc:
             stage("parse", False, since, f"line {exc.lineno}: {exc.msg}")
             return finish(False, Evidence.NONE)

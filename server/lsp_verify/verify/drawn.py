@@ -39,6 +39,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal.conjecture import providers
 
 from ..config import cache_home
+from ..syntax import pyast
 
 MAX_SIZE = 5
 """Longest drawn list, set, dict or string: a question about a longer input is not read at a glance."""
@@ -123,7 +124,7 @@ def _without_local_constants() -> Iterator[None]:
 def _literal(value: object) -> bool:
     text = repr(value)
     try:
-        back = ast.literal_eval(text)
+        back = pyast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
     return bool(back == value) and type(back) is type(value)
@@ -258,7 +259,7 @@ def _annotated(annotation: ast.expr, bounds: _Bounds, depth: int) -> Strategy | 
             return st.none()
         if isinstance(annotation.value, str):  # a string annotation: "list[int]"
             try:
-                inner = ast.parse(annotation.value, mode="eval").body
+                inner = pyast.parse_expression(annotation.value)
             except SyntaxError:
                 return None
             return _annotated(inner, bounds, depth + 1)
@@ -289,7 +290,7 @@ def _annotated(annotation: ast.expr, bounds: _Bounds, depth: int) -> Strategy | 
         return _union(parameters, bounds, depth)
     if generic == "Literal":
         try:
-            values = [ast.literal_eval(p) for p in parameters]
+            values = [pyast.literal_eval(p) for p in parameters]
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return None
         return st.sampled_from(values) if values else None
@@ -335,7 +336,7 @@ def constructor(source: str, class_name: str) -> list[ast.arg] | None:
     ``ast.arg``s with their annotations; None when its constructor's signature is not known (a base class,
     ``*args``, a required keyword-only parameter, a class not found)."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse_module(source)
     except (SyntaxError, ValueError):
         return None
     found = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]

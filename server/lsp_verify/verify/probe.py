@@ -32,6 +32,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ..cancel import CancelToken
+from ..syntax import pyast
 from ..syntax.target import EditTarget
 from . import drawn
 from .sandbox import WorkerError, WorkerProcess
@@ -280,7 +281,7 @@ class ProbeRunner:
 
 def _signature(header: str) -> ast.FunctionDef | None:
     try:
-        tree = ast.parse(textwrap.dedent(header) + "\n    ...\n")
+        tree = pyast.parse_module(textwrap.dedent(header) + "\n    ...\n")
     except SyntaxError:
         return None
     node = tree.body[0] if tree.body else None
@@ -293,7 +294,7 @@ def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any
     if not docstring:
         return []
     try:
-        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+        text = pyast.literal_eval(textwrap.dedent(docstring).strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return []
     if not isinstance(text, str):
@@ -308,7 +309,7 @@ def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any
         values: list[Any] | None = None
         if not expression.keywords and not any(isinstance(a, ast.Starred) for a in expression.args):
             try:
-                values = [ast.literal_eval(arg) for arg in expression.args]
+                values = [pyast.literal_eval(arg) for arg in expression.args]
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 values = None
         source = ", ".join(parts)
@@ -325,7 +326,7 @@ def _prose_examples(docstring: str | None, function: ast.FunctionDef) -> list[li
     if not docstring:
         return []
     try:
-        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+        text = pyast.literal_eval(textwrap.dedent(docstring).strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return []
     arguments = function.args
@@ -365,7 +366,7 @@ def _literal_prefix(line: str) -> Any:
         if line[end - 1] in " ,;.":
             continue
         try:
-            return ast.literal_eval(line[:end])
+            return pyast.literal_eval(line[:end])
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
     return _NO_LITERAL
@@ -384,7 +385,7 @@ def _call_span(text: str, start: int, name: str) -> tuple[ast.Call, int] | None:
         if end < 0 or end - start > 2000:
             return None
         try:
-            expression = ast.parse(text[start : end + 1], mode="eval").body
+            expression = pyast.parse_expression(text[start : end + 1])
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
         if isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name):
@@ -406,7 +407,7 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
     if not docstring:
         return {}
     try:
-        text = ast.literal_eval(textwrap.dedent(docstring).strip())
+        text = pyast.literal_eval(textwrap.dedent(docstring).strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return {}
     if not isinstance(text, str):
@@ -425,7 +426,7 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
             continue
         rest = text[states.end() :].split("\n", 1)[0].strip()
         value = _literal_prefix(rest)
-        if value is _NO_LITERAL or repr(value) != repr(ast.literal_eval(repr(value))):
+        if value is _NO_LITERAL or repr(value) != repr(pyast.literal_eval(repr(value))):
             continue
         shown = rest[: _literal_length(rest)]
         after = rest[len(shown) :].lstrip()
@@ -444,7 +445,7 @@ def _literal_length(line: str) -> int:
         if line[end - 1] in " ,;.":
             continue
         try:
-            ast.literal_eval(line[:end])
+            pyast.literal_eval(line[:end])
             return end
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue

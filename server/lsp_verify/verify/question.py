@@ -16,7 +16,6 @@ untrusted workspace there are no outputs and no question.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import re
@@ -24,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .probe import ProbePlan
 from .types import CandidateResult
@@ -211,7 +211,7 @@ def parse_answer(text: str, question: Question) -> Answer:
 def another_value(text: str, question: Question) -> Answer:
     """ "Another value…": ``text`` must be a Python literal; an option with an equal value is that option."""
     try:
-        value = ast.literal_eval(text)
+        value = pyast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc) or type(exc).__name__
         raise AnswerError(
@@ -225,7 +225,7 @@ def another_value(text: str, question: Question) -> Answer:
 
 def _equal(shown: str, value: object) -> bool:
     try:
-        mine = ast.literal_eval(shown)
+        mine = pyast.literal_eval(shown)
         return bool(mine == value) and type(mine) is type(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
@@ -249,7 +249,7 @@ def keep_agreeing(
             if (
                 shown is not None
                 and not shown.startswith("!")
-                and _equal(shown, ast.literal_eval(answer.value))
+                and _equal(shown, pyast.literal_eval(answer.value))
             ):
                 kept.append(r)
     return tuple(kept)
