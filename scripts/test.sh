@@ -46,7 +46,7 @@ bash scripts/build-llama-server.sh
 echo "== pytest" >&2
 status=0
 # --durations: the slowest tests are named in every run's log, so a suite that grows slow says where.
-.venv/bin/python -m pytest -ra --durations=25 "$@" || status=$?
+.venv/bin/python -m pytest -ra --durations=40 "$@" || status=$?
 
 # The sandbox must hold without bubblewrap too (macOS, most non-root Linux users): run its tests and the
 # hostile-repository tests again with bubblewrap hidden (about a minute).

@@ -97,6 +97,9 @@ def test_whisper() -> None:
 """
 
 
+GEO_PATH = "shapes/geo.py"
+
+
 def git(repo: Path, *args: str) -> None:
     subprocess.run(
         [
@@ -158,11 +161,15 @@ def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Runs]:
     yield counts
 
 
-def check_all(repo: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch, *, batch: bool) -> RunReport:
-    """``lsp-verify check --all`` in ``repo``; ``runs`` counts only this call's runs."""
+def check_all(
+    repo: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch, *, batch: bool, only: str | None = None
+) -> RunReport:
+    """``lsp-verify check --all`` in ``repo`` (``only``: ``lsp-verify check ONLY``, every function of one
+    file, which still batches); ``runs`` counts only this call's runs."""
     monkeypatch.setattr(check, "BATCH_ABOVE", 3 if batch else 1_000_000)
     runs.pytest = runs.mypy = 0
-    return run_check(CheckOptions(all_files=True), settings_for=trusted_settings, cwd=repo)
+    options = CheckOptions(paths=(repo / only,)) if only else CheckOptions(all_files=True)
+    return run_check(options, settings_for=trusted_settings, cwd=repo)
 
 
 def trusted_settings(root: Path) -> Settings:
@@ -222,8 +229,8 @@ def test_a_new_mypy_error_in_one_function_fails_only_that_function(
     wrong = GEO.replace("    return a // 2", "    label: str = a\n    return a // 2")
     (repo / "shapes/geo.py").write_text(wrong, encoding="utf-8")
 
-    one_by_one = check_all(repo, runs, monkeypatch, batch=False)
-    batched = check_all(repo, runs, monkeypatch, batch=True)
+    one_by_one = check_all(repo, runs, monkeypatch, batch=False, only=GEO_PATH)
+    batched = check_all(repo, runs, monkeypatch, batch=True, only=GEO_PATH)
 
     assert comparable(batched) == comparable(one_by_one)
     assert [f.qualname for f in batched.functions if f.status != "pass"] == ["half"]
@@ -238,8 +245,8 @@ def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counte
 ) -> None:
     repo = make_repo(tmp_path / "repo", GEO.replace("return -a", "return a"))
 
-    still_broken_alone = check_all(repo, runs, monkeypatch, batch=False)
-    still_broken = check_all(repo, runs, monkeypatch, batch=True)
+    still_broken_alone = check_all(repo, runs, monkeypatch, batch=False, only=GEO_PATH)
+    still_broken = check_all(repo, runs, monkeypatch, batch=True, only=GEO_PATH)
     assert comparable(still_broken) == comparable(still_broken_alone)
     assert still_broken.exit_code == 0
     assert "failing before this change too (not counted): tests/test_geo.py::test_neg" in (
@@ -247,8 +254,8 @@ def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counte
     )
 
     (repo / "shapes/geo.py").write_text(GEO, encoding="utf-8")  # the work tree fixes it
-    fixed_alone = check_all(repo, runs, monkeypatch, batch=False)
-    fixed = check_all(repo, runs, monkeypatch, batch=True)
+    fixed_alone = check_all(repo, runs, monkeypatch, batch=False, only=GEO_PATH)
+    fixed = check_all(repo, runs, monkeypatch, batch=True, only=GEO_PATH)
     assert comparable(fixed) == comparable(fixed_alone)
     assert by_name(fixed)["neg"].message == "mypy: no new errors, tests: 5/5 passed, fixed 1"
     assert by_name(fixed)["neg"].tests_fixed == ("tests/test_geo.py::test_neg",)

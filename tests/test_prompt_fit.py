@@ -183,6 +183,10 @@ def test_the_model_on_a_module_of_many_constants_gives_a_clear_result(tmp_path: 
     from lsp_verify.model.source import default_cache_dir
 
     project = make_project(tmp_path / "proj", many_constants())
+    # A small context makes the point as well as the default one (the module is far bigger than either)
+    # and decodes a quarter of the prompt.
+    with (project / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
+        pyproject.write("\n[tool.lsp-verify]\nn_ctx = 1024\n")
     env = {
         **os.environ,
         "PYTHONPATH": str(SERVER),
