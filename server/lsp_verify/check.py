@@ -17,6 +17,13 @@ did not change, so its baseline *is* the file), gets its verdict from those runs
 a failing or missing test, a mypy error its change could cause, a new function (judged against a stub),
 doctests that only one side has - is verified on its own as before, so the batch never reports a pass that
 the per-function path would fail.
+
+Nearby tests are found by name, and a test can reach a function without naming it: through a fixture, a
+re-export under another name, or another function of the module that calls it. So a trusted check of a
+change also runs the project's whole test suite on it once (:func:`_suite_guard`, bounded by
+``suite_guard_timeout_s``): a test that fails now, that no function's own check ran, and that passes with the
+file as the base has it, is charged to the changed function whose revert alone makes it pass again, or to
+the file (``<module>``) when no single revert does (a change outside any function, or several together).
 """
 
 from __future__ import annotations
@@ -139,6 +146,14 @@ def run_check(
             report.functions.extend(early)
             for job in file_jobs:
                 report.functions.append(_check_function(verifier, job, status, cancel, known.get(id(job))))
+        if settings.trusted and settings.suite_guard_timeout_s > 0:
+            changed = [
+                (item, file_jobs)
+                for item, (_, file_jobs) in zip(files, work, strict=True)
+                if item.base_text is not None and item.text != item.base_text
+            ]
+            base_name = options.base or "HEAD"
+            _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
     if not report.functions:
         report.notes.append("the change touches no function: nothing to verify")
     return report
@@ -274,6 +289,118 @@ def _verify_job(
 def _error_report(job: _Job, exc: Exception, seconds: float) -> FunctionReport:
     line = def_line(job.target) + 1
     return FunctionReport(job.relpath, job.target.qualname, line, "error", "none", str(exc), seconds=seconds)
+
+
+def _suite_guard(
+    verifier: Verifier,
+    changed: list[tuple[_FileToCheck, list[_Job]]],
+    report: RunReport,
+    base_name: str,
+    timeout_s: float,
+    status: StatusSink,
+    cancel: CancelToken,
+) -> None:
+    """The whole suite on the change (see the module docstring); adds what it finds to ``report``."""
+    from .verify.cascade import VerifyError
+
+    if not changed:
+        return
+    first = changed[0][0]
+    status.started("running the whole test suite on the change (for tests that reach a function unnamed)")
+    try:
+        suite = verifier.suite(first.path, first.text, cancel)
+        if not suite:
+            return
+        now = verifier.run_tests(first.path, first.text, suite, cancel, timeout_s=timeout_s)
+    except VerifyError as exc:
+        report.notes.append(f"the whole test suite was not run on the change: {exc}")
+        return
+    if now.timed_out or now.problem:
+        why = f"it did not finish within {timeout_s:g} s" if now.timed_out else now.problem
+        report.notes.append(
+            f"the whole test suite was not run on the change ({why}; suite_guard_timeout_s): only the tests "
+            "near each function guarded it"
+        )
+        return
+    # Failing tests a function's check already failed for; one it forgave (failing before too, as that
+    # function's own baseline had the rest of the change in it) is looked at again.
+    caught = {nodeid for f in report.functions if f.status != "pass" for nodeid in f.tests_failed}
+    failing = tuple(o.nodeid for o in now.outcomes if o.outcome in _FAILING and o.nodeid not in caught)
+    report.notes.append(
+        f"the whole test suite ({len(suite)} test{'s' if len(suite) != 1 else ''}) also ran on the change"
+        + (f": {len(failing)} failing that no function's own check ran" if failing else "")
+    )
+    if not failing:
+        return
+    for item, jobs in changed:
+        cancel.raise_if_cancelled()
+        assert item.base_text is not None
+        try:
+            base = verifier.run_tests(item.path, item.base_text, failing, cancel, timeout_s=timeout_s)
+            broken = _passing(base, failing)
+            blamed: set[str] = set()
+            for job in jobs:
+                if not broken or job.baseline == item.text:  # an unchanged function broke nothing
+                    continue
+                reverted = verifier.run_tests(item.path, job.baseline, broken, cancel, timeout_s=timeout_s)
+                fixed = _passing(reverted, broken)
+                if fixed:
+                    blamed.update(fixed)
+                    _charge(report, job, fixed, now, base_name)
+        except VerifyError as exc:
+            report.notes.append(f"the whole test suite's failures were not traced to {item.relpath}: {exc}")
+            continue
+        left = tuple(nodeid for nodeid in broken if nodeid not in blamed)
+        if left:
+            more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+            report.functions.append(
+                FunctionReport(
+                    relpath_in(item.path, verifier.root),
+                    "<module>",
+                    1,
+                    "fail",
+                    "tests",
+                    f"tests: {left[0]} failed{more}: it passes with this file as {base_name} has it, and no "
+                    "one function's change alone breaks it",
+                    tests_selected=left,
+                    tests_failed=left,
+                    details=_failure_lines(now, left),
+                )
+            )
+
+
+def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
+    outcomes = run.by_nodeid
+    return tuple(n for n in node_ids if n in outcomes and outcomes[n].outcome == "passed")
+
+
+def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
+    outcomes = run.by_nodeid
+    return tuple(f"{n} failed: {(outcomes[n].message.splitlines() or [''])[0]}" for n in node_ids)
+
+
+def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, base_name: str) -> None:
+    """Turn ``job``'s report into a failure for the tests ``fixed`` by reverting it alone."""
+    relpath, line = job.relpath, def_line(job.target) + 1
+    for n, function in enumerate(report.functions):
+        if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
+            continue
+        if function.status != "pass":
+            return  # already failed (or could not be checked): its own reason stands
+        more = f" (and {len(fixed) - 1} more)" if len(fixed) > 1 else ""
+        report.functions[n] = dataclasses.replace(
+            function,
+            status="fail",
+            evidence="tests",
+            message=(
+                f"tests: {fixed[0]} failed{more}: it passes with {job.target.qualname} as {base_name} has it "
+                f"(found by the whole test suite: the test does not name {job.target.qualname})"
+            ),
+            tests_selected=function.tests_selected + fixed,
+            tests_failed=function.tests_failed + fixed,
+            details=_failure_lines(now, fixed) + function.details,
+        )
+        return
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,10 @@ class Settings:
     n_threads: int | None = None
     test_timeout_s: float = 30.0
     mypy_timeout_s: float = 120.0
+    suite_guard_timeout_s: float = 300.0
+    """``check`` also runs the whole test suite on a change, for the tests that reach a changed function
+    without naming it (through a fixture, another function, a re-export); the suite run may take this
+    long. 0: only the nearby tests (the report then says so)."""
     memory_limit_mb: int = 2048
     lead_sequence: bool = True
     """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as
@@ -180,6 +184,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             raise ValueError("expected a positive number")
         if key == "temperature" and value < 0:
             raise ValueError("expected a number >= 0")
+        if key == "suite_guard_timeout_s" and value < 0:
+            raise ValueError("expected 0 (nearby tests only) or a number of seconds")
         if key == "top_p" and not 0 < value <= 1:
             raise ValueError("expected a number in (0, 1]")
         return value
@@ -197,6 +203,7 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "n_threads": "decides how much of the CPU generation takes",
     "test_timeout_s": "sets how long workspace code may run",
     "mypy_timeout_s": "sets how long a check may run",
+    "suite_guard_timeout_s": "sets how long workspace code may run, and whether check runs the whole suite",
     "memory_limit_mb": "sets the memory checks may take",
     "trusted": "only the editor can trust a workspace",
     "sandbox": "decides how checks are isolated",

@@ -345,6 +345,35 @@ class Verifier:
             for (path, _), relative in zip(files, relatives, strict=True)
         }
 
+    def suite(self, path: Path, text: str, cancel: CancelToken) -> tuple[str, ...]:
+        """Node ids of every test pytest collects in the workspace with ``path`` holding ``text`` (none in an
+        untrusted workspace). Raises :class:`VerifyError` when nothing can be collected."""
+        if not self.settings.trusted:
+            return ()
+        if not self._started:
+            self._started = True
+            self._index.start()
+        collection = self._collected(self._relative(path), text, cancel)
+        if collection.problem:
+            raise VerifyError(f"the tests cannot be collected: {collection.problem}")
+        return tuple(dict.fromkeys(test.nodeid for test in collection.tests))
+
+    def run_tests(
+        self,
+        path: Path,
+        text: str,
+        node_ids: tuple[str, ...],
+        cancel: CancelToken,
+        *,
+        timeout_s: float | None = None,
+    ) -> TestRun:
+        """pytest on ``node_ids`` (no mypy) with ``path`` holding ``text``; ``timeout_s`` bounds the run."""
+        shadow = self._shadows.create(self._relative(path), text)
+        try:
+            return self._pytest.run(shadow, node_ids, None, path, cancel, timeout_s=timeout_s)
+        finally:
+            shadow.remove()
+
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
         fails as a whole or for a file that would hold tests near the target."""

@@ -240,17 +240,21 @@ class PytestRunner:
         doctest_file: str | None,
         original_file: Path,
         cancel: CancelToken,
+        *,
+        timeout_s: float | None = None,
     ) -> TestRun:
+        """``timeout_s``: how long the whole run may take (default: the runner's test timeout)."""
+        timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
         files = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
         fresh = bool(self._fresh_reason)
         try:
-            events, answer, log = self._request(shadow, "pytest", args, self._timeout_s, cancel, fresh, files)
+            events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, fresh, files)
         except WorkerError:
             # The fork server is an optimisation: whatever broke it, a fresh process is the project's own
             # `python -m pytest`, and a project whose tests pass must not be told they could not run.
             self._fresh_reason = self._fresh_reason or "the pre-imported pytest server failed"
-            events, answer, log = self._request(shadow, "pytest", args, self._timeout_s, cancel, True, files)
+            events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, True, files)
         timed_out = answer.get("status") == "timeout"
         outcomes: dict[str, TestOutcome] = {}
         started: list[str] = []
@@ -274,11 +278,11 @@ class PytestRunner:
             for nodeid in started:
                 if nodeid not in outcomes:
                     outcomes[nodeid] = TestOutcome(
-                        nodeid, "timeout", f"still running after {self._timeout_s:g} s (killed)"
+                        nodeid, "timeout", f"still running after {timeout:g} s (killed)"
                     )
             if not started:
                 outcomes["<session>"] = TestOutcome(
-                    "<session>", "timeout", f"collection still running after {self._timeout_s:g} s"
+                    "<session>", "timeout", f"collection still running after {timeout:g} s"
                 )
         exit_code = int(answer.get("exit", -1))
         problem = ""

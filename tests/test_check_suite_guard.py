@@ -1,0 +1,175 @@
+"""``check`` runs the whole test suite on a change: a test that reaches a changed function without naming it
+(a fixture, a re-export under another name, another function that calls it) still fails the change.
+
+Real git repositories, real pytest and mypy, the real ``run_check``; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lsp_verify.check import CheckOptions, run_check
+from lsp_verify.config import Settings, project_settings
+from lsp_verify.report import RunReport
+
+AREA = "def area(w: int, h: int) -> int:\n    return w * h\n"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    )
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    for relpath, text in {"geo/__init__.py": "", **files}.items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_text(text, encoding="utf-8")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def check(repo: Path, *, guard_s: float = 300.0) -> RunReport:
+    """``lsp-verify check geo/shapes.py`` (every function of the file), trusted as the CLI is."""
+
+    def settings_for(root: Path) -> Settings:
+        settings = project_settings(root, trusted=True)
+        settings.trusted = True
+        settings.suite_guard_timeout_s = guard_s
+        return settings
+
+    return run_check(CheckOptions(paths=(repo / "geo/shapes.py",)), settings_for=settings_for, cwd=repo)
+
+
+def statuses(report: RunReport) -> dict[str, str]:
+    return {f.qualname: f.status for f in report.functions}
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_test_given_the_function_by_a_fixture_fails_the_change(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": AREA,
+            "tests/conftest.py": "import pytest\nfrom geo.shapes import area\n\n\n@pytest.fixture\n"
+            "def calc():\n    return area\n",
+            "tests/test_calc.py": "def test_calc(calc):\n    assert calc(2, 3) == 6\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(AREA.replace("w * h", "w + h"), encoding="utf-8")
+
+    report = check(repo)
+
+    (area,) = report.functions
+    assert report.exit_code == 1
+    assert area.status == "fail"
+    assert area.message.startswith(
+        "tests: tests/test_calc.py::test_calc failed: it passes with area as HEAD has it "
+        "(found by the whole test suite"
+    )
+    assert area.tests_failed == ("tests/test_calc.py::test_calc",)
+    assert "the whole test suite (1 test) also ran on the change: 1 failing" in report.notes[-1]
+    # Without the guard the same change passes: no test names area.
+    assert check(repo, guard_s=0).exit_code == 0
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_test_of_a_caller_charges_the_callee_that_changed_not_the_caller(tmp_path: Path) -> None:
+    shapes = AREA + "\n\ndef volume(w: int, h: int, d: int) -> int:\n    return area(w, h) * d\n"
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": shapes,
+            "tests/test_volume.py": "from geo.shapes import volume\n\n\ndef test_volume():\n"
+            "    assert volume(2, 3, 4) == 24\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(shapes.replace("w * h", "w + h"), encoding="utf-8")
+
+    report = check(repo)
+
+    # volume did not change (its own check forgives the failure: its baseline holds the new area).
+    assert statuses(report) == {"area": "fail", "volume": "pass"}
+    assert report.exit_code == 1
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_re_export_under_another_name_is_reached(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/__init__.py": "from .shapes import area as surface\n",
+            "geo/shapes.py": AREA,
+            "tests/test_api.py": "import geo\n\n\ndef test_surface():\n    assert geo.surface(2, 3) == 6\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(AREA.replace("w * h", "w + h"), encoding="utf-8")
+
+    assert statuses(check(repo)) == {"area": "fail"}
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_change_outside_any_function_fails_the_file(tmp_path: Path) -> None:
+    shapes = "SCALE = 1\n\n\n" + AREA.replace("w * h", "w * h * SCALE")
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": shapes,
+            "tests/test_calc.py": "from geo import shapes as s\n\n\ndef test_it():\n"
+            "    assert s.area(2, 3) == 6\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(shapes.replace("SCALE = 1", "SCALE = 2"), encoding="utf-8")
+
+    report = check(repo)
+
+    assert report.exit_code == 1
+    module = next(f for f in report.functions if f.qualname == "<module>")
+    assert module.file == "geo/shapes.py"
+    assert module.message.startswith(
+        "tests: tests/test_calc.py::test_it failed: it passes with this file as HEAD"
+    )
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_test_that_failed_before_the_change_too_is_not_charged(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": AREA + "\n\ndef perimeter(w: int, h: int) -> int:\n    return w + h\n",
+            "tests/conftest.py": "import pytest\nfrom geo.shapes import perimeter\n\n\n@pytest.fixture\n"
+            "def calc():\n    return perimeter\n",
+            "tests/test_calc.py": "def test_calc(calc):\n    assert calc(2, 3) == 10\n",  # fails at HEAD
+        },
+    )
+    (repo / "geo/shapes.py").write_text(
+        (AREA + "\n\ndef perimeter(w: int, h: int) -> int:\n    return w + h\n").replace("w * h", "h * w"),
+        encoding="utf-8",
+    )
+
+    report = check(repo)
+
+    assert report.exit_code == 0, report.functions
+    assert statuses(report) == {"area": "pass", "perimeter": "pass"}
