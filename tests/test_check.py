@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import gitrepo
 from lsp_verify import gitdiff
 from lsp_verify.report import FunctionReport, RunReport, escape_data, escape_property, render_github
 
@@ -48,37 +49,20 @@ def test_mul() -> None:
 
 
 def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return proc.stdout
+    return gitrepo.git(repo, *args).stdout
 
 
 def make_repo(root: Path) -> Path:
     """A committed package ``calc`` with tests; returns the repository root."""
-    (root / "calc").mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n', encoding="utf-8")
-    (root / "calc" / "__init__.py").write_text("", encoding="utf-8")
-    (root / "calc" / "ops.py").write_text(CALC, encoding="utf-8")
-    (root / "tests" / "test_ops.py").write_text(TESTS, encoding="utf-8")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    return root
+    return gitrepo.make_repo(
+        root,
+        {
+            "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
+            "calc/__init__.py": "",
+            "calc/ops.py": CALC,
+            "tests/test_ops.py": TESTS,
+        },
+    )
 
 
 def stage(repo: Path, relpath: str, text: str) -> None:

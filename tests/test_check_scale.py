@@ -9,13 +9,14 @@ pytest and mypy runs are counted (not timed) to show that the batch ran them onc
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import gitrepo
+from gitrepo import git
 from lsp_verify import check
 from lsp_verify.check import CheckOptions, run_check
 from lsp_verify.config import Settings, project_settings
@@ -100,39 +101,16 @@ def test_whisper() -> None:
 GEO_PATH = "shapes/geo.py"
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    )
-
-
 def make_repo(root: Path, geo: str = GEO) -> Path:
-    for relpath, text in {
+    files = {
         "pyproject.toml": '[project]\nname = "shapes"\nversion = "0"\n',
         "shapes/__init__.py": "",
         "shapes/geo.py": geo,
         "shapes/text.py": TEXT,
         "tests/test_geo.py": TEST_GEO,
         "tests/test_text.py": TEST_TEXT,
-    }.items():
-        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-        (root / relpath).write_text(text, encoding="utf-8")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    return root
+    }
+    return gitrepo.make_repo(root, files)
 
 
 @dataclasses.dataclass

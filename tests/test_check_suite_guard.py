@@ -6,11 +6,11 @@ Real git repositories, real pytest and mypy, the real ``run_check``; nothing is 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
+import gitrepo
 from lsp_verify.check import CheckOptions, run_check
 from lsp_verify.config import Settings, project_settings
 from lsp_verify.report import RunReport
@@ -18,32 +18,8 @@ from lsp_verify.report import RunReport
 AREA = "def area(w: int, h: int) -> int:\n    return w * h\n"
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    )
-
-
 def make_repo(root: Path, files: dict[str, str]) -> Path:
-    for relpath, text in {"geo/__init__.py": "", **files}.items():
-        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
-        (root / relpath).write_text(text, encoding="utf-8")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    return root
+    return gitrepo.make_repo(root, {"geo/__init__.py": "", **files})
 
 
 def check(repo: Path, *, guard_s: float = 300.0) -> RunReport:

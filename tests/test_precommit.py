@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from gitrepo import git
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "server"
 HOOKS: list[dict[str, Any]] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
@@ -82,27 +84,6 @@ def test_hook_definitions() -> None:
         assert hook["pass_filenames"] is True
     assert fix["stages"] == ["manual"], "the fix hook runs the model: only on request"
     assert "stages" not in check
-
-
-def git(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> Any:
-    return subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=check,
-        env=env,
-        timeout=600,
-    )
 
 
 @pytest.fixture
