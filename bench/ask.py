@@ -381,6 +381,10 @@ class Live:
     repair_s: float
     """Wall time of the repair (the product's rerun: generation, verification, its own repair round)."""
     error: str = ""
+    failed_at: dict[str, int] = dataclasses.field(default_factory=dict)
+    """The repaired run's failed candidates by the check they failed first (parse, mypy, tests)."""
+    first_error: str = ""
+    """The first error of the repaired run's first failed candidate (why the answer's doctest failed)."""
 
 
 NOT_RUN = "not run: --live-budget-s spent"
@@ -445,6 +449,11 @@ def live_repair(
     verdicts = judge(problem, programs, judge_timeout, backend)
     right = [verdicts[f"c{i}"].passed for i in range(len(passing))]
     best = asked.fix.best if asked.repaired else None
+    failed = [r for r in asked.fix.results if not r.passed] if asked.repaired else []
+    failed_at: dict[str, int] = {}
+    for r in failed:
+        stage = next((st.stage for st in r.stages if not st.ok), "none")
+        failed_at[stage] = failed_at.get(stage, 0) + 1
     return Live(
         record.task_id,
         repair_at,
@@ -457,6 +466,8 @@ def live_repair(
         sum(right),
         asked.fix.n_generated if asked.repaired else 0,
         round(repair_s, 3),
+        failed_at=failed_at,
+        first_error=(failed[0].first_error or "")[:300] if failed else "",
     )
 
 
