@@ -152,6 +152,15 @@ def test_outputs_stated_in_prose_are_read_when_they_are_whole_literals() -> None
     assert documented_outputs(docstring, "f") == {"1": "2", "2": "'b'", "3": "[1, 2]"}
 
 
+def test_prose_examples_whose_arguments_are_not_literals_state_nothing() -> None:
+    """HumanEval/80 writes ``is_happy(a) => False`` for the string 'a': as an answer that call raised
+    NameError in every candidate, dropped them all and sent a repair round a doctest nothing can pass."""
+    docstring = '''"""is_happy(a) => False, is_happy('aa') => False, is_happy(x=[1]) => True
+    is_happy(len('abc')) => True
+    """'''
+    assert documented_outputs(docstring, "is_happy") == {"'aa'": "False", "x=[1]": "True"}
+
+
 def test_the_docstrings_stated_outputs_answer_before_the_user_is_asked(tmp_path: Path) -> None:
     """Real probe runs: the example in prose drops the candidate that repeats the list, so nothing is left
     to ask; when every candidate contradicts it, none is kept (the flow repairs instead of asking)."""
