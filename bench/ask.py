@@ -591,7 +591,8 @@ def main() -> int:
         "--live-budget-s",
         type=float,
         default=0.0,
-        help="start no live repair after this many seconds (0: no limit); the rest are reported as not run",
+        help="start no live repair this many seconds after the command started (0: no limit); the rest are "
+        "reported as not run",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -603,7 +604,7 @@ def main() -> int:
     records = [r for r in read_records(args.records) if args.group == "all" or r.group == args.group]
     if args.limit:
         records = records[: args.limit]
-    load_before = os.getloadavg()[0]
+    load_before, started = os.getloadavg()[0], time.monotonic()
     outcomes = []
     for i, record in enumerate(records, start=1):
         outcome = simulate(problems[record.task_id], record)
@@ -615,7 +616,16 @@ def main() -> int:
                 file=sys.stderr,
             )
     lives = (
-        run_live(outcomes, records, problems, args.test_timeout, out, args.live_budget_s) if args.live else {}
+        run_live(
+            outcomes,
+            records,
+            problems,
+            args.test_timeout,
+            out,
+            started + args.live_budget_s if args.live_budget_s else None,
+        )
+        if args.live
+        else {}
     )
     jsonl = out.with_suffix(".jsonl")
     jsonl.write_text("".join(json.dumps(_line(o, lives.get(o.task_id))) + "\n" for o in outcomes))
@@ -661,7 +671,7 @@ def run_live(
     problems: dict[str, Problem],
     timeout: float,
     out: Path,
-    budget_s: float = 0.0,
+    deadline: float | None = None,
 ) -> dict[str, Live]:
     """The live repair of every outcome that needed one, one after the other with one loaded model."""
     by_id = {r.task_id: r for r in records}
@@ -673,11 +683,10 @@ def run_live(
     backend = detect_judge_backend(timeout)
     try:
         pipeline.engine()  # load before the clock starts: model loading is not the repair's latency
-        started = time.monotonic()
         with workspace_root() as root:
             for i, outcome in enumerate(todo, start=1):
                 record = by_id[outcome.task_id]
-                if budget_s and time.monotonic() - started > budget_s:
+                if deadline is not None and time.monotonic() > deadline:
                     lives[outcome.task_id] = not_run(outcome)
                     continue
                 live = live_repair(
