@@ -177,7 +177,7 @@ class Replay:
     """The recorded run's verified candidates (``candidate.index`` = their position here)."""
     correct_of: dict[int, bool]
     reference: dict[str, Any] | None
-    """The reference solution's probe ``fingerprints`` and ``shown`` outputs (None: it could not be probed)."""
+    """The reference solution's probe ``fingerprints`` and ``shown`` outputs (None: not probed)."""
     plan: ProbePlan
     probe_s: float
 
@@ -442,8 +442,12 @@ def live_repair(
     except Exception as exc:  # one problem's failure is a data point, not the end of the benchmark
         return Live(record.task_id, repair_at, False, "", False, False, None, 0, 0, 0, 0.0, f"{exc!r}"[:300])
     repair_s = time.monotonic() - started
-    before = set(text.splitlines())
-    doctest = " ".join(line.strip() for line in asked.text.splitlines() if line not in before)
+    before, after = set(text.splitlines()), asked.text.splitlines()
+    doctest = " / ".join(
+        f"{line.strip()} {after[i + 1].strip()}"
+        for i, line in enumerate(after[:-1])
+        if line not in before and line.strip().startswith(">>>")
+    )
     passing = asked.fix.passing if asked.repaired else ()
     programs = {f"c{i}": r.candidate.new_text for i, r in enumerate(passing)}
     verdicts = judge(problem, programs, judge_timeout, backend)
@@ -545,29 +549,46 @@ def live_table(outcomes: list[Outcome], lives: dict[str, Live]) -> list[str]:
             cells += [f"{right}/{shown}", precision, f"{shown / n:.2f}" if n else "-"]
         lines.append(f"| ≤ {q} | {' | '.join(cells)} |")
     ran = list(lives.values())
-    seconds = sorted(live.repair_s for live in ran if not live.error)
+    done = [r for r in ran if not r.error]
+    seconds = sorted(r.repair_s for r in done)
     asked = [o.asked for o in outcomes]
+    errors = sum(bool(r.error) and r.error != NOT_RUN for r in ran)
+    not_run_count = sum(r.error == NOT_RUN for r in ran)
     lines += [
         "",
-        f"questions asked per problem: mean {sum(asked) / n:.2f} (the repair asks none)" if n else "",
-        f"live repair rounds: {len(ran)}; the product's flow ran the repair in {sum(r.repaired for r in ran)}; "
-        f"a candidate verified (it passes the answer's doctest) in {sum(r.shown for r in ran)}, right by the "
-        f"held-out tests in {sum(r.correct for r in ran)}; right among all verified: "
-        f"{sum(r.verified_correct for r in ran)}/{sum(r.verified for r in ran)}; not run (time budget): "
-        f"{sum(r.error == NOT_RUN for r in ran)}; errors: {sum(bool(r.error) and r.error != NOT_RUN for r in ran)}",
+        f"questions asked per problem: mean {sum(asked) / n:.2f} (a repair asks none)" if n else "",
+        f"live repair rounds: {len(ran)}, of which not run (time budget) {not_run_count}, failed {errors}; "
+        f"the product's flow ran the repair in {sum(r.repaired for r in ran)}; a candidate "
+        f"verified (it passes the answer's doctest) in {sum(r.shown for r in ran)}, right by the held-out "
+        f"tests in {sum(r.correct for r in ran)}; right among all verified: "
+        f"{sum(r.verified_correct for r in ran)}/{sum(r.verified for r in ran)}",
     ]
+    failed_at: dict[str, int] = {}
+    for r in done:
+        for stage, count in r.failed_at.items():
+            failed_at[stage] = failed_at.get(stage, 0) + count
+    if failed_at:
+        lines.append(
+            "failed candidates of the repaired runs by the check they failed first: "
+            + ", ".join(f"{stage} {count}" for stage, count in sorted(failed_at.items()))
+        )
     if seconds:
         lines.append(
-            f"added latency of a repair (the product's rerun, wall time): mean {sum(seconds) / len(seconds):.1f} s, "
-            f"median {seconds[len(seconds) // 2]:.1f} s, max {seconds[-1]:.1f} s"
+            f"added latency of a repair (the product's rerun, wall time): mean "
+            f"{sum(seconds) / len(seconds):.1f} s, median {seconds[len(seconds) // 2]:.1f} s, max "
+            f"{seconds[-1]:.1f} s"
         )
-    lines += ["", "| problem | after | answer (added as a doctest) | verified | right | evidence | seconds |"]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    lines += [
+        "",
+        "| problem | after | answer (added as a doctest) | verified | right | evidence | generated "
+        "| seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for live in ran:
-        answer = live.answer.replace("|", "\\|") or live.error.replace("|", "\\|")
+        answer = (live.answer or live.error).replace("|", "\\|")
         lines.append(
             f"| {live.task_id} | {live.repair_at} | `{answer}` | {live.verified} | {live.verified_correct} "
-            f"| {live.evidence or '-'} | {live.repair_s:.1f} |"
+            f"| {live.evidence or '-'} | {live.n_generated} | {live.repair_s:.1f} |"
         )
     lines.append("")
     return lines
@@ -696,9 +717,9 @@ def run_live(
                     continue
                 lives[outcome.task_id] = live
                 print(
-                    f"live [{i}/{len(todo)}] {live.task_id} repaired {live.repaired} verified {live.verified} "
-                    f"right {live.verified_correct} shown-right {live.correct} {live.repair_s:.1f}s "
-                    f"{live.error}",
+                    f"live [{i}/{len(todo)}] {live.task_id} repaired {live.repaired} verified "
+                    f"{live.verified} right {live.verified_correct} shown-right {live.correct} "
+                    f"{live.repair_s:.1f}s {live.error}",
                     file=sys.stderr,
                     flush=True,
                 )
