@@ -287,6 +287,30 @@ def test_the_answer_becomes_a_doctest_line(tmp_path: Path) -> None:
     assert raised.endswith('    ValueError\n    """\n    ...\n')
 
 
+@pytest.mark.parametrize("prefix", ["", "r"])
+def test_an_answer_with_backslashes_becomes_a_doctest_that_the_right_body_passes(
+    tmp_path: Path, prefix: str
+) -> None:
+    """``'a\\tb'`` written as is into a plain docstring would be a tab there, and doctest would compare the
+    right output's ``repr`` with a tab: the repair round's doctest would fail every right candidate."""
+    source = f'def swap(text: str) -> str:\n    {prefix}"""Newlines to tabs."""\n    ...\n'
+    root, path, target = project(tmp_path, source)
+    question = Question("swap", r"'a\nb'", 0, ())
+    text = with_doctest(source, target, question, r"'a\tb'")
+    docstring = ast.get_docstring(ast.parse(text).body[0])  # type: ignore[arg-type]
+    assert docstring is not None and r">>> swap('a\nb')" + "\n" + r"'a\tb'" in docstring
+    for body, outcome in (('    return text.replace("\\n", "\\t")\n', "1 passed"), (RIGHT, "1 failed")):
+        new_target = Pipeline.targets(text, path)[0]
+        path.write_text(splice_body(text, new_target, body))
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert outcome in run.stdout, run.stdout
+
+
 def test_the_settings_are_validated() -> None:
     settings = Settings().updated({"questions": -1, "answersAs": "yaml"}, "test")
     assert (settings.questions, settings.answers_as) == (2, "test")
