@@ -626,6 +626,10 @@ def main() -> int:
     if args.limit:
         records = records[: args.limit]
     load_before, started = os.getloadavg()[0], time.monotonic()
+    # The code that runs is the checkout's at the start (a long run outlives later commits).
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    )
     outcomes = []
     for i, record in enumerate(records, start=1):
         outcome = simulate(problems[record.task_id], record)
@@ -650,9 +654,6 @@ def main() -> int:
     )
     jsonl = out.with_suffix(".jsonl")
     jsonl.write_text("".join(json.dumps(_line(o, lives.get(o.task_id))) + "\n" for o in outcomes))
-    revision = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    )
     shown_records = args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records
     flags = f"{f' --limit {args.limit}' if args.limit else ''}{' --live' if args.live else ''}"
     lines = [
