@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import ask  # noqa: E402
-from humaneval import Problem, detect_judge_backend  # noqa: E402
+from humaneval import JudgeBackend, Problem, detect_judge_backend  # noqa: E402
 from quality_records import CandidateRecord, ProblemRecord, RunRecord  # noqa: E402
 
 PROBLEM = Problem(
@@ -91,7 +91,7 @@ def pipeline(engine: ScriptedEngine) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def backend() -> str:
+def backend() -> JudgeBackend:
     return detect_judge_backend(5.0)
 
 
@@ -103,7 +103,7 @@ def test_the_replay_marks_an_answer_no_candidate_returned_as_a_repair_after_that
 
 
 def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_the_result(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: JudgeBackend
 ) -> None:
     engine = ScriptedEngine([[PLUS_ONE, RIGHT]])
     live = ask.live_repair(
@@ -113,7 +113,7 @@ def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_th
         1,
         tmp_path / "ws",
         5.0,
-        backend,  # type: ignore[arg-type]
+        backend,
     )
     assert live is not None and live.repaired and not live.error
     # The answer became a doctest in the docstring the model was shown ...
@@ -129,7 +129,7 @@ def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_th
 
 
 def test_a_repair_that_finds_nothing_runs_the_pipelines_own_repair_round_and_shows_nothing(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: JudgeBackend
 ) -> None:
     engine = ScriptedEngine([[PLUS_ONE, PLUS_TWO], [PLUS_TWO]])
     live = ask.live_repair(
@@ -139,7 +139,7 @@ def test_a_repair_that_finds_nothing_runs_the_pipelines_own_repair_round_and_sho
         1,
         tmp_path / "ws",
         5.0,
-        backend,  # type: ignore[arg-type]
+        backend,
     )
     assert live is not None and live.repaired
     assert (live.shown, live.correct, live.verified) == (False, False, 0)

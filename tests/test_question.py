@@ -297,7 +297,9 @@ def test_an_answer_with_backslashes_becomes_a_doctest_that_the_right_body_passes
     root, path, target = project(tmp_path, source)
     question = Question("swap", r"'a\nb'", 0, ())
     text = with_doctest(source, target, question, r"'a\tb'")
-    docstring = ast.get_docstring(ast.parse(text).body[0])  # type: ignore[arg-type]
+    function = ast.parse(text).body[0]
+    assert isinstance(function, ast.FunctionDef)
+    docstring = ast.get_docstring(function)
     assert docstring is not None and r">>> swap('a\nb')" + "\n" + r"'a\tb'" in docstring
     for body, outcome in (('    return text.replace("\\n", "\\t")\n', "1 passed"), (RIGHT, "1 failed")):
         new_target = Pipeline.targets(text, path)[0]
