@@ -615,6 +615,11 @@ def main() -> int:
         help="start no live repair this many seconds after the command started (0: no limit); the rest are "
         "reported as not run",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --live: reuse the repairs a stopped run kept in OUT.partial.jsonl",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -648,6 +653,7 @@ def main() -> int:
             args.test_timeout,
             out,
             started + args.live_budget_s if args.live_budget_s else None,
+            args.resume,
         )
         if args.live
         else {}
@@ -656,6 +662,8 @@ def main() -> int:
     jsonl.write_text("".join(json.dumps(_line(o, lives.get(o.task_id))) + "\n" for o in outcomes))
     shown_records = args.records.relative_to(REPO) if args.records.is_relative_to(REPO) else args.records
     flags = f"{f' --limit {args.limit}' if args.limit else ''}{' --live' if args.live else ''}"
+    flags += f"{f' --live-budget-s {args.live_budget_s:g}' if args.live_budget_s else ''}"
+    flags += " --resume" if args.resume else ""
     lines = [
         "# Questions with a simulated user (HumanEval, reference solution answers)",
         "",
@@ -694,23 +702,29 @@ def run_live(
     timeout: float,
     out: Path,
     deadline: float | None = None,
+    resume: bool = False,
 ) -> dict[str, Live]:
-    """The live repair of every outcome that needed one, one after the other with one loaded model."""
+    """The live repair of every outcome that needed one, one after the other with one loaded model; with
+    ``resume``, the repairs a stopped run kept in ``<out>.partial.jsonl`` are reused, not run again."""
     by_id = {r.task_id: r for r in records}
     todo = [o for o in outcomes if o.repair_at]
-    lives: dict[str, Live] = {}
-    if not todo:
-        return lives
-    pipeline = Pipeline(live_settings(by_id[todo[0].task_id].config))
+    partial = out.with_name(out.stem + ".partial.jsonl")
+    kept = [Live(**json.loads(line)) for line in partial.read_text().splitlines()] if resume else []
+    lives = {live.task_id: live for live in kept if live.error != NOT_RUN}
+    pipeline: Pipeline | None = None
     backend = detect_judge_backend(timeout)
     try:
-        pipeline.engine()  # load before the clock starts: model loading is not the repair's latency
         with workspace_root() as root:
             for i, outcome in enumerate(todo, start=1):
                 record = by_id[outcome.task_id]
+                if outcome.task_id in lives:
+                    continue
                 if deadline is not None and time.monotonic() > deadline:
                     lives[outcome.task_id] = not_run(outcome)
                     continue
+                if pipeline is None:
+                    pipeline = Pipeline(live_settings(record.config))
+                    pipeline.engine()  # loaded before the clock starts: not the repair's latency
                 live = live_repair(
                     pipeline, problems[record.task_id], record, outcome.repair_at, root, timeout, backend
                 )
@@ -724,12 +738,12 @@ def run_live(
                     file=sys.stderr,
                     flush=True,
                 )
-                # Kept as it goes: a run stopped early still leaves what it measured.
-                partial = out.with_name(out.stem + ".partial.jsonl")
+                # Kept as it goes: a run stopped early still leaves what it measured (see --resume).
                 partial.write_text("".join(json.dumps(dataclasses.asdict(v)) + "\n" for v in lives.values()))
     finally:
-        pipeline.close()
-    return lives
+        if pipeline is not None:
+            pipeline.close()
+    return {o.task_id: lives[o.task_id] for o in todo if o.task_id in lives}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ scripted engine in place of the model and the real probes, verifier (mypy, the a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -165,3 +167,18 @@ def test_live_figures_count_a_repair_from_the_question_that_needed_it() -> None:
     assert "| ≤ 1 | 0/1 | 0.00 | 0.50 | 1/2 | 0.50 | 1.00 |" in lines
     assert "| ≤ 2 | 0/0 | - | 0.00 | 1/1 | 1.00 | 0.50 |" in lines
     assert any("not run (time budget) 1, failed 0" in line for line in lines)
+
+
+def test_resume_reuses_the_kept_repairs_and_the_budget_leaves_the_rest_not_run(tmp_path: Path) -> None:
+    out = tmp_path / "ask-live.md"
+    kept = ask.Live("p", 1, True, ">>> f(1) 2", True, True, "tests", 1, 1, 8, 3.0)
+    out.with_name("ask-live.partial.jsonl").write_text(json.dumps(dataclasses.asdict(kept)) + "\n")
+    outcomes = [
+        ask.Outcome(t, "types", [True, False, False], [False] * 3, 1, True, 0.0, 0.0, "", False, False, 1)
+        for t in ("p", "q")
+    ]
+    records = [record(), dataclasses.replace(record(), task_id="q")]
+    records[0].task_id = "p"
+    # The deadline has passed: "q" is not run, so no model is loaded.
+    lives = ask.run_live(outcomes, records, {}, 5.0, out, deadline=0.0, resume=True)
+    assert lives == {"p": kept, "q": ask.not_run(outcomes[1])}
