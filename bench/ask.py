@@ -12,15 +12,25 @@ the product's own question code:
    docstring's prose states (``f(2) == 4``), as the product's question flow does; then
    :func:`~lsp_verify.verify.question.choose_question` picks the question; the simulated user answers with
    the option the reference agrees with, else with the reference's own value ("another value": no candidate
-   is kept; the product would then run a repair round, which is not replayed here and counts as nothing
-   shown), else skips; :func:`~lsp_verify.verify.question.keep_agreeing` filters;
+   is kept; the product then runs a repair round, which the replay counts as nothing shown), else skips;
+   :func:`~lsp_verify.verify.question.keep_agreeing` filters;
 3. the suggestion shown is the first of :func:`~lsp_verify.verify.rank.rank` over what is left, judged by
    the record's ``correct`` (the held-out ``check()`` tests).
 
 Precision = correct shown / shown, coverage = shown / problems. Added latency: the time to choose a question
 and apply an answer (the probe calls themselves already run during verification, ``verify/cascade.py``).
 
+``--live`` runs those repair rounds with the real model (the recorded run's settings: k, seed, max_tokens,
+temperature; ``live_settings``): the same questions go through the product's own flow,
+:func:`lsp_verify.ask.ask_and_keep`, with the simulated user as the asker, so the answer becomes the doctest
+the product writes and the product reruns the pipeline (generation with the answer in the docstring,
+verification that runs it, the pipeline's own repair round when nothing passes). The best verified candidate
+is judged by the held-out ``check()`` and counted from the question that needed the repair on; the repair's
+wall time is its added latency. ``--live-budget-s`` starts no repair after that long (the rest are reported
+as not run and counted as the replay counts them); ``--resume`` reuses what a stopped run kept.
+
     python bench/ask.py --records docs/quality.jsonl --out bench/results/ask.md
+    nice -n 10 python bench/ask.py --records docs/quality.jsonl --live   # -> bench/results/ask-live.md
 """
 
 from __future__ import annotations
