@@ -152,6 +152,15 @@ def test_outputs_stated_in_prose_are_read_when_they_are_whole_literals() -> None
     assert documented_outputs(docstring, "f") == {"1": "2", "2": "'b'", "3": "[1, 2]"}
 
 
+def test_prose_examples_whose_arguments_are_not_literals_state_nothing() -> None:
+    """HumanEval/80 writes ``is_happy(a) => False`` for the string 'a': as an answer that call raised
+    NameError in every candidate, dropped them all and sent a repair round a doctest nothing can pass."""
+    docstring = '''"""is_happy(a) => False, is_happy('aa') => False, is_happy(x=[1]) => True
+    is_happy(len('abc')) => True
+    """'''
+    assert documented_outputs(docstring, "is_happy") == {"'aa'": "False", "x=[1]": "True"}
+
+
 def test_the_docstrings_stated_outputs_answer_before_the_user_is_asked(tmp_path: Path) -> None:
     """Real probe runs: the example in prose drops the candidate that repeats the list, so nothing is left
     to ask; when every candidate contradicts it, none is kept (the flow repairs instead of asking)."""
@@ -276,6 +285,32 @@ def test_the_answer_becomes_a_doctest_line(tmp_path: Path) -> None:
         'def scale(xs: list[int], factor: int) -> list[int]:\n    """\n    >>> scale([1, 2], 3)'
     )
     assert raised.endswith('    ValueError\n    """\n    ...\n')
+
+
+@pytest.mark.parametrize("prefix", ["", "r"])
+def test_an_answer_with_backslashes_becomes_a_doctest_that_the_right_body_passes(
+    tmp_path: Path, prefix: str
+) -> None:
+    """``'a\\tb'`` written as is into a plain docstring would be a tab there, and doctest would compare the
+    right output's ``repr`` with a tab: the repair round's doctest would fail every right candidate."""
+    source = f'def swap(text: str) -> str:\n    {prefix}"""Newlines to tabs."""\n    ...\n'
+    root, path, target = project(tmp_path, source)
+    question = Question("swap", r"'a\nb'", 0, ())
+    text = with_doctest(source, target, question, r"'a\tb'")
+    function = ast.parse(text).body[0]
+    assert isinstance(function, ast.FunctionDef)
+    docstring = ast.get_docstring(function)
+    assert docstring is not None and r">>> swap('a\nb')" + "\n" + r"'a\tb'" in docstring
+    for body, outcome in (('    return text.replace("\\n", "\\t")\n', "1 passed"), (RIGHT, "1 failed")):
+        new_target = Pipeline.targets(text, path)[0]
+        path.write_text(splice_body(text, new_target, body))
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert outcome in run.stdout, run.stdout
 
 
 def test_the_settings_are_validated() -> None:

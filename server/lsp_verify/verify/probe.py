@@ -432,11 +432,23 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
         after = rest[len(shown) :].lstrip()
         if after and not (after[0] in ",;.#(" or _GOES_ON.match(after)):
             continue  # more follows (``1 + 9 = 10``, ``3 times x``): the literal is only its start
+        if not all(_is_literal(node) for node in (*call.args, *(k.value for k in call.keywords))):
+            # ``is_happy(a) => False`` writes the string without quotes: the call would raise NameError, and
+            # as an answer it would drop every candidate and send a repair round a doctest nothing passes.
+            continue
         arguments = ", ".join(
             [*(ast.unparse(a) for a in call.args), *(ast.unparse(k) for k in call.keywords)]
         )
         out.setdefault(arguments, repr(value))
     return out
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
 
 
 def _literal_length(line: str) -> int:

@@ -363,8 +363,12 @@ def with_doctest(text: str, target: EditTarget, question: Question, expected: st
         ]
     else:
         example = [f">>> {question.call}", expected]
-    lines = "".join(f"{indent}{line}\n" for line in example)
     docstring = target.docstring
+    if docstring is None or docstring.lstrip()[:1] not in ("r", "R"):
+        # Not a raw string: ``'a\\tb'`` as is would be a tab in the docstring, and doctest would compare the
+        # right output's repr with that tab (an argument's backslash would break the example's source).
+        example = [line.replace("\\", "\\\\") for line in example]
+    lines = "".join(f"{indent}{line}\n" for line in example)
     at = head.rfind(docstring) if docstring else -1
     if docstring is None or at < 0:
         # No docstring: one that holds only the example, as the body's first statement.
