@@ -445,7 +445,7 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
 
 def _is_literal(node: ast.expr) -> bool:
     try:
-        ast.literal_eval(node)
+        pyast.literal_eval(node)
         return True
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
