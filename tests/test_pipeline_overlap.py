@@ -12,6 +12,7 @@ import pytest
 
 from lsp_verify.cancel import Cancelled, CancelToken
 from lsp_verify.config import Settings
+from lsp_verify.model.source import ModelNotFound
 from lsp_verify.model.types import EngineInfo, Generation, Prompt, SamplingParams
 from lsp_verify.pipeline import FixReport, FixRequest, Pipeline
 from lsp_verify.verify.cascade import Verifier, VerifyError
@@ -150,34 +151,43 @@ def test_a_failing_baseline_stops_generation_and_fails_the_request_with_its_own_
     assert (project / "calc.py").read_text() == MODULE
 
 
-def test_a_cancel_while_generating_stops_the_baseline_tests_too(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The original code's test run would take 40 s: the cancel comes while it runs.
-    (project / "tests" / "test_calc.py").write_text(
-        TESTS + "\n\ndef test_double_slowly() -> None:\n    import time\n\n    time.sleep(40)\n"
-    )
-    token = CancelToken()
+SLOW_TESTS = TESTS + "\n\ndef test_double_slowly() -> None:\n    import time\n\n    time.sleep(40)\n"
+"""Tests whose run on the original code (the baseline) takes 40 s, unless it is stopped."""
+
+
+def watch_the_baseline_tests(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
+    """An event set when the baseline's test run starts, and how each such run ended ("finished" or the
+    exception's name), recorded before ``_baseline_tests`` returns or raises."""
     running = threading.Event()
     original = Verifier._baseline_tests
-    baseline_ended: list[str] = []
+    ended: list[str] = []
 
     def baseline_tests(self: Verifier, *args: object) -> TestRun:
         running.set()
         try:
             run = original(self, *args)  # type: ignore[arg-type]
         except BaseException as exc:
-            baseline_ended.append(type(exc).__name__)
+            ended.append(type(exc).__name__)
             raise
-        baseline_ended.append("finished")
+        ended.append("finished")
         return run
+
+    monkeypatch.setattr(Verifier, "_baseline_tests", baseline_tests)
+    return running, ended
+
+
+def test_a_cancel_while_generating_stops_the_baseline_tests_too(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "tests" / "test_calc.py").write_text(SLOW_TESTS)  # the cancel comes while they run
+    token = CancelToken()
+    running, baseline_ended = watch_the_baseline_tests(monkeypatch)
 
     def cancel_while_the_baseline_tests_run() -> None:
         assert running.wait(WAIT_S), "the baseline's tests did not start while the model generated"
         token.wait(0.5)  # into the test run (a cancel before it starts must stop it all the same)
         token.cancel("cancelled by the user")
 
-    monkeypatch.setattr(Verifier, "_baseline_tests", baseline_tests)
     engine = EndlessEngine(on_start=cancel_while_the_baseline_tests_run)
     with pytest.raises(Cancelled, match="cancelled by the user"):
         fix(project, engine, cancel=token, test_timeout_s=60.0)
@@ -185,3 +195,27 @@ def test_a_cancel_while_generating_stops_the_baseline_tests_too(
     # The baseline was cancelled as well, and had ended by the time the request did.
     assert baseline_ended == ["Cancelled"]
     assert (project / "calc.py").read_text() == MODULE
+
+
+def test_a_model_that_cannot_load_fails_the_request_and_stops_the_baseline(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "tests" / "test_calc.py").write_text(SLOW_TESTS)
+    running, baseline_ended = watch_the_baseline_tests(monkeypatch)
+
+    def no_model(settings: Settings) -> ScriptedEngine:
+        # The model loads while the baseline runs (here: fails to).
+        assert running.wait(WAIT_S), "the baseline did not run while the model loaded"
+        raise ModelNotFound("no model at /nowhere.gguf")
+
+    token = CancelToken()
+    values = {"trusted": True, "k": 3, "test_timeout_s": 60.0}
+    pipeline = Pipeline(Settings().updated(values, "test"), engine_factory=no_model)
+    path = project / "calc.py"
+    try:
+        with pytest.raises(ModelNotFound, match="no model at"):
+            pipeline.run(FixRequest(path=path, text=MODULE, root=project), cancel=token)
+    finally:
+        pipeline.close()
+    assert baseline_ended == ["Cancelled"]  # stopped, and ended before the request did
+    assert not token.cancelled  # the caller sees the model's error, not a cancel

@@ -259,7 +259,6 @@ class Pipeline:
         if not self.overlap_baseline:
             baseline.plan()
 
-        engine = self.engine()
         results: list[CandidateResult] = []
         seen: dict[str, Candidate] = {}
         first_verified: list[float] = []
@@ -350,8 +349,9 @@ class Pipeline:
                 baseline.raise_failure()  # a failed baseline stopped generation: its error is the answer
             cancel.raise_if_cancelled()
 
-        try:
+        try:  # loads the engine (while the baseline runs)
             prompt, params = self.prompt(request, target, selection, k=k, feedback=request.feedback)
+            engine = self.engine()
         except BaseException:
             baseline.abandon()
             raise
