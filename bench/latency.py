@@ -6,7 +6,7 @@ For each HumanEval problem (the workspaces of ``bench/quality.py``), in one run 
   temperature 0), timed from the call to its end. This is what an assistant that does not verify shows.
 * **b** — lsp-verify: ``Pipeline.run`` as ``lsp-verify fix`` runs it, timed from the request's start (finding
   the function, selecting its tests, the prompt; the baseline run of the original code overlaps generation,
-  or comes before it for ``lead-serial``) until the first candidate passes verification
+  for ``lead-overlap``, or comes before it) until the first candidate passes verification
   (``FixReport.first_verified_s``). One ``b`` per variant (``--variants``): the levers measured side by side,
   each with its own pipeline (and warm verifier) on the shared engine. Per variant the table also gives when
   generation started and when the candidate shown first was generated (the stages of b).
@@ -18,7 +18,7 @@ problem's held-out tests (``bench/quality.py``'s judge): the precision of what t
 
     python bench/latency.py                          # first 8 problems, variants k8 and lead
     python bench/latency.py --limit 20 --variants k8,lead,k4 --out bench/results/latency-20.md
-    python bench/latency.py --variants lead-serial,lead --out bench/results/latency-overlap.md
+    python bench/latency.py --limit 12 --variants lead,lead-overlap --out bench/results/latency-overlap.md
     python bench/latency.py --quorum-replay bench/results/quality-probes-first117.jsonl \
         --out bench/results/latency-quorum.md      # no model: what a quorum stop saves and costs
 
@@ -61,7 +61,7 @@ class Variant:
     k: int
     lead: bool
     about: str
-    overlap: bool = True
+    overlap: bool = False
     """Generate while the baseline runs (``Pipeline(overlap_baseline=...)``); False: the baseline first."""
 
 
@@ -73,12 +73,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("k4", 4, False, "a smaller first wave: k = 4 as one batch"),
         Variant("lead4", 4, True, "k = 4 with the greedy lead decoded first"),
         Variant(
-            "lead-serial",
+            "lead-overlap",
             8,
             True,
-            "`lead`, but the baseline (mypy and the tests on the original code) runs before generation "
-            "starts (lsp-verify before the overlap)",
-            overlap=False,
+            "`lead`, but generation starts before the baseline (mypy and the tests on the original code) "
+            "has run, which goes on meanwhile (`Pipeline(overlap_baseline=True)`)",
+            overlap=True,
         ),
     )
 }
@@ -636,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = load_engine(dataclasses.replace(base, k=max(VARIANTS[v].k for v in variants)))
     shared = SharedEngine(engine)
 
-    def pipeline_for(settings: Settings, overlap: bool = True) -> Pipeline:
+    def pipeline_for(settings: Settings, overlap: bool = False) -> Pipeline:
         return Pipeline(
             settings,
             engine_factory=lambda _: shared,  # type: ignore[arg-type,return-value]

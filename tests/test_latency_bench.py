@@ -157,26 +157,26 @@ def test_the_stage_table_says_when_generation_started_with_the_baseline_overlapp
             "tests",
             6.0,
             True,
-            {"lead-serial": staged(9.0, 2.5, 7.0), "lead": staged(7.5, 0.5, 5.5)},
+            {"lead": staged(9.0, 2.5, 7.0), "lead-overlap": staged(7.5, 0.5, 5.5)},
         ),
         lat.ProblemRecord(
             "HumanEval/1",
             "tests",
             4.0,
             True,
-            {"lead-serial": staged(7.0, 2.7, 5.0), "lead": staged(6.0, 0.7, 4.0)},
+            {"lead": staged(7.0, 2.7, 5.0), "lead-overlap": staged(6.0, 0.7, 4.0)},
         ),
     ]
-    variants = ["lead-serial", "lead"]
+    variants = ["lead", "lead-overlap"]
     rows = {row["variant"]: row for row in lat.summarise(records, variants)}
-    assert rows["lead-serial"]["generating_p50_s"] == pytest.approx(2.6)
-    assert rows["lead"]["generated_p50_s"] == pytest.approx(4.75)
-    assert not lat.VARIANTS["lead-serial"].overlap and lat.VARIANTS["lead"].overlap
+    assert rows["lead"]["generating_p50_s"] == pytest.approx(2.6)
+    assert rows["lead-overlap"]["generated_p50_s"] == pytest.approx(4.75)
+    assert not lat.VARIANTS["lead"].overlap and lat.VARIANTS["lead-overlap"].overlap
 
     meta = {
         "date": "2026-11-29 15:30 UTC",
         "revision": "abc1234",
-        "command": "python bench/latency.py --variants lead-serial,lead",
+        "command": "python bench/latency.py --variants lead,lead-overlap",
         "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
         "load_before": [0.5, 0.5, 0.5],
         "load_after": [1.0, 1.0, 1.0],
@@ -184,5 +184,5 @@ def test_the_stage_table_says_when_generation_started_with_the_baseline_overlapp
         "variants": variants,
     }
     text = lat.markdown(lat.summarise(records, variants), records, meta)
-    assert "| lead-serial | no | 2.6 | 6.0 | 8.0 |" in text
-    assert "| lead | yes | 0.6 | 4.8 | 6.8 |" in text
+    assert "| lead | no | 2.6 | 6.0 | 8.0 |" in text
+    assert "| lead-overlap | yes | 0.6 | 4.8 | 6.8 |" in text

@@ -1,6 +1,7 @@
-"""The model generates while the baseline (mypy and the nearby tests on the original code) runs: what the
-user gets is unchanged, a baseline that fails still fails the request with its own message and stops the
-generation, and a cancel stops both. Real verifier (mypy, pytest, shadows); a scripted engine."""
+"""With ``overlap_baseline`` the model generates while the baseline (mypy and the nearby tests on the
+original code) runs: what the user gets is unchanged, a baseline that fails still fails the request with its
+own message and stops the generation, and a cancel stops both. Real verifier (mypy, pytest, shadows); a
+scripted engine."""
 
 from __future__ import annotations
 
@@ -210,7 +211,7 @@ def test_a_model_that_cannot_load_fails_the_request_and_stops_the_baseline(
 
     token = CancelToken()
     values = {"trusted": True, "k": 3, "test_timeout_s": 60.0}
-    pipeline = Pipeline(Settings().updated(values, "test"), engine_factory=no_model)
+    pipeline = Pipeline(Settings().updated(values, "test"), engine_factory=no_model, overlap_baseline=True)
     path = project / "calc.py"
     try:
         with pytest.raises(ModelNotFound, match="no model at"):

@@ -1,9 +1,10 @@
 """One request end to end: target -> context -> generate -> verify -> rank.
 
 The LSP server and the CLI are thin shells over :class:`Pipeline`. Results stream: each candidate is
-verified as soon as the engine hands it over, while the other sequences are still decoding. The model starts
-generating as soon as the tests near the function are known (the prompt shows them); the baseline run of the
-original code goes on meanwhile, on its own thread, and the first candidate's verification waits for it.
+verified as soon as the engine hands it over, while the other sequences are still decoding. With
+``overlap_baseline`` the model starts generating as soon as the tests near the function are known (the prompt
+shows them); the baseline run of the original code goes on meanwhile, on its own thread, and the first
+candidate's verification waits for it.
 """
 
 from __future__ import annotations
@@ -104,11 +105,13 @@ class Pipeline:
         settings: Settings,
         *,
         engine_factory: Callable[[Settings], GenerationEngine] | None = None,
-        overlap_baseline: bool = True,
+        overlap_baseline: bool = False,
     ) -> None:
         self.settings = settings
         self.overlap_baseline = overlap_baseline
-        """Generate while the baseline runs; False: the baseline first (``bench/latency.py`` compares)."""
+        """Generate while the baseline runs. Off: on 2 cores the baseline's mypy and pytest slow the decoding
+        as much as starting earlier gains (``bench/results/latency-overlap.md``); an engine that decodes
+        elsewhere (a GPU, a model server) should gain, which is not measured yet."""
         self._engine_factory = engine_factory or load_engine
         self._engine: GenerationEngine | None = None
         self._engine_key: tuple[object, ...] | None = None
