@@ -5,9 +5,11 @@ For each HumanEval problem (the workspaces of ``bench/quality.py``), in one run 
 * **a** — the peer: one greedy, unverified completion of the same prompt (``Engine.generate`` with k = 1,
   temperature 0), timed from the call to its end. This is what an assistant that does not verify shows.
 * **b** — lsp-verify: ``Pipeline.run`` as ``lsp-verify fix`` runs it, timed from the request's start (finding
-  the function, the baseline run of the original code, the prompt) until the first candidate passes
-  verification (``FixReport.first_verified_s``). One ``b`` per variant (``--variants``): the levers measured
-  side by side, each with its own pipeline (and warm verifier) on the shared engine.
+  the function, selecting its tests, the prompt; the baseline run of the original code overlaps generation,
+  for ``lead-overlap``, or comes before it) until the first candidate passes verification
+  (``FixReport.first_verified_s``). One ``b`` per variant (``--variants``): the levers measured side by side,
+  each with its own pipeline (and warm verifier) on the shared engine. Per variant the table also gives when
+  generation started and when the candidate shown first was generated (the stages of b).
 
 The order of a and the variants rotates from problem to problem, so warm-up and drifting load hit all alike.
 A run stops at its first verified suggestion (what this measures); a problem where nothing passes runs to
@@ -16,6 +18,7 @@ problem's held-out tests (``bench/quality.py``'s judge): the precision of what t
 
     python bench/latency.py                          # first 8 problems, variants k8 and lead
     python bench/latency.py --limit 20 --variants k8,lead,k4 --out bench/results/latency-20.md
+    python bench/latency.py --limit 12 --variants lead,lead-overlap --out bench/results/latency-overlap.md
     python bench/latency.py --quorum-replay bench/results/quality-probes-first117.jsonl \
         --out bench/results/latency-quorum.md      # no model: what a quorum stop saves and costs
 
@@ -58,6 +61,8 @@ class Variant:
     k: int
     lead: bool
     about: str
+    overlap: bool = False
+    """Generate while the baseline runs (``Pipeline(overlap_baseline=...)``); False: the baseline first."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -67,6 +72,14 @@ VARIANTS: dict[str, Variant] = {
         Variant("lead", 8, True, "k = 8, sequence 0 greedy and decoded alone first (`lead_sequence`)"),
         Variant("k4", 4, False, "a smaller first wave: k = 4 as one batch"),
         Variant("lead4", 4, True, "k = 4 with the greedy lead decoded first"),
+        Variant(
+            "lead-overlap",
+            8,
+            True,
+            "`lead`, but generation starts before the baseline (mypy and the tests on the original code) "
+            "has run, which goes on meanwhile (`Pipeline(overlap_baseline=True)`)",
+            overlap=True,
+        ),
     )
 }
 DEFAULT_VARIANTS = ("k8", "lead")
@@ -145,6 +158,12 @@ def summarise(records: Sequence[ProblemRecord], variants: Sequence[str]) -> list
                 "first_verified_p50_s": quality.percentile(
                     [o.first_verified_s for o in surfaced if o.first_verified_s is not None], 50
                 ),
+                "generating_p50_s": quality.percentile(
+                    [o.generating_s for o in surfaced if o.generating_s is not None], 50
+                ),
+                "generated_p50_s": quality.percentile(
+                    [o.generated_s for o in surfaced if o.generated_s is not None], 50
+                ),
                 "precision": sum(bool(o.correct) for o in judged) / len(judged) if judged else None,
                 "correct": sum(bool(o.correct) for o in judged),
                 "from_lead": sum(o.from_sequence == 0 for o in surfaced) if VARIANTS[name].lead else None,
@@ -195,6 +214,22 @@ def markdown(
         )
     lines += [
         "",
+        "Stages (p50 over the problems where something was verified, seconds from the request's start): "
+        "generation starts after finding the function, selecting the tests, the prompt and (`overlap` off) "
+        "the baseline; the candidate shown first is generated; it is verified (b).",
+        "",
+        "| variant | baseline overlaps generation | generation starts | shown candidate generated "
+        "| first verified (b) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        overlap = "yes" if VARIANTS[row["variant"]].overlap else "no"
+        lines.append(
+            f"| {row['variant']} | {overlap} | {_num(row['generating_p50_s'], '.1f')} "
+            f"| {_num(row['generated_p50_s'], '.1f')} | {_num(row['first_verified_p50_s'], '.1f')} |"
+        )
+    lines += [
+        "",
         f"The peer's greedy answer passes the held-out tests in {sum(bool(r.peer_correct) for r in peers)} "
         f"of {len(peers)} problems (it is shown unverified).",
         "",
@@ -241,10 +276,10 @@ def measure_peer(pipeline: Pipeline, problem: quality.Problem, path: Path) -> tu
     text = path.read_text(encoding="utf-8")
     request = FixRequest(path=path, text=text, root=path.parent, line=quality.request_line(problem, text))
     target = pipeline.target(request)
-    # The peer has no baseline to run: the plan (which tests are near, for the prompt) is made untimed.
-    plan = pipeline.verifier(path.parent).prepare(target, text, CancelToken())
+    # The peer runs no baseline: the tests near the function (what the prompt shows) are selected untimed.
+    selection = pipeline.verifier(path.parent).select(target, text, CancelToken())
     start = time.monotonic()
-    prompt, params = pipeline.prompt(request, target, plan, k=1)
+    prompt, params = pipeline.prompt(request, target, selection, k=1)
     greedy = SamplingParams(k=1, max_tokens=params.max_tokens, temperature=0.0)
     (generation,) = pipeline.engine().generate(prompt, greedy)
     seconds = time.monotonic() - start
@@ -601,13 +636,17 @@ def main(argv: list[str] | None = None) -> int:
     engine = load_engine(dataclasses.replace(base, k=max(VARIANTS[v].k for v in variants)))
     shared = SharedEngine(engine)
 
-    def pipeline_for(settings: Settings) -> Pipeline:
-        return Pipeline(settings, engine_factory=lambda _: shared)  # type: ignore[arg-type,return-value]
+    def pipeline_for(settings: Settings, overlap: bool = False) -> Pipeline:
+        return Pipeline(
+            settings,
+            engine_factory=lambda _: shared,  # type: ignore[arg-type,return-value]
+            overlap_baseline=overlap,
+        )
 
     pipelines: dict[str, Pipeline] = {PEER: pipeline_for(dataclasses.replace(base, k=1))}
     for name in variants:
         v = VARIANTS[name]
-        pipelines[name] = pipeline_for(dataclasses.replace(base, k=v.k, lead_sequence=v.lead))
+        pipelines[name] = pipeline_for(dataclasses.replace(base, k=v.k, lead_sequence=v.lead), v.overlap)
 
     everything = quality.load_problems()
     problems = everything[args.offset : args.offset + args.limit]

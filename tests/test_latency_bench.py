@@ -145,3 +145,44 @@ def test_quorum_replay_stops_when_enough_passing_samples_agree_and_judges_what_i
     text = lat.quorum_markdown([problem], [0, 2], Path("humaneval-0.jsonl"))
     assert "| off | 1 | 0 | 8 | 19.3 | 1.00 | 100.0% (1/1) | 1 |" in text
     assert "| 2 | 1 | 1 | 2 | 11.2 | 0.58 | 0.0% (0/1) | 0 |" in text
+
+
+def test_the_stage_table_says_when_generation_started_with_the_baseline_overlapped_or_first() -> None:
+    def staged(b: float, generating: float, generated: float) -> object:
+        return lat.Outcome(first_verified_s=b, correct=True, generating_s=generating, generated_s=generated)
+
+    records = [
+        lat.ProblemRecord(
+            "HumanEval/0",
+            "tests",
+            6.0,
+            True,
+            {"lead": staged(9.0, 2.5, 7.0), "lead-overlap": staged(7.5, 0.5, 5.5)},
+        ),
+        lat.ProblemRecord(
+            "HumanEval/1",
+            "tests",
+            4.0,
+            True,
+            {"lead": staged(7.0, 2.7, 5.0), "lead-overlap": staged(6.0, 0.7, 4.0)},
+        ),
+    ]
+    variants = ["lead", "lead-overlap"]
+    rows = {row["variant"]: row for row in lat.summarise(records, variants)}
+    assert rows["lead"]["generating_p50_s"] == pytest.approx(2.6)
+    assert rows["lead-overlap"]["generated_p50_s"] == pytest.approx(4.75)
+    assert not lat.VARIANTS["lead"].overlap and lat.VARIANTS["lead-overlap"].overlap
+
+    meta = {
+        "date": "2026-11-29 15:30 UTC",
+        "revision": "abc1234",
+        "command": "python bench/latency.py --variants lead,lead-overlap",
+        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
+        "load_before": [0.5, 0.5, 0.5],
+        "load_after": [1.0, 1.0, 1.0],
+        "wall_s": 100.0,
+        "variants": variants,
+    }
+    text = lat.markdown(lat.summarise(records, variants), records, meta)
+    assert "| lead | no | 2.6 | 6.0 | 8.0 |" in text
+    assert "| lead-overlap | yes | 0.6 | 4.8 | 6.8 |" in text

@@ -1,11 +1,15 @@
 """One request end to end: target -> context -> generate -> verify -> rank.
 
 The LSP server and the CLI are thin shells over :class:`Pipeline`. Results stream: each candidate is
-verified as soon as the engine hands it over, while the other sequences are still decoding.
+verified as soon as the engine hands it over, while the other sequences are still decoding. With
+``overlap_baseline`` the model starts generating as soon as the tests near the function are known (the prompt
+shows them); the baseline run of the original code goes on meanwhile, on its own thread, and the first
+candidate's verification waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import queue
@@ -25,7 +29,7 @@ from .syntax.context import nearby_tests_source, prompt_pieces
 from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
-from .verify.cascade import Verifier, VerifyPlan
+from .verify.cascade import TestSelection, Verifier, VerifyPlan
 from .verify.probe import ProbePlan
 from .verify.rank import agreeing_samples, rank
 from .verify.types import Candidate, CandidateResult
@@ -97,9 +101,17 @@ class Pipeline:
     """
 
     def __init__(
-        self, settings: Settings, *, engine_factory: Callable[[Settings], GenerationEngine] | None = None
+        self,
+        settings: Settings,
+        *,
+        engine_factory: Callable[[Settings], GenerationEngine] | None = None,
+        overlap_baseline: bool = False,
     ) -> None:
         self.settings = settings
+        self.overlap_baseline = overlap_baseline
+        """Generate while the baseline runs. Off: on 2 cores the baseline's mypy and pytest slow the decoding
+        as much as starting earlier gains (``bench/results/latency-overlap.md``); an engine that decodes
+        elsewhere (a GPU, a model server) should gain, which is not measured yet."""
         self._engine_factory = engine_factory or load_engine
         self._engine: GenerationEngine | None = None
         self._engine_key: tuple[object, ...] | None = None
@@ -179,7 +191,7 @@ class Pipeline:
         self,
         request: FixRequest,
         target: EditTarget,
-        plan: VerifyPlan,
+        plan: TestSelection | VerifyPlan,
         *,
         k: int | None = None,
         feedback: str | None = None,
@@ -244,10 +256,12 @@ class Pipeline:
 
         report.stage("baseline", f"checking the original {target.qualname} (baseline)")
         verifier = self.verifier(request.root)
-        plan = verifier.prepare(target, request.text, cancel)
+        selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
+        baseline = _Baseline(verifier, selection, cancel)
+        if not self.overlap_baseline:
+            baseline.plan()
 
-        engine = self.engine()
         results: list[CandidateResult] = []
         seen: dict[str, Candidate] = {}
         first_verified: list[float] = []
@@ -298,6 +312,7 @@ class Pipeline:
                         return
                     report.verifying(candidate.index)
                     try:
+                        plan = baseline.plan()  # the first candidate waits for the baseline to finish
                         result = verifier.verify(
                             plan,
                             candidate,
@@ -333,9 +348,16 @@ class Pipeline:
                 quorum_note.append(f"{stop.reason} ({n_generated} of {report.total} generated)")
             if failures:
                 raise failures[0]
+            if cancel.cancelled:
+                baseline.raise_failure()  # a failed baseline stopped generation: its error is the answer
             cancel.raise_if_cancelled()
 
-        prompt, params = self.prompt(request, target, plan, k=k, feedback=request.feedback)
+        try:  # loads the engine (while the baseline runs)
+            prompt, params = self.prompt(request, target, selection, k=k, feedback=request.feedback)
+            engine = self.engine()
+        except BaseException:
+            baseline.abandon()
+            raise
         report.stage("generating", f"generating {k} candidates for {target.qualname}")
         one_round(prompt, params, 0)
         for attempt in range(1, settings.repair_rounds + 1):
@@ -344,7 +366,7 @@ class Pipeline:
             feedback = repair_feedback(results)
             if feedback is None or any(r.passed for r in results):
                 break
-            prompt, params = self.prompt(request, target, plan, k=k, feedback=feedback)
+            prompt, params = self.prompt(request, target, selection, k=k, feedback=feedback)
             params = dataclasses.replace(params, seed=params.seed + attempt * k)
             report.total += k
             report.stage(
@@ -352,6 +374,7 @@ class Pipeline:
             )
             one_round(prompt, params, attempt * k)
 
+        plan = baseline.plan()  # its notes and probe; raises its error when no candidate was verified
         # Self-consistency votes were counted on `seen` after some candidates were already verified.
         votes = {key: candidate.duplicates for key, candidate in seen.items()}
         final = [
@@ -379,7 +402,7 @@ class Pipeline:
 _STAGE_DEPTH = {"parse": 0, "mypy": 1, "tests": 2}
 
 
-def prompt_tests(plan: VerifyPlan) -> list[str]:
+def prompt_tests(plan: TestSelection | VerifyPlan) -> list[str]:
     """The selected tests in the order the prompt shows them: those that name the function first (they say
     what it must do; the module's guard tests only what it must not break), each group in file order."""
     direct = set(plan.direct_tests)
@@ -445,6 +468,53 @@ def summarise(
 def describe_evidence(result: CandidateResult) -> str:
     """One line: what was checked for this candidate."""
     return ", ".join(["parses", *result.evidence_parts, f"{result.seconds:.1f}s"])
+
+
+class _Baseline:
+    """``Verifier.baseline`` (mypy and the selected tests on the original code) on a thread of its own, so
+    that the model generates meanwhile; :meth:`plan` waits for it.
+
+    It runs under the request's cancel, and a failure cancels the request in turn: generation stops at once
+    instead of producing k candidates that could never be verified, and :meth:`raise_failure` gives the
+    request the baseline's own error (a :class:`VerifyError` stays the message it was)."""
+
+    def __init__(self, verifier: Verifier, selection: TestSelection, cancel: CancelToken) -> None:
+        self._request = cancel
+        self._cancel = CancelToken()  # the request's cancel, or the request failing before generation
+        self._unlink = cancel.on_cancel(lambda: self._cancel.cancel(cancel.reason))
+        self._future: concurrent.futures.Future[VerifyPlan] = concurrent.futures.Future()
+        threading.Thread(
+            target=self._run, args=(verifier, selection), name="lsp-verify-baseline", daemon=True
+        ).start()
+
+    def _run(self, verifier: Verifier, selection: TestSelection) -> None:
+        try:
+            plan = verifier.baseline(selection, self._cancel)
+        except BaseException as exc:
+            # Cancelled, whatever a killed run left behind is a cancel too.
+            error = Cancelled(self._cancel.reason) if self._cancel.cancelled else exc
+            self._future.set_exception(error)
+            if not isinstance(error, Cancelled):
+                self._request.cancel(f"checking the original code failed: {error}")
+        else:
+            self._future.set_result(plan)
+        finally:
+            self._unlink()
+
+    def plan(self) -> VerifyPlan:
+        """The plan, once the baseline has run; raises what the baseline raised."""
+        return self._future.result()
+
+    def raise_failure(self) -> None:
+        """Wait for the baseline (cancelled, it ends at once) and raise its error, unless it was a cancel."""
+        error = self._future.exception()
+        if error is not None and not isinstance(error, Cancelled):
+            raise error
+
+    def abandon(self) -> None:
+        """The request failed before generating: stop the baseline and wait for it to end."""
+        self._cancel.cancel("the request failed before generation")
+        concurrent.futures.wait([self._future])
 
 
 class _Reporter:

@@ -1,10 +1,11 @@
 """The verification cascade: parse -> mypy -> nearby tests, cheapest first, stopping at the first failure.
 
-:class:`Verifier` is what the pipeline and the CLI call. ``prepare`` runs once per request: it selects the
-nearby tests among those pytest collects (``test_index``; a file that fails to collect is named in the notes,
-and fails the request when it would hold tests near the target) and runs mypy and those tests on the
-*original* code (the baseline, cached until a file it depends on changes). ``verify`` then judges one
-candidate against that baseline:
+:class:`Verifier` is what the pipeline and the CLI call. ``prepare`` runs once per request, in two halves:
+``select`` picks the nearby tests among those pytest collects (``test_index``; a file that fails to collect is
+named in the notes, and fails the request when it would hold tests near the target), and ``baseline`` runs
+mypy and those tests on the *original* code (cached until a file it depends on changes). The pipeline builds
+its prompt from the selection and generates while the baseline runs. ``verify`` then judges one candidate
+against that baseline:
 
 - parse: ``ast.parse`` of the whole document with the candidate spliced in;
 - mypy: fails only for errors the candidate adds over the original file (see ``mypy_check``);
@@ -59,6 +60,27 @@ _CONFIG_NAMES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "confte
 
 class VerifyError(Exception):
     """The request cannot be verified at all (message says why and what to fix)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSelection:
+    """What ``select`` found, before anything ran: the tests near the target (what a prompt shows) and how
+    the original code is checked. :meth:`Verifier.baseline` turns it into a :class:`VerifyPlan`."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    target: EditTarget
+    original_text: str
+    relative_path: Path
+    pytest_targets: tuple[str, ...]
+    """Node ids of the selected test functions (see :attr:`VerifyPlan.pytest_targets`)."""
+    direct_tests: tuple[str, ...]
+    """Those of them that name the target (see :attr:`VerifyPlan.direct_tests`)."""
+    doctest_file: str | None
+    notes: tuple[str, ...]
+    """How the tests were found (collection problems) and, untrusted, what mypy leaves out."""
+    mypy_config_file: Path | None
+    started_at: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,32 +226,65 @@ class Verifier:
         probe: bool = True,
     ) -> VerifyPlan:
         """Select the nearby tests and run mypy and them on the original code (cached; ``known``: taken
-        from those runs instead). ``probe=False``: no behaviour probe (nothing will be ranked)."""
+        from those runs instead). ``probe=False``: no behaviour probe (nothing will be ranked).
+
+        The two halves, :meth:`select` then :meth:`baseline`, for a caller that does something between them
+        (the pipeline builds its prompt from the selection and generates while the baseline runs)."""
+        return self.baseline(self.select(target, original_text, cancel), cancel, known, probe=probe)
+
+    def select(self, target: EditTarget, original_text: str, cancel: CancelToken) -> TestSelection:
+        """The first half of :meth:`prepare`: pytest's collection (cached) and the tests near ``target`` in
+        it - what a prompt shows. Runs neither mypy nor a test; raises :class:`VerifyError` when the tests
+        cannot be collected."""
         started = time.monotonic()
         relative = self._relative(target.path)
         if not self._started:
             self._started = True
             self._index.start()
         notes: list[str] = []
-        trusted = self.settings.trusted
-
         mypy_config: Path | None = None
-        if not trusted:
-            restricted = restricted_config(self.root)
-            mypy_config = restricted.write(self._shadows.path)
-            notes.append(restricted.note)
-        baseline_mypy = (
-            known.mypy if known else self._baseline_mypy(relative, original_text, mypy_config, cancel)
-        ).errors
-
         nearby: list[tuple[str, bool]] = []
-        if trusted:  # collecting imports conftest.py and the test modules: workspace code
+        if self.settings.trusted:  # collecting imports conftest.py and the test modules: workspace code
             collection = self._collection(target, relative, original_text, cancel)
             nearby = self._nearby_in(target, collection)
             notes += _collection_notes(collection)
-        node_ids = tuple(node_id for node_id, _ in nearby)
-        direct = tuple(node_id for node_id, is_direct in nearby if is_direct)
-        doctest_file = relative.as_posix() if ">>>" in original_text else None
+        else:
+            restricted = restricted_config(self.root)
+            mypy_config = restricted.write(self._shadows.path)
+            notes.append(restricted.note)
+        return TestSelection(
+            target=target,
+            original_text=original_text,
+            relative_path=relative,
+            pytest_targets=tuple(node_id for node_id, _ in nearby),
+            direct_tests=tuple(node_id for node_id, is_direct in nearby if is_direct),
+            doctest_file=relative.as_posix() if ">>>" in original_text else None,
+            notes=tuple(notes),
+            mypy_config_file=mypy_config,
+            started_at=started,
+        )
+
+    def baseline(
+        self,
+        selection: TestSelection,
+        cancel: CancelToken,
+        known: KnownRuns | None = None,
+        *,
+        probe: bool = True,
+    ) -> VerifyPlan:
+        """The second half of :meth:`prepare`: mypy and the selected tests on the original code (cached;
+        ``known``: taken from those runs instead) and the probe inputs. May run on another thread than
+        :meth:`select` did; raises :class:`VerifyError` when the original code cannot be checked."""
+        target, relative = selection.target, selection.relative_path
+        original_text, doctest_file = selection.original_text, selection.doctest_file
+        node_ids, direct = selection.pytest_targets, selection.direct_tests
+        notes = list(selection.notes)
+        trusted = self.settings.trusted
+        baseline_mypy = (
+            known.mypy
+            if known
+            else self._baseline_mypy(relative, original_text, selection.mypy_config_file, cancel)
+        ).errors
         baseline: tuple[TestOutcome, ...] = ()
         run_tests = False
         if not trusted:
@@ -260,7 +315,7 @@ class Verifier:
             notes=tuple(notes),
             run_mypy=True,
             run_tests=run_tests,
-            mypy_config_file=mypy_config,
+            mypy_config_file=selection.mypy_config_file,
             pytest_targets=node_ids,
             doctest_file=doctest_file,
             direct_tests=direct,
@@ -275,7 +330,7 @@ class Verifier:
                 if trusted and probe
                 else None
             ),
-            started_at=started,
+            started_at=selection.started_at,
         )
 
     def nearby_tests(self, target: EditTarget, text: str, cancel: CancelToken) -> tuple[str, ...]:
