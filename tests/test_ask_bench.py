@@ -7,7 +7,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,10 +86,21 @@ class ScriptedEngine:
         pass
 
 
-def pipeline(engine: ScriptedEngine) -> Pipeline:
-    settings = ask.live_settings(CONFIG)
-    assert (settings.k, settings.max_tokens, settings.quorum, settings.trusted) == (2, 64, 0, True)
-    return Pipeline(settings, engine_factory=lambda _: engine)
+@pytest.fixture
+def pipeline() -> Iterator[Callable[[ScriptedEngine], Pipeline]]:
+    """``pipeline(engine)``: the bench's pipeline on ``engine``, closed after the test (its verifier's worker
+    processes must not outlive it: later tests count the processes they leave)."""
+    made: list[Pipeline] = []
+
+    def make(engine: ScriptedEngine) -> Pipeline:
+        settings = ask.live_settings(CONFIG)
+        assert (settings.k, settings.max_tokens, settings.quorum, settings.trusted) == (2, 64, 0, True)
+        made.append(Pipeline(settings, engine_factory=lambda _: engine))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +116,7 @@ def test_the_replay_marks_an_answer_no_candidate_returned_as_a_repair_after_that
 
 
 def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_the_result(
-    tmp_path: Path, backend: JudgeBackend
+    tmp_path: Path, backend: JudgeBackend, pipeline: Callable[[ScriptedEngine], Pipeline]
 ) -> None:
     engine = ScriptedEngine([[PLUS_ONE, RIGHT]])
     live = ask.live_repair(
@@ -131,7 +142,7 @@ def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_th
 
 
 def test_a_repair_that_finds_nothing_runs_the_pipelines_own_repair_round_and_shows_nothing(
-    tmp_path: Path, backend: JudgeBackend
+    tmp_path: Path, backend: JudgeBackend, pipeline: Callable[[ScriptedEngine], Pipeline]
 ) -> None:
     engine = ScriptedEngine([[PLUS_ONE, PLUS_TWO], [PLUS_TWO]])
     live = ask.live_repair(
