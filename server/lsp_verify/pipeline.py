@@ -258,9 +258,9 @@ class Pipeline:
         verifier = self.verifier(request.root)
         selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
-        baseline = _Baseline(verifier, selection, cancel)
+        baseline = _Baseline(verifier, selection, cancel, background=self.overlap_baseline)
         if not self.overlap_baseline:
-            baseline.plan()
+            baseline.plan()  # raises the baseline's error before anything is generated
 
         results: list[CandidateResult] = []
         seen: dict[str, Candidate] = {}
@@ -478,14 +478,21 @@ class _Baseline:
     instead of producing k candidates that could never be verified, and :meth:`raise_failure` gives the
     request the baseline's own error (a :class:`VerifyError` stays the message it was)."""
 
-    def __init__(self, verifier: Verifier, selection: TestSelection, cancel: CancelToken) -> None:
+    def __init__(
+        self, verifier: Verifier, selection: TestSelection, cancel: CancelToken, *, background: bool
+    ) -> None:
+        """``background``: run on a thread of its own; else here, before this returns (no thread to start
+        when nothing runs meanwhile)."""
         self._request = cancel
         self._cancel = CancelToken()  # the request's cancel, or the request failing before generation
         self._unlink = cancel.on_cancel(lambda: self._cancel.cancel(cancel.reason))
         self._future: concurrent.futures.Future[VerifyPlan] = concurrent.futures.Future()
-        threading.Thread(
-            target=self._run, args=(verifier, selection), name="lsp-verify-baseline", daemon=True
-        ).start()
+        if background:
+            threading.Thread(
+                target=self._run, args=(verifier, selection), name="lsp-verify-baseline", daemon=True
+            ).start()
+        else:
+            self._run(verifier, selection)
 
     def _run(self, verifier: Verifier, selection: TestSelection) -> None:
         try:

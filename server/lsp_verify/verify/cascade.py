@@ -238,9 +238,7 @@ class Verifier:
         cannot be collected."""
         started = time.monotonic()
         relative = self._relative(target.path)
-        if not self._started:
-            self._started = True
-            self._index.start()
+        self._start_watching()
         notes: list[str] = []
         mypy_config: Path | None = None
         nearby: list[tuple[str, bool]] = []
@@ -333,14 +331,18 @@ class Verifier:
             started_at=selection.started_at,
         )
 
+    def _start_watching(self) -> None:
+        """Start the test index's file watcher (once): its changes invalidate collections and baselines."""
+        if not self._started:
+            self._started = True
+            self._index.start()
+
     def nearby_tests(self, target: EditTarget, text: str, cancel: CancelToken) -> tuple[str, ...]:
         """Node ids of the test functions ``prepare`` would select for ``target`` in a file holding ``text``
         (none in an untrusted workspace). Raises :class:`VerifyError` as ``prepare`` does."""
         if not self.settings.trusted:
             return ()
-        if not self._started:
-            self._started = True
-            self._index.start()
+        self._start_watching()
         collection = self._collection(target, self._relative(target.path), text, cancel)
         return tuple(node_id for node_id, _ in self._nearby_in(target, collection))
 
@@ -405,9 +407,7 @@ class Verifier:
         untrusted workspace). Raises :class:`VerifyError` when nothing can be collected."""
         if not self.settings.trusted:
             return ()
-        if not self._started:
-            self._started = True
-            self._index.start()
+        self._start_watching()
         collection = self._collected(self._relative(path), text, cancel)
         if collection.problem:
             raise VerifyError(f"the tests cannot be collected: {collection.problem}")
