@@ -63,6 +63,9 @@ class Variant:
     about: str
     overlap: bool = False
     """Generate while the baseline runs (``Pipeline(overlap_baseline=...)``); False: the baseline first."""
+    prepared: bool = False
+    """``Pipeline.prepare`` ran (untimed) before the request, as the server does while the cursor rests on
+    the function: the baseline is cached and the prompt decoded into the engine's kept prefix."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -79,6 +82,14 @@ VARIANTS: dict[str, Variant] = {
             "`lead`, but generation starts before the baseline (mypy and the tests on the original code) "
             "has run, which goes on meanwhile (`Pipeline(overlap_baseline=True)`)",
             overlap=True,
+        ),
+        Variant(
+            "lead-prepared",
+            8,
+            True,
+            "`lead`, asked after the server prepared the function while the cursor rested on it "
+            "(`Pipeline.prepare`, untimed: the baseline run and cached, the prompt decoded)",
+            prepared=True,
         ),
     )
 }
@@ -107,6 +118,9 @@ class Outcome:
     """When the candidate shown first had been generated (the rest of b is its verification); read off the
     first round's clock, so too early for a candidate of a repair round."""
     error: str | None = None
+    prepare_s: float | None = None
+    """How long ``Pipeline.prepare`` took before the request (prepared variants): how long the cursor must
+    rest on the function for b to be what it is."""
 
 
 @dataclasses.dataclass
@@ -117,13 +131,16 @@ class ProblemRecord:
     """a: None when the peer run failed."""
     peer_correct: bool | None
     outcomes: dict[str, Outcome]
+    peer_prepared_s: float | None = None
+    """a for a peer that also decoded its prompt ahead (``--peer-prepared``); None when not measured."""
 
-    def ratio(self, variant: str) -> float | None:
-        """b / a, or None when either is missing."""
+    def ratio(self, variant: str, *, peer_prepared: bool = False) -> float | None:
+        """b / a (``peer_prepared``: over the prepared peer's a), or None when either is missing."""
         b = self.outcomes[variant].first_verified_s if variant in self.outcomes else None
-        if b is None or not self.peer_s:
+        a = self.peer_prepared_s if peer_prepared else self.peer_s
+        if b is None or not a:
             return None
-        return b / self.peer_s
+        return b / a
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -145,6 +162,7 @@ def summarise(records: Sequence[ProblemRecord], variants: Sequence[str]) -> list
     for name in variants:
         measured = [r for r in records if name in r.outcomes and r.peer_s is not None]
         ratios = [x for r in measured if (x := r.ratio(name)) is not None]
+        against_prepared = [x for r in measured if (x := r.ratio(name, peer_prepared=True)) is not None]
         surfaced = [r.outcomes[name] for r in measured if r.outcomes[name].first_verified_s is not None]
         judged = [o for o in surfaced if o.correct is not None]
         rows.append(
@@ -154,6 +172,14 @@ def summarise(records: Sequence[ProblemRecord], variants: Sequence[str]) -> list
                 "surfaced": len(surfaced),
                 "ratio_p50": quality.percentile(ratios, 50),
                 "ratio_p90": quality.percentile(ratios, 90),
+                "ratio_prepared_p50": quality.percentile(against_prepared, 50),
+                "ratio_prepared_p90": quality.percentile(against_prepared, 90),
+                "peer_prepared_p50_s": quality.percentile(
+                    [r.peer_prepared_s for r in measured if r.peer_prepared_s], 50
+                ),
+                "prepare_p50_s": quality.percentile(
+                    [o.prepare_s for o in surfaced if o.prepare_s is not None], 50
+                ),
                 "peer_p50_s": quality.percentile([r.peer_s for r in measured if r.peer_s], 50),
                 "first_verified_p50_s": quality.percentile(
                     [o.first_verified_s for o in surfaced if o.first_verified_s is not None], 50
@@ -218,16 +244,31 @@ def markdown(
         "generation starts after finding the function, selecting the tests, the prompt and (`overlap` off) "
         "the baseline; the candidate shown first is generated; it is verified (b).",
         "",
-        "| variant | baseline overlaps generation | generation starts | shown candidate generated "
-        "| first verified (b) |",
-        "|---|---|---:|---:|---:|",
+        "| variant | prepared ahead (untimed) | baseline overlaps generation | generation starts "
+        "| shown candidate generated | first verified (b) |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for row in rows:
         overlap = "yes" if VARIANTS[row["variant"]].overlap else "no"
+        prepared = f"{_num(row['prepare_p50_s'], '.1f')} s" if VARIANTS[row["variant"]].prepared else "no"
         lines.append(
-            f"| {row['variant']} | {overlap} | {_num(row['generating_p50_s'], '.1f')} "
+            f"| {row['variant']} | {prepared} | {overlap} | {_num(row['generating_p50_s'], '.1f')} "
             f"| {_num(row['generated_p50_s'], '.1f')} | {_num(row['first_verified_p50_s'], '.1f')} |"
         )
+    if any(r.peer_prepared_s is not None for r in records):
+        lines += [
+            "",
+            "Against a peer that decoded its prompt ahead too (a', `--peer-prepared`: the same prompt "
+            "decoded into the engine before its greedy completion is timed):",
+            "",
+            "| variant | a' p50 (s) | b/a' p50 | b/a' p90 |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['variant']} | {_num(row['peer_prepared_p50_s'], '.1f')} "
+                f"| {_num(row['ratio_prepared_p50'], '.2f')} | {_num(row['ratio_prepared_p90'], '.2f')} |"
+            )
     lines += [
         "",
         f"The peer's greedy answer passes the held-out tests in {sum(bool(r.peer_correct) for r in peers)} "
@@ -267,8 +308,11 @@ class SharedEngine:
         return getattr(self.engine, name)
 
 
-def measure_peer(pipeline: Pipeline, problem: quality.Problem, path: Path) -> tuple[float, str | None]:
-    """a: the greedy k = 1 completion of the pipeline's own prompt, and the whole program it proposes."""
+def measure_peer(
+    pipeline: Pipeline, problem: quality.Problem, path: Path, *, prepared: bool = False
+) -> tuple[float, str | None]:
+    """a: the greedy k = 1 completion of the pipeline's own prompt, and the whole program it proposes
+    (``prepared``: the prompt decoded into the engine first, untimed)."""
     from lsp_verify.cancel import CancelToken
     from lsp_verify.model.types import SamplingParams
     from lsp_verify.pipeline import FixRequest, candidate_from
@@ -278,6 +322,8 @@ def measure_peer(pipeline: Pipeline, problem: quality.Problem, path: Path) -> tu
     target = pipeline.target(request)
     # The peer runs no baseline: the tests near the function (what the prompt shows) are selected untimed.
     selection = pipeline.verifier(path.parent).select(target, text, CancelToken())
+    if prepared:
+        pipeline.engine().prefill(pipeline.prompt(request, target, selection, k=1)[0])
     start = time.monotonic()
     prompt, params = pipeline.prompt(request, target, selection, k=1)
     greedy = SamplingParams(k=1, max_tokens=params.max_tokens, temperature=0.0)
@@ -287,14 +333,23 @@ def measure_peer(pipeline: Pipeline, problem: quality.Problem, path: Path) -> tu
     return seconds, candidate.new_text if candidate is not None else None
 
 
-def measure_variant(pipeline: Pipeline, problem: quality.Problem, path: Path) -> tuple[Outcome, str | None]:
-    """b: the pipeline's request until its first verified candidate (then cancelled: the rest is not b)."""
+def measure_variant(
+    pipeline: Pipeline, problem: quality.Problem, path: Path, *, prepared: bool = False
+) -> tuple[Outcome, str | None]:
+    """b: the pipeline's request until its first verified candidate (then cancelled: the rest is not b);
+    ``prepared``: after ``Pipeline.prepare`` for the same request, untimed."""
     from lsp_verify.cancel import Cancelled, CancelToken
     from lsp_verify.pipeline import FixRequest, Progress
     from lsp_verify.verify.types import CandidateResult
 
     text = path.read_text(encoding="utf-8")
     request = FixRequest(path=path, text=text, root=path.parent, line=quality.request_line(problem, text))
+    prepare_s = None
+    if prepared:
+        try:
+            prepare_s = round(pipeline.prepare(request).seconds, 3)
+        except Exception as exc:  # the request below meets the same error and records it
+            print(f"  {problem.task_id}: prepare failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     cancel = CancelToken()
     first: list[CandidateResult] = []
     began: list[float] = []
@@ -324,6 +379,7 @@ def measure_variant(pipeline: Pipeline, problem: quality.Problem, path: Path) ->
         from_sequence=best.candidate.index,
         generating_s=round(began[0], 3) if began else None,
         generated_s=round(began[0] + best.candidate.generated_s, 3) if began else None,
+        prepare_s=prepare_s,
     )
     return outcome, best.candidate.new_text
 
@@ -335,11 +391,14 @@ def run_problem(
     order: Sequence[str],
     judge_timeout: float,
     backend: quality.JudgeBackend,
+    *,
+    peer_prepared: bool = False,
 ) -> ProblemRecord:
     path = quality.write_workspace(problem, root)
     for pipeline in pipelines.values():
         pipeline.invalidate([path])  # the file changed on disk: no baseline of the last problem applies
     peer_s: float | None = None
+    peer_prepared_s: float | None = None
     programs: dict[str, str] = {}
     outcomes: dict[str, Outcome] = {}
     for name in order:
@@ -355,8 +414,16 @@ def run_problem(
             except Exception as exc:
                 print(f"  {problem.task_id}: peer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                 program = None
+            if peer_prepared:  # the same greedy completion, its prompt decoded ahead: the same program
+                if forget is not None:
+                    forget()
+                try:
+                    peer_prepared_s = round(measure_peer(pipelines[PEER], problem, path, prepared=True)[0], 3)
+                except Exception as exc:
+                    print(f"  {problem.task_id}: prepared peer failed: {exc}", file=sys.stderr)
         else:
-            outcomes[name], program = measure_variant(pipelines[name], problem, path)
+            prepared = VARIANTS[name].prepared
+            outcomes[name], program = measure_variant(pipelines[name], problem, path, prepared=prepared)
         if program is not None:
             programs[name] = program
     verdicts = quality.judge(problem, programs, judge_timeout, backend)
@@ -364,11 +431,13 @@ def run_problem(
         if name in verdicts:
             outcome.correct = verdicts[name].passed
     peer_correct = verdicts[PEER].passed if PEER in verdicts else None
-    return ProblemRecord(problem.task_id, problem.group, peer_s, peer_correct, outcomes)
+    return ProblemRecord(problem.task_id, problem.group, peer_s, peer_correct, outcomes, peer_prepared_s)
 
 
 def progress_line(i: int, total: int, record: ProblemRecord, variants: Sequence[str]) -> str:
     parts = [f"[{i}/{total}] {record.task_id}: a {_num(record.peer_s, '.1f')}s"]
+    if record.peer_prepared_s is not None:
+        parts[0] += f", a' {record.peer_prepared_s:.1f}s"
     for name in variants:
         o = record.outcomes[name]
         if o.first_verified_s is None:
@@ -376,6 +445,8 @@ def progress_line(i: int, total: int, record: ProblemRecord, variants: Sequence[
         else:
             verdict = "right" if o.correct else "wrong"
             verdict += f"; generating at {_num(o.generating_s, '.1f')}s, done {_num(o.generated_s, '.1f')}s"
+            if o.prepare_s is not None:
+                verdict += f"; prepared in {o.prepare_s:.1f}s"
             parts.append(
                 f"{name} b {o.first_verified_s:.1f}s (x{_num(record.ratio(name), '.2f')}, {verdict})"
             )
@@ -581,6 +652,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"skip the untimed run on {WARM_UP} first (worker start-up, mypy's cache)",
     )
+    parser.add_argument(
+        "--peer-prepared",
+        action="store_true",
+        help="also time the peer with its prompt decoded ahead (a'), as a prepared variant's is",
+    )
     parser.add_argument("--model", help="GGUF path (default: the embedded model)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -663,13 +739,29 @@ def main(argv: list[str] | None = None) -> int:
             if warm_up and not args.no_warm_up:
                 # Every pipeline once through a problem not measured: start-up costs are not per-request.
                 print(f"warming up on {warm_up[0].task_id} (not measured)", flush=True)
-                run_problem(warm_up[0], root, pipelines, [PEER, *variants], args.test_timeout, backend)
+                run_problem(
+                    warm_up[0],
+                    root,
+                    pipelines,
+                    [PEER, *variants],
+                    args.test_timeout,
+                    backend,
+                    peer_prepared=args.peer_prepared,
+                )
             with records_path.open("w", encoding="utf-8") as out:
                 for i, problem in enumerate(problems):
                     everyone = [PEER, *variants]
                     shift = i % len(everyone)
                     order = everyone[shift:] + everyone[:shift]
-                    record = run_problem(problem, root, pipelines, order, args.test_timeout, backend)
+                    record = run_problem(
+                        problem,
+                        root,
+                        pipelines,
+                        order,
+                        args.test_timeout,
+                        backend,
+                        peer_prepared=args.peer_prepared,
+                    )
                     records.append(record)
                     out.write(record.to_json() + "\n")
                     out.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lsp_verify.cancel import CancelToken
 from lsp_verify.model.engine import Engine
 from lsp_verify.model.source import ModelFile
 from lsp_verify.model.types import Generation, Prompt, SamplingParams
@@ -96,3 +97,31 @@ def test_an_unrelated_prompt_reuses_nothing_it_does_not_share(model_file: ModelF
         eng.forget_prompt()
         assert eng.generate(other, params)[0].text == first[0].text
         assert (eng.prompt_tokens_reused, eng.prompt_tokens_decoded) == (0, n_other)
+
+
+def test_a_prompt_decoded_ahead_leaves_the_request_one_token_and_the_same_candidates(
+    model_file: ModelFile,
+) -> None:
+    with Engine(model_file.path, n_ctx=1024, n_seq_max=3) as eng:
+        n_norm = len(eng.tokenize(NORM.text))
+        reference = eng.generate(NORM, PARAMS)
+
+        eng.forget_prompt()
+        assert eng.prefill(NORM) == n_norm
+        assert eng.prefill(NORM) == 0  # kept already: nothing to decode
+        prepared = eng.generate(NORM, PARAMS)
+        assert (eng.prompt_tokens_reused, eng.prompt_tokens_decoded) == (n_norm - 1, 1)
+        assert texts(prepared) == texts(reference)
+
+        # Another function of the same file, decoded ahead over the first: only what differs is decoded.
+        n_midpoint = len(eng.tokenize(MIDPOINT.text))
+        decoded = eng.prefill(MIDPOINT)
+        assert 0 < decoded < n_midpoint // 2
+
+        # A cancel between chunks keeps what was decoded by then (here: nothing) and raises nothing.
+        eng.forget_prompt()
+        cancel = CancelToken()
+        cancel.cancel("the cursor moved on")
+        assert eng.prefill(NORM, cancel) == 0
+        assert texts(eng.generate(NORM, PARAMS)) == texts(reference)
+        assert eng.prompt_tokens_decoded == n_norm

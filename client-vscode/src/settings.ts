@@ -36,6 +36,7 @@ export const SERVER_KEYS = [
     "promptFormat",
     "checkOnSave",
     "inlineCompletion",
+    "prepareAhead",
     "engine",
     "endpoint",
     "remoteModel",

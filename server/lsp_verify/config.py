@@ -84,6 +84,10 @@ class Settings:
     """The language server checks the functions changed since git HEAD on save and publishes diagnostics."""
     inline_completion: bool = True
     """The language server answers textDocument/inlineCompletion in stub bodies with verified bodies."""
+    prepare_ahead: bool = True
+    """When the cursor rests on a function (the editor asks for its code actions), the language server runs
+    what a request for it needs first -- the baseline of its tests and mypy, and the prompt when the model is
+    loaded -- so that picking the action generates at once (``bench/latency.py``, ``lead-prepared``)."""
     engine: EngineKind = "local"
     """"local": the GGUF in-process (llama.cpp); "openai": an OpenAI-compatible server at ``endpoint``."""
     endpoint: str | None = None
@@ -209,6 +213,7 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "sandbox": "decides how checks are isolated",
     "check_on_save": "decides whether checks run on every save",
     "inline_completion": "decides whether the model runs as the user types",
+    "prepare_ahead": "decides whether checks run before they are asked for",
     "engine": "decides where the user's code is sent for generation",
     "endpoint": "decides which server the user's code (and API key) is sent to",
     "remote_model": "picks the model that is used",

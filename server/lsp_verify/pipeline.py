@@ -88,6 +88,16 @@ class FixReport:
         return passing[0] if passing else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What :meth:`Pipeline.prepare` did ahead of a request."""
+
+    target: EditTarget
+    seconds: float
+    prompt_tokens: int
+    """Prompt tokens the engine decoded now (0: the model is not loaded yet, or it had them already)."""
+
+
 ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[CandidateResult], None]
 
@@ -185,6 +195,36 @@ class Pipeline:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    # -- ahead of a request ------------------------------------------------------------------------
+    def prepare(self, request: FixRequest, cancel: CancelToken | None = None) -> Prepared:
+        """Do now what a request for ``request``'s function will need first, so that it generates at once.
+
+        The server calls this while the cursor rests on a function, before the user asks: the tests near it
+        are selected and the baseline runs (mypy and those tests on the code as it is; both cached by
+        content, so the request finds them), and, when the model is loaded already, the request's prompt is
+        decoded into the engine's kept prefix (the request then decodes one token of it). The model is never
+        loaded for this: an editor that was not asked for anything does not hold its memory.
+
+        Runs the workspace's tests (when trusted) exactly as the request would, under ``cancel``. Raises
+        what :meth:`run` raises before generating (TargetError, VerifyError, PromptTooLarge, Cancelled).
+        """
+        cancel = cancel or CancelToken()
+        start = time.monotonic()
+        target = self.target(request)
+        verifier = self.verifier(request.root)
+        selection = verifier.select(target, request.text, cancel)
+        cancel.raise_if_cancelled()
+        verifier.baseline(selection, cancel)
+        cancel.raise_if_cancelled()
+        decoded = 0
+        with self._lock:
+            loaded = self._engine is not None and self._engine_key == _engine_key(self.settings)
+        if loaded:
+            prompt, _ = self.prompt(request, target, selection, feedback=request.feedback)
+            prefill = getattr(self.engine(), "prefill", None)  # an engine without it just starts cold
+            decoded = int(prefill(prompt, cancel)) if prefill is not None else 0
+        return Prepared(target=target, seconds=time.monotonic() - start, prompt_tokens=decoded)
 
     # -- the request -------------------------------------------------------------------------------
     def prompt(

@@ -51,6 +51,23 @@ class ScriptedPipeline:
     def close(self) -> None:
         pass
 
+    def prepare(self, request: FixRequest, cancel: CancelToken | None = None) -> object:
+        """Writes "start/done/cancelled QUALNAME VERSION" lines to prepare.log in the workspace, and takes
+        ``LSPV_FAKE_PREPARE`` seconds (default 0.05) unless cancelled."""
+        cancel = cancel or CancelToken()
+        target = Pipeline.target(request)
+
+        def note(what: str) -> None:
+            with (request.root / "prepare.log").open("a", encoding="utf-8") as out:
+                out.write(f"{what} {target.qualname} {request.version}\n")
+
+        note("start")
+        if cancel.wait(float(os.environ.get("LSPV_FAKE_PREPARE", "0.05"))):
+            note("cancelled")
+            cancel.raise_if_cancelled()
+        note("done")
+        return target.qualname
+
     def run(
         self,
         request: FixRequest,

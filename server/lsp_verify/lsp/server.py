@@ -49,7 +49,7 @@ from ..model.source import ModelError
 from ..pipeline import FixReport, FixRequest, Pipeline, Progress, ResultCallback
 from ..syntax.target import EditTarget, TargetError
 from ..verify.cascade import Verifier, VerifyError
-from . import actions, diagnostics, inline, jobs, options, transport
+from . import actions, diagnostics, inline, jobs, options, prepare, transport
 from .ask import EditorAsker, answer_actions, answer_edit, can_ask, can_ask_value
 from .edits import EditOutsideTarget, text_edit, workspace_edit
 from .progress import WorkDoneProgress
@@ -79,6 +79,8 @@ class PipelineLike(Protocol):
     def verifier(self, root: Path) -> Verifier: ...
 
     def warm_up(self, root: Path) -> None: ...
+
+    def prepare(self, request: FixRequest, cancel: CancelToken | None = None) -> object: ...
 
     def close(self) -> None: ...
 
@@ -156,6 +158,7 @@ class VerifyServer(LanguageServer):
         self._closed = False
         self.on_save = diagnostics.OnSaveChecks()
         self.inline = inline.InlineCompletions()
+        self.preparer = prepare.Preparer()
 
     # -- client capabilities ---------------------------------------------------------------------------
     @property
@@ -269,6 +272,7 @@ class VerifyServer(LanguageServer):
             self.show(types.MessageType.Warning, f"lsp-verify: {exc}")
             return Outcome(str(exc))
 
+        self.preparer.asked(args.uri, target.qualname)
         progress = WorkDoneProgress(self, title, enabled=self.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         job = self.worker.submit(
@@ -410,6 +414,7 @@ class VerifyServer(LanguageServer):
         if self._closed:
             return
         self._closed = True
+        self.preparer.close()
         self.worker.cancel_all(jobs.SHUTTING_DOWN)
         if self.watcher is not None:
             self.watcher.stop()
@@ -506,6 +511,7 @@ async def workspace_did_change_configuration(
 
 def shutdown(ls: VerifyServer, params: None) -> None:
     ls.shutdown_requested = True
+    ls.preparer.close()
     ls.worker.cancel_all(jobs.SHUTTING_DOWN)
 
 
@@ -561,6 +567,7 @@ def text_document_code_action(
         return fixes or None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
     offered = [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
+    ls.preparer.cursor(ls, request, doc.uri, target.qualname)
     answers = ls.answers.get(doc.uri)
     if answers is not None and answers[0] == doc.version and answers[1].qualname == target.qualname:
         offered = [*answers[2], *offered]

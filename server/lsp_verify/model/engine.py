@@ -339,6 +339,26 @@ class Engine:
             self._kept = []
             self._lib.llama_memory_clear(self._mem, True)
 
+    def prefill(self, prompt: Prompt, cancel: CancelToken | None = None) -> int:
+        """Decode ``prompt`` into the kept prompt sequence ahead of a request for it, generating nothing.
+
+        The request that follows with this prompt then decodes only its last token (``generate`` keeps the
+        longest prefix it shares with the kept prompt); one with another prompt keeps what the two share.
+        The server calls this while the user looks at a function, before they ask. Returns the tokens decoded
+        now (0 when the prompt was already kept, or when this engine keeps no prompt). ``cancel`` is polled
+        between chunks of ``n_batch`` tokens: what was decoded by then stays kept.
+        """
+        with self._lock:
+            self._check_open()
+            if self._keep is None:
+                return 0
+            tokens = self.tokenize(prompt.text)
+            if not tokens or len(tokens) >= self._n_ctx_seq:
+                return 0  # a prompt too large is the request's error to report, not this warm-up's
+            reused = self._reuse_prefix([*tokens, -1])  # keep the whole prompt when it is already kept
+            self._decode_prompt(tokens, reused, cancel)
+            return self.prompt_tokens_decoded
+
     def _check_open(self) -> None:
         if self._closed:
             raise EngineError("the engine is closed")

@@ -178,6 +178,12 @@ class RemoteEngine:
         """Prompt tokens that fit next to one sequence: each choice has its own slot on the server."""
         return self._n_ctx - params.max_tokens
 
+    def prefill(self, prompt: Prompt, cancel: CancelToken | None = None) -> int:
+        """Nothing: a shared server's prompt cache is its own (llama-server keeps the last prompt per slot
+        and reuses it when asked with ``cache_prompt``), and a request that generates nothing would only
+        take a slot another user needs. Here for the engine interface."""
+        return 0
+
     # ----------------------------------------------------------------------------------------- requests
 
     def models(self) -> list[str]:

@@ -90,6 +90,11 @@ class GenerationEngine(Protocol):
         """Sample ``params.k`` continuations; each is handed to ``on_generation`` as soon as it ends."""
         ...
 
+    def prefill(self, prompt: Prompt, cancel: CancelToken | None = None) -> int:
+        """Take in ``prompt`` ahead of a request for it, generating nothing (0: nothing to do); returns the
+        prompt tokens decoded."""
+        ...
+
     def prompt_budget(self, params: SamplingParams) -> int:
         """Prompt tokens that fit next to the k candidates."""
         ...
