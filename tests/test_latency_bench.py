@@ -184,5 +184,52 @@ def test_the_stage_table_says_when_generation_started_with_the_baseline_overlapp
         "variants": variants,
     }
     text = lat.markdown(lat.summarise(records, variants), records, meta)
-    assert "| lead | no | 2.6 | 6.0 | 8.0 |" in text
-    assert "| lead-overlap | yes | 0.6 | 4.8 | 6.8 |" in text
+    assert "| lead | no | no | 2.6 | 6.0 | 8.0 |" in text
+    assert "| lead-overlap | no | yes | 0.6 | 4.8 | 6.8 |" in text
+    assert "b/a'" not in text  # no prepared peer measured
+
+
+def test_a_prepared_variant_says_how_long_preparing_took_and_is_compared_with_a_prepared_peer_too() -> None:
+    def outcome(b: float, prepare_s: float | None = None) -> object:
+        return lat.Outcome(
+            first_verified_s=b, correct=True, generating_s=0.1, generated_s=b - 0.5, prepare_s=prepare_s
+        )
+
+    records = [
+        lat.ProblemRecord(
+            "HumanEval/0",
+            "tests",
+            8.0,
+            True,
+            {"lead": outcome(10.0), "lead-prepared": outcome(4.0, 5.0)},
+            4.0,
+        ),
+        lat.ProblemRecord(
+            "HumanEval/1", "types", 4.0, True, {"lead": outcome(6.0), "lead-prepared": outcome(3.0, 3.0)}, 2.0
+        ),
+    ]
+    assert [lat.ProblemRecord.from_json(r.to_json()) for r in records] == records
+    assert records[0].ratio("lead-prepared") == pytest.approx(0.5)
+    assert records[0].ratio("lead-prepared", peer_prepared=True) == pytest.approx(1.0)
+    variants = ["lead", "lead-prepared"]
+    rows = {row["variant"]: row for row in lat.summarise(records, variants)}
+    assert rows["lead-prepared"]["ratio_p50"] == pytest.approx(0.625)
+    assert rows["lead-prepared"]["ratio_prepared_p50"] == pytest.approx(1.25)
+    assert (
+        rows["lead-prepared"]["prepare_p50_s"] == pytest.approx(4.0) and rows["lead"]["prepare_p50_s"] is None
+    )
+
+    meta = {
+        "date": "2026-11-29 18:30 UTC",
+        "revision": "abc1234",
+        "command": "python bench/latency.py --variants lead,lead-prepared --peer-prepared",
+        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
+        "load_before": [0.5, 0.5, 0.5],
+        "load_after": [1.0, 1.0, 1.0],
+        "wall_s": 100.0,
+        "variants": variants,
+    }
+    text = lat.markdown(lat.summarise(records, variants), records, meta)
+    assert "| lead-prepared | 4.0 s | no | 0.1 | 3.0 | 3.5 |" in text
+    assert "| lead | no | no | 0.1 | 7.5 | 8.0 |" in text
+    assert "| lead-prepared | 3.0 | 1.25 | 1.45 |" in text  # a' p50, b/a' p50 and p90
