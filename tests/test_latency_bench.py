@@ -51,6 +51,20 @@ RECORDS = [
 ]
 
 
+def run_meta(date: str, command: str, variants: list[str]) -> dict[str, object]:
+    """What ``bench/latency.py`` records about a run, for a table's header."""
+    return {
+        "date": date,
+        "revision": "abc1234",
+        "command": command,
+        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
+        "load_before": [0.5, 0.5, 0.5],
+        "load_after": [1.0, 1.0, 1.0],
+        "wall_s": 100.0,
+        "variants": variants,
+    }
+
+
 def test_ratios_are_over_problems_with_both_times_and_precision_over_what_was_shown() -> None:
     rows = {row["variant"]: row for row in lat.summarise(RECORDS, ["k8", "lead"])}
 
@@ -71,16 +85,7 @@ def test_records_round_trip_and_the_table_shows_every_variant_and_problem() -> N
     again = [lat.ProblemRecord.from_json(r.to_json()) for r in RECORDS]
     assert again == RECORDS
 
-    meta = {
-        "date": "2026-11-29 08:00 UTC",
-        "revision": "abc1234",
-        "command": "python bench/latency.py --limit 4",
-        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
-        "load_before": [0.5, 0.5, 0.5],
-        "load_after": [1.0, 1.0, 1.0],
-        "wall_s": 100.0,
-        "variants": ["k8", "lead"],
-    }
+    meta = run_meta("2026-11-29 08:00 UTC", "python bench/latency.py --limit 4", ["k8", "lead"])
     text = lat.markdown(lat.summarise(RECORDS, ["k8", "lead"]), RECORDS, meta)
 
     assert "| k8 | 3 | 2 | 2.00 | 2.00 | 5.0 | 15.0 | 50% (1/2) | – |" in text
@@ -173,16 +178,7 @@ def test_the_stage_table_says_when_generation_started_with_the_baseline_overlapp
     assert rows["lead-overlap"]["generated_p50_s"] == pytest.approx(4.75)
     assert not lat.VARIANTS["lead"].overlap and lat.VARIANTS["lead-overlap"].overlap
 
-    meta = {
-        "date": "2026-11-29 15:30 UTC",
-        "revision": "abc1234",
-        "command": "python bench/latency.py --variants lead,lead-overlap",
-        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
-        "load_before": [0.5, 0.5, 0.5],
-        "load_after": [1.0, 1.0, 1.0],
-        "wall_s": 100.0,
-        "variants": variants,
-    }
+    meta = run_meta("2026-11-29 15:30 UTC", "python bench/latency.py --variants lead,lead-overlap", variants)
     text = lat.markdown(lat.summarise(records, variants), records, meta)
     assert "| lead | no | no | 2.6 | 6.0 | 8.0 |" in text
     assert "| lead-overlap | no | yes | 0.6 | 4.8 | 6.8 |" in text
@@ -219,16 +215,11 @@ def test_a_prepared_variant_says_how_long_preparing_took_and_is_compared_with_a_
         rows["lead-prepared"]["prepare_p50_s"] == pytest.approx(4.0) and rows["lead"]["prepare_p50_s"] is None
     )
 
-    meta = {
-        "date": "2026-11-29 18:30 UTC",
-        "revision": "abc1234",
-        "command": "python bench/latency.py --variants lead,lead-prepared --peer-prepared",
-        "machine": {"cpu": "cpu", "cores_usable": 2, "backend": "CPU", "n_threads": 2, "model": "/m/q.gguf"},
-        "load_before": [0.5, 0.5, 0.5],
-        "load_after": [1.0, 1.0, 1.0],
-        "wall_s": 100.0,
-        "variants": variants,
-    }
+    meta = run_meta(
+        "2026-11-29 18:30 UTC",
+        "python bench/latency.py --variants lead,lead-prepared --peer-prepared",
+        variants,
+    )
     text = lat.markdown(lat.summarise(records, variants), records, meta)
     assert "| lead-prepared | 4.0 s | no | 0.1 | 3.0 | 3.5 |" in text
     assert "| lead | no | no | 0.1 | 7.5 | 8.0 |" in text

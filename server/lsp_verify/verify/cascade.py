@@ -47,6 +47,7 @@ from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
+from .overlap import in_thread
 from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
@@ -384,12 +385,14 @@ class Verifier:
         shadow = self._shadows.create(relatives[0], files[0][1])
         try:
             # mypy and pytest have a worker each: the two runs overlap.
-            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-mypy") as pool:
-                checked = pool.submit(self._mypy.check_files, shadow, relatives, cancel)
+            checked = in_thread("lsp-verify-mypy", self._mypy.check_files, shadow, relatives, cancel)
+            try:
                 tests = (
                     self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
                 )
-                mypy = checked.result()
+            finally:
+                concurrent.futures.wait([checked])  # the shadow goes below: mypy must be done with it
+            mypy = checked.result()
             if len(relatives) > 1 and mypy[relatives[0]].crashed:
                 mypy = {
                     relative: self._mypy.check_files(shadow, (relative,), cancel)[relative]

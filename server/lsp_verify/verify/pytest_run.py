@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
+from .overlap import in_thread
 from .sandbox import (
     CONFINES_WRITES,
     WORKER_SCRIPT,
@@ -151,18 +152,22 @@ class PytestRunner:
         args = ["--collect-only", *pytest_args(shadow.root, (), None)]
         # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
         # is saved on every `lsp-verify check` run.
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lsp-verify-collect") as pool:
-            forked_run = pool.submit(self._request, shadow, "collect", args, timeout, cancel, False)
+        forked_run = in_thread(
+            "lsp-verify-collect", self._request, shadow, "collect", args, timeout, cancel, False
+        )
+        try:
             fresh_events, fresh_answer, fresh_log = self._request(
                 shadow, "collect", args, timeout, cancel, True
             )
-            try:
-                forked_events, forked_answer, forked_log = forked_run.result()
-            except WorkerError as exc:
-                forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
-            else:
-                forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
-                forked_failure = ""
+        finally:
+            concurrent.futures.wait([forked_run])  # never leave the fork server's run behind
+        try:
+            forked_events, forked_answer, forked_log = forked_run.result()
+        except WorkerError as exc:
+            forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
+        else:
+            forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
+            forked_failure = ""
         fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
         reason = _fresh_reason_from_config(fresh_events) or forked_failure
         differs = forked is not None and (forked.problem or _signature(forked) != _signature(fresh))

@@ -1,0 +1,37 @@
+"""``verify.overlap.in_thread``: the verifier's two overlapping runs, on a plain thread (see its docstring for
+why not a thread pool)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lsp_verify.verify.overlap import in_thread
+
+
+def test_the_result_and_the_exception_come_through_the_future() -> None:
+    names: list[str] = []
+
+    def work(a: int, *, b: int) -> int:
+        names.append(threading.current_thread().name)
+        return a + b
+
+    assert in_thread("lsp-verify-test", work, 2, b=3).result(timeout=10) == 5
+    assert names == ["lsp-verify-test"]
+
+    def fail() -> None:
+        raise ValueError("the fork server failed")
+
+    with pytest.raises(ValueError, match="fork server failed"):
+        in_thread("lsp-verify-test", fail).result(timeout=10)
+
+
+def test_no_thread_pool_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures.thread as pool_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ThreadPoolExecutor.submit takes the process-wide shutdown lock")
+
+    monkeypatch.setattr(pool_module.ThreadPoolExecutor, "submit", refuse)
+    assert in_thread("lsp-verify-test", lambda: "done").result(timeout=10) == "done"
