@@ -69,6 +69,7 @@ def test_the_request_after_prepare_uses_its_baseline_and_the_prompt_it_decoded(
         pipeline.engine()  # loaded by an earlier request
         prepared = pipeline.prepare(request(project))
         assert (prepared.target.qualname, prepared.prompt_tokens) == ("double", 7)
+        assert str(prepared).startswith("double in ") and str(prepared).endswith(", 7 prompt tokens decoded")
         assert len(handed) == 2  # mypy and the tests, on the code as it is
 
         report = pipeline.run(request(project))

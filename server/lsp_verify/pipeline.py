@@ -97,6 +97,9 @@ class Prepared:
     prompt_tokens: int
     """Prompt tokens the engine decoded now (0: the model is not loaded yet, or it had them already)."""
 
+    def __str__(self) -> str:
+        return f"{self.target.qualname} in {self.seconds:.1f}s, {self.prompt_tokens} prompt tokens decoded"
+
 
 ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[CandidateResult], None]

@@ -151,6 +151,7 @@ class InlineCompletions:
                 first.append(result)
                 loop.call_soon_threadsafe(self._first_verified, key, spot, result, progress)
 
+        ls.preparer.asked(uri, target.qualname)  # a preparation of another function would only delay this
         job = ls.worker.submit(
             functools.partial(ls.run_pipeline, request, progress, on_result=on_result),
             key=(uri, "inline completion"),

@@ -117,7 +117,7 @@ def _work(
         except Exception as exc:  # the request reports it, if one comes
             log.info("not prepared: %s in %s: %s", spot[1], spot[0], exc)
             return None
-        log.info("prepared %s: %s", spot[1], prepared)
+        log.info("prepared %s", prepared)
         return prepared
 
     return work
