@@ -32,7 +32,6 @@ two verifications make progress together - one in mypy, one in tests - which is 
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -47,7 +46,7 @@ from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
-from .overlap import in_thread
+from .overlap import alongside
 from .probe import ProbePlan, ProbeRunner, probe_plan
 from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
@@ -385,13 +384,14 @@ class Verifier:
         shadow = self._shadows.create(relatives[0], files[0][1])
         try:
             # mypy and pytest have a worker each: the two runs overlap.
-            checked = in_thread("lsp-verify-mypy", self._mypy.check_files, shadow, relatives, cancel)
-            try:
-                tests = (
+            # The shadow goes below: alongside returns only once mypy is done with it too.
+            checked, tests = alongside(
+                "lsp-verify-mypy",
+                lambda: self._mypy.check_files(shadow, relatives, cancel),
+                lambda: (
                     self._pytest.run(shadow, node_ids, None, files[0][0], cancel) if node_ids else TestRun(())
-                )
-            finally:
-                concurrent.futures.wait([checked])  # the shadow goes below: mypy must be done with it
+                ),
+            )
             mypy = checked.result()
             if len(relatives) > 1 and mypy[relatives[0]].crashed:
                 mypy = {

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 P = ParamSpec("P")
 
-__all__ = ["in_thread"]
+__all__ = ["alongside", "in_thread"]
 
 
 def in_thread(
@@ -40,3 +41,18 @@ def in_thread(
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def alongside(
+    name: str, background: Callable[[], T], foreground: Callable[[], U]
+) -> tuple[concurrent.futures.Future[T], U]:
+    """``background()`` on a thread named ``name`` while ``foreground()`` runs here; returns once both have
+    ended (also when ``foreground`` raises: nothing is left running on what the caller cleans up next), with
+    the background's future (done: ``result()`` gives its value or raises its exception) and the
+    foreground's value."""
+    future = in_thread(name, background)
+    try:
+        value = foreground()
+    finally:
+        concurrent.futures.wait([future])
+    return future, value

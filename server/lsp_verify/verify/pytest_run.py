@@ -23,7 +23,6 @@ the user's tree (an installed or editable copy winning over the shadow) cannot p
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import re
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
-from .overlap import in_thread
+from .overlap import alongside
 from .sandbox import (
     CONFINES_WRITES,
     WORKER_SCRIPT,
@@ -152,15 +151,11 @@ class PytestRunner:
         args = ["--collect-only", *pytest_args(shadow.root, (), None)]
         # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
         # is saved on every `lsp-verify check` run.
-        forked_run = in_thread(
-            "lsp-verify-collect", self._request, shadow, "collect", args, timeout, cancel, False
+        forked_run, (fresh_events, fresh_answer, fresh_log) = alongside(
+            "lsp-verify-collect",
+            lambda: self._request(shadow, "collect", args, timeout, cancel, False),
+            lambda: self._request(shadow, "collect", args, timeout, cancel, True),
         )
-        try:
-            fresh_events, fresh_answer, fresh_log = self._request(
-                shadow, "collect", args, timeout, cancel, True
-            )
-        finally:
-            concurrent.futures.wait([forked_run])  # never leave the fork server's run behind
         try:
             forked_events, forked_answer, forked_log = forked_run.result()
         except WorkerError as exc:
