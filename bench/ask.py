@@ -74,6 +74,7 @@ from lsp_verify.verify.probe import (  # noqa: E402
     MAX_SHOWN,
     ProbePlan,
     documented_outputs,
+    outside_inputs,
     probe_inputs,
 )
 from lsp_verify.verify.question import (  # noqa: E402
@@ -228,7 +229,9 @@ def replay(problem: Problem, record: Any, path: Path = Path("/bench/problem.py")
         correct_of[i] = c.correct
     stated = documented_outputs(target.docstring, target.name)
     documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
-    plan = ProbePlan("problem", problem.entry_point, inputs, documented=documented)
+    plan = ProbePlan(
+        "problem", problem.entry_point, inputs, documented=documented, outside=outside_inputs(target, inputs)
+    )
     return Replay(target, results, correct_of, probed.get("reference"), plan, probe_s)
 
 

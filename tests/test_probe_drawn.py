@@ -20,7 +20,7 @@ from lsp_verify.syntax.splice import normalise, splice_body
 from lsp_verify.syntax.target import EditTarget
 from lsp_verify.verify import drawn
 from lsp_verify.verify.cascade import Verifier
-from lsp_verify.verify.probe import probe_inputs, probe_plan
+from lsp_verify.verify.probe import outside_inputs, probe_inputs, probe_plan
 from lsp_verify.verify.question import Answer, answer_test, choose_question
 from lsp_verify.verify.types import Candidate, CandidateResult
 
@@ -115,6 +115,27 @@ def test_unannotated_parameters_are_drawn_like_their_documented_values() -> None
     assert len(inputs) == 24
     drawn_strings = [values(source)[0] for source in inputs[6:]]
     assert all(isinstance(s, str) and set(s) <= set("a bc") for s in drawn_strings)
+
+
+def test_a_list_of_integers_without_annotation_also_gets_floats_marked_outside_its_documented_type() -> None:
+    """ "A list of numbers" shown with integers: floats are drawn (only they show which candidates ignore
+    what is not an integer), and marked, so a question is asked about them last."""
+    source = '''
+        def odd_squares(lst):
+            """Sum of the squares of the odd integers in the list.
+            odd_squares([1, 3, 2]) == 10
+            """
+            ...
+        '''
+    target = target_of(source, "odd_squares")
+    inputs = probe_inputs(target)
+    outside = outside_inputs(target, inputs)
+    floats = [i for i, source_ in enumerate(inputs) if any(isinstance(v, float) for v in values(source_)[0])]
+    assert floats and list(outside) == floats
+    assert inputs[0] == "[1, 3, 2]" and 0 not in outside
+    annotated = target_of(source.replace("(lst)", "(lst: list[int])"), "odd_squares")
+    assert outside_inputs(annotated, probe_inputs(annotated)) == ()
+    assert not any(isinstance(v, float) for s in probe_inputs(annotated) for v in values(s)[0])
 
 
 def test_a_prose_mention_without_arguments_is_not_a_probe_input() -> None:

@@ -132,6 +132,21 @@ def test_the_most_even_split_is_asked() -> None:
     assert choose_question(results, PLAN, trusted=False) is None
 
 
+def test_an_input_outside_the_documented_type_is_asked_only_when_nothing_else_splits() -> None:
+    # Input 1 (a float where the examples were integers) splits 3 vs 2, input 0 only 4 vs 1: input 0 first.
+    plan = ProbePlan("m", "f", ("[1, 2]", "[1.5]"), outside=(1,))
+    results = [
+        result(("a", "x"), ("1", "2.25"), votes=3),
+        result(("a", "y"), ("1", "0")),
+        result(("b", "y"), ("5", "0")),
+    ]
+    question = choose_question(results, plan, trusted=True)
+    assert question is not None and question.call == "f([1, 2])"
+    # Once the candidates agree on every documented-type input, the outside one is asked.
+    question = choose_question(results[:2], plan, trusted=True)
+    assert question is not None and question.call == "f([1.5])"
+
+
 STATED = '''\
 def scale(xs: list[int], factor: int) -> list[int]:
     """Each element of ``xs`` times ``factor``: scale([1, 2], 3) == [3, 6] (no doctest: prose).

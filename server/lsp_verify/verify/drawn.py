@@ -162,6 +162,11 @@ def from_value(value: Any, bounds: _Bounds | None = None) -> Strategy | None:
         if any(item is None for item in items):
             return None
         item = st.one_of(*_distinct(items)) if items else bounds.integers()
+        if items and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            # "A list of numbers" documented with integers: a float shows which candidates skip, round or
+            # reject what is not an integer. Such an input lies outside the examples' type, so a question
+            # is asked about it only when no other input separates the candidates (probe.outside_inputs).
+            item = st.one_of(item, bounds.floats())
         if isinstance(value, list):
             return st.lists(item, max_size=MAX_SIZE)
         return (st.sets if isinstance(value, set) else st.frozensets)(item, max_size=MAX_SIZE)

@@ -59,6 +59,9 @@ class ProbePlan:
     documented: tuple[tuple[int, str], ...] = ()
     """``(input index, output repr)`` for each input whose output the docstring's prose states
     (:func:`documented_outputs`): answers the user already gave."""
+    outside: tuple[int, ...] = ()
+    """Inputs outside the documented examples' type (:func:`outside_inputs`): asked about only when no
+    other input separates the candidates."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +89,12 @@ def probe_plan(
     stated = documented_outputs(target.docstring, target.name) if target.class_name is None else {}
     documented = tuple((i, stated[source]) for i, source in enumerate(inputs) if source in stated)
     return ProbePlan(
-        module, function, inputs, import_root.as_posix() if import_root != Path() else "", documented
+        module,
+        function,
+        inputs,
+        import_root.as_posix() if import_root != Path() else "",
+        documented,
+        outside_inputs(target, inputs),
     )
 
 
@@ -118,10 +126,9 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None
     for arguments, values in calls[:_FROM_DOCTEST]:
         if values is None or required is None or len(values) >= len(required):
             add(arguments)  # not a call in prose that names the function without its arguments
-    literal_calls = [values for _, values in calls if values is not None]
     for values in _prose_examples(target.docstring, function)[:_FROM_DOCTEST]:
         add(_args_source(values))
-        literal_calls.append(values)
+    literal_calls = _literal_calls(target, function)
     mutations = 0
     for values in literal_calls:
         for index in range(len(values)):
@@ -138,6 +145,58 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None
             for drawn_values in drawn.draw(strategies, limit):  # some may repeat a documented one
                 add(_args_source(drawn_values))
     return tuple(out)
+
+
+def outside_inputs(target: EditTarget, inputs: Sequence[str]) -> tuple[int, ...]:
+    """The indices of ``inputs`` that hold a float for an unannotated parameter whose documented values hold
+    integers and no float (the draws of ``drawn.from_value`` for "a list of numbers" shown with integers).
+    A question about such an input may be outside what the function is meant for - a float for a count, a
+    year - so it is asked only when no input of the documented type tells the candidates apart."""
+    function = _signature(target.header)
+    if function is None or target.class_name is not None:
+        return ()
+    required = _required(function)
+    if required is None:
+        return ()
+    calls = _literal_calls(target, function)
+    integral = [
+        index
+        for index, parameter in enumerate(required)
+        if parameter.annotation is None
+        and any(_holds(call[index], int) for call in calls if len(call) > index)
+        and not any(_holds(call[index], float) for call in calls if len(call) > index)
+    ]
+    if not integral:
+        return ()
+    out = []
+    for index, source in enumerate(inputs):
+        try:
+            values = pyast.literal_eval(f"({source},)")
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue  # a documented call written with expressions: documented, so not outside
+        if isinstance(values, tuple) and any(i < len(values) and _holds(values[i], float) for i in integral):
+            out.append(index)
+    return tuple(out)
+
+
+def _literal_calls(target: EditTarget, function: ast.FunctionDef) -> list[list[Any]]:
+    """The argument values of every documented call whose arguments are literals (doctest and prose
+    calls, then the examples written in prose without a call)."""
+    calls = [values for _, values in _doctest_calls(target.docstring, target.name) if values is not None]
+    return calls + _prose_examples(target.docstring, function)[:_FROM_DOCTEST]
+
+
+def _holds(value: Any, kind: type, depth: int = 0) -> bool:
+    """``value`` is, or contains (in lists, tuples, sets, dict values), a ``kind`` (bools are not ints)."""
+    if depth > 4 or isinstance(value, bool):
+        return False
+    if isinstance(value, kind):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds(item, kind, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return any(_holds(item, kind, depth + 1) for item in value.values())
+    return False
 
 
 def _method_inputs(

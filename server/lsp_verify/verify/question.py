@@ -113,7 +113,9 @@ def choose_question(
     passing: Sequence[CandidateResult], probe: ProbePlan | None, *, trusted: bool
 ) -> Question | None:
     """The input that splits the probed passing candidates' samples most evenly, as a question; None when
-    they all behave alike, when no input can be asked about, or when the workspace is not trusted."""
+    they all behave alike, when no input can be asked about, or when the workspace is not trusted. Inputs
+    outside the documented examples' type (``ProbePlan.outside``) are asked about only when no other input
+    splits them: the user may not know what a function meant for integers does with 2.5."""
     if not trusted or probe is None:
         return None
     probed = _probed(passing, probe)
@@ -121,8 +123,17 @@ def choose_question(
         return None
     if len({r.probe_outputs for r in probed}) < 2:
         return None
+    outside = set(probe.outside)
+    inside = [i for i in range(len(probe.inputs)) if i not in outside]
+    return _most_even(probe, probed, inside) or _most_even(probe, probed, sorted(outside))
+
+
+def _most_even(
+    probe: ProbePlan, probed: Sequence[CandidateResult], indices: Sequence[int]
+) -> Question | None:
     best: tuple[tuple[float, int, int, int], Question] | None = None
-    for index, arguments in enumerate(probe.inputs):
+    for index in indices:
+        arguments = probe.inputs[index]
         call = f"{probe.function}({arguments})"
         if not _askable(call, probed, index):
             continue
