@@ -57,7 +57,11 @@ pytest_phase() {  # one pytest run; exit code 5 (nothing selected in this phase)
 # threads spin while they wait for each other, and next to other work on 2 cores a 6 s test took 90-160 s.
 # 2026-12-05, 2 cores: all in one process 17:34. A `-m` of your own, or LSP_VERIFY_TEST_WORKERS=0: one
 # phase, in this process.
-if [ "$workers" = 0 ] || printf '%s\n' "$@" | grep -q -- '^-m'; then
+own_marker=false
+for arg in "$@"; do
+  case $arg in -m*) own_marker=true ;; esac
+done
+if [ "$workers" = 0 ] || [ "$own_marker" = true ]; then
   echo "== pytest" >&2
   pytest_phase "$@"
 else

@@ -126,9 +126,10 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None
     for arguments, values in calls[:_FROM_DOCTEST]:
         if values is None or required is None or len(values) >= len(required):
             add(arguments)  # not a call in prose that names the function without its arguments
-    for values in _prose_examples(target.docstring, function)[:_FROM_DOCTEST]:
+    prose = _prose_examples(target.docstring, function)[:_FROM_DOCTEST]
+    for values in prose:
         add(_args_source(values))
-    literal_calls = _literal_calls(target, function)
+    literal_calls = _literal_calls(calls, prose)
     mutations = 0
     for values in literal_calls:
         for index in range(len(values)):
@@ -158,7 +159,10 @@ def outside_inputs(target: EditTarget, inputs: Sequence[str]) -> tuple[int, ...]
     required = _required(function)
     if required is None:
         return ()
-    calls = _literal_calls(target, function)
+    calls = _literal_calls(
+        _doctest_calls(target.docstring, target.name),
+        _prose_examples(target.docstring, function)[:_FROM_DOCTEST],
+    )
     integral = [
         index
         for index, parameter in enumerate(required)
@@ -179,11 +183,10 @@ def outside_inputs(target: EditTarget, inputs: Sequence[str]) -> tuple[int, ...]
     return tuple(out)
 
 
-def _literal_calls(target: EditTarget, function: ast.FunctionDef) -> list[list[Any]]:
-    """The argument values of every documented call whose arguments are literals (doctest and prose
-    calls, then the examples written in prose without a call)."""
-    calls = [values for _, values in _doctest_calls(target.docstring, target.name) if values is not None]
-    return calls + _prose_examples(target.docstring, function)[:_FROM_DOCTEST]
+def _literal_calls(calls: list[tuple[str, list[Any] | None]], prose: list[list[Any]]) -> list[list[Any]]:
+    """The argument values of every documented call whose arguments are literals (``calls``: the doctest
+    and prose calls, :func:`_doctest_calls`), then the examples written in prose without a call."""
+    return [values for _, values in calls if values is not None] + prose
 
 
 def _holds(value: Any, kind: type, depth: int = 0) -> bool:
