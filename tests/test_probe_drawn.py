@@ -138,6 +138,30 @@ def test_a_list_of_integers_without_annotation_also_gets_floats_marked_outside_i
     assert not any(isinstance(v, float) for s in probe_inputs(annotated) for v in values(s)[0])
 
 
+def test_a_parameter_with_neither_annotation_nor_example_is_drawn_from_the_type_its_docstring_states() -> (
+    None
+):
+    """``Given a positive integer n`` (or ``n (int):``, ``:type n: int``): integers from 1 up, where before
+    the function got no probe input at all; a docstring that states nothing still gives none, and an
+    annotation wins over what the docstring says."""
+    source = '''
+        def starts_with_one(n):
+            """Given a positive integer n, count the n-digit numbers that start with 1."""
+            ...
+        '''
+    inputs = probe_inputs(target_of(source, "starts_with_one"))
+    numbers = [values(s)[0] for s in inputs]
+    assert len(numbers) >= 10 and all(isinstance(n, int) and n >= 1 for n in numbers)
+    google = source.replace("Given a positive integer n, c", "C").replace(
+        '."""', '.\n\n    Args:\n        n (str): x\n    """'
+    )
+    assert all(isinstance(values(s)[0], str) for s in probe_inputs(target_of(google, "starts_with_one")))
+    silent = source.replace("Given a positive integer n, c", "C")
+    assert probe_inputs(target_of(silent, "starts_with_one")) == ()
+    annotated = source.replace("(n)", "(n: bool)")
+    assert {values(s)[0] for s in probe_inputs(target_of(annotated, "starts_with_one"))} == {False, True}
+
+
 def test_a_prose_mention_without_arguments_is_not_a_probe_input() -> None:
     target = target_of(
         '''

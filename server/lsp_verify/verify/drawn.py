@@ -133,10 +133,13 @@ def _literal(value: object) -> bool:
 # ------------------------------------------------------------------------------------ from annotations
 
 
-def from_annotation(annotation: ast.expr | None, examples: Sequence[Any] = ()) -> Strategy | None:
+def from_annotation(
+    annotation: ast.expr | None, examples: Sequence[Any] = (), minimum: int | None = None
+) -> Strategy | None:
     """The strategy for a parameter annotated ``annotation`` (None: unannotated, use the examples' type),
-    shaped by the parameter's documented ``examples``; None when no value can be drawn."""
-    bounds = _Bounds.of(examples)
+    shaped by the parameter's documented ``examples`` and the least number its docstring allows
+    (``minimum``); None when no value can be drawn."""
+    bounds = _Bounds.of(examples, minimum)
     if annotation is None:
         kinds = [from_value(value, bounds) for value in examples]
         usable = [kind for kind in kinds if kind is not None]
@@ -195,12 +198,13 @@ def _distinct(strategies: Sequence[Strategy | None]) -> list[Strategy]:
 class _Bounds:
     """The shape of a parameter's documented values: the integer range (and sign), the characters used."""
 
-    def __init__(self, ints: list[int], chars: set[str]) -> None:
+    def __init__(self, ints: list[int], chars: set[str], minimum: int | None = None) -> None:
         self._ints = ints
         self._chars = chars
+        self._minimum = minimum
 
     @classmethod
-    def of(cls, examples: Sequence[Any]) -> _Bounds:
+    def of(cls, examples: Sequence[Any], minimum: int | None = None) -> _Bounds:
         ints: list[int] = []
         chars: set[str] = set()
 
@@ -223,20 +227,24 @@ class _Bounds:
 
         for example in examples:
             walk(example, 0)
-        return cls(ints, chars)
+        return cls(ints, chars, minimum)
 
     def integers(self) -> Strategy:
         if not self._ints:
-            return st.integers(*INT_RANGE)
-        low, high = min(self._ints), max(self._ints)
-        # Around the documented values, with their sign: 0..2x for counts and sizes, both signs if shown.
-        span = max(10, 2 * max(abs(low), abs(high)))
-        return st.integers(-span if low < 0 else 0, span)
+            low, high = INT_RANGE
+        else:
+            # Around the documented values, with their sign: 0..2x for counts and sizes, both signs if shown.
+            high = max(10, 2 * max(abs(min(self._ints)), abs(max(self._ints))))
+            low = -high if min(self._ints) < 0 else 0
+        if self._minimum is not None:
+            low = max(low, self._minimum)
+            high = max(high, low + 10)
+        return st.integers(low, high)
 
     def floats(self) -> Strategy:
-        negative = not self._ints or min(self._ints) < 0
+        negative = (not self._ints or min(self._ints) < 0) and (self._minimum is None or self._minimum < 0)
         floats = st.floats(
-            min_value=-100.0 if negative else 0.0,
+            min_value=-100.0 if negative else float(max(0, self._minimum or 0)),
             max_value=100.0,
             allow_nan=False,
             allow_infinity=False,

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ..cancel import CancelToken
 from ..syntax import pyast
 from ..syntax.target import EditTarget
 from . import drawn
+from .documented_types import DocumentedType, documented_types
 from .sandbox import WorkerError, WorkerProcess
 from .shadow import Shadow, ShadowRoot
 
@@ -141,7 +142,7 @@ def probe_inputs(target: EditTarget, limit: int = MAX_INPUTS, source: str | None
                 mutations += len(out) - before
 
     if required is not None and len(out) < limit:
-        strategies = _strategies(required, literal_calls)
+        strategies = _strategies(required, literal_calls, _stated_types(target.docstring, required))
         if strategies is not None:
             for drawn_values in drawn.draw(strategies, limit):  # some may repeat a documented one
                 add(_args_source(drawn_values))
@@ -220,7 +221,8 @@ def _method_inputs(
     method = _required(function)
     if init is None or method is None or not positional or positional[0] not in method:
         return ()  # no instance parameter (``def f()`` in a class body) or an unknown constructor
-    strategies = _strategies([*init, *method[1:]], [])
+    stated = _stated_types(target.docstring, [p for p in method[1:] if p.arg not in {a.arg for a in init}])
+    strategies = _strategies([*init, *method[1:]], [], stated)
     if strategies is None:
         return ()
     out: list[str] = []
@@ -242,15 +244,28 @@ def _required(function: ast.FunctionDef) -> list[ast.arg] | None:
     return positional[: len(positional) - len(arguments.defaults)]
 
 
-def _strategies(parameters: list[ast.arg], literal_calls: list[list[Any]]) -> list[drawn.Strategy] | None:
+def _stated_types(docstring: str | None, parameters: Sequence[ast.arg]) -> dict[str, DocumentedType]:
+    """The types the docstring states for the unannotated ones of ``parameters``."""
+    unannotated = [parameter.arg for parameter in parameters if parameter.annotation is None]
+    text = _docstring_text(docstring) if unannotated else None
+    return documented_types(text, unannotated) if text is not None else {}
+
+
+def _strategies(
+    parameters: list[ast.arg], literal_calls: list[list[Any]], stated: Mapping[str, DocumentedType]
+) -> list[drawn.Strategy] | None:
     """One Hypothesis strategy per parameter - from its annotation, else from its documented values' type,
-    else the documented values and their variations - or None when one cannot be made."""
+    else from the type its docstring states, else the documented values and their variations - or None
+    when one cannot be made."""
     strategies = []
     for index, parameter in enumerate(parameters):
         seen = [call[index] for call in literal_calls if len(call) > index]
         strategy = drawn.from_annotation(parameter.annotation, seen)
         if strategy is None and parameter.annotation is not None and seen:
             strategy = drawn.from_annotation(None, seen)
+        if strategy is None and not seen and parameter.arg in stated:
+            documented = stated[parameter.arg]
+            strategy = drawn.from_annotation(ast.Constant(documented.annotation), (), documented.minimum)
         if strategy is None:
             if not seen:
                 return None
@@ -350,16 +365,22 @@ def _signature(header: str) -> ast.FunctionDef | None:
     return node if isinstance(node, ast.FunctionDef) else None
 
 
-def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any] | None]]:
-    """``(argument source, literal values or None)`` of every call of ``name`` written in its docstring:
-    doctest examples (``>>> name(1, 2)``) and prose ones (``name([1, 2]) == 3``, ``name("a") => 'b'``)."""
+def _docstring_text(docstring: str | None) -> str | None:
+    """The value of a docstring literal as the target holds it (its source: quotes, prefixes, escapes)."""
     if not docstring:
-        return []
+        return None
     try:
         text = pyast.literal_eval(textwrap.dedent(docstring).strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return []
-    if not isinstance(text, str):
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _doctest_calls(docstring: str | None, name: str) -> list[tuple[str, list[Any] | None]]:
+    """``(argument source, literal values or None)`` of every call of ``name`` written in its docstring:
+    doctest examples (``>>> name(1, 2)``) and prose ones (``name([1, 2]) == 3``, ``name("a") => 'b'``)."""
+    text = _docstring_text(docstring)
+    if text is None:
         return []
     calls: list[tuple[str, list[Any] | None]] = []
     for match in re.finditer(rf"(?<![\w.]){re.escape(name)}\s*\(", text):
@@ -385,16 +406,11 @@ def _prose_examples(docstring: str | None, function: ast.FunctionDef) -> list[li
     ``grid : [[0, 1]]`` / ``capacity : 1`` (a value per parameter name, in order, one example after the
     other), and ``Input: [4, 2, 3]`` for a function of one parameter. HumanEval writes half its examples so;
     without them an unannotated function has no probe input at all."""
-    if not docstring:
-        return []
-    try:
-        text = pyast.literal_eval(textwrap.dedent(docstring).strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return []
+    text = _docstring_text(docstring)
     arguments = function.args
     names = [a.arg for a in [*arguments.posonlyargs, *arguments.args] if a.arg not in ("self", "cls")]
     required = names[: len(names) - len(arguments.defaults)]
-    if not isinstance(text, str) or not required or arguments.vararg is not None:
+    if text is None or not required or arguments.vararg is not None:
         return []
     labels = "|".join(re.escape(name) for name in required)
     if len(required) == 1:
@@ -466,13 +482,8 @@ def documented_outputs(docstring: str | None, name: str) -> dict[str, str]:
     output on the same line - ``f([1, 2]) == 3``, ``f('a') => 'b'``, ``f(0) returns True`` - when the output
     is a whole literal (``f(x) == 1 + 2 = 3`` states nothing we can read). Doctest lines are not included:
     the tests already run them."""
-    if not docstring:
-        return {}
-    try:
-        text = pyast.literal_eval(textwrap.dedent(docstring).strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return {}
-    if not isinstance(text, str):
+    text = _docstring_text(docstring)
+    if text is None:
         return {}
     out: dict[str, str] = {}
     for match in re.finditer(rf"(?<![\w.]){re.escape(name)}\s*\(", text):
