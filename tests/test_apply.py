@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
 from lsp_verify.fix import FixOptions, run_fix
-from lsp_verify.model.types import EngineInfo, Generation, Prompt, SamplingParams
 from lsp_verify.pipeline import Pipeline
 from lsp_verify.report import RunReport
+from test_pipeline import ScriptedEngine
 
 SERVER = Path(__file__).resolve().parents[1] / "server"
 
@@ -52,30 +51,6 @@ def test_add() -> None:
 LATIN1_HEADER = "# -*- coding: latin-1 -*-\n"
 
 
-class OneBodyEngine:
-    """A stand-in for llama.cpp that writes ``body`` for every sequence; everything else is real."""
-
-    def __init__(self, body: str) -> None:
-        self.body = body
-        self.info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 4096, 8)
-
-    def generate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams,
-        *,
-        on_generation: Callable[[Generation], None] | None = None,
-        cancel: CancelToken | None = None,
-    ) -> list[Generation]:
-        generation = Generation(0, self.body + "\n", 5, -0.1, "stop", 0.01)
-        if on_generation is not None:
-            on_generation(generation)
-        return [generation]
-
-    def close(self) -> None:
-        pass
-
-
 def make_project(root: Path, ops: bytes) -> Path:
     (root / "mathx").mkdir(parents=True)
     (root / "tests").mkdir()
@@ -93,7 +68,7 @@ def fix(project: Path, *, body: str = BODY, apply: bool = True) -> RunReport:
         return dataclasses.replace(Settings(), trusted=True, k=1, test_timeout_s=60.0)
 
     def pipeline(settings: Settings) -> Pipeline:
-        return Pipeline(settings, engine_factory=lambda _: OneBodyEngine(body))  # type: ignore[arg-type,return-value]
+        return Pipeline(settings, engine_factory=lambda _: ScriptedEngine([[body]], indent=""))  # type: ignore[arg-type,return-value]
 
     return run_fix(
         FixOptions(specs=("mathx/ops.py",), apply=apply),

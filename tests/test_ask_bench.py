@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_verify.cancel import CancelToken
-from lsp_verify.model.types import EngineInfo, Generation, Prompt, SamplingParams
 from lsp_verify.pipeline import Pipeline
+from test_pipeline import ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
 # The benchmark's modules import each other by name from bench/, as they do when run as scripts.
@@ -56,36 +55,6 @@ def record(*bodies: str) -> ProblemRecord:
     return ProblemRecord(PROBLEM.task_id, "types", CONFIG, "scale", None, None, [run], [], 1.0)
 
 
-class ScriptedEngine:
-    """Hands out the scripted bodies of each round; keeps the prompts it was given."""
-
-    def __init__(self, rounds: list[list[str]]) -> None:
-        self.rounds = rounds
-        self.prompts: list[Prompt] = []
-        self.info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 2048, 8)
-
-    def generate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams,
-        *,
-        on_generation: Callable[[Generation], None] | None = None,
-        cancel: CancelToken | None = None,
-    ) -> list[Generation]:
-        self.prompts.append(prompt)
-        bodies = self.rounds[min(len(self.prompts), len(self.rounds)) - 1]
-        out = []
-        for index, body in enumerate(bodies[: params.k]):
-            generation = Generation(index, body + "\n", 5, -0.1 * (index + 1), "stop", 0.01)
-            out.append(generation)
-            if on_generation is not None:
-                on_generation(generation)
-        return out
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def pipeline() -> Iterator[Callable[[ScriptedEngine], Pipeline]]:
     """``pipeline(engine)``: the bench's pipeline on ``engine``, closed after the test (its verifier's worker
@@ -118,7 +87,7 @@ def test_the_replay_marks_an_answer_no_candidate_returned_as_a_repair_after_that
 def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_the_result(
     tmp_path: Path, backend: JudgeBackend, pipeline: Callable[[ScriptedEngine], Pipeline]
 ) -> None:
-    engine = ScriptedEngine([[PLUS_ONE, RIGHT]])
+    engine = ScriptedEngine([[PLUS_ONE, RIGHT]], indent="")
     live = ask.live_repair(
         pipeline(engine),
         PROBLEM,
@@ -144,7 +113,7 @@ def test_the_live_repair_puts_the_answer_in_the_prompt_verifies_it_and_judges_th
 def test_a_repair_that_finds_nothing_runs_the_pipelines_own_repair_round_and_shows_nothing(
     tmp_path: Path, backend: JudgeBackend, pipeline: Callable[[ScriptedEngine], Pipeline]
 ) -> None:
-    engine = ScriptedEngine([[PLUS_ONE, PLUS_TWO], [PLUS_TWO]])
+    engine = ScriptedEngine([[PLUS_ONE, PLUS_TWO], [PLUS_TWO]], indent="")
     live = ask.live_repair(
         pipeline(engine),
         PROBLEM,

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
 from lsp_verify.fix import FixOptions, run_fix
-from lsp_verify.model.types import EngineInfo, Generation, Prompt, SamplingParams
 from lsp_verify.pipeline import Pipeline
 from lsp_verify.report import RunReport, as_json
+from test_pipeline import ScriptedEngine
 
 MODULE = '''def add(a: int, b: int) -> int:
     """Return the sum of ``a`` and ``b``."""
@@ -34,33 +32,6 @@ def test_add() -> None:
 """
 
 
-class ScriptedEngine:
-    """Hands over the given bodies in order, as the real engine hands over finished sequences."""
-
-    def __init__(self, bodies: list[str]) -> None:
-        self.bodies = bodies
-        self.info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 4096, len(bodies))
-        self.params: list[SamplingParams] = []
-
-    def generate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams,
-        *,
-        on_generation: Callable[[Generation], None] | None = None,
-        cancel: CancelToken | None = None,
-    ) -> list[Generation]:
-        self.params.append(params)
-        out = [Generation(i, body + "\n", 5, -0.1, "stop", 0.01) for i, body in enumerate(self.bodies)]
-        for generation in out:
-            if on_generation is not None:
-                on_generation(generation)
-        return out
-
-    def close(self) -> None:
-        pass
-
-
 def fix(
     tmp_path: Path, bodies: list[str], *, require_tests: bool = False, lead_sequence: bool = True
 ) -> tuple[dict[str, Any], ScriptedEngine]:
@@ -71,7 +42,7 @@ def fix(
     (root / "mathx" / "__init__.py").write_text("", encoding="utf-8")
     (root / "mathx" / "ops.py").write_text(MODULE, encoding="utf-8")
     (root / "tests" / "test_ops.py").write_text(TESTS, encoding="utf-8")
-    engine = ScriptedEngine(bodies)
+    engine = ScriptedEngine([bodies], indent="")
 
     def settings_for(_: Path) -> Settings:
         return dataclasses.replace(

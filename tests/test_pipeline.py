@@ -32,14 +32,19 @@ def test_double() -> None:
 
 
 class ScriptedEngine:
-    """Hands out the scripted bodies of each round as finished sequences, one by one."""
+    """A stand-in for llama.cpp that hands out the scripted bodies of each round (the last round again for
+    every later request) as finished sequences, one by one, ``indent`` before each; everything else in the
+    tests that use it is real. Keeps the prompts and sampling parameters it was given."""
 
-    def __init__(self, rounds: list[list[str]], on_each: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, rounds: list[list[str]], on_each: Callable[[], None] | None = None, *, indent: str = "    "
+    ) -> None:
         self.rounds = rounds
         self.prompts: list[Prompt] = []
         self.params: list[SamplingParams] = []
         self.returned = threading.Event()
         self.on_each = on_each
+        self.indent = indent
         self.info = EngineInfo("scripted.gguf", "CPU", False, 0, 0, 1, 2048, 8)
 
     def generate(
@@ -53,10 +58,11 @@ class ScriptedEngine:
         self.prompts.append(prompt)
         self.params.append(params)
         out = []
-        for index, body in enumerate(self.rounds[len(self.prompts) - 1][: params.k]):
+        bodies = self.rounds[min(len(self.prompts), len(self.rounds)) - 1]
+        for index, body in enumerate(bodies[: params.k]):
             if cancel is not None and cancel.cancelled:
                 break
-            generation = Generation(index, f"    {body}\n", 5, -0.1 * (index + 1), "stop", 0.01)
+            generation = Generation(index, f"{self.indent}{body}\n", 5, -0.1 * (index + 1), "stop", 0.01)
             out.append(generation)
             if on_generation is not None:
                 on_generation(generation)
