@@ -398,6 +398,12 @@ class Live:
     """The repaired run's failed candidates by the check they failed first (parse, mypy, tests)."""
     first_error: str = ""
     """The first error of the repaired run's first failed candidate (why the answer's doctest failed)."""
+    asked_after: int = 0
+    """Questions the flow asked about the repaired run's candidates (the request's questions left)."""
+    shown_first: bool | None = None
+    """The repaired run verified a candidate, before those questions (None: as ``shown``)."""
+    correct_first: bool | None = None
+    """... and its best one passes the held-out tests (None: as ``correct``)."""
 
 
 NOT_RUN = "not run: --live-budget-s spent"
@@ -449,9 +455,16 @@ def live_repair(
     def asker(question: Question, target: EditTarget) -> Answer:
         return simulated_answer(question, replayed.reference)
 
+    reruns: list[FixReport] = []
+
+    def rerun(repaired: FixRequest) -> FixReport:
+        report = pipeline.run(repaired)
+        reruns.append(report)
+        return report
+
     started = time.monotonic()
     try:
-        asked = ask_and_keep(pipeline.settings, request, fix, asker, pipeline.run)
+        asked = ask_and_keep(pipeline.settings, request, fix, asker, rerun)
     except Exception as exc:  # one problem's failure is a data point, not the end of the benchmark
         return Live(record.task_id, repair_at, False, "", False, False, None, 0, 0, 0, 0.0, f"{exc!r}"[:300])
     repair_s = time.monotonic() - started
@@ -463,6 +476,9 @@ def live_repair(
     )
     passing = asked.fix.passing if asked.repaired else ()
     programs = {f"c{i}": r.candidate.new_text for i, r in enumerate(passing)}
+    first = reruns[0].best if reruns and asked.repaired else None
+    if first is not None:
+        programs["first"] = first.candidate.new_text
     verdicts = judge(problem, programs, judge_timeout, backend)
     right = [verdicts[f"c{i}"].passed for i in range(len(passing))]
     best = asked.fix.best if asked.repaired else None
@@ -485,6 +501,9 @@ def live_repair(
         round(repair_s, 3),
         failed_at=failed_at,
         first_error=(failed[0].first_error or "")[:300] if failed else "",
+        asked_after=max(0, len(asked.answers) - repair_at) if asked.repaired else 0,
+        shown_first=first is not None if asked.repaired else None,
+        correct_first=first is not None and verdicts["first"].passed if asked.repaired else None,
     )
 
 
@@ -532,11 +551,15 @@ def table(outcomes: list[Outcome], group: str) -> list[str]:
 
 def with_live(outcome: Outcome, live: Live | None) -> tuple[list[bool], list[bool]]:
     """``outcome``'s shown / correct after 0, 1, 2 questions with the live repair counted from the question
-    that needed it on (the product asks nothing more after a repair)."""
+    that needed it on: the repaired run's best, then, once the questions left were asked about the repaired
+    candidates, what they kept."""
     if live is None or not outcome.repair_at:
         return outcome.shown, outcome.correct
-    shown = [s or (q >= live.repair_at and live.shown) for q, s in enumerate(outcome.shown)]
-    correct = [c or (q >= live.repair_at and live.correct) for q, c in enumerate(outcome.correct)]
+    shown, correct = list(outcome.shown), list(outcome.correct)
+    for q in range(live.repair_at, len(shown)):
+        before = q < live.repair_at + live.asked_after and live.shown_first is not None
+        shown[q] = shown[q] or bool(live.shown_first if before else live.shown)
+        correct[q] = correct[q] or bool(live.correct_first if before else live.correct)
     return shown, correct
 
 
@@ -569,7 +592,10 @@ def live_table(outcomes: list[Outcome], lives: dict[str, Live]) -> list[str]:
     not_run_count = sum(r.error == NOT_RUN for r in ran)
     lines += [
         "",
-        f"questions asked per problem: mean {sum(asked) / n:.2f} (a repair asks none)" if n else "",
+        f"questions asked per problem: mean {sum(asked) / n:.2f}, with those about the repaired candidates "
+        f"{(sum(asked) + sum(r.asked_after for r in ran)) / n:.2f}"
+        if n
+        else "",
         f"live repair rounds: {len(ran)}, of which not run (time budget) {not_run_count}, failed {errors}; "
         f"the product's flow ran the repair in {sum(r.repaired for r in ran)}; a candidate "
         f"verified (it passes the answer's doctest) in {sum(r.shown for r in ran)}, right by the held-out "
@@ -594,14 +620,14 @@ def live_table(outcomes: list[Outcome], lives: dict[str, Live]) -> list[str]:
     lines += [
         "",
         "| problem | after | answer (added as a doctest) | verified | right | evidence | generated "
-        "| seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| seconds | asked after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for live in ran:
         answer = (live.answer or live.error).replace("|", "\\|")
         lines.append(
             f"| {live.task_id} | {live.repair_at} | `{answer}` | {live.verified} | {live.verified_correct} "
-            f"| {live.evidence or '-'} | {live.n_generated} | {live.repair_s:.1f} |"
+            f"| {live.evidence or '-'} | {live.n_generated} | {live.repair_s:.1f} | {live.asked_after} |"
         )
     lines.append("")
     return lines

@@ -367,3 +367,52 @@ def max_fill(grid, capacity):
     inputs = probe_inputs(Pipeline.targets(one, Path("/w/m.py"))[0])
     assert inputs[:2] == ("[4, 2, 3]", "[5, 0, 3]") and "[]" in inputs  # then variations of them
     assert probe_inputs(Pipeline.targets(two, Path("/w/m.py"))[0])[0] == "[[0, 0, 1, 0], [1, 1, 1, 1]], 1"
+
+
+def test_after_a_repair_the_questions_left_are_asked_about_the_repaired_candidates(tmp_path: Path) -> None:
+    """An answer no candidate returns becomes a doctest and the request runs again; its new candidates pass
+    that doctest but may still disagree, so the request's second question is asked about them. With one
+    question per request, the repaired run is the result as it comes."""
+    root, path, target = project(tmp_path)
+    plan = ProbePlan("ops", "scale", ("[1, 2], 3", "[], 5"))
+    first = FixReport(
+        target,
+        (result(("a", "e"), ("[1, 2, 1, 2, 1, 2]", "[]"), votes=3), result(("b", "e"), ("[3]", "[]"))),
+        4,
+        1.0,
+        1.0,
+        "",
+        probe=plan,
+    )
+    repaired_best, repaired_right = (
+        result(("c", "e"), ("[3, 6]", "[]"), votes=2),
+        result(("c", "f"), ("[3, 6]", "None")),
+    )
+    second = FixReport(target, (repaired_best, repaired_right), 4, 1.0, 1.0, "", probe=plan)
+    asked: list[Question] = []
+    reruns: list[FixRequest] = []
+
+    def asker(question: Question, _: EditTarget) -> Answer:
+        asked.append(question)
+        if len(asked) == 1:
+            return Answer(value="[3, 6]")  # another value: none of the first run's candidates returns it
+        return next(Answer(option=o) for o in question.options if o.label == "None")
+
+    def rerun(request: FixRequest) -> FixReport:
+        reruns.append(request)
+        return second
+
+    kept = ask_and_keep(Settings(trusted=True), FixRequest(path, SCALE, root), first, asker, rerun)
+    assert [q.call for q in asked] == ["scale([1, 2], 3)", "scale([], 5)"]
+    assert len(reruns) == 1 and "    >>> scale([1, 2], 3)\n    [3, 6]\n" in reruns[0].text
+    assert kept.repaired and len(kept.answers) == 2
+    assert kept.fix.best is repaired_right  # the repaired candidate the second answer kept, first
+    assert kept.text == reruns[0].text  # the answer's doctest stays in the edit
+
+    asked.clear()
+    reruns.clear()
+    once = ask_and_keep(
+        Settings(trusted=True, questions=1), FixRequest(path, SCALE, root), first, asker, rerun
+    )
+    assert len(asked) == 1 and len(reruns) == 1
+    assert once.repaired and once.fix is second and len(once.answers) == 1

@@ -5,10 +5,11 @@ an :data:`Asker`; what to ask and how an answer filters are :mod:`lsp_verify.ver
 answers the docstring's prose examples already give (``f(2) == 4``), then at most ``settings.questions``
 questions, none once one behaviour is left. "Another value" that no candidate returns is a specification
 the candidates missed: it is added to the docstring as a doctest, a failing nearby test, and the request
-runs again (generation, verification and, when nothing passes, the usual repair round). The answers that
-filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test module
-(:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest lines in
-the kept candidate's docstring.
+runs again (generation, verification and, when nothing passes, the usual repair round); the questions left
+are asked about the repaired run's candidates, which pass that doctest but may disagree elsewhere. The
+answers that filtered are kept as ``settings.answers_as`` says: a test appended to the conventional test
+module (:class:`~lsp_verify.verify.question.TestEdit`, written only when the edit is applied) or doctest
+lines in the kept candidate's docstring.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def ask_and_keep(
     if stated and not remaining:
         documented, answer = stated[-1]
         assert answer.expected is not None  # a documented output
-        return _repair(rerun, request, fix, documented, answer.expected, None, [])
+        return _repair(settings, rerun, request, fix, documented, answer.expected, None, [], asker)
     question = choose_question(remaining, fix.probe, trusted=settings.trusted)
     record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
@@ -100,7 +101,7 @@ def ask_and_keep(
         kept = keep_agreeing(remaining, question, answer)
         if not kept:
             assert answer.expected is not None  # not skipped
-            return _repair(rerun, request, fix, question, answer.expected, record, answers)
+            return _repair(settings, rerun, request, fix, question, answer.expected, record, answers, asker)
         remaining = kept
         question = choose_question(remaining, fix.probe, trusted=settings.trusted)
 
@@ -137,6 +138,7 @@ def keep_answers(
 
 
 def _repair(
+    settings: Settings,
     rerun: Rerun,
     request: FixRequest,
     fix: FixReport,
@@ -144,10 +146,18 @@ def _repair(
     expected: str,
     record: dict[str, Any] | None,
     answers: list[tuple[Question, Answer]],
+    asker: Asker,
 ) -> Asked:
-    """No candidate returns the user's value: run again with it as a doctest in the docstring."""
+    """No candidate returns the user's value: run again with it as a doctest in the docstring. The questions
+    the request has left are asked about the repaired run's candidates, which pass that doctest but may still
+    disagree elsewhere (a repair after a docstring's stated output, which used no question, asks none: the
+    loop ends because every repair it starts has used a question)."""
     text = with_doctest(request.text, fix.target, question, expected)
     target = target_at(text, request.path, fix.target.def_start_line, request.version)
     repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
     again = rerun(repaired)
-    return Asked(again, text, record, tuple(answers), None, repaired=True)
+    left = settings.questions - len(answers)
+    if not answers or left <= 0 or not again.passing:
+        return Asked(again, text, record, tuple(answers), None, repaired=True)
+    more = ask_and_keep(dataclasses.replace(settings, questions=left), repaired, again, asker, rerun)
+    return Asked(more.fix, more.text, record, (*answers, *more.answers), more.tests, repaired=True)
