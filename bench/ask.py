@@ -398,6 +398,8 @@ class Live:
     """The repaired run's failed candidates by the check they failed first (parse, mypy, tests)."""
     first_error: str = ""
     """The first error of the repaired run's first failed candidate (why the answer's doctest failed)."""
+    asked_before: int = 0
+    """Questions the flow asked before the repair (0: the docstring's stated output started it)."""
     asked_after: int = 0
     """Questions the flow asked about the repaired run's candidates (the request's questions left)."""
     shown_first: bool | None = None
@@ -452,12 +454,17 @@ def live_repair(
     fix = FixReport(replayed.target, tuple(rank(replayed.results)), 0, 0.0, None, "", probe=replayed.plan)
     request = FixRequest(path=path, text=text, root=root, line=request_line(problem, text))
 
+    questions: list[Question] = []
+
     def asker(question: Question, target: EditTarget) -> Answer:
+        questions.append(question)
         return simulated_answer(question, replayed.reference)
 
     reruns: list[FixReport] = []
+    asked_before: list[int] = []
 
     def rerun(repaired: FixRequest) -> FixReport:
+        asked_before.append(len(questions))
         report = pipeline.run(repaired)
         reruns.append(report)
         return report
@@ -501,7 +508,8 @@ def live_repair(
         round(repair_s, 3),
         failed_at=failed_at,
         first_error=(failed[0].first_error or "")[:300] if failed else "",
-        asked_after=max(0, len(asked.answers) - repair_at) if asked.repaired else 0,
+        asked_before=asked_before[0] if asked_before else 0,
+        asked_after=len(questions) - asked_before[0] if asked_before else 0,
         shown_first=first is not None if asked.repaired else None,
         correct_first=first is not None and verdicts["first"].passed if asked.repaired else None,
     )
@@ -557,7 +565,9 @@ def with_live(outcome: Outcome, live: Live | None) -> tuple[list[bool], list[boo
         return outcome.shown, outcome.correct
     shown, correct = list(outcome.shown), list(outcome.correct)
     for q in range(live.repair_at, len(shown)):
-        before = q < live.repair_at + live.asked_after and live.shown_first is not None
+        # With q questions the flow asks q - asked_before of them about the repaired candidates. Measured
+        # with the largest q only: fewer than all of them are counted as none (exact while asked_after <= 1).
+        before = q - live.asked_before < live.asked_after and live.shown_first is not None
         shown[q] = shown[q] or bool(live.shown_first if before else live.shown)
         correct[q] = correct[q] or bool(live.correct_first if before else live.correct)
     return shown, correct

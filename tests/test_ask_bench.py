@@ -149,6 +149,22 @@ def test_live_figures_count_a_repair_from_the_question_that_needed_it() -> None:
     assert any("not run (time budget) 1, failed 0" in line for line in lines)
 
 
+def test_live_figures_count_the_question_asked_about_the_repaired_candidates_from_the_next_budget_on() -> (
+    None
+):
+    """After one question the repaired run's best (wrong) is shown; the second question, asked about the
+    repaired candidates, keeps a right one: counted from two questions on. A repair the docstring's stated
+    output started (no question before it) has the second question left too."""
+    base = ask.Outcome(
+        "p", "types", [True, False, False], [False, False, False], 1, True, 0.0, 0.0, "", False, False, 1
+    )
+    fields = dict(shown_first=True, correct_first=False, asked_after=1)
+    after_question = ask.Live("p", 1, True, "", True, True, "tests", 2, 1, 8, 3.0, asked_before=1, **fields)
+    assert ask.with_live(base, after_question) == ([True, True, True], [False, False, True])
+    after_stated = ask.Live("p", 1, True, "", True, True, "tests", 2, 1, 8, 3.0, asked_before=0, **fields)
+    assert ask.with_live(base, after_stated) == ([True, True, True], [False, True, True])
+
+
 def test_resume_reuses_the_kept_repairs_and_the_budget_leaves_the_rest_not_run(tmp_path: Path) -> None:
     out = tmp_path / "ask-live.md"
     kept = ask.Live("p", 1, True, ">>> f(1) 2", True, True, "tests", 1, 1, 8, 3.0)

@@ -416,3 +416,28 @@ def test_after_a_repair_the_questions_left_are_asked_about_the_repaired_candidat
     )
     assert len(asked) == 1 and len(reruns) == 1
     assert once.repaired and once.fix is second and len(once.answers) == 1
+
+
+def test_after_a_repair_the_docstrings_stated_output_started_both_questions_are_left(tmp_path: Path) -> None:
+    """The docstring states ``scale([1, 2], 3) == [3, 6]`` and no candidate returns it: that becomes the
+    doctest of a repair round without asking anything, and the repaired candidates get the request's
+    questions."""
+    root, path, target = project(tmp_path, STATED)
+    plan = ProbePlan("ops", "scale", ("[1, 2], 3", "[], 5"), documented=((0, "[3, 6]"),))
+    wrong = result(("a", "e"), ("[1, 2, 1, 2, 1, 2]", "[]"), votes=3)
+    first = FixReport(target, (wrong,), 4, 1.0, 1.0, "", probe=plan)
+    repaired_best = result(("c", "e"), ("[3, 6]", "[]"), votes=2)
+    repaired_right = result(("c", "f"), ("[3, 6]", "None"))
+    second = FixReport(target, (repaired_best, repaired_right), 4, 1.0, 1.0, "", probe=plan)
+    asked: list[Question] = []
+
+    def asker(question: Question, _: EditTarget) -> Answer:
+        asked.append(question)
+        return next(Answer(option=o) for o in question.options if o.label == "None")
+
+    kept = ask_and_keep(
+        Settings(trusted=True), FixRequest(path, STATED, root), first, asker, lambda _: second
+    )
+    assert [q.call for q in asked] == ["scale([], 5)"]
+    assert kept.repaired and kept.fix.best is repaired_right
+    assert "    >>> scale([1, 2], 3)\n    [3, 6]\n" in kept.text

@@ -79,6 +79,19 @@ def ask_and_keep(
     return something else are dropped before the user is asked anything; when that drops all of them, the
     example becomes a doctest for a repair round, as "another value" does.
     """
+    return _ask(settings, request, fix, asker, rerun, repairs_left=settings.questions + 1)
+
+
+def _ask(
+    settings: Settings,
+    request: FixRequest,
+    fix: FixReport,
+    asker: Asker | None,
+    rerun: Rerun,
+    repairs_left: int,
+) -> Asked:
+    """:func:`ask_and_keep` with at most ``repairs_left`` repair rounds: one per question, one for the
+    docstring's stated outputs (the bound makes sure the loop ends)."""
     if settings.questions <= 0 or asker is None:
         question = first_question(fix, settings)
         return Asked(fix, request.text, None if question is None else {**question.to_json(), "answer": None})
@@ -87,7 +100,8 @@ def ask_and_keep(
     if stated and not remaining:
         documented, answer = stated[-1]
         assert answer.expected is not None  # a documented output
-        return _repair(settings, rerun, request, fix, documented, answer.expected, None, [], asker)
+        repair = _Repair(settings, rerun, asker, repairs_left)
+        return repair.run(request, fix, documented, answer.expected, None, [])
     question = choose_question(remaining, fix.probe, trusted=settings.trusted)
     record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
@@ -101,7 +115,8 @@ def ask_and_keep(
         kept = keep_agreeing(remaining, question, answer)
         if not kept:
             assert answer.expected is not None  # not skipped
-            return _repair(settings, rerun, request, fix, question, answer.expected, record, answers, asker)
+            repair = _Repair(settings, rerun, asker, repairs_left)
+            return repair.run(request, fix, question, answer.expected, record, answers)
         remaining = kept
         question = choose_question(remaining, fix.probe, trusted=settings.trusted)
 
@@ -137,27 +152,35 @@ def keep_answers(
     return Asked(kept_fix, request.text, record, tuple(answers), tests)
 
 
-def _repair(
-    settings: Settings,
-    rerun: Rerun,
-    request: FixRequest,
-    fix: FixReport,
-    question: Question,
-    expected: str,
-    record: dict[str, Any] | None,
-    answers: list[tuple[Question, Answer]],
-    asker: Asker,
-) -> Asked:
-    """No candidate returns the user's value: run again with it as a doctest in the docstring. The questions
-    the request has left are asked about the repaired run's candidates, which pass that doctest but may still
-    disagree elsewhere (a repair after a docstring's stated output, which used no question, asks none: the
-    loop ends because every repair it starts has used a question)."""
-    text = with_doctest(request.text, fix.target, question, expected)
-    target = target_at(text, request.path, fix.target.def_start_line, request.version)
-    repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
-    again = rerun(repaired)
-    left = settings.questions - len(answers)
-    if not answers or left <= 0 or not again.passing:
-        return Asked(again, text, record, tuple(answers), None, repaired=True)
-    more = ask_and_keep(dataclasses.replace(settings, questions=left), repaired, again, asker, rerun)
-    return Asked(more.fix, more.text, record, (*answers, *more.answers), more.tests, repaired=True)
+@dataclasses.dataclass(frozen=True)
+class _Repair:
+    """No candidate returns the user's value (or the docstring's): run again with it as a doctest in the
+    docstring, then ask the questions the request has left about the repaired run's candidates, which pass
+    that doctest but may still disagree elsewhere."""
+
+    settings: Settings
+    rerun: Rerun
+    asker: Asker
+    repairs_left: int
+
+    def run(
+        self,
+        request: FixRequest,
+        fix: FixReport,
+        question: Question,
+        expected: str,
+        record: dict[str, Any] | None,
+        answers: list[tuple[Question, Answer]],
+    ) -> Asked:
+        text = with_doctest(request.text, fix.target, question, expected)
+        target = target_at(text, request.path, fix.target.def_start_line, request.version)
+        repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
+        again = self.rerun(repaired)
+        left = self.settings.questions - len(answers)
+        if left <= 0 or self.repairs_left <= 1 or not again.passing:
+            return Asked(again, text, record, tuple(answers), None, repaired=True)
+        settings = dataclasses.replace(self.settings, questions=left)
+        more = _ask(settings, repaired, again, self.asker, self.rerun, self.repairs_left - 1)
+        return Asked(
+            more.fix, more.text, record or more.question, (*answers, *more.answers), more.tests, True
+        )
