@@ -224,7 +224,9 @@ def test_the_question_flow_applies_the_stated_outputs_before_asking_and_repairs_
     only_wrong = FixReport(target, ranked[:1], 3, 1.0, 1.0, "", probe=probe)
     repaired = ask_and_keep(settings, request, only_wrong, asker, rerun)
     assert not asked and repaired.repaired and len(reruns) == 1
+    # Every stated output becomes a doctest at once, not one repair round at a time.
     assert "    >>> scale([1, 2], 3)\n    [3, 6]\n" in reruns[0].text
+    assert "    >>> scale([], 5)\n    []\n" in reruns[0].text
     assert path.read_text() == STATED  # nothing written: the repair runs on the request's text
 
 

@@ -98,10 +98,8 @@ def _ask(
 
     remaining, stated = documented_answers(fix.passing, fix.probe, trusted=settings.trusted)
     if stated and not remaining:
-        documented, answer = stated[-1]
-        assert answer.expected is not None  # a documented output
         repair = _Repair(settings, rerun, asker, repairs_left)
-        return repair.run(request, fix, documented, answer.expected, None, [])
+        return repair.run(request, fix, _stated_examples(fix), None, [])
     question = choose_question(remaining, fix.probe, trusted=settings.trusted)
     record: dict[str, Any] | None = None if question is None else {**question.to_json(), "answer": None}
     answers: list[tuple[Question, Answer]] = []
@@ -116,7 +114,8 @@ def _ask(
         if not kept:
             assert answer.expected is not None  # not skipped
             repair = _Repair(settings, rerun, asker, repairs_left)
-            return repair.run(request, fix, question, answer.expected, record, answers)
+            examples = [*_stated_examples(fix), (question, answer.expected)]
+            return repair.run(request, fix, examples, record, answers)
         remaining = kept
         question = choose_question(remaining, fix.probe, trusted=settings.trusted)
 
@@ -152,11 +151,21 @@ def keep_answers(
     return Asked(kept_fix, request.text, record, tuple(answers), tests)
 
 
+def _stated_examples(fix: FixReport) -> list[tuple[Question, str]]:
+    """Every output the docstring's prose states (``f(2) == 4``), as doctest examples: a repair round's
+    candidates are then verified against all of them at once, not found wrong one repair at a time."""
+    probe = fix.probe
+    if probe is None:
+        return []
+    return [(Question(probe.function, probe.inputs[i], i, ()), expected) for i, expected in probe.documented]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Repair:
-    """No candidate returns the user's value (or the docstring's): run again with it as a doctest in the
-    docstring, then ask the questions the request has left about the repaired run's candidates, which pass
-    that doctest but may still disagree elsewhere."""
+    """No candidate returns the user's value (or the docstring's): run again with the examples (the
+    docstring's stated outputs, the user's answer) as doctests in the docstring, then ask the questions the
+    request has left about the repaired run's candidates, which pass those doctests but may still disagree
+    elsewhere."""
 
     settings: Settings
     rerun: Rerun
@@ -167,13 +176,15 @@ class _Repair:
         self,
         request: FixRequest,
         fix: FixReport,
-        question: Question,
-        expected: str,
+        examples: Sequence[tuple[Question, str]],
         record: dict[str, Any] | None,
         answers: list[tuple[Question, Answer]],
     ) -> Asked:
-        text = with_doctest(request.text, fix.target, question, expected)
-        target = target_at(text, request.path, fix.target.def_start_line, request.version)
+        text, target = request.text, fix.target
+        for question, expected in examples:
+            if target.docstring is None or f">>> {question.call}\n" not in target.docstring:
+                text = with_doctest(text, target, question, expected)  # not there yet (an earlier repair)
+                target = target_at(text, request.path, fix.target.def_start_line, request.version)
         repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
         again = self.rerun(repaired)
         left = self.settings.questions - len(answers)
