@@ -443,3 +443,22 @@ def test_after_a_repair_the_docstrings_stated_output_started_both_questions_are_
     assert [q.call for q in asked] == ["scale([], 5)"]
     assert kept.repaired and kept.fix.best is repaired_right
     assert "    >>> scale([1, 2], 3)\n    [3, 6]\n" in kept.text
+
+
+def test_a_dict_answer_becomes_a_doctest_that_compares_values_not_printed_order(tmp_path: Path) -> None:
+    """``{'b': 1, 'a': 2}`` is the same answer as ``{'a': 2, 'b': 1}``; printed, they differ, so the doctest
+    compares with ``==`` and a right body that builds the dict in another order passes it."""
+    source = 'def count(text: str) -> dict[str, int]:\n    """Letters counted."""\n    ...\n'
+    root, path, target = project(tmp_path, source)
+    text = with_doctest(source, target, Question("count", "'bab'", 0, ()), "{'a': 1, 'b': 2}")
+    assert "    >>> count('bab') == {'a': 1, 'b': 2}\n    True\n" in text
+    right_other_order = "    return {c: text.count(c) for c in text}\n"  # {'b': 2, 'a': 1}
+    for body, outcome in ((right_other_order, "1 passed"), ("    return {}\n", "1 failed")):
+        path.write_text(splice_body(text, Pipeline.targets(text, path)[0], body))
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert outcome in run.stdout, run.stdout

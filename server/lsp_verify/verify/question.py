@@ -358,6 +358,23 @@ def _free_name(source: str, stem: str) -> str:
     return f"{stem}_{n}"
 
 
+def _unordered(source: str) -> bool:
+    """The literal ``source`` holds a dict or a set (whose printed order may differ between equal values)."""
+    try:
+        value = pyast.literal_eval(source)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+    def walk(item: Any, depth: int) -> bool:
+        if isinstance(item, (dict, set, frozenset)):
+            return True
+        if depth < 8 and isinstance(item, (list, tuple)):
+            return any(walk(part, depth + 1) for part in item)
+        return False
+
+    return walk(value, 0)
+
+
 def with_doctest(text: str, target: EditTarget, question: Question, expected: str) -> str:
     """``text`` with ``>>> call`` / expected output added to the end of ``target``'s docstring (a docstring
     is added when it has none)."""
@@ -372,6 +389,10 @@ def with_doctest(text: str, target: EditTarget, question: Question, expected: st
             "    ...",
             expected[1:],
         ]
+    elif _unordered(expected):
+        # A dict or set prints in the order it was built: a right candidate that builds it in another order
+        # would fail ``>>> call`` / ``{...}``. Compare values, as the probes and the answer's test do.
+        example = [f">>> {question.call} == {expected}", "True"]
     else:
         example = [f">>> {question.call}", expected]
     docstring = target.docstring
