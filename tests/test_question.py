@@ -68,6 +68,17 @@ def verified(
     return results, plan.probe
 
 
+def doctests_with(root: Path, path: Path, text: str, body: str) -> subprocess.CompletedProcess[str]:
+    """Real pytest running the doctests of ``text`` with the function's body replaced by ``body``."""
+    path.write_text(splice_body(text, Pipeline.targets(text, path)[0], body))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", path.name],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_the_question_splits_the_real_probe_outputs_and_offers_only_short_literals(tmp_path: Path) -> None:
     root, _, target = project(tmp_path)
     results, probe = verified(root, SCALE, target, [(RIGHT, 1), (RIGHT_TOO, 0), (WRONG, 1)])
@@ -286,14 +297,7 @@ def test_the_answer_becomes_a_doctest_line(tmp_path: Path) -> None:
         in text
     )
     for body, outcome in ((RIGHT, "1 passed"), (WRONG, "1 failed")):
-        new_target = Pipeline.targets(text, path)[0]
-        path.write_text(splice_body(text, new_target, body))
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
+        run = doctests_with(root, path, text, body)
         assert outcome in run.stdout, run.stdout
     bare = "def scale(xs: list[int], factor: int) -> list[int]:\n    ...\n"
     bare_target = Pipeline.targets(bare, path)[0]
@@ -319,14 +323,7 @@ def test_an_answer_with_backslashes_becomes_a_doctest_that_the_right_body_passes
     docstring = ast.get_docstring(function)
     assert docstring is not None and r">>> swap('a\nb')" + "\n" + r"'a\tb'" in docstring
     for body, outcome in (('    return text.replace("\\n", "\\t")\n', "1 passed"), (RIGHT, "1 failed")):
-        new_target = Pipeline.targets(text, path)[0]
-        path.write_text(splice_body(text, new_target, body))
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
+        run = doctests_with(root, path, text, body)
         assert outcome in run.stdout, run.stdout
 
 
@@ -454,11 +451,5 @@ def test_a_dict_answer_becomes_a_doctest_that_compares_values_not_printed_order(
     assert "    >>> count('bab') == {'a': 1, 'b': 2}\n    True\n" in text
     right_other_order = "    return {c: text.count(c) for c in text}\n"  # {'b': 2, 'a': 1}
     for body, outcome in ((right_other_order, "1 passed"), ("    return {}\n", "1 failed")):
-        path.write_text(splice_body(text, Pipeline.targets(text, path)[0], body))
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules", "ops.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
+        run = doctests_with(root, path, text, body)
         assert outcome in run.stdout, run.stdout
