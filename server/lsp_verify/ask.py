@@ -182,9 +182,12 @@ class _Repair:
     ) -> Asked:
         text, target = request.text, fix.target
         for question, expected in examples:
-            if target.docstring is None or f">>> {question.call}\n" not in target.docstring:
-                text = with_doctest(text, target, question, expected)  # not there yet (an earlier repair)
-                target = target_at(text, request.path, fix.target.def_start_line, request.version)
+            added = with_doctest(text, target, question, expected)
+            if added != text:
+                text, target = (
+                    added,
+                    target_at(added, request.path, fix.target.def_start_line, request.version),
+                )
         repaired = dataclasses.replace(request, text=text, line=target.body_start_line)
         again = self.rerun(repaired)
         left = self.settings.questions - len(answers)

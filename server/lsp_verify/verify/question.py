@@ -377,7 +377,8 @@ def _unordered(source: str) -> bool:
 
 def with_doctest(text: str, target: EditTarget, question: Question, expected: str) -> str:
     """``text`` with ``>>> call`` / expected output added to the end of ``target``'s docstring (a docstring
-    is added when it has none)."""
+    is added when it has none); ``text`` as it is when the docstring holds that example already (a repair
+    after an earlier one adds the docstring's stated outputs again)."""
     data = text.encode("utf-8")
     head = data[: target.body_start_byte].decode("utf-8")
     tail = data[target.body_start_byte :].decode("utf-8")
@@ -401,6 +402,8 @@ def with_doctest(text: str, target: EditTarget, question: Question, expected: st
         # right output's repr with that tab (an argument's backslash would break the example's source).
         example = [line.replace("\\", "\\\\") for line in example]
     lines = "".join(f"{indent}{line}\n" for line in example)
+    if docstring is not None and lines in docstring:
+        return text
     at = head.rfind(docstring) if docstring else -1
     if docstring is None or at < 0:
         # No docstring: one that holds only the example, as the body's first statement.
