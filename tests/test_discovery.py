@@ -390,6 +390,74 @@ def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidd
     assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
 
 
+ORDER_DEPENDENT_PROJECT = {
+    "shapes/__init__.py": "",
+    "shapes/geo.py": GEO,
+    # Imported first by a whole-suite collection: from then on every warning is an error (Python-Markdown's
+    # tests/test_legacy.py does this; its suite runs under unittest).
+    "tests/test_a_strict.py": """\
+        import warnings
+
+        warnings.simplefilter("error")
+
+
+        def test_strict() -> None:
+            pass
+    """,
+    # `TestSuite` is unittest's, not a test class: pytest warns that it cannot collect it, which after the
+    # file above is an error of this class only.
+    "tests/test_b_area.py": """\
+        import unittest
+        from unittest import TestSuite
+
+        from shapes.geo import area
+
+
+        class AreaTests(unittest.TestCase):
+            def test_square(self) -> None:
+                self.assertEqual(area(2, 2), 4)
+    """,
+    # A warning at import: after the file above, the whole module fails to collect.
+    "tests/test_c_perimeter.py": """\
+        import warnings
+
+        from shapes.geo import perimeter
+
+        warnings.warn("old fixtures", DeprecationWarning)
+
+
+        def test_perimeter() -> None:
+            assert perimeter(1, 2) == 6
+    """,
+}
+
+
+def test_a_file_that_fails_to_collect_only_after_another_one_still_guards_its_functions(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(tmp_path, ORDER_DEPENDENT_PROJECT)
+    geo = root / "shapes" / "geo.py"
+    checker = verifier(root)
+    for name, test in (
+        ("area", "tests/test_b_area.py::AreaTests::test_square"),
+        ("perimeter", "tests/test_c_perimeter.py::test_perimeter"),
+    ):
+        # Collected on their own both files collect, as a run that names their tests does: no error.
+        plan = checker.prepare(target(geo, name), geo.read_text(encoding="utf-8"), CancelToken())
+        assert test in plan.direct_tests, (name, plan.tests_selected)
+        notes = [n for n in plan.notes if "fails to collect in a run of the whole suite" in n]
+        assert [n.split(" ", 1)[0] for n in notes] == [
+            "tests/test_b_area.py::TestSuite",
+            "tests/test_c_perimeter.py",
+        ], plan.notes
+        assert not any("could not be collected" in n for n in plan.notes), plan.notes
+        assert checker.verify(plan, as_is(geo), CancelToken()).passed
+        broken = checker.verify(plan, as_is(geo, "return w * h", "return w * h + 1"), CancelToken())
+        assert broken.passed is (name != "area")
+    broken = checker.verify(plan, as_is(geo, "return 2 * (w + h)", "return w + h"), CancelToken())
+    assert not broken.passed and "tests/test_c_perimeter.py::test_perimeter" in broken.tests_broken
+
+
 def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:

@@ -836,6 +836,12 @@ def _collection_notes(collection: Collection) -> list[str]:
         f"{where} could not be collected ({message}): its tests were not run"
         for where, message in collection.errors
     ]
+    notes += [
+        f"{where} fails to collect in a run of the whole suite ({message}) but not on its own: another "
+        "test file changes what it sees first (e.g. turns warnings into errors when imported); "
+        "its tests run by name"
+        for where, message in collection.order_dependent
+    ]
     if collection.fresh_process:
         notes.append(f"tests run in a fresh `python -m pytest` process each time: {collection.fresh_process}")
     return notes

@@ -73,6 +73,10 @@ class TestRun:
 
 
 _DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+_RECHECKS = 8
+"""At most this many files that failed to collect in the whole suite are collected again on their own (a
+fork-server collection of one file takes a few tenths of a second; a project with many broken files, e.g.
+an optional dependency missing, keeps the rest as they are)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +111,10 @@ class Collection:
     """Why each run needs a fresh ``python -m pytest``-like process (empty: the fork server reproduces
     the project's own runs)."""
     seconds: float = 0.0
+    order_dependent: tuple[tuple[str, str], ...] = ()
+    """(node id or file, one-line reason) of what failed to collect in the whole suite only: collected on
+    its own, the file collects (another test file changed global state first, e.g. turned warnings into
+    errors at import). Its tests are in ``tests``: a run by name collects them as pytest alone would."""
 
 
 def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
@@ -169,7 +177,47 @@ class PytestRunner:
         if differs and not reason and not fresh.problem:
             reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
         self._fresh_reason = reason
-        return dataclasses.replace(fresh, fresh_process=reason)
+        return self._recheck_alone(shadow, dataclasses.replace(fresh, fresh_process=reason), timeout, cancel)
+
+    def _recheck_alone(
+        self, shadow: Shadow, collection: Collection, timeout: float, cancel: CancelToken
+    ) -> Collection:
+        """``collection`` with each test file that failed to collect collected again on its own (the first
+        :data:`_RECHECKS`): an error that does not repeat there came from what another file did first (a
+        module-level ``warnings.simplefilter("error")``, a patched import), and does not hide the file's
+        tests from a run that names them; it moves to ``order_dependent`` and the file's tests are added."""
+        files = list(
+            dict.fromkeys(
+                file
+                for where, _ in collection.errors
+                if (file := where.split("::", 1)[0]).endswith(".py")
+                and Path(file).name != "conftest.py"
+                and (shadow.root / file).is_file()
+            )
+        )[:_RECHECKS]
+        alone: dict[str, Collection] = {}
+        for file in files:
+            args = ["--collect-only", *pytest_args(shadow.root, (file,), None)]
+            try:
+                events, answer, log = self._request(
+                    shadow, "collect", args, timeout, cancel, bool(self._fresh_reason)
+                )
+            except WorkerError:
+                continue  # not confirmed either way: the error stands
+            cancel.raise_if_cancelled()
+            again = _collection(events, answer, log, shadow.root, timeout)
+            if not again.problem and not again.errors:
+                alone[file] = again
+        if not alone:
+            return collection
+        known = {test.nodeid for test in collection.tests}
+        added = tuple(t for each in alone.values() for t in each.tests if t.nodeid not in known)
+        return dataclasses.replace(
+            collection,
+            tests=collection.tests + added,
+            errors=tuple(e for e in collection.errors if e[0].split("::", 1)[0] not in alone),
+            order_dependent=tuple(e for e in collection.errors if e[0].split("::", 1)[0] in alone),
+        )
 
     def _request(
         self,

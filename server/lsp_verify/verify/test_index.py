@@ -412,7 +412,9 @@ def _may_change(collection: Collection, relative: Path) -> bool:
     posix = relative.as_posix()
     if any(posix in (test.file, test.def_file) for test in collection.tests):
         return True
-    if any(posix == where.split("::", 1)[0] for where, _ in collection.errors):
+    if any(
+        posix == where.split("::", 1)[0] for where, _ in (*collection.errors, *collection.order_dependent)
+    ):
         return True
     if relative.suffix != ".py":
         return False
