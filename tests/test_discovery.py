@@ -23,7 +23,7 @@ from lsp_verify.config import Settings
 from lsp_verify.syntax.target import EditTarget
 from lsp_verify.syntax.targets import function_targets
 from lsp_verify.verify.cascade import Verifier, VerifyError
-from lsp_verify.verify.pytest_run import Collection, PytestRunner
+from lsp_verify.verify.pytest_run import Collection, PytestRunner, installed_elsewhere
 from lsp_verify.verify.sandbox import WorkerProcess
 from lsp_verify.verify.shadow import ShadowRoot
 from lsp_verify.verify.test_index import TestIndex
@@ -456,6 +456,51 @@ def test_a_file_that_fails_to_collect_only_after_another_one_still_guards_its_fu
         assert broken.passed is (name != "area")
     broken = checker.verify(plan, as_is(geo, "return 2 * (w + h)", "return w + h"), CancelToken())
     assert not broken.passed and "tests/test_c_perimeter.py::test_perimeter" in broken.tests_broken
+
+
+@pytest.mark.parametrize("other_tests", [False, True], ids=["only-file", "one-of-two"])
+def test_tests_that_cannot_import_the_workspaces_own_package_say_to_install_it(
+    tmp_path: Path, verifier: Callable[..., Verifier], other_tests: bool
+) -> None:
+    """A `src/` layout not installed where lsp-verify runs: the error says so, not "fix the tests"."""
+    files = {
+        "src/shapes/__init__.py": "",
+        "src/shapes/geo.py": GEO,
+        "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area() -> None:\n"
+        "    assert area(2, 2) == 4\n",
+    }
+    if other_tests:  # then only the file near the function fails, not the whole collection
+        files["tests/test_smoke.py"] = "def test_smoke() -> None:\n    pass\n"
+    root = write(tmp_path, files)
+    geo = root / "src" / "shapes" / "geo.py"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root).prepare(target(geo, "area"), geo.read_text(encoding="utf-8"), CancelToken())
+    message = str(raised.value)
+    assert "No module named 'shapes'" in message, message
+    assert "could not import `shapes`, though this workspace has it in src/shapes" in message, message
+    assert f"`{sys.executable} -m pip install -e .`" in message and "Fix the test files" not in message
+
+
+def test_the_install_advice_names_where_the_package_came_from_and_only_for_the_workspaces_own(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "src" / "attr").mkdir(parents=True)
+    (tmp_path / "src" / "attr" / "__init__.py").write_text("")
+    (tmp_path / "tool.py").write_text("")
+    elsewhere = "/venv/lib/python3.11/site-packages/attr/_compat.py"
+    advice = installed_elsewhere(
+        f"ImportError: cannot import name 'X' from 'attr._compat' ({elsewhere})", tmp_path
+    )
+    assert advice is not None
+    assert (
+        "imported `attr` from /venv/lib/python3.11/site-packages/attr, not from this workspace's src/attr"
+        in advice
+    )
+    inside = tmp_path / "src" / "attr" / "_compat.py"
+    assert installed_elsewhere(f"cannot import name 'X' from 'attr._compat' ({inside})", tmp_path) is None
+    assert installed_elsewhere("ModuleNotFoundError: No module named 'numpy'", tmp_path) is None
+    assert installed_elsewhere("ModuleNotFoundError: No module named 'tool'", tmp_path) is not None
+    assert installed_elsewhere("AssertionError: 1 != 2", tmp_path) is None
 
 
 def test_a_function_no_test_calls_is_types_only_and_says_what_still_passed(

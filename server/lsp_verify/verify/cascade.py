@@ -48,7 +48,14 @@ from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_di
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .overlap import alongside
 from .probe import ProbePlan, ProbeRunner, probe_plan
-from .pytest_run import Collection, FreshProcess, PytestRunner, TestRun, failure_summary
+from .pytest_run import (
+    Collection,
+    FreshProcess,
+    PytestRunner,
+    TestRun,
+    failure_summary,
+    installed_elsewhere,
+)
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, module_name
@@ -413,7 +420,7 @@ class Verifier:
         self._start_watching()
         collection = self._collected(self._relative(path), text, cancel)
         if collection.problem:
-            raise VerifyError(f"the tests cannot be collected: {collection.problem}")
+            raise VerifyError(self._no_collection(collection.problem))
         return tuple(dict.fromkeys(test.nodeid for test in collection.tests))
 
     def run_tests(
@@ -437,18 +444,25 @@ class Verifier:
         fails as a whole or for a file that would hold tests near the target."""
         collection = self._collected(relative, text, cancel)
         if collection.problem:
-            raise VerifyError(
-                f"the tests cannot be collected: {collection.problem}. "
-                "Fix it so that `python -m pytest --collect-only` succeeds."
-            )
+            raise VerifyError(self._no_collection(collection.problem))
         broken = self._index.near_but_broken(target.path, target.name, target.class_name, collection)
         if broken:
-            where, message = broken[0]
-            raise VerifyError(
-                f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
-                "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
-            )
+            raise VerifyError(self._uncollectable(target, *broken[0]))
         return collection
+
+    def _no_collection(self, problem: str) -> str:
+        """Why nothing can be collected, and what to do about it."""
+        advice = installed_elsewhere(problem, self.root) or (
+            "Fix it so that `python -m pytest --collect-only` succeeds."
+        )
+        return f"the tests cannot be collected: {problem}. {advice}"
+
+    def _uncollectable(self, target: EditTarget, where: str, message: str) -> str:
+        """Why the tests near ``target`` cannot be collected, and what to do about it."""
+        advice = installed_elsewhere(message, self.root) or (
+            "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
+        )
+        return f"the tests near {target.qualname} cannot be collected ({where}): {message}. {advice}"
 
     def _collected(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """The index's cached collection, or a new one made in a shadow in which ``relative`` holds
@@ -483,7 +497,7 @@ class Verifier:
             return f"cannot read {anchor.name}: {exc}"
         collection = self._collected(Path(anchor.name), text, cancel)
         if collection.problem:
-            return f"the tests cannot be collected: {collection.problem}"
+            return self._no_collection(collection.problem)
         files = len({test.file for test in collection.tests})
         found = f"{_count(len(collection.tests), 'test')} in {_count(files, 'file')}" + (
             f", {_count(len(collection.errors), 'file')} failed to collect" if collection.errors else ""
@@ -541,11 +555,7 @@ class Verifier:
         if run.problem:
             raise VerifyError(f"the tests near {target.qualname} could not run: {run.problem}")
         if run.collect_errors:
-            where, message = run.collect_errors[0]
-            raise VerifyError(
-                f"the tests near {target.qualname} cannot be collected ({where}): {message}. "
-                "Fix the test files or conftest.py so that `pytest --collect-only` succeeds."
-            )
+            raise VerifyError(self._uncollectable(target, *run.collect_errors[0]))
         with self._lock:
             self._test_baselines[key] = run
         return run

@@ -495,6 +495,43 @@ def _signature(collection: Collection) -> tuple[tuple[str, ...], tuple[str, ...]
     )
 
 
+_IMPORTED_FROM = re.compile(r"cannot import name '[^']+' from '([\w.]+)' \(([^)]+)\)")
+_NOT_FOUND = re.compile(r"No module named '([\w.]+)'")
+
+
+def installed_elsewhere(message: str, root: Path) -> str | None:
+    """What to do when a collection error says the tests imported one of the workspace's own packages from
+    outside it (another installed copy: ``cannot import name 'x' from 'pkg.mod' (/site-packages/...)``) or
+    could not import it at all (a ``src/`` layout that is not installed): the project is not installed in
+    the environment lsp-verify runs its tests with. None when the error is about something else."""
+    found = _IMPORTED_FROM.search(message)
+    either = found or _NOT_FOUND.search(message)
+    top = either[1].split(".", 1)[0] if either is not None else ""
+    local = next(
+        (
+            path
+            for base in (root, root / "src")
+            for path in (base / top, base / f"{top}.py")
+            if top and (path.is_file() or (path / "__init__.py").is_file())
+        ),
+        None,
+    )
+    if local is None:
+        return None
+    if found is not None:
+        elsewhere = Path(found[2])
+        if elsewhere.is_absolute() and root.resolve() in elsewhere.resolve().parents:
+            return None  # imported from the workspace: a real error in it
+        imported = f"imported `{top}` from {elsewhere.parent}, not from this workspace's"
+    else:
+        imported = f"could not import `{top}`, though this workspace has it in"
+    return (
+        f"The tests {imported} {local.relative_to(root).as_posix()}: the project is not installed in the "
+        f"environment lsp-verify runs the tests with ({sys.executable}). Install it there "
+        f"(`{sys.executable} -m pip install -e .`), or run lsp-verify from the project's own environment."
+    )
+
+
 _EXCEPTION_LINE = re.compile(r"^(E\s+)?([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning))\b:?(.*)$")
 
 
