@@ -586,8 +586,8 @@ def test_doctor_says_how_the_projects_tests_run(tmp_path: Path) -> None:
         return next(line for line in proc.stdout.splitlines() if line.startswith("test runs"))
 
     assert doctor(root).endswith(
-        "a fresh `python -m pytest` process per run (1 test in 1 file): the project's pytest addopts load "
-        "a plugin with -p, which must be imported before the others"
+        f"a fresh `python -m pytest` process per run (1 test in 1 file; with {sys.executable} (lsp-verify's "
+        "own)): the project's pytest addopts load a plugin with -p, which must be imported before the others"
     )
     assert "pre-imported pytest fork server" in doctor(plain)
 

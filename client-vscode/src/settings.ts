@@ -21,6 +21,7 @@ export const SERVER_COMMANDS: readonly string[] = [COMMANDS.verifyAndApply, COMM
 /** Settings the server reads, from initializationOptions and from workspace/configuration. */
 export const SERVER_KEYS = [
     "modelPath",
+    "python",
     "k",
     "maxTokens",
     "nGpuLayers",
@@ -45,7 +46,7 @@ export const SERVER_KEYS = [
 ] as const;
 
 /** String settings whose empty value in the settings UI means "not set" (the server's default). */
-const EMPTY_MEANS_UNSET: ReadonlySet<string> = new Set(["modelPath", "endpoint", "remoteModel", "apiKeyEnv"]);
+const EMPTY_MEANS_UNSET: ReadonlySet<string> = new Set(["modelPath", "python", "endpoint", "remoteModel", "apiKeyEnv"]);
 
 /** Settings only the client uses: how to start the server. */
 export const LAUNCH_KEYS = ["interpreter", "serverArgs"] as const;

@@ -77,6 +77,10 @@ class Settings:
     """How an answer is kept: a test in the conventional test module, a doctest line, or not at all."""
     require_tests: bool = False
     """Refuse "types only" results (no nearby tests ran)."""
+    python: str | None = None
+    """The Python that runs the project's tests and probes (a trusted workspace's code): a path, relative to
+    the workspace root or absolute. None: the workspace's own ``.venv`` or ``venv`` when its Python has
+    pytest, else the interpreter lsp-verify runs in."""
     trusted: bool = False
     """Whether workspace code (tests, conftest.py, mypy plugins) may run. The CLI is trusted by being run."""
     sandbox: SandboxMode = "auto"
@@ -209,6 +213,7 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "mypy_timeout_s": "sets how long a check may run",
     "suite_guard_timeout_s": "sets how long workspace code may run, and whether check runs the whole suite",
     "memory_limit_mb": "sets the memory checks may take",
+    "python": "picks the program that runs the workspace's tests",
     "trusted": "only the editor can trust a workspace",
     "sandbox": "decides how checks are isolated",
     "check_on_save": "decides whether checks run on every save",

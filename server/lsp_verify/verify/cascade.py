@@ -44,6 +44,7 @@ from ..cancel import CancelToken
 from ..config import Settings
 from ..syntax import pyast
 from ..syntax.target import EditTarget
+from .interpreter import InterpreterError, project_python
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
 from .overlap import alongside
@@ -147,6 +148,10 @@ class Verifier:
         self.root = root.resolve()
         self.settings = settings
         try:
+            self.python = project_python(self.root, settings.python, settings.trusted)
+        except InterpreterError as exc:
+            raise VerifyError(str(exc)) from None
+        try:
             self.isolation = choose_isolation(settings.sandbox)
         except SandboxUnavailable as exc:
             raise VerifyError(str(exc)) from None
@@ -181,7 +186,7 @@ class Verifier:
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
             "pytest", limits=limits, isolation=self.isolation, writable=[self._shadows.path],
-            readable=readable, cwd=self._shadows.path, env=env,
+            readable=readable, cwd=self._shadows.path, env=env, python=self.python,
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
@@ -190,7 +195,7 @@ class Verifier:
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
         self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
-        fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env)
+        fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env, self.python)
         self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 
@@ -253,6 +258,8 @@ class Verifier:
             collection = self._collection(target, relative, original_text, cancel)
             nearby = self._nearby_in(target, collection)
             notes += _collection_notes(collection)
+            if self.python.note:
+                notes.append(self.python.note)
         else:
             restricted = restricted_config(self.root)
             mypy_config = restricted.write(self._shadows.path)
@@ -452,14 +459,14 @@ class Verifier:
 
     def _no_collection(self, problem: str) -> str:
         """Why nothing can be collected, and what to do about it."""
-        advice = installed_elsewhere(problem, self.root) or (
+        advice = installed_elsewhere(problem, self.root, self.python.executable) or (
             "Fix it so that `python -m pytest --collect-only` succeeds."
         )
         return f"the tests cannot be collected: {problem}. {advice}"
 
     def _uncollectable(self, target: EditTarget, where: str, message: str) -> str:
         """Why the tests near ``target`` cannot be collected, and what to do about it."""
-        advice = installed_elsewhere(message, self.root) or (
+        advice = installed_elsewhere(message, self.root, self.python.executable) or (
             "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
         )
         return f"the tests near {target.qualname} cannot be collected ({where}): {message}. {advice}"
@@ -502,9 +509,10 @@ class Verifier:
         found = f"{_count(len(collection.tests), 'test')} in {_count(files, 'file')}" + (
             f", {_count(len(collection.errors), 'file')} failed to collect" if collection.errors else ""
         )
+        python = f"; with {self.python.describe()}" + (f" - {self.python.note}" if self.python.note else "")
         if collection.fresh_process:
-            return f"a fresh `python -m pytest` process per run ({found}): {collection.fresh_process}"
-        return f"pre-imported pytest fork server ({found}; its collection matches `python -m pytest`)"
+            return f"a fresh `python -m pytest` process per run ({found}{python}): {collection.fresh_process}"
+        return f"pre-imported pytest fork server ({found}{python}; its collection matches `python -m pytest`)"
 
     def _relative(self, path: Path) -> Path:
         try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
+from .interpreter import ProjectPython, own_python
 from .overlap import alongside
 from .sandbox import (
     CONFINES_WRITES,
@@ -40,7 +41,6 @@ from .sandbox import (
     Limits,
     WorkerError,
     WorkerProcess,
-    interpreter_paths,
     run_process,
 )
 from .shadow import Shadow, ShadowRoot
@@ -134,6 +134,8 @@ class FreshProcess:
     writable: tuple[Path, ...]
     readable: tuple[Path, ...]
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    python: ProjectPython = dataclasses.field(default_factory=own_python)
+    """The interpreter that runs the project's tests (``interpreter.project_python``)."""
 
 
 class PytestRunner:
@@ -255,13 +257,13 @@ class PytestRunner:
                 )
                 limits = dataclasses.replace(self._fresh.limits, cpu_s=int(timeout) + 2)
                 ran = run_process(
-                    [sys.executable, "-B", "-c", bootstrap],
+                    [self._fresh.python.executable, "-B", "-c", bootstrap],
                     cwd=shadow.root,
                     timeout_s=timeout,
                     limits=limits,
                     isolation=self._fresh.isolation,
                     writable=self._fresh.writable,
-                    readable=(*self._fresh.readable, *interpreter_paths(), WORKER_SCRIPT.parent),
+                    readable=(*self._fresh.readable, *self._fresh.python.readable, WORKER_SCRIPT.parent),
                     cancel=cancel,
                     env=self._fresh.env,
                 )
@@ -499,11 +501,11 @@ _IMPORTED_FROM = re.compile(r"cannot import name '[^']+' from '([\w.]+)' \(([^)]
 _NOT_FOUND = re.compile(r"No module named '([\w.]+)'")
 
 
-def installed_elsewhere(message: str, root: Path) -> str | None:
+def installed_elsewhere(message: str, root: Path, python: str = sys.executable) -> str | None:
     """What to do when a collection error says the tests imported one of the workspace's own packages from
     outside it (another installed copy: ``cannot import name 'x' from 'pkg.mod' (/site-packages/...)``) or
     could not import it at all (a ``src/`` layout that is not installed): the project is not installed in
-    the environment lsp-verify runs its tests with. None when the error is about something else."""
+    the environment of ``python``, which runs its tests. None when the error is about something else."""
     found = _IMPORTED_FROM.search(message)
     either = found or _NOT_FOUND.search(message)
     top = either[1].split(".", 1)[0] if either is not None else ""
@@ -527,8 +529,8 @@ def installed_elsewhere(message: str, root: Path) -> str | None:
         imported = f"could not import `{top}`, though this workspace has it in"
     return (
         f"The tests {imported} {local.relative_to(root).as_posix()}: the project is not installed in the "
-        f"environment lsp-verify runs the tests with ({sys.executable}). Install it there "
-        f"(`{sys.executable} -m pip install -e .`), or run lsp-verify from the project's own environment."
+        f"environment that runs its tests ({python}). Install it there (`{python} -m pip install -e .`), "
+        "or set `python` to the interpreter of the project's own environment."
     )
 
 

@@ -60,6 +60,7 @@ from typing import Any, Literal
 
 from ..cancel import Cancelled, CancelToken
 from ._worker import descendants
+from .interpreter import ProjectPython, own_python
 
 Isolation = Literal["bwrap", "unshare", "none", "off"]
 """What runs get: ``bwrap``; ``unshare`` (no network) or ``none`` with Landlock confining writes where the
@@ -272,9 +273,7 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
 def interpreter_paths() -> list[Path]:
     """What running this interpreter needs to read: its prefixes (a virtualenv and the Python it was made
     from, e.g. a pyenv build under $HOME), the executable's real location and ``sys.path``."""
-    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path}
-    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return [Path(p) for p in sorted(paths) if p and os.path.isabs(p)]
+    return list(own_python().readable)
 
 
 def _mounted_back(workspace: Path | None, hidden: Sequence[Path]) -> str:
@@ -452,8 +451,10 @@ class WorkerProcess:
         readable: Sequence[Path],
         cwd: Path,
         env: Mapping[str, str] | None = None,
+        python: ProjectPython | None = None,
     ) -> None:
         self.mode = mode
+        self._python = python or own_python()
         self._limits = limits
         self._isolation = isolation
         self._writable = list(writable)
@@ -479,8 +480,8 @@ class WorkerProcess:
             f"sys.argv = ['lsp-verify-worker', *{args!r}]; "
             f"runpy.run_path({str(WORKER_SCRIPT)!r}, run_name='__main__')"
         )
-        argv = [sys.executable, "-B", "-c", bootstrap]
-        readable = [*self._readable, *interpreter_paths(), WORKER_SCRIPT.parent]
+        argv = [self._python.executable, "-B", "-c", bootstrap]
+        readable = [*self._readable, *self._python.readable, WORKER_SCRIPT.parent]
         process = subprocess.Popen(
             sandbox_argv(argv, self._isolation, self._writable, readable),
             cwd=self._cwd,

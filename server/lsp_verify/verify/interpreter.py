@@ -1,0 +1,139 @@
+"""Which Python runs the project's tests and probes.
+
+The project's tests import the project and its dependencies, which live in the project's environment, not
+necessarily in the one lsp-verify was installed into (pipx, a shared tools venv, the editor's own). The
+``python`` setting names that interpreter; left unset, a trusted workspace's own ``.venv`` or ``venv`` is
+used when its Python has pytest, else lsp-verify's own interpreter (as before: the project installed beside
+lsp-verify). mypy always runs in lsp-verify's interpreter (the project need not have it), pointed at the
+project's interpreter for third-party imports.
+
+Finding out about an interpreter runs it: only in a trusted workspace (where its tests run anyway) may
+anything but lsp-verify's own be used, and the repository's ``[tool.lsp-verify]`` cannot set ``python`` in
+an untrusted one (``config.UNTRUSTED_PROJECT_IGNORES``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+_QUERY = """\
+import json, os, sys
+try:
+    import pytest
+    version = pytest.__version__
+except Exception:
+    version = None
+paths = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path]
+paths.append(os.path.dirname(os.path.realpath(sys.executable)))
+print(json.dumps({"executable": sys.executable, "version": list(sys.version_info[:3]), "pytest": version,
+                  "paths": paths}))
+"""
+_VENVS = (".venv", "venv")
+_MINIMUM = (3, 8)
+"""The oldest Python the worker script runs on."""
+
+
+class InterpreterError(Exception):
+    """The configured ``python`` cannot run the project's tests; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectPython:
+    """An interpreter that runs workspace code, and what running it needs to read."""
+
+    executable: str
+    readable: tuple[Path, ...]
+    """Its prefixes (a virtualenv and the Python it was made from), its executable's directory and its
+    ``sys.path``: mounted back read-only under bubblewrap."""
+    source: str
+    """Where it came from, for the user: "the python setting", "the workspace's .venv", "lsp-verify's own"."""
+    note: str = ""
+    """Why a workspace environment that was found is not used (empty: nothing to say)."""
+
+    @property
+    def own(self) -> bool:
+        return self.executable == sys.executable
+
+    def describe(self) -> str:
+        return f"{self.executable} ({self.source})"
+
+
+def own_python(note: str = "") -> ProjectPython:
+    """The interpreter lsp-verify runs in."""
+    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *sys.path}
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    readable = tuple(Path(p) for p in sorted(paths) if p and os.path.isabs(p))
+    return ProjectPython(sys.executable, readable, "lsp-verify's own", note)
+
+
+def project_python(root: Path, setting: str | None, trusted: bool) -> ProjectPython:
+    """The interpreter for ``root``'s tests: ``setting`` (a path, relative to ``root`` or absolute) when
+    given, else the workspace's ``.venv``/``venv`` Python when it has pytest, else lsp-verify's own. An
+    untrusted workspace always gets lsp-verify's own (its tests do not run). Raises
+    :class:`InterpreterError` when ``setting`` names an interpreter that cannot run the tests."""
+    if not trusted:
+        return own_python()
+    if setting:
+        path = Path(os.path.expanduser(setting))
+        path = path if path.is_absolute() else root / path
+        found = _query(path)
+        if isinstance(found, str):
+            raise InterpreterError(f"the python setting ({setting}): {found}")
+        if found.get("pytest") is None:
+            raise InterpreterError(
+                f"the python setting ({setting}): pytest is not installed there; install it "
+                f"(`{path} -m pip install pytest`) or unset python to run the tests with {sys.executable}"
+            )
+        return _described(found, "the python setting")
+    for name in _VENVS:
+        path = root / name / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        if not path.exists():
+            continue
+        found = _query(path)
+        if isinstance(found, str):
+            return own_python(f"the workspace's {name} cannot run ({found}): tests run with {sys.executable}")
+        if found.get("pytest") is None:
+            return own_python(f"the workspace's {name} has no pytest: tests run with {sys.executable}")
+        return _described(found, f"the workspace's {name}")
+    return own_python()
+
+
+def _described(found: dict[str, object], source: str) -> ProjectPython:
+    raw = found.get("paths")
+    paths = {str(p) for p in raw if isinstance(p, str)} if isinstance(raw, list) else set()
+    readable = tuple(Path(p) for p in sorted(paths) if p and os.path.isabs(p))
+    return ProjectPython(str(found["executable"]), readable, source)
+
+
+def _query(path: Path) -> dict[str, object] | str:
+    """What ``path`` says about itself, or why it could not say (one line)."""
+    if not path.is_file():
+        return f"{path} does not exist"
+    if not os.access(path, os.X_OK):
+        return f"{path} is not executable"
+    try:
+        ran = subprocess.run(
+            [str(path), "-I", "-c", _QUERY],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{path} cannot run: {exc}"
+    try:
+        found = json.loads(ran.stdout.strip().splitlines()[-1]) if ran.returncode == 0 else None
+    except (json.JSONDecodeError, IndexError):
+        found = None
+    if not isinstance(found, dict) or not isinstance(found.get("executable"), str):
+        last = (ran.stderr.strip().splitlines() or [f"exit {ran.returncode}"])[-1]
+        return f"{path} is not a working Python ({last})"
+    version = found.get("version")
+    if isinstance(version, list) and tuple(version[:2]) < _MINIMUM:
+        return f"{path} is Python {'.'.join(map(str, version))}; the test runner needs 3.8 or later"
+    return found

@@ -1,0 +1,127 @@
+"""The Python that runs a project's tests: the ``python`` setting, else the workspace's own ``.venv`` when it
+has pytest, else lsp-verify's own. Real virtual environments, real pytest runs through the verifier."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lsp_verify.cancel import CancelToken
+from lsp_verify.config import Settings
+from lsp_verify.syntax.targets import function_targets
+from lsp_verify.verify.cascade import Verifier, VerifyError
+from lsp_verify.verify.interpreter import project_python
+from lsp_verify.verify.types import Candidate, Evidence
+
+
+def make_venv(where: Path, *, with_pytest: bool, packages: dict[str, str] | None = None) -> Path:
+    """A virtual environment at ``where`` (no pip); with pytest: lsp-verify's own site-packages reachable
+    through a ``.pth`` file, as a project's venv would have pytest installed. ``packages``: modules that only
+    this environment has (name -> source). Returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = where / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if with_pytest:
+        (Path(site) / "lsp_verify_tests.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for name, source in (packages or {}).items():
+        (Path(site) / f"{name}.py").write_text(textwrap.dedent(source))
+    return python
+
+
+PROJECT = {
+    "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
+    # `units` is a dependency installed only in the project's own environment.
+    "calc.py": "import units\n\n\ndef to_mm(cm: float) -> float:\n    return cm * units.MM_PER_CM\n",
+    "tests/test_calc.py": """\
+        import sys
+
+        from calc import to_mm
+
+
+        def test_to_mm() -> None:
+            assert to_mm(2) == 20
+
+        def test_runs_in_the_projects_environment() -> None:
+            assert sys.prefix.endswith(".venv"), sys.prefix
+    """,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for relative, text in PROJECT.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+@pytest.fixture
+def verifiers() -> Iterator[list[Verifier]]:
+    made: list[Verifier] = []
+    yield made
+    for each in made:
+        each.close()
+
+
+def test_the_workspaces_venv_runs_its_tests_and_its_dependencies_are_found(
+    project: Path, verifiers: list[Verifier]
+) -> None:
+    make_venv(project / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    assert verifier.python.source == "the workspace's .venv" and not verifier.python.note
+    path = project / "calc.py"
+    text = path.read_text()
+    (target,) = function_targets(text, path)
+    plan = verifier.prepare(target, text, CancelToken())
+    assert "tests/test_calc.py::test_to_mm" in plan.direct_tests
+    fine = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
+    assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
+    wrong = verifier.verify(plan, Candidate(1, "", text.replace("cm *", "cm +"), "plus"), CancelToken())
+    assert not wrong.passed and "tests/test_calc.py::test_to_mm" in wrong.tests_broken
+    assert "with " + str(project / ".venv" / "bin" / "python") in verifier.describe_test_runs(CancelToken())
+
+
+def test_a_venv_without_pytest_is_named_and_lsp_verifys_own_python_runs_the_tests(project: Path) -> None:
+    make_venv(project / ".venv", with_pytest=False)
+    python = project_python(project, None, trusted=True)
+    assert (
+        python.own and python.note == f"the workspace's .venv has no pytest: tests run with {sys.executable}"
+    )
+
+
+def test_an_untrusted_workspace_never_runs_its_own_interpreter(project: Path) -> None:
+    (project / ".venv" / "bin").mkdir(parents=True)
+    planted = project / ".venv" / "bin" / "python"
+    planted.write_text(f"#!/bin/sh\ntouch {project / 'ran'}\n")
+    planted.chmod(0o755)
+    assert project_python(project, None, trusted=False).own
+    assert project_python(project, ".venv/bin/python", trusted=False).own
+    assert not (project / "ran").exists()
+
+
+def test_a_python_setting_that_cannot_run_the_tests_says_why(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with pytest.raises(
+        VerifyError, match=r"the python setting \(envs/missing/bin/python\): .*does not exist"
+    ):
+        Verifier(project, Settings(trusted=True, python="envs/missing/bin/python"))
+    bare = make_venv(tmp_path_factory.mktemp("bare"), with_pytest=False)
+    with pytest.raises(VerifyError, match="pytest is not installed there"):
+        Verifier(project, Settings(trusted=True, python=str(bare)))
+    assert project_python(
+        project, str(make_venv(tmp_path_factory.mktemp("env"), with_pytest=True)), True
+    ).source == ("the python setting")
