@@ -498,6 +498,8 @@ def test_the_install_advice_names_where_the_package_came_from_and_only_for_the_w
     )
     inside = tmp_path / "src" / "attr" / "_compat.py"
     assert installed_elsewhere(f"cannot import name 'X' from 'attr._compat' ({inside})", tmp_path) is None
+    relative = "cannot import name 'X' from 'attr' (src/attr/__init__.py)"  # the shadow's, made relative
+    assert installed_elsewhere(relative, tmp_path) is None
     assert installed_elsewhere("ModuleNotFoundError: No module named 'numpy'", tmp_path) is None
     assert installed_elsewhere("ModuleNotFoundError: No module named 'tool'", tmp_path) is not None
     assert installed_elsewhere("AssertionError: 1 != 2", tmp_path) is None

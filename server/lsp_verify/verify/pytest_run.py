@@ -522,8 +522,10 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
         return None
     if found is not None:
         elsewhere = Path(found[2])
-        if elsewhere.is_absolute() and root.resolve() in elsewhere.resolve().parents:
-            return None  # imported from the workspace: a real error in it
+        if not elsewhere.is_absolute() or root.resolve() in elsewhere.resolve().parents:
+            return (
+                None  # imported from the workspace (a path in the shadow is reported relative): a real error
+            )
         imported = f"imported `{top}` from {elsewhere.parent}, not from this workspace's"
     else:
         imported = f"could not import `{top}`, though this workspace has it in"
