@@ -35,7 +35,12 @@ def make_venv(where: Path, *, with_pytest: bool, packages: dict[str, str] | None
     if with_pytest:
         (Path(site) / "lsp_verify_tests.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     for name, source in (packages or {}).items():
-        (Path(site) / f"{name}.py").write_text(textwrap.dedent(source))
+        if name.endswith("/"):  # a typed package: mypy reads what it declares
+            (Path(site) / name).mkdir()
+            (Path(site) / name / "__init__.py").write_text(textwrap.dedent(source))
+            (Path(site) / name / "py.typed").write_text("")
+        else:
+            (Path(site) / f"{name}.py").write_text(textwrap.dedent(source))
     return python
 
 
@@ -125,3 +130,63 @@ def test_a_python_setting_that_cannot_run_the_tests_says_why(
     assert project_python(
         project, str(make_venv(tmp_path_factory.mktemp("env"), with_pytest=True)), True
     ).source == ("the python setting")
+
+
+def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
+    project: Path, verifiers: list[Verifier]
+) -> None:
+    """mypy runs in lsp-verify's interpreter but finds `units` (installed only in the project's .venv, with
+    py.typed) there, so a candidate that misuses it fails the type check, not only the tests."""
+    make_venv(project / ".venv", with_pytest=True, packages={"units/": "MM_PER_CM: int = 10\n"})
+    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = project / "calc.py"
+    text = path.read_text()
+    (target,) = function_targets(text, path)
+    plan = verifier.prepare(target, text, CancelToken())
+    misuse = text.replace("cm * units.MM_PER_CM", "cm * units.MM_PER_CM.upper()")
+    result = verifier.verify(plan, Candidate(0, "", misuse, "misuse"), CancelToken())
+    mypy = next(stage for stage in result.stages if stage.stage == "mypy")
+    assert not mypy.ok and '"int" has no attribute "upper"' in mypy.detail, result.stages
+    assert verifier.verify(plan, Candidate(1, "", text, "same"), CancelToken()).passed
+
+
+def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_not_the_users_file(
+    tmp_path: Path, verifiers: list[Verifier]
+) -> None:
+    """The project's .venv finds `shapes` in the user's `src/` (an editable install's .pth); mypy and the
+    tests must still see the candidate in the shadow."""
+    root = tmp_path / "proj"
+    files = {
+        "src/shapes/__init__.py": "",
+        "src/shapes/geo.py": "def area(w: int, h: int) -> int:\n    return w * h\n",
+        "src/shapes/report.py": "from shapes.geo import area\n\n\ndef twice(w: int) -> int:\n"
+        "    return 2 * area(w, w)\n",
+        "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area() -> None:\n"
+        "    assert area(2, 3) == 6\n",
+    }
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    python = make_venv(root / ".venv", with_pytest=True)
+    site = (
+        python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    )
+    (site / "_shapes.pth").write_text(str(root / "src") + "\n")
+    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = root / "src" / "shapes" / "geo.py"
+    text = path.read_text()
+    (target,) = function_targets(text, path)
+    plan = verifier.prepare(target, text, CancelToken())
+    assert plan.direct_tests == ("tests/test_geo.py::test_area",)
+    assert verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken()).passed
+    typo = text.replace("return w * h", 'return "w" * h')
+    wrong_type = verifier.verify(plan, Candidate(1, "", typo, "str"), CancelToken())
+    mypy = next(stage for stage in wrong_type.stages if stage.stage == "mypy")
+    assert not mypy.ok and "Incompatible return value type" in mypy.detail, wrong_type.stages
+    wrong_value = verifier.verify(
+        plan, Candidate(2, "", text.replace("w * h", "w + h"), "plus"), CancelToken()
+    )
+    assert not wrong_value.passed and "tests/test_geo.py::test_area" in wrong_value.tests_broken
+    assert path.read_text() == text

@@ -160,7 +160,9 @@ class Verifier:
             self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
         except ShadowUnavailable as exc:
             raise VerifyError(str(exc)) from None
-        self._mypy_cache = default_mypy_cache_dir(self.root, settings.trusted)
+        # mypy runs in lsp-verify's interpreter and finds the installed packages in the project's.
+        packages_from = None if self.python.own else self.python.executable
+        self._mypy_cache = default_mypy_cache_dir(self.root, settings.trusted, packages_from)
         self._index = TestIndex(self.root)
         self._unlisten = self._index.add_listener(self._on_change)
         self._lock = threading.Lock()
@@ -182,7 +184,8 @@ class Verifier:
         mypy_env = env if settings.trusted else {**env, "PYTHONPATH": _outside(self.root, python_path)}
         self._mypy_worker = WorkerProcess(
             "mypy", limits=limits, isolation=self.isolation, writable=[self._shadows.path, self._mypy_cache],
-            readable=readable, cwd=self._shadows.path, env=mypy_env,
+            readable=[*readable, *(self.python.readable if packages_from else ())], cwd=self._shadows.path,
+            env=mypy_env,
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
             "pytest", limits=limits, isolation=self.isolation, writable=[self._shadows.path],
@@ -194,7 +197,9 @@ class Verifier:
             threading.Thread(
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
-        self._mypy = MypyChecker(self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s)
+        self._mypy = MypyChecker(
+            self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s, packages_from
+        )
         fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env, self.python)
         self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))

@@ -4,9 +4,8 @@ The project's tests import the project and its dependencies, which live in the p
 necessarily in the one lsp-verify was installed into (pipx, a shared tools venv, the editor's own). The
 ``python`` setting names that interpreter; left unset, a trusted workspace's own ``.venv`` or ``venv`` is
 used when its Python has pytest, else lsp-verify's own interpreter (as before: the project installed beside
-lsp-verify). mypy always runs in lsp-verify's interpreter (the project need not have it): the project's
-third-party imports are unresolved there, an error the unmodified file has too, so only a candidate that
-adds such an import fails for it.
+lsp-verify). mypy always runs in lsp-verify's interpreter (the project need not have it) and finds the
+project's installed packages through ``--python-executable``.
 
 Finding out about an interpreter runs it: only in a trusted workspace (where its tests run anyway) may
 anything but lsp-verify's own be used, and the repository's ``[tool.lsp-verify]`` cannot set ``python`` in

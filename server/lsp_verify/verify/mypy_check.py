@@ -326,7 +326,7 @@ def config_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir(root: Path, trusted: bool) -> Path:
+def default_cache_dir(root: Path, trusted: bool, python: str | None = None) -> Path:
     """mypy's incremental cache for one workspace at one trust level, outside the workspace.
 
     mypy trusts what it finds in its cache, and a trusted workspace's mypy plugins (workspace code) run
@@ -338,6 +338,8 @@ def default_cache_dir(root: Path, trusted: bool) -> Path:
     """
     trust = "trusted" if trusted else "untrusted"
     key = f"{sys.executable}\0{root.resolve()}\0{trust}\0{config_digest(root)}"
+    if python is not None:  # the project's interpreter decides which installed packages mypy sees
+        key += f"\0{python}"
     tag = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_home() / "mypy" / f"{trust}-{tag}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -347,11 +349,21 @@ def default_cache_dir(root: Path, trusted: bool) -> Path:
 class MypyChecker:
     """Runs mypy on shadows through one pre-imported fork server; one check at a time."""
 
-    def __init__(self, worker: WorkerProcess, shadows: ShadowRoot, cache_dir: Path, timeout_s: float) -> None:
+    def __init__(
+        self,
+        worker: WorkerProcess,
+        shadows: ShadowRoot,
+        cache_dir: Path,
+        timeout_s: float,
+        python_executable: str | None = None,
+    ) -> None:
         self._worker = worker
         self._shadows = shadows
         self._cache_dir = cache_dir
         self._timeout_s = timeout_s
+        self._python_executable = python_executable
+        """The project's interpreter, when it is not the one mypy runs in: mypy resolves third-party imports
+        from its installed packages (``--python-executable``)."""
 
     def check(self, shadow: Shadow, cancel: CancelToken, config_file: Path | None = None) -> MypyRun:
         """mypy on ``shadow``: with ``config_file`` only (see :func:`restricted_config`), else with the
@@ -378,6 +390,7 @@ class MypyChecker:
             "--no-pretty",
             "--no-color-output",
             "--show-traceback",
+            *(["--python-executable", self._python_executable] if self._python_executable else []),
             *(["--config-file", str(config_file)] if config_file is not None else []),
             *(relative.as_posix() for relative in relatives),
         ]
