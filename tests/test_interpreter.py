@@ -190,3 +190,14 @@ def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_n
     )
     assert not wrong_value.passed and "tests/test_geo.py::test_area" in wrong_value.tests_broken
     assert path.read_text() == text
+
+
+def test_the_worker_script_is_written_for_the_oldest_python_a_project_may_run() -> None:
+    """The pytest worker runs in the project's Python (3.8 and later, `interpreter._MINIMUM`): its syntax
+    must parse there. Checked by hand on 3.8.18 with pytest 8.3.5 (fork server, a test run, a collection)."""
+    import ast
+
+    from lsp_verify.verify import interpreter
+    from lsp_verify.verify.sandbox import WORKER_SCRIPT
+
+    ast.parse(WORKER_SCRIPT.read_text(encoding="utf-8"), feature_version=interpreter._MINIMUM)

@@ -52,7 +52,10 @@ def _preimport(mode: str) -> None:
 
         # Installed plugins (pytest11 entry points) are third-party code, not the workspace's: importing
         # them here saves each child the import; pytest still registers them as usual.
-        for entry in importlib.metadata.entry_points(group="pytest11"):
+        # The project's Python may be older than lsp-verify's: before 3.10 entry_points() is a dict by group.
+        found: Any = importlib.metadata.entry_points()
+        plugins = found.select(group="pytest11") if hasattr(found, "select") else found.get("pytest11", ())
+        for entry in plugins:
             # A plugin that fails to import is reported by pytest itself, in the child.
             with contextlib.suppress(Exception):
                 entry.load()
@@ -369,6 +372,14 @@ def _child(request: dict[str, Any]) -> None:
             os._exit(code)
 
 
+def _exit_code(wait_status: int) -> int:
+    """``os.waitstatus_to_exitcode`` (Python 3.9+; the project's Python may be 3.8): the code, or minus the
+    signal that ended the child."""
+    if os.WIFSIGNALED(wait_status):
+        return -os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
 class _Exit(Exception):
     """The server closed our stdin (it exited, crashed or was killed): clean up and exit."""
 
@@ -538,7 +549,7 @@ def _serve(request: dict[str, Any], requests: _Requests, contained: bool) -> dic
         while True:
             done, wait_status = os.waitpid(pid, os.WNOHANG)
             if done:
-                code = os.waitstatus_to_exitcode(wait_status)
+                code = _exit_code(wait_status)
                 break
             if time.monotonic() >= deadline:
                 status = "timeout"
