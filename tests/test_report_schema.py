@@ -11,7 +11,15 @@ from typing import Any
 import jsonschema
 import pytest
 
-from lsp_verify.report import SCHEMA_VERSION, FunctionReport, RunReport, Status, as_json, render_json
+from lsp_verify.report import (
+    SCHEMA_VERSION,
+    FunctionReport,
+    RunReport,
+    Status,
+    as_json,
+    render_json,
+    render_text,
+)
 from lsp_verify.verify.types import Evidence
 
 
@@ -96,3 +104,22 @@ def test_the_schema_rejects_malformed_records(schema: dict[str, Any], field: str
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_a_detail_every_function_carries_is_said_once_in_text() -> None:
+    shared = "tests/test_x.py::TestSuite fails to collect in a run of the whole suite (...)"
+    report = RunReport(
+        command="check",
+        root="/work/proj",
+        functions=[
+            FunctionReport("m.py", "f", 1, "pass", "tests", "ok", details=(shared,)),
+            FunctionReport("m.py", "g", 5, "fail", "tests", "broke", details=("g's own", shared)),
+        ],
+    )
+    lines = render_text(report).splitlines()
+    assert lines[:3] == ["PASS  m.py:1 f — ok", "FAIL  m.py:5 g — broke", "      g's own"]
+    assert [line for line in lines if shared in line] == [f"every function above: {shared}"]
+    # One function: its details stay under it; JSON always keeps every function's details.
+    alone = RunReport(command="check", root="/r", functions=report.functions[:1])
+    assert render_text(alone).splitlines()[1] == f"      {shared}"
+    assert all(shared in f["details"] for f in json.loads(render_json(report))["functions"])

@@ -184,15 +184,22 @@ def render_text(report: RunReport, *, colour: bool = False) -> str:
         return f"\x1b[{_COLOURS[kind]}m{text}\x1b[0m" if colour else text
 
     out: list[str] = []
+    # A note every function carries (a test file that failed to collect, how the tests run) is said once,
+    # after them, rather than under each of a `check --all`'s hundreds of functions.
+    shared = (
+        set.intersection(*(set(f.details) for f in report.functions)) if len(report.functions) > 1 else set()
+    )
     for f in report.functions:
         label = paint(f.status, f.status.upper().ljust(5))
         out.append(f"{label} {f.file}:{f.line} {f.qualname} — {f.message}")
-        for detail in (*f.details, *f.mypy_new_errors):
+        for detail in (*(d for d in f.details if d not in shared), *f.mypy_new_errors):
             out.extend("      " + paint("dim", part) for part in detail.splitlines())
         if f.diff:
             out.extend("      " + _paint_diff_line(line, paint) for line in f.diff.splitlines())
         if f.applied:
             out.append(f"      applied to {f.file}")
+    for detail in (d for d in report.functions[0].details if d in shared) if shared else ():
+        out.append(paint("dim", f"every function above: {detail}"))
     out.extend(report.notes)
     if report.error is not None:
         out.append(paint("error", f"error: {report.error}"))
