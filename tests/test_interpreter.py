@@ -16,8 +16,15 @@ from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
 from lsp_verify.syntax.targets import function_targets
 from lsp_verify.verify.cascade import Verifier, VerifyError
-from lsp_verify.verify.interpreter import project_python
+from lsp_verify.verify.interpreter import InterpreterError, project_python
+from lsp_verify.verify.sandbox import choose_isolation
 from lsp_verify.verify.types import Candidate, Evidence
+
+ISOLATION = choose_isolation("auto")
+# A project's own Python is used only where the sandbox confines it from outside (see interpreter.py).
+needs_bwrap = pytest.mark.skipif(
+    ISOLATION != "bwrap", reason="a project's own Python runs under bubblewrap only"
+)
 
 
 def make_venv(where: Path, *, with_pytest: bool, packages: dict[str, str] | None = None) -> Path:
@@ -80,6 +87,7 @@ def verifiers() -> Iterator[list[Verifier]]:
         each.close()
 
 
+@needs_bwrap
 def test_the_workspaces_venv_runs_its_tests_and_its_dependencies_are_found(
     project: Path, verifiers: list[Verifier]
 ) -> None:
@@ -99,9 +107,10 @@ def test_the_workspaces_venv_runs_its_tests_and_its_dependencies_are_found(
     assert "with " + str(project / ".venv" / "bin" / "python") in verifier.describe_test_runs(CancelToken())
 
 
+@needs_bwrap
 def test_a_venv_without_pytest_is_named_and_lsp_verifys_own_python_runs_the_tests(project: Path) -> None:
     make_venv(project / ".venv", with_pytest=False)
-    python = project_python(project, None, trusted=True)
+    python = project_python(project, None, trusted=True, isolation=ISOLATION)
     assert (
         python.own and python.note == f"the workspace's .venv has no pytest: tests run with {sys.executable}"
     )
@@ -112,11 +121,12 @@ def test_an_untrusted_workspace_never_runs_its_own_interpreter(project: Path) ->
     planted = project / ".venv" / "bin" / "python"
     planted.write_text(f"#!/bin/sh\ntouch {project / 'ran'}\n")
     planted.chmod(0o755)
-    assert project_python(project, None, trusted=False).own
-    assert project_python(project, ".venv/bin/python", trusted=False).own
+    assert project_python(project, None, trusted=False, isolation="off").own
+    assert project_python(project, ".venv/bin/python", trusted=False, isolation="off").own
     assert not (project / "ran").exists()
 
 
+@needs_bwrap
 def test_a_python_setting_that_cannot_run_the_tests_says_why(
     project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -128,10 +138,11 @@ def test_a_python_setting_that_cannot_run_the_tests_says_why(
     with pytest.raises(VerifyError, match="pytest is not installed there"):
         Verifier(project, Settings(trusted=True, python=str(bare)))
     assert project_python(
-        project, str(make_venv(tmp_path_factory.mktemp("env"), with_pytest=True)), True
+        project, str(make_venv(tmp_path_factory.mktemp("env"), with_pytest=True)), True, ISOLATION
     ).source == ("the python setting")
 
 
+@needs_bwrap
 def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
     project: Path, verifiers: list[Verifier]
 ) -> None:
@@ -151,6 +162,7 @@ def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
     assert verifier.verify(plan, Candidate(1, "", text, "same"), CancelToken()).passed
 
 
+@needs_bwrap
 def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_not_the_users_file(
     tmp_path: Path, verifiers: list[Verifier]
 ) -> None:
@@ -201,3 +213,30 @@ def test_the_worker_script_is_written_for_the_oldest_python_a_project_may_run() 
     from lsp_verify.verify.sandbox import WORKER_SCRIPT
 
     ast.parse(WORKER_SCRIPT.read_text(encoding="utf-8"), feature_version=interpreter._MINIMUM)
+
+
+@needs_bwrap
+def test_a_trusted_workspaces_planted_interpreter_is_asked_inside_the_sandbox(project: Path) -> None:
+    """Trusted or not, what the workspace's .venv holds runs confined: asked about itself under bubblewrap
+    (nothing writable), a planted script cannot write the workspace, and is not used."""
+    (project / ".venv" / "bin").mkdir(parents=True)
+    planted = project / ".venv" / "bin" / "python"
+    planted.write_text(f"#!/bin/sh\ntouch {project / 'ran'}\n")
+    planted.chmod(0o755)
+    python = project_python(project, None, trusted=True, isolation="bwrap")
+    assert python.own and python.note.startswith("the workspace's .venv cannot run"), python.note
+    assert not (project / "ran").exists()
+
+
+def test_without_bubblewrap_a_projects_python_is_not_used(project: Path) -> None:
+    """Without bubblewrap the sandbox confines writes from inside lsp-verify's own Python (Landlock), which
+    a workspace interpreter or its .pth files would run before: the .venv is left alone, never run."""
+    (project / ".venv" / "bin").mkdir(parents=True)
+    planted = project / ".venv" / "bin" / "python"
+    planted.write_text(f"#!/bin/sh\ntouch {project / 'ran'}\n")
+    planted.chmod(0o755)
+    python = project_python(project, None, trusted=True, isolation="unshare")
+    assert python.own and "is not used without bubblewrap" in python.note
+    with pytest.raises(InterpreterError, match="needs bubblewrap"):
+        project_python(project, ".venv/bin/python", trusted=True, isolation="none")
+    assert not (project / "ran").exists()

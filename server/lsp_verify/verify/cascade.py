@@ -148,12 +148,12 @@ class Verifier:
         self.root = root.resolve()
         self.settings = settings
         try:
-            self.python = project_python(self.root, settings.python, settings.trusted)
-        except InterpreterError as exc:
-            raise VerifyError(str(exc)) from None
-        try:
             self.isolation = choose_isolation(settings.sandbox)
         except SandboxUnavailable as exc:
+            raise VerifyError(str(exc)) from None
+        try:
+            self.python = project_python(self.root, settings.python, settings.trusted, self.isolation)
+        except InterpreterError as exc:
             raise VerifyError(str(exc)) from None
         # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
         try:

@@ -9,7 +9,10 @@ project's installed packages through ``--python-executable``.
 
 Finding out about an interpreter runs it: only in a trusted workspace (where its tests run anyway) may
 anything but lsp-verify's own be used, and the repository's ``[tool.lsp-verify]`` cannot set ``python`` in
-an untrusted one (``config.UNTRUSTED_PROJECT_IGNORES``).
+an untrusted one (``config.UNTRUSTED_PROJECT_IGNORES``). It is asked inside the sandbox, and only where the
+sandbox confines it from outside: under bubblewrap, or with the sandbox turned off. Without bubblewrap the
+sandbox confines writes from inside lsp-verify's own Python (Landlock, applied by the worker script), which
+another interpreter - a binary or a ``.pth`` file in the workspace's ``.venv`` - would run code before.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sandbox import Isolation
 
 _QUERY = """\
 import json, os, sys
@@ -71,17 +77,26 @@ def own_python(note: str = "") -> ProjectPython:
     return ProjectPython(sys.executable, readable, "lsp-verify's own", note)
 
 
-def project_python(root: Path, setting: str | None, trusted: bool) -> ProjectPython:
+def project_python(root: Path, setting: str | None, trusted: bool, isolation: Isolation) -> ProjectPython:
     """The interpreter for ``root``'s tests: ``setting`` (a path, relative to ``root`` or absolute) when
     given, else the workspace's ``.venv``/``venv`` Python when it has pytest, else lsp-verify's own. An
-    untrusted workspace always gets lsp-verify's own (its tests do not run). Raises
-    :class:`InterpreterError` when ``setting`` names an interpreter that cannot run the tests."""
+    untrusted workspace always gets lsp-verify's own (its tests do not run), and so does an ``isolation``
+    that confines writes only from inside lsp-verify's own Python. Raises :class:`InterpreterError` when
+    ``setting`` names an interpreter that cannot run the tests, or cannot be confined."""
     if not trusted:
         return own_python()
+    confined = isolation in ("bwrap", "off")
     if setting:
         path = Path(os.path.expanduser(setting))
         path = path if path.is_absolute() else root / path
-        found = _query(path)
+        if not confined:
+            raise InterpreterError(
+                f"the python setting ({setting}) needs bubblewrap: without it the sandbox confines writes "
+                "from inside lsp-verify's own Python, which another interpreter would bypass. Install "
+                "bubblewrap, "
+                'or set sandbox = "none" to run the tests unconfined'
+            )
+        found = _query(path, root, isolation)
         if isinstance(found, str):
             raise InterpreterError(f"the python setting ({setting}): {found}")
         if found.get("pytest") is None:
@@ -94,7 +109,12 @@ def project_python(root: Path, setting: str | None, trusted: bool) -> ProjectPyt
         path = root / name / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         if not path.exists():
             continue
-        found = _query(path)
+        if not confined:
+            return own_python(
+                f"the workspace's {name} is not used without bubblewrap (nothing would confine it): "
+                f"tests run with {sys.executable}"
+            )
+        found = _query(path, root, isolation)
         if isinstance(found, str):
             return own_python(f"the workspace's {name} cannot run ({found}): tests run with {sys.executable}")
         if found.get("pytest") is None:
@@ -110,30 +130,53 @@ def _described(found: dict[str, object], source: str) -> ProjectPython:
     return ProjectPython(str(found["executable"]), readable, source)
 
 
-def _query(path: Path) -> dict[str, object] | str:
-    """What ``path`` says about itself, or why it could not say (one line)."""
+def _query(path: Path, root: Path, isolation: Isolation) -> dict[str, object] | str:
+    """What ``path`` says about itself, asked inside the sandbox (nothing writable), or why it could not
+    say (one line)."""
+    from .sandbox import Limits, run_process  # sandbox.py imports this module
+
     if not path.is_file():
         return f"{path} does not exist"
     if not os.access(path, os.X_OK):
         return f"{path} is not executable"
     try:
-        ran = subprocess.run(
+        ran = run_process(
             [str(path), "-I", "-c", _QUERY],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
+            cwd=root,
+            timeout_s=30,
+            limits=Limits(memory_mb=1024, cpu_s=30),
+            isolation=isolation,
+            readable=(root, *_prefixes(path)),
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         return f"{path} cannot run: {exc}"
     try:
-        found = json.loads(ran.stdout.strip().splitlines()[-1]) if ran.returncode == 0 else None
+        found = json.loads(ran.output.strip().splitlines()[-1]) if ran.returncode == 0 else None
     except (json.JSONDecodeError, IndexError):
         found = None
     if not isinstance(found, dict) or not isinstance(found.get("executable"), str):
-        last = (ran.stderr.strip().splitlines() or [f"exit {ran.returncode}"])[-1]
+        last = (
+            "timed out"
+            if ran.timed_out
+            else (ran.output.strip().splitlines() or [f"exit {ran.returncode}"])[-1]
+        )
         return f"{path} is not a working Python ({last})"
     version = found.get("version")
     if isinstance(version, list) and tuple(version[:2]) < _MINIMUM:
         return f"{path} is Python {'.'.join(map(str, version))}; the test runner needs 3.8 or later"
+    return found
+
+
+def _prefixes(path: Path) -> list[Path]:
+    """Where running ``path`` reads from before it can say so itself: its environment (``bin/..``), where
+    the executable really lives, and the installation a virtual environment was made from (``pyvenv.cfg``)."""
+    env = path.parent.parent
+    found = [env, Path(os.path.realpath(path)).parent.parent]
+    try:
+        for line in (env / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and os.path.isabs(value.strip()):
+                found.append(Path(value.strip()).parent)
+    except (OSError, UnicodeDecodeError):
+        pass
     return found
