@@ -169,14 +169,25 @@ def _query(path: Path, root: Path, isolation: Isolation) -> dict[str, object] | 
 
 def _prefixes(path: Path) -> list[Path]:
     """Where running ``path`` reads from before it can say so itself: its environment (``bin/..``), where
-    the executable really lives, and the installation a virtual environment was made from (``pyvenv.cfg``)."""
+    the executable really lives, the installation a virtual environment was made from (``pyvenv.cfg``'s
+    ``home``) and the directories its site-packages' ``.pth`` files add (an editable install elsewhere).
+    Read as text: nothing of the environment runs here."""
     env = path.parent.parent
     found = [env, Path(os.path.realpath(path)).parent.parent]
-    try:
-        for line in (env / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "home" and os.path.isabs(value.strip()):
-                found.append(Path(value.strip()).parent)
-    except (OSError, UnicodeDecodeError):
-        pass
+    lines = [(env, line) for line in _lines(env / "pyvenv.cfg")]
+    for pth in [*env.glob("lib/python*/site-packages/*.pth"), *env.glob("Lib/site-packages/*.pth")][:100]:
+        lines += [(pth.parent, f"pth = {line}") for line in _lines(pth)]
+    for base, line in lines:
+        key, _, value = (part.strip() for part in line.partition("="))
+        if key == "home" and os.path.isabs(value):
+            found.append(Path(value).parent)
+        elif key == "pth" and value and not value.startswith(("#", "import ", "import\t")):
+            found.append(base / value)  # an absolute value replaces base
     return found
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[:1000]
+    except (OSError, UnicodeDecodeError):
+        return []
