@@ -262,6 +262,31 @@ def test_outside_a_git_repository_without_paths_is_a_usage_error(tmp_path: Path)
     assert "not in a git repository" in proc.stderr
 
 
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 1)() != 0, reason="needs root to give the repository away")
+def test_a_repository_git_refuses_is_named_with_git_s_reason(repo: Path, tmp_path: Path) -> None:
+    # An unpacked archive or a mounted volume owned by another user: git refuses it ("dubious ownership").
+    # "not in a git repository" would send the user looking for a repository that is there.
+    for path in [repo, *repo.rglob("*")]:
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    env = cli_env(tmp_path)
+    env["HOME"] = str(tmp_path / "home")  # no safe.directory from the user's own configuration
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsp_verify", "check", "--all"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert proc.returncode == 2
+    assert "dubious ownership" in proc.stderr, proc.stderr
+    assert "safe.directory" in proc.stderr
+    assert "not in a git repository" not in proc.stderr
+
+
 def test_changed_paths_check_only_functions_that_differ_from_head(repo: Path, tmp_path: Path) -> None:
     # Not staged: --changed compares the file on disk with HEAD, function by function.
     (repo / "calc" / "ops.py").write_text(CALC.replace("return a + b", "return a - b"), encoding="utf-8")

@@ -164,7 +164,7 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
 
     base = options.base or "HEAD"
     if (options.all_files or options.base) and git_root is None:
-        raise UsageError("--all and --base need a git repository")
+        raise UsageError(f"--all and --base need a git repository: {gitdiff.no_repository(cwd)}")
 
     def at_base(relpath: str) -> str | None:
         return gitdiff.file_at(git_root, base, relpath) if git_root is not None else None
@@ -180,7 +180,9 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
 
     if not options.paths:
         if git_root is None:
-            raise UsageError("not in a git repository: give the files to check (lsp-verify check FILE...)")
+            raise UsageError(
+                f"{gitdiff.no_repository(cwd)}: give the files to check (lsp-verify check FILE...)"
+            )
         out = []
         if options.base is not None:
             for relpath in gitdiff.changed_python_files(git_root, options.base):

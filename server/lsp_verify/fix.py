@@ -140,7 +140,7 @@ def _fix_files(options: FixOptions, cwd: Path) -> list[_FixFile]:
     if not options.specs:
         git_root = gitdiff.repo_root(cwd)
         if git_root is None:
-            raise UsageError("not in a git repository: give the files to fix (lsp-verify fix FILE...)")
+            raise UsageError(f"{gitdiff.no_repository(cwd)}: give the files to fix (lsp-verify fix FILE...)")
         try:
             staged = gitdiff.staged_python_files(git_root)
         except gitdiff.GitError as exc:

@@ -80,6 +80,25 @@ def repo_root(path: Path) -> Path | None:
     return Path(os.fsdecode(proc.stdout.rstrip(b"\n"))).resolve()
 
 
+def no_repository(path: Path) -> str:
+    """Why ``path`` has no repository root, for a message: git's own words where it found one it refuses.
+
+    A repository owned by another user ("detected dubious ownership"), a broken ``.git`` or a missing git
+    must not read as "not in a git repository": the user would look for a repository that is there.
+    """
+    start = path if path.is_dir() else path.parent
+    try:
+        proc = run_git(["rev-parse", "--show-toplevel"], start, check=False)
+    except GitError as exc:
+        return str(exc)
+    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    if proc.returncode == 0 or not lines or "not a git repository" in lines[0]:
+        return "not in a git repository"
+    detail = lines[0].removeprefix("fatal: ")
+    hint = next((line.strip() for line in lines[1:] if "safe.directory" in line and "config" in line), "")
+    return f"git refuses the repository here: {detail}" + (f" (to allow it: {hint})" if hint else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class StagedFile:
     path: Path
