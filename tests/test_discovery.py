@@ -458,6 +458,152 @@ def test_a_file_that_fails_to_collect_only_after_another_one_still_guards_its_fu
     assert not broken.passed and "tests/test_c_perimeter.py::test_perimeter" in broken.tests_broken
 
 
+PLAIN_RUNS_TESTS = """\
+    import sys
+
+    import pytest
+
+    from shapes.geo import area
+
+
+    def test_area() -> None:
+        assert area(2, 3) == 6
+
+
+    def test_runs_in_one_process_without_tracing(pytestconfig: pytest.Config) -> None:
+        assert not hasattr(pytestconfig, "workerinput")  # an xdist worker's configuration has it
+        assert sys.gettrace() is None
+"""
+
+
+def test_coverage_and_xdist_in_the_projects_addopts_are_switched_off_for_its_runs(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    """A project that runs its suite with coverage and xdist (addopts), whose last run left ``.coverage`` and
+    ``htmlcov/`` behind: each run is one plain process (no tracing, no workers, no ``--cov-fail-under`` on a
+    subset), and the user's coverage files are not touched. Before, the read-only ``.coverage`` a shadow
+    links to broke collection ("39 tests collected", exit 1), and every run traced and started workers."""
+    pytest.importorskip("pytest_cov")
+    pytest.importorskip("xdist")
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": """\
+                [tool.pytest.ini_options]
+                addopts = "--cov=shapes --cov-append --cov-report=html --cov-fail-under=100 -n 2"
+            """,
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests/test_geo.py": PLAIN_RUNS_TESTS,
+            "htmlcov/index.html": "<html></html>\n",
+        },
+    )
+    (root / ".coverage").write_bytes(b"SQLite format 3\x00 left by the user's last run")
+    geo = root / "shapes" / "geo.py"
+    checker = verifier(root)
+    plan = checker.prepare(target(geo, "area"), geo.read_text(encoding="utf-8"), CancelToken())
+    assert plan.direct_tests == ("tests/test_geo.py::test_area",), plan.notes
+    assert "tests/test_geo.py::test_runs_in_one_process_without_tracing" in plan.tests_selected
+
+    kept = checker.verify(plan, as_is(geo), CancelToken())
+    assert kept.passed and kept.evidence is Evidence.TESTS, kept.stages
+    broken = checker.verify(plan, as_is(geo, "return w * h", "return w + h"), CancelToken())
+    assert not broken.passed and broken.tests_broken == ("tests/test_geo.py::test_area",)
+    everything = checker.run_tests(
+        geo, geo.read_text(encoding="utf-8"), checker.suite(geo, GEO, CancelToken()), CancelToken()
+    )
+    assert sorted(o.outcome for o in everything.outcomes) == ["passed", "passed"], everything.log
+
+
+def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    try:
+        import pytest_rerunfailures  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pytest-rerunfailures is installed here")
+    root = write(
+        tmp_path,
+        {
+            "setup.cfg": "[tool:pytest]\naddopts = --reruns=2 -q\n",
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests/test_geo.py": PLAIN_RUNS_TESTS,
+        },
+    )
+    geo = root / "shapes" / "geo.py"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root).prepare(target(geo, "area"), GEO, CancelToken())
+    message = str(raised.value)
+    # Not argparse's usage line ("usage: pytest.main() [options] ..."): what it could not parse, and why.
+    assert "setup.cfg: unrecognized arguments: --reruns=2" in message, message
+    assert "uses options of a plugin (pytest-rerunfailures) that is not installed" in message, message
+    assert sys.executable in message and "usage:" not in message
+
+
+def test_a_module_whose_doctests_cannot_import_is_checked_by_its_tests_and_says_why(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    """A script with doctests that imports what the test environment lacks (wcwidth's bin/update-tables.py
+    needs jinja2): its doctests are lsp-verify's addition, not the project's tests, so they are left out
+    with a note - the tests that name its functions still run - instead of refusing every function in it."""
+    script = '''\
+        """Regenerates the tables.
+
+        >>> double(2)
+        4
+        """
+        import os.path
+
+        if os.path.exists("."):  # imported only where the tool runs
+            import not_installed_here  # noqa: F401
+
+
+        def double(n: int) -> int:
+            return 2 * n
+
+
+        def triple(n: int) -> int:
+            return 3 * n
+    '''
+    root = write(
+        tmp_path,
+        {
+            "tools/gen.py": script,
+            "tests/test_gen.py": """\
+                import sys
+                import types
+
+                import pytest
+
+
+                def test_triple(monkeypatch: pytest.MonkeyPatch) -> None:
+                    # What the tool needs, faked for this test only (the doctests are collected before).
+                    monkeypatch.setitem(sys.modules, "not_installed_here", types.ModuleType("fake"))
+                    monkeypatch.syspath_prepend("tools")
+                    from gen import triple
+
+                    assert triple(2) == 6
+            """,
+        },
+    )
+    gen = root / "tools" / "gen.py"
+    checker = verifier(root)
+    text = gen.read_text(encoding="utf-8")
+    for name, evidence in (("double", Evidence.TYPES_ONLY), ("triple", Evidence.TESTS)):
+        plan = checker.prepare(target(gen, name), text, CancelToken())
+        note = next((n for n in plan.notes if n.startswith("the doctests of tools/gen.py were not run")), "")
+        assert "No module named 'not_installed_here'" in note and sys.executable in note, note
+        assert "(ModuleNotFoundError: No module named 'not_installed_here')" in note, note
+        assert plan.doctest_file is None and plan.tests_selected == ("tests/test_gen.py::test_triple",)
+        kept = checker.verify(plan, as_is(gen), CancelToken())
+        assert kept.passed and kept.evidence is evidence, (name, kept.stages)
+    broken = checker.verify(plan, as_is(gen, "return 3 * n", "return 3 + n"), CancelToken())
+    assert not broken.passed and broken.tests_broken == ("tests/test_gen.py::test_triple",)
+
+
 @pytest.mark.parametrize("other_tests", [False, True], ids=["only-file", "one-of-two"])
 def test_tests_that_cannot_import_the_workspaces_own_package_say_to_install_it(
     tmp_path: Path, verifier: Callable[..., Verifier], other_tests: bool

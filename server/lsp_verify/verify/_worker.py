@@ -211,6 +211,30 @@ def _prefer_shadow(request: dict[str, Any]) -> None:
     sys.path_importer_cache.clear()
 
 
+def _plain_runs() -> object:
+    """A plugin that switches off, for every run, the installed plugins that change how tests are run but
+    never whether one passes: pytest-cov (coverage tracing slows each run several-fold, its report files may
+    be read-only symlinks in a shadow, and ``--cov-fail-under`` fails a run of a few tests) and pytest-xdist
+    (``-n auto`` in addopts starts that many more interpreters per run, whose imports the result plugin
+    never sees). Their own switches, added after the project's addopts, so the last word is ours; only when
+    the plugin is loaded (an option of a plugin that is not would be a usage error)."""
+    import pytest
+
+    class PlainRuns:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_load_initial_conftests(self, early_config: Any, parser: Any, args: list[str]) -> Any:
+            plugins = early_config.pluginmanager
+            if plugins.hasplugin("pytest_cov"):
+                args.append("--no-cov")
+                # pytest-cov decides whether to start from the options parsed so far, right after this.
+                early_config.known_args_namespace.no_cov = True
+            if plugins.hasplugin("xdist"):
+                args += ["--numprocesses=0", "--dist=no"]
+            yield
+
+    return PlainRuns()
+
+
 def _run_pytest(request: dict[str, Any]) -> int:
     import pytest
 
@@ -219,7 +243,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _ResultPlugin(request["result_file"])
-    code = int(pytest.main(request["args"], plugins=[plugin]))
+    code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
     _check_imports(request, plugin)
     return code
 
@@ -232,7 +256,7 @@ def _run_collect(request: dict[str, Any]) -> int:
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
-    return int(pytest.main(request["args"], plugins=[plugin]))
+    return int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
 
 
 class _CallTimeout(BaseException):

@@ -56,6 +56,7 @@ from .pytest_run import (
     TestRun,
     failure_summary,
     installed_elsewhere,
+    missing_plugin,
 )
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot, ShadowUnavailable
@@ -141,6 +142,17 @@ class KnownRuns:
     tests: TestRun
 
 
+@dataclasses.dataclass(frozen=True)
+class _TestBaseline:
+    """The selected tests on the original text, and the doctests that ran with them."""
+
+    run: TestRun
+    doctest_file: str | None
+    """The edited file when its doctests ran; None when it has none, or cannot be imported to run them."""
+    note: str = ""
+    """Why its doctests were left out (empty: they were not)."""
+
+
 class Verifier:
     """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
 
@@ -167,7 +179,7 @@ class Verifier:
         self._unlisten = self._index.add_listener(self._on_change)
         self._lock = threading.Lock()
         self._mypy_baselines: dict[str, MypyRun] = {}
-        self._test_baselines: dict[str, TestRun] = {}
+        self._test_baselines: dict[str, _TestBaseline] = {}
         # (path, name, class) -> (the collection it was computed from, nearby tests): ``lsp-verify check``
         # asks for the same function twice (``nearby_tests``, then ``prepare``).
         self._nearby: dict[tuple[Path, str, str | None], tuple[Collection, list[tuple[str, bool]]]] = {}
@@ -309,16 +321,21 @@ class Verifier:
         elif not node_ids and doctest_file is None:
             notes.append("no nearby tests: types only")
         else:
-            run = (
-                known.tests
-                if known
-                else self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
-            )
+            if known:
+                run = known.tests
+            else:
+                tested = self._baseline_tests(target, relative, original_text, node_ids, doctest_file, cancel)
+                run, doctest_file = tested.run, tested.doctest_file
+                notes += [tested.note] if tested.note else []
             module = module_name(self.root, target.path)
             baseline = tuple(o for o in run.outcomes if _selected(o.nodeid, doctest_file, module, target))
             run_tests = True
             if not baseline:
-                notes.append("no nearby tests: types only (none was collected)")
+                notes.append(
+                    "no nearby tests: types only (none was collected)"
+                    if node_ids or doctest_file
+                    else "no nearby tests: types only"
+                )
                 run_tests = False
             elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
                 notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
@@ -464,8 +481,11 @@ class Verifier:
 
     def _no_collection(self, problem: str) -> str:
         """Why nothing can be collected, and what to do about it."""
-        advice = installed_elsewhere(problem, self.root, self.python.executable) or (
-            "Fix it so that `python -m pytest --collect-only` succeeds."
+        python = self.python.executable
+        advice = (
+            installed_elsewhere(problem, self.root, python)
+            or missing_plugin(problem, python)
+            or "Fix it so that `python -m pytest --collect-only` succeeds."
         )
         return f"the tests cannot be collected: {problem}. {advice}"
 
@@ -552,15 +572,31 @@ class Verifier:
         node_ids: tuple[str, ...],
         doctest_file: str | None,
         cancel: CancelToken,
-    ) -> TestRun:
+    ) -> _TestBaseline:
+        """The selected tests (and ``doctest_file``'s doctests) on the original text; raises
+        :class:`VerifyError` when they cannot run."""
         key = self._tests_key(relative, text, node_ids)
         with self._lock:
             cached = self._test_baselines.get(key)
         if cached is not None:
             return cached
+        note = ""
         shadow = self._shadows.create(relative, text)
         try:
             run = self._pytest.run(shadow, node_ids, doctest_file, target.path, cancel)
+            if doctest_file is not None and _only_the_module_fails(run, doctest_file):
+                # The edited module itself does not import for its doctests (a script needing a package the
+                # test environment lacks, say): the doctests are ours to add, not the project's tests, so
+                # they are left out with a note and the tests that name the function still guard it.
+                why = run.collect_errors[0][1]
+                note = (
+                    f"the doctests of {doctest_file} were not run: pytest cannot import it "
+                    f"with {self.python.executable} ({why})"
+                )
+                doctest_file = None
+                run = (
+                    self._pytest.run(shadow, node_ids, None, target.path, cancel) if node_ids else TestRun(())
+                )
         finally:
             shadow.remove()
         if run.leaked_imports:
@@ -569,9 +605,10 @@ class Verifier:
             raise VerifyError(f"the tests near {target.qualname} could not run: {run.problem}")
         if run.collect_errors:
             raise VerifyError(self._uncollectable(target, *run.collect_errors[0]))
+        baseline = _TestBaseline(run, doctest_file, note)
         with self._lock:
-            self._test_baselines[key] = run
-        return run
+            self._test_baselines[key] = baseline
+        return baseline
 
     def _tests_key(self, relative: Path, text: str, node_ids: tuple[str, ...]) -> str:
         """Content hash of everything the baseline depends on that we can name cheaply."""
@@ -868,6 +905,13 @@ def _collection_notes(collection: Collection) -> list[str]:
     if collection.fresh_process:
         notes.append(f"tests run in a fresh `python -m pytest` process each time: {collection.fresh_process}")
     return notes
+
+
+def _only_the_module_fails(run: TestRun, doctest_file: str) -> bool:
+    """Whether everything that failed to collect in ``run`` is the edited module's own doctest collection."""
+    return bool(run.collect_errors) and all(
+        where.split("::", 1)[0] == doctest_file for where, _ in run.collect_errors
+    )
 
 
 def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:

@@ -321,7 +321,10 @@ class PytestRunner:
                 if previous is None or previous.outcome in ("passed", "skipped"):
                     outcomes[nodeid] = TestOutcome(nodeid, event["outcome"], str(event.get("message", "")))
             elif kind == "collect_error":
-                collect_errors.append((str(event["nodeid"]) or "conftest", str(event.get("message", ""))))
+                message = str(event.get("message", ""))
+                collect_errors.append(
+                    (str(event["nodeid"]) or "conftest", _one_line(message, shadow.root) or message)
+                )
             elif kind == "imports":
                 leaked += [str(path) for path in event.get("leaked", [])]
         if timed_out:
@@ -536,6 +539,45 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
     )
 
 
+# Options that a project's addopts commonly hold, by the plugin that provides them.
+_PLUGIN_OPTIONS = (
+    ("--cov", "pytest-cov"),
+    ("--no-cov", "pytest-cov"),
+    ("-n", "pytest-xdist"),
+    ("--numprocesses", "pytest-xdist"),
+    ("--dist", "pytest-xdist"),
+    ("--timeout", "pytest-timeout"),
+    ("--reruns", "pytest-rerunfailures"),
+    ("--benchmark", "pytest-benchmark"),
+    ("--asyncio-mode", "pytest-asyncio"),
+    ("--mypy", "pytest-mypy"),
+    ("--hypothesis", "hypothesis"),
+)
+
+
+def missing_plugin(problem: str, python: str = sys.executable) -> str | None:
+    """What to do when pytest refused the project's own options (``unrecognized arguments: --cov=pkg``): a
+    plugin the configuration relies on is not installed where the tests run. None for another problem."""
+    if "unrecognized arguments:" not in problem:
+        return None
+    options = problem.split("unrecognized arguments:", 1)[1].split()
+    plugins = sorted({plugin for option in options for name, plugin in _PLUGIN_OPTIONS if _is(option, name)})
+    which = f" ({', '.join(plugins)})" if plugins else ""
+    return (
+        f"The project's pytest configuration uses options of a plugin{which} that is not installed in the "
+        f"environment that runs its tests ({python}): install it there, or set `python` to the interpreter "
+        "of the project's own environment."
+    )
+
+
+def _is(option: str, name: str) -> bool:
+    """Whether ``option`` as written (``--cov=pkg``, ``--cov-report=html``, ``-n4``) is ``name`` or one of
+    its family."""
+    if name.startswith("--"):
+        return option == name or option.startswith((f"{name}=", f"{name}-"))
+    return option.startswith(name)
+
+
 _EXCEPTION_LINE = re.compile(r"^(E\s+)?([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning))\b:?(.*)$")
 
 
@@ -545,9 +587,14 @@ def _one_line(text: str, root: Path) -> str:
     text = text.replace(f"{root}/", "").replace(str(root), ".")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     conftest = next((line for line in lines if "while loading conftest" in line), "")
-    for line in lines:
+    for i, line in enumerate(lines):
         if line.startswith("ERROR:") and "while loading conftest" not in line:
-            return line.removeprefix("ERROR:").strip()[:500]
+            said = line.removeprefix("ERROR:").strip()
+            if said.startswith("usage:"):  # argparse's usage line; what is wrong is on the "error:" line
+                said = next(
+                    (after.split(" error: ", 1)[1] for after in lines[i:] if " error: " in after), said
+                )
+            return said[:500]
     exception = ""
     for line in lines:
         match = _EXCEPTION_LINE.match(line)
