@@ -386,6 +386,9 @@ def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidd
     broken = checker.verify(plan, as_is(geo, "return w * h", "return w * h + 1"), CancelToken())
     assert not broken.passed
     assert "tests/test_geo.py::AreaTests::test_square" in broken.tests_broken
+    doctest = next(o for o in broken.outcomes if o.nodeid == "shapes/geo.py::shapes.geo")
+    assert doctest.outcome == "failed" and "\nshapes/geo.py:" in doctest.message, doctest.message
+    assert "lsp-verify-" not in doctest.message  # the shadow's path, gone by the time the user reads it
     fine = checker.verify(plan, as_is(geo), CancelToken())
     assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
 
@@ -513,6 +516,30 @@ def test_coverage_and_xdist_in_the_projects_addopts_are_switched_off_for_its_run
         geo, geo.read_text(encoding="utf-8"), checker.suite(geo, GEO, CancelToken()), CancelToken()
     )
     assert sorted(o.outcome for o in everything.outcomes) == ["passed", "passed"], everything.log
+
+
+def test_a_conftest_hook_pytest_refuses_is_an_error_not_no_tests(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    """pluggy refuses a conftest hook with an argument pytest does not have (boltons' ``pytest_ignore_collect
+    (path, config)`` under pytest 9): pytest exits 1 with a traceback and collects nothing. Read as "no
+    tests", every function was left to its types - a breaking change passed ``check`` - while its tests
+    exist; it is an error that says what pytest refused."""
+    root = write(
+        tmp_path,
+        {
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests/conftest.py": "def pytest_collection_modifyitems(items, not_a_hook_argument):\n    pass\n",
+            "tests/test_geo.py": PLAIN_RUNS_TESTS,
+        },
+    )
+    geo = root / "shapes" / "geo.py"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root).prepare(target(geo, "area"), GEO, CancelToken())
+    message = str(raised.value)
+    assert "the tests cannot be collected: pluggy._manager.PluginValidationError:" in message, message
+    assert "{'not_a_hook_argument'} are declared in the hookimpl" in message, message
 
 
 def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -319,7 +320,9 @@ class PytestRunner:
                 previous = outcomes.get(nodeid)
                 # A teardown error after a passed call turns the test into an error; never the reverse.
                 if previous is None or previous.outcome in ("passed", "skipped"):
-                    outcomes[nodeid] = TestOutcome(nodeid, event["outcome"], str(event.get("message", "")))
+                    # Paths in the shadow, which is gone when the user reads this, as the user's own.
+                    message = str(event.get("message", "")).replace(f"{shadow.root}{os.sep}", "")
+                    outcomes[nodeid] = TestOutcome(nodeid, event["outcome"], message)
             elif kind == "collect_error":
                 message = str(event.get("message", ""))
                 collect_errors.append(
@@ -343,6 +346,10 @@ class PytestRunner:
             collect_errors.append(("pytest", _last_lines(log) or f"pytest exited with code {exit_code}"))
         if not timed_out and (exit_code < 0 or exit_code == 70):
             problem = f"the test run crashed (exit {exit_code}): {_last_lines(log)}"
+        elif not timed_out and exit_code == 1 and not outcomes and not collect_errors:
+            # Exit 1 is "tests failed", but none ran: pytest stopped on an exception of its own.
+            why = _one_line(log, shadow.root) or _last_lines(log)
+            problem = f"pytest stopped before any test ran (exit 1): {why}"
         return TestRun(
             outcomes=tuple(outcomes.values()),
             collect_errors=tuple(collect_errors),
@@ -444,7 +451,9 @@ def _collection(
         stuck = [nodeid for nodeid in stuck if nodeid not in finished]
         where = f"collecting {stuck[-1]}" if stuck else "loading the pytest configuration and conftest.py"
         problem = f"{where} did not finish within {timeout:g} s (killed)"
-    elif exit_code not in (0, 1, 2, 5) or (exit_code == 2 and not errors):
+    elif exit_code not in (0, 1, 2, 5) or (exit_code in (1, 2) and not errors and not tests):
+        # Exit 1 with nothing collected is an exception pytest did not catch (a conftest hook pluggy
+        # refuses, say): "no tests" would leave every function to its types while its tests exist.
         problem = _one_line(log, root) or f"pytest --collect-only exited with code {exit_code}"
         config_file = _config_file(root)
         if config_file and "conftest" not in problem:  # a missing plugin, a bad option: the config says so
@@ -596,10 +605,17 @@ def _one_line(text: str, root: Path) -> str:
                 )
             return said[:500]
     exception = ""
-    for line in lines:
+    for i, line in enumerate(lines):
         match = _EXCEPTION_LINE.match(line)
         if match and not match.group(2).startswith("_pytest."):
             exception = f"{match.group(2)}{':' if match.group(4) else ''}{match.group(4)}".strip()
+            # The lines after an uncaught exception's own line continue its message (pluggy's say
+            # which argument of a hook it refused); a traceback's lines do not.
+            after = lines[i + 1 : i + 3]
+            if after and not any(
+                line.startswith(("File ", "Traceback", "E ", "^", "During")) for line in after
+            ):
+                exception = " ".join([exception, *after])
         elif line.startswith("_pytest.config.ConftestImportFailure:"):
             exception = line.removeprefix("_pytest.config.ConftestImportFailure:").strip()
     if conftest:
