@@ -196,8 +196,10 @@ def test_a_function_that_breaks_a_test_fails_alone_with_the_function_by_function
     failed = [f.qualname for f in batched.functions if f.status != "pass"]
     assert failed == ["mul"]
     assert by_name(batched)["mul"].message.startswith("tests: tests/test_geo.py::test_mul failed")
-    # geo.py's functions share the failing guard test, so each was verified on its own; text.py's were not.
-    assert runs.pytest > 1 + 5 and runs.pytest < 1 + 2 * 7
+    # geo.py's functions share the failing guard test; the unchanged ones' baseline is the file as it is, so
+    # the batch's run is theirs too (test_mul fails before and after). Only mul is verified on its own
+    # (baseline and candidate), after the batch and geo.py's base run; then the whole suite once.
+    assert runs.pytest == 1 + 1 + 2 + 1
 
 
 def test_a_new_mypy_error_in_one_function_fails_only_that_function(
@@ -230,6 +232,9 @@ def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counte
     assert "failing before this change too (not counted): tests/test_geo.py::test_neg" in (
         by_name(still_broken)["neg"].message
     )
+    # The file is as HEAD has it: the batch's run is every function's baseline too, so the failure each of
+    # them shares is judged from it, not from two more runs per function.
+    assert runs.pytest == 1
 
     (repo / "shapes/geo.py").write_text(GEO, encoding="utf-8")  # the work tree fixes it
     fixed_alone = check_all(repo, runs, monkeypatch, batch=False, only=GEO_PATH)
