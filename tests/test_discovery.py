@@ -542,6 +542,75 @@ def test_a_conftest_hook_pytest_refuses_is_an_error_not_no_tests(
     assert "{'not_a_hook_argument'} are declared in the hookimpl" in message, message
 
 
+@pytest.mark.parametrize(
+    ("files", "said", "advice"),
+    [
+        pytest.param(
+            {
+                "pyproject.toml": """\
+                    [tool.pytest.ini_options]
+                    filterwarnings = ["error", "ignore::not_installed_pkg.SomeWarning"]
+                """
+            },
+            "pytest.PytestConfigWarning: Failed to import filter module 'not_installed_pkg'",
+            "`not_installed_pkg` is not installed in the environment that runs the tests",
+            id="filterwarnings-names-a-missing-package",
+        ),
+        pytest.param(
+            {
+                # (pytest-asyncio, installed here, warns about its own configuration)
+                "pyproject.toml": '[tool.pytest.ini_options]\nfilterwarnings = ["error", '
+                '"ignore::pytest.PytestDeprecationWarning"]\n',
+                "tests/conftest.py": """\
+                    import pytest
+
+
+                    def pytest_collection_modifyitems(items):
+                        for item in items:
+                            item.add_marker(pytest.mark.registered_by_no_plugin)
+                """,
+            },
+            "pytest.PytestUnknownMarkWarning: Unknown pytest.mark.registered_by_no_plugin",
+            "Fix it so that `python -m pytest --collect-only` succeeds.",
+            id="internal-error-in-a-conftest-hook",
+        ),
+        pytest.param(
+            {
+                "tests/test_time.py": """\
+                    import not_installed_freezer
+
+                    from shapes.geo import area
+
+
+                    def test_area_in_time() -> None:
+                        assert area(1, 1) == 1
+                """
+            },
+            "tests/test_time.py): ModuleNotFoundError: No module named 'not_installed_freezer'",
+            "`not_installed_freezer` is not installed in the environment that runs the tests",
+            id="a-test-dependency-is-missing",
+        ),
+    ],
+)
+def test_a_collection_that_fails_says_pytests_own_reason_and_what_is_missing(
+    tmp_path: Path, verifier: Callable[..., Verifier], files: dict[str, str], said: str, advice: str
+) -> None:
+    """What pytest said, not a line of our own output (the result file, unclosed at exit, was a
+    ResourceWarning - humanize's filterwarnings made it the last error in the log) or of its summary
+    ("1105 tests collected, 2 errors" - dateutil's INTERNALERROR); and, when something is not installed,
+    that the environment lacks it rather than "fix the test files"."""
+    root = write(
+        tmp_path,
+        {"shapes/__init__.py": "", "shapes/geo.py": GEO, "tests/test_geo.py": PLAIN_RUNS_TESTS, **files},
+    )
+    geo = root / "shapes" / "geo.py"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root).prepare(target(geo, "area"), GEO, CancelToken())
+    message = str(raised.value)
+    assert said in message and advice in message, message
+    assert "ResourceWarning" not in message and "collected" not in message.split(said)[1], message
+
+
 def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:
@@ -566,7 +635,9 @@ def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plu
     message = str(raised.value)
     # Not argparse's usage line ("usage: pytest.main() [options] ..."): what it could not parse, and why.
     assert "setup.cfg: unrecognized arguments: --reruns=2" in message, message
-    assert "uses options of a plugin (pytest-rerunfailures) that is not installed" in message, message
+    assert "The project uses options of a plugin (pytest-rerunfailures) that is not installed" in message, (
+        message
+    )
     assert sys.executable in message and "usage:" not in message
 
 
@@ -673,6 +744,10 @@ def test_the_install_advice_names_where_the_package_came_from_and_only_for_the_w
     assert installed_elsewhere(f"cannot import name 'X' from 'attr._compat' ({inside})", tmp_path) is None
     relative = "cannot import name 'X' from 'attr' (src/attr/__init__.py)"  # the shadow's, made relative
     assert installed_elsewhere(relative, tmp_path) is None
+    # The workspace's own .venv, seen through the shadow and made relative: an installed copy all the same.
+    own_venv = "cannot import name 'X' from 'attr' (.venv/lib/python3.11/site-packages/attr/__init__.py)"
+    advice = installed_elsewhere(own_venv, tmp_path)
+    assert advice is not None and "from .venv/lib/python3.11/site-packages/attr, not from" in advice
     assert installed_elsewhere("ModuleNotFoundError: No module named 'numpy'", tmp_path) is None
     assert installed_elsewhere("ModuleNotFoundError: No module named 'tool'", tmp_path) is not None
     assert installed_elsewhere("AssertionError: 1 != 2", tmp_path) is None

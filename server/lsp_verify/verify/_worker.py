@@ -80,6 +80,12 @@ class _ResultPlugin:
         self._out.write(json.dumps(record) + "\n")
         self._out.flush()
 
+    def close(self) -> None:
+        # Left to the exit, an open file is a ResourceWarning at the end of a run that pytest stopped with
+        # an exception: under the project's `filterwarnings = error` the last line of the log, and what
+        # the user was told instead of pytest's own error.
+        self._out.close()
+
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self._write({"event": "start", "nodeid": nodeid})
 
@@ -243,8 +249,11 @@ def _run_pytest(request: dict[str, Any]) -> int:
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _ResultPlugin(request["result_file"])
-    code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
-    _check_imports(request, plugin)
+    try:
+        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
+        _check_imports(request, plugin)
+    finally:
+        plugin.close()
     return code
 
 
@@ -256,7 +265,10 @@ def _run_collect(request: dict[str, Any]) -> int:
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
-    return int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
+    try:
+        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
+    finally:
+        plugin.close()
 
 
 class _CallTimeout(BaseException):

@@ -57,6 +57,7 @@ from .pytest_run import (
     failure_summary,
     installed_elsewhere,
     missing_plugin,
+    not_installed,
 )
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Shadow, ShadowRoot, ShadowUnavailable
@@ -481,20 +482,27 @@ class Verifier:
 
     def _no_collection(self, problem: str) -> str:
         """Why nothing can be collected, and what to do about it."""
-        python = self.python.executable
         advice = (
-            installed_elsewhere(problem, self.root, python)
-            or missing_plugin(problem, python)
-            or "Fix it so that `python -m pytest --collect-only` succeeds."
+            self._environment_advice(problem) or "Fix it so that `python -m pytest --collect-only` succeeds."
         )
         return f"the tests cannot be collected: {problem}. {advice}"
 
     def _uncollectable(self, target: EditTarget, where: str, message: str) -> str:
         """Why the tests near ``target`` cannot be collected, and what to do about it."""
-        advice = installed_elsewhere(message, self.root, self.python.executable) or (
+        advice = self._environment_advice(message) or (
             "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
         )
         return f"the tests near {target.qualname} cannot be collected ({where}): {message}. {advice}"
+
+    def _environment_advice(self, problem: str) -> str | None:
+        """What to do when a collection failed for want of something in the environment that runs the tests
+        (the project itself, a plugin, a test dependency) rather than in the test files; None otherwise."""
+        python = self.python.executable
+        return (
+            installed_elsewhere(problem, self.root, python)
+            or missing_plugin(problem, python)
+            or not_installed(problem, self.root, python)
+        )
 
     def _collected(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """The index's cached collection, or a new one made in a shadow in which ``relative`` holds

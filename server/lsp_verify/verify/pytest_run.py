@@ -24,6 +24,7 @@ the user's tree (an installed or editable copy winning over the shadow) cannot p
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -534,7 +535,8 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
         return None
     if found is not None:
         elsewhere = Path(found[2])
-        if not elsewhere.is_absolute() or root.resolve() in elsewhere.resolve().parents:
+        installed = "site-packages" in elsewhere.parts  # a venv inside the workspace is still elsewhere
+        if not installed and (not elsewhere.is_absolute() or root.resolve() in elsewhere.resolve().parents):
             return (
                 None  # imported from the workspace (a path in the shadow is reported relative): a real error
             )
@@ -545,6 +547,27 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
         f"The tests {imported} {local.relative_to(root).as_posix()}: the project is not installed in the "
         f"environment that runs its tests ({python}). Install it there (`{python} -m pip install -e .`), "
         "or set `python` to the interpreter of the project's own environment."
+    )
+
+
+_FILTER_MODULE = re.compile(r"Failed to import filter module '([\w.]+)'")
+
+
+def not_installed(message: str, root: Path, python: str = sys.executable) -> str | None:
+    """What to do when the tests could not import a third-party module (``No module named 'freezegun'``, or
+    a ``filterwarnings`` entry naming a warning class of a package that is not there): the project's test
+    dependencies are not installed where its tests run. None when the module is the workspace's own (see
+    :func:`installed_elsewhere`) or the error is about something else."""
+    found = _NOT_FOUND.search(message) or _FILTER_MODULE.search(message)
+    if found is None:
+        return None
+    top = found[1].split(".", 1)[0]
+    for base in (root, root / "src", root / "tests", root / "test"):
+        if (base / f"{top}.py").is_file() or (base / top).is_dir():
+            return None  # a module of the workspace: a path problem, not a missing install
+    return (
+        f"`{top}` is not installed in the environment that runs the tests ({python}): install the project's "
+        "test dependencies there, or set `python` to the interpreter of the project's own environment."
     )
 
 
@@ -564,18 +587,39 @@ _PLUGIN_OPTIONS = (
 )
 
 
+# Marks that a project's tests or conftest.py commonly use, by the plugin that registers them.
+_PLUGIN_MARKS = {
+    "no_cover": "pytest-cov",
+    "timeout": "pytest-timeout",
+    "asyncio": "pytest-asyncio",
+    "flaky": "pytest-rerunfailures",
+    "django_db": "pytest-django",
+    "benchmark": "pytest-benchmark",
+    "freeze_time": "pytest-freezer",
+}
+_UNKNOWN_MARK = re.compile(r"Unknown pytest\.mark\.(\w+)")
+
+
 def missing_plugin(problem: str, python: str = sys.executable) -> str | None:
-    """What to do when pytest refused the project's own options (``unrecognized arguments: --cov=pkg``): a
-    plugin the configuration relies on is not installed where the tests run. None for another problem."""
-    if "unrecognized arguments:" not in problem:
+    """What to do when pytest refused the project's own options (``unrecognized arguments: --cov=pkg``) or
+    marks (``Unknown pytest.mark.no_cover``, an error under ``filterwarnings = error``): a plugin the project
+    relies on is not installed where the tests run. None for another problem (or a mark of no plugin
+    known here: a typo is as likely)."""
+    if "unrecognized arguments:" in problem:
+        options = problem.split("unrecognized arguments:", 1)[1].split()
+        plugins = sorted(
+            {plugin for option in options for name, plugin in _PLUGIN_OPTIONS if _is(option, name)}
+        )
+        uses = "options"
+    elif (mark := _UNKNOWN_MARK.search(problem)) is not None and mark[1] in _PLUGIN_MARKS:
+        plugins, uses = [_PLUGIN_MARKS[mark[1]]], f"the mark `{mark[1]}`"
+    else:
         return None
-    options = problem.split("unrecognized arguments:", 1)[1].split()
-    plugins = sorted({plugin for option in options for name, plugin in _PLUGIN_OPTIONS if _is(option, name)})
     which = f" ({', '.join(plugins)})" if plugins else ""
     return (
-        f"The project's pytest configuration uses options of a plugin{which} that is not installed in the "
-        f"environment that runs its tests ({python}): install it there, or set `python` to the interpreter "
-        "of the project's own environment."
+        f"The project uses {uses} of a plugin{which} that is not installed in the environment that runs its "
+        f"tests ({python}): install it there, or set `python` to the interpreter of the project's own "
+        "environment."
     )
 
 
@@ -590,11 +634,24 @@ def _is(option: str, name: str) -> bool:
 _EXCEPTION_LINE = re.compile(r"^(E\s+)?([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning))\b:?(.*)$")
 
 
+_SUMMARY = re.compile(r"^=+|^\d+ (tests?|errors?|passed|failed|skipped)\b|\bin \d+(\.\d+)?s\b")
+
+
+def _continues(line: str) -> bool:
+    """Whether a line after an exception's own line goes on with its message (pluggy's lines say which
+    argument of a hook it refused) rather than starting a traceback or pytest's summary."""
+    return not line.startswith(
+        ("File ", "Traceback", "E ", "^", "During", "The above")
+    ) and not _SUMMARY.search(line)
+
+
 def _one_line(text: str, root: Path) -> str:
     """The line of pytest's output that says what went wrong, with the shadow's paths made relative:
     pytest's own ``ERROR:`` line, else the last exception line (``ZeroDivisionError: ...``)."""
     text = text.replace(f"{root}/", "").replace(str(root), ".")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # An exception pytest did not expect is printed line by line behind "INTERNALERROR>".
+    lines = [line.removeprefix("INTERNALERROR>").strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
     conftest = next((line for line in lines if "while loading conftest" in line), "")
     for i, line in enumerate(lines):
         if line.startswith("ERROR:") and "while loading conftest" not in line:
@@ -611,11 +668,8 @@ def _one_line(text: str, root: Path) -> str:
             exception = f"{match.group(2)}{':' if match.group(4) else ''}{match.group(4)}".strip()
             # The lines after an uncaught exception's own line continue its message (pluggy's say
             # which argument of a hook it refused); a traceback's lines do not.
-            after = lines[i + 1 : i + 3]
-            if after and not any(
-                line.startswith(("File ", "Traceback", "E ", "^", "During")) for line in after
-            ):
-                exception = " ".join([exception, *after])
+            after = list(itertools.takewhile(_continues, lines[i + 1 : i + 3]))
+            exception = " ".join([exception, *after])
         elif line.startswith("_pytest.config.ConftestImportFailure:"):
             exception = line.removeprefix("_pytest.config.ConftestImportFailure:").strip()
     if conftest:
