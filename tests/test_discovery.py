@@ -273,8 +273,10 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
     assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
 
 
-def test_warnings_as_errors_get_a_fresh_pytest_per_run(tmp_path: Path, collect_tests: Collect) -> None:
-    # A pre-imported pytest has already imported (and warned about) what a test would import first.
+def test_warnings_as_errors_keep_the_fork_server(tmp_path: Path, collect_tests: Collect) -> None:
+    """``filterwarnings = error`` (humanize, dateutil, wcwidth...) used to mean a fresh ``python -m pytest``
+    per run (~2 s each). The fork server's only warning of its own - it cannot rewrite the asserts of the
+    plugins it imported first - is filtered in its runs; both collections agree, so it serves the runs."""
     root = write(
         tmp_path,
         {
@@ -286,10 +288,34 @@ def test_warnings_as_errors_get_a_fresh_pytest_per_run(tmp_path: Path, collect_t
         },
     )
     collection = collect_tests(root)
-    assert collection.fresh_process.startswith(
-        "the project's pytest filterwarnings turn warnings into errors"
-    )
+    assert collection.fresh_process == ""
     assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
+
+
+def test_a_warning_the_projects_filterwarnings_make_an_error_fails_a_candidate_in_the_fork_server(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(
+        tmp_path,
+        {
+            "pyproject.toml": "[tool.pytest.ini_options]\n"
+            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "shapes/__init__.py": "",
+            "shapes/geo.py": "import warnings\n\n" + GEO,
+            "tests/test_geo.py": PLAIN_RUNS_TESTS,
+        },
+    )
+    geo = root / "shapes" / "geo.py"
+    checker = verifier(root)
+    plan = checker.prepare(target(geo, "area"), geo.read_text(encoding="utf-8"), CancelToken())
+    assert not any("fresh" in note for note in plan.notes), plan.notes
+    assert checker.verify(plan, as_is(geo), CancelToken()).passed
+    warns = as_is(
+        geo, "return w * h", 'warnings.warn("area is deprecated", DeprecationWarning)\n    return w * h'
+    )
+    broken = checker.verify(plan, warns, CancelToken())
+    assert not broken.passed and broken.tests_broken == ("tests/test_geo.py::test_area",)
+    assert "DeprecationWarning: area is deprecated" in broken.first_error, broken.first_error
 
 
 def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
