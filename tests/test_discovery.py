@@ -56,6 +56,13 @@ class Box:
 '''
 
 
+# A project whose warnings are errors; pytest-asyncio, installed here, warns about its own settings, which is
+# not these tests' business.
+WARNINGS_ARE_ERRORS = (
+    '[tool.pytest.ini_options]\nfilterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n'
+)
+
+
 def write(root: Path, files: dict[str, str]) -> Path:
     for relative, text in files.items():
         path = root / relative
@@ -280,9 +287,7 @@ def test_warnings_as_errors_keep_the_fork_server(tmp_path: Path, collect_tests: 
     root = write(
         tmp_path,
         {
-            # pytest-asyncio, installed here, warns about its own settings: not this test's business.
-            "pyproject.toml": "[tool.pytest.ini_options]\n"
-            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "pyproject.toml": WARNINGS_ARE_ERRORS,
             "geo.py": GEO,
             "tests/test_geo.py": "from geo import area\n\n\ndef test_area():\n    assert area(1, 1) == 1\n",
         },
@@ -298,8 +303,7 @@ def test_a_warning_the_projects_filterwarnings_make_an_error_fails_a_candidate_i
     root = write(
         tmp_path,
         {
-            "pyproject.toml": "[tool.pytest.ini_options]\n"
-            'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n',
+            "pyproject.toml": WARNINGS_ARE_ERRORS,
             "shapes/__init__.py": "",
             "shapes/geo.py": "import warnings\n\n" + GEO,
             "tests/test_geo.py": PLAIN_RUNS_TESTS,
@@ -584,9 +588,7 @@ def test_a_conftest_hook_pytest_refuses_is_an_error_not_no_tests(
         ),
         pytest.param(
             {
-                # (pytest-asyncio, installed here, warns about its own configuration)
-                "pyproject.toml": '[tool.pytest.ini_options]\nfilterwarnings = ["error", '
-                '"ignore::pytest.PytestDeprecationWarning"]\n',
+                "pyproject.toml": WARNINGS_ARE_ERRORS,
                 "tests/conftest.py": """\
                     import pytest
 

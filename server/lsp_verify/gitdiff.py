@@ -68,11 +68,17 @@ def run_git(args: Sequence[str], cwd: Path, *, check: bool = True) -> subprocess
     return proc
 
 
+def _toplevel(path: Path) -> subprocess.CompletedProcess[bytes]:
+    """``git rev-parse --show-toplevel`` where ``path`` is (its directory, for a file); raises GitError
+    when git is missing."""
+    return run_git(["rev-parse", "--show-toplevel"], path if path.is_dir() else path.parent, check=False)
+
+
 def repo_root(path: Path) -> Path | None:
-    """The top of the work tree holding ``path``, or None when it is not in a git repository."""
-    start = path if path.is_dir() else path.parent
+    """The top of the work tree holding ``path``, or None when it is not in a git repository (why: see
+    :func:`no_repository`)."""
     try:
-        proc = run_git(["rev-parse", "--show-toplevel"], start, check=False)
+        proc = _toplevel(path)
     except GitError:
         return None
     if proc.returncode != 0:
@@ -86,9 +92,8 @@ def no_repository(path: Path) -> str:
     A repository owned by another user ("detected dubious ownership"), a broken ``.git`` or a missing git
     must not read as "not in a git repository": the user would look for a repository that is there.
     """
-    start = path if path.is_dir() else path.parent
     try:
-        proc = run_git(["rev-parse", "--show-toplevel"], start, check=False)
+        proc = _toplevel(path)
     except GitError as exc:
         return str(exc)
     lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
