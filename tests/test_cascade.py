@@ -491,6 +491,41 @@ def test_a_failing_doctest_says_what_it_expected_and_got(project: Project) -> No
     assert failure_summary(doctest.message) == ">>> add(2, 3) expected 5, got 6"
 
 
+def test_a_failing_test_is_summed_up_by_its_exception_not_by_pytest_s_last_hint(tmp_path: Path) -> None:
+    """The line that says what went wrong is the exception's own: unittest's list diff ends with "Diff is
+    N characters long", pytest's with "Use -v to get more diff", and a chained exception's first traceback
+    is not the one that failed the test."""
+    root = tmp_path / "tables"
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "tables"\nversion = "0"\n')
+    text = "def double(n: int) -> int:\n    ...\n"
+    (root / "tables.py").write_text(text)
+    (root / "tests" / "test_tables.py").write_text(
+        "import unittest\n\nfrom tables import double\n\n\n"
+        "class TestDouble(unittest.TestCase):\n"
+        "    def test_table(self) -> None:\n"
+        "        self.assertEqual([double(i) for i in range(80)], [2 * i for i in range(80)])\n\n\n"
+        "def test_list() -> None:\n"
+        "    assert [double(i) for i in range(3)] == [0, 2, 4]\n\n\n"
+        "def test_chained() -> None:\n"
+        "    try:\n"
+        "        assert double(1) == 2\n"
+        "    except AssertionError as e:\n"
+        "        raise RuntimeError('double is off') from e\n"
+    )
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        plan = project.verifier.prepare(target_for(root / "tables.py", "double"), text, CancelToken())
+        off_by_one = candidate(0, text, "    ...\n", "    return n * 2 + 1\n")
+        wrong = project.verifier.verify(plan, off_by_one, CancelToken())
+        summaries = {o.nodeid.split("::")[-1]: failure_summary(o.message) for o in wrong.outcomes}
+        assert summaries["test_table"].startswith("AssertionError: Lists differ: [1, 3, 5,"), summaries
+        assert summaries["test_list"] == "assert [1, 3, 5] == [0, 2, 4]", summaries
+        assert summaries["test_chained"] == "RuntimeError: double is off", summaries
+    finally:
+        project.close()
+
+
 def test_doctest_failure_summaries() -> None:
     no_expectation = """\
 004     >>> f(19) == 'xix'
@@ -507,5 +542,9 @@ Traceback (most recent call last):
 ValueError: bad
 /tmp/s1/m.py:12: UnexpectedException"""
     assert failure_summary(raised) == ">>> g(1) raised ValueError('bad')"
-    assert failure_summary("E   assert 42 == 48151623") == "E   assert 42 == 48151623"
+    assert failure_summary("E   assert 42 == 48151623") == "assert 42 == 48151623"
+    diff = "E   AssertionError: assert [5, '', 9] == ['', 5, '', 9]\nE     \nE     At index 0 diff: 5 != ''\n"
+    summary = failure_summary(diff + "E     Use -v to get more diff")
+    assert summary == "AssertionError: assert [5, '', 9] == ['', 5, '', 9]"
+    assert failure_summary("skipped for a reason") == "skipped for a reason"
     assert failure_summary("") == ""

@@ -181,8 +181,17 @@ def _short(report: Any) -> str:
         if len(kept) > 12:
             kept = kept[:4] + kept[-8:]
         return "\n".join(kept)[:2000]
-    errors = [line for line in lines if line.startswith("E ")]
-    return "\n".join((errors or lines)[-6:])[:2000]
+    # A chained exception is printed traceback by traceback: the last is the one that failed the test.
+    last = max((i for i, line in enumerate(lines) if line.startswith(_CHAINED)), default=-1)
+    errors = [line for line in lines[last + 1 :] if line.startswith("E ")]
+    if not errors:
+        return "\n".join(lines[-6:])[:2000]
+    # The exception's own line comes first; the lines after it explain it (a diff), then come pytest's and
+    # unittest's hints ("Use -v to get more diff", "Diff is 1234 characters long").
+    return "\n".join(errors[:8])[:2000]
+
+
+_CHAINED = ("The above exception was the direct cause", "During handling of the above exception")
 
 
 def _prefer_shadow(request: dict[str, Any]) -> None:

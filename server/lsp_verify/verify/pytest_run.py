@@ -369,7 +369,10 @@ def failure_summary(message: str) -> str:
     if not lines:
         return ""
     if not lines[-1].endswith(("DocTestFailure", "UnexpectedException")):
-        return lines[-1].strip()
+        # pytest's "E" lines: the exception's own line first (``assert 4 == 3``, ``AssertionError: Lists
+        # differ: ...``), then what explains it.
+        said = next((line[1:].strip() for line in lines if line.startswith("E ") and line[1:].strip()), "")
+        return (said or lines[-1].strip())[:500]
     example = next((line for line in lines if ">>>" in line), "")
     source = example[example.index(">>>") :].strip() if example else "a doctest example"
     if lines[-1].endswith("UnexpectedException"):
