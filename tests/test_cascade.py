@@ -526,6 +526,33 @@ def test_a_failing_test_is_summed_up_by_its_exception_not_by_pytest_s_last_hint(
         project.close()
 
 
+def test_a_test_the_candidate_broke_is_named_before_one_that_failed_already(tmp_path: Path) -> None:
+    """semver's doctests use a name its tests' conftest provides: run beside the module they fail with or
+    without a change, and a failure message that led with one hid the test the change broke."""
+    root = tmp_path / "versions"
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "versions"\nversion = "0"\n')
+    text = (
+        "def bump(patch: int) -> int:\n"
+        '    """\n    >>> versions.bump(1)\n    2\n    """\n'
+        "    return patch + 1\n"
+    )
+    (root / "versions.py").write_text(text)
+    (root / "tests" / "test_versions.py").write_text(
+        "from versions import bump\n\n\ndef test_bump() -> None:\n    assert bump(1) == 2\n"
+    )
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        plan = project.verifier.prepare(target_for(root / "versions.py", "bump"), text, CancelToken())
+        assert plan.baseline_by_nodeid["versions.py::versions.bump"].outcome == "failed"
+        wrong = project.verifier.verify(plan, candidate(0, text, "patch + 1", "patch + 2"), CancelToken())
+        assert (wrong.first_error or "").startswith(
+            "tests: tests/test_versions.py::test_bump failed (and 1 more): assert 3 == 2"
+        ), wrong.first_error
+    finally:
+        project.close()
+
+
 def test_doctest_failure_summaries() -> None:
     no_expectation = """\
 004     >>> f(19) == 'xix'

@@ -844,7 +844,10 @@ def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
         where, message = run.collect_errors[0]
         detail = f"tests cannot be collected with this candidate ({where}): {message}"
     elif failing:
-        first = failing[0]
+        # A test this candidate broke says more than one that failed before it too (a doctest that needs a
+        # fixture of the project's, a test that needs a missing tool): it is named first.
+        already = {o.nodeid for o in failing if o.nodeid in before and before[o.nodeid].outcome in _FAILING}
+        first = min(failing, key=lambda o: o.nodeid in already)
         others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
         message = failure_summary(first.message)
         detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
