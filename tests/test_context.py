@@ -82,17 +82,17 @@ def test_pieces_of_a_method() -> None:
         '    kind: str = "circle"\n'
         "    def __init__(self, radius: float) -> None:\n"
         "        self.radius = radius\n"
-        '        self.label: str = ""\n'
-        "    @property\n"
-        "    def diameter(self) -> float: ..."
+        '        self.label: str = ""'
     )
+    # The other methods' signatures go apart from the code the model continues (see _class_members).
+    assert pieces.class_methods == ("@property\ndef diameter(self) -> float: ...",)
     assert pieces.header == "    def area(self) -> float:"
     assert pieces.docstring == '        """Area of the circle."""'
     assert pieces.indent == "        "
     assert pieces.prefix + target.current_body + pieces.suffix == DOCUMENT
     assert pieces.prefix.endswith('"""Area of the circle."""\n        ')
     assert pieces.suffix.startswith("\n\n\nclass Square:")
-    # Other functions, one line each, nearest first; the class's own methods are in class_header and
+    # Other functions, one line each, nearest first; the class's own methods are in class_methods and
     # functions nested in functions are left out.
     assert pieces.signatures_nearby == (
         "def area(self) -> float: ...  # Square.area",
@@ -104,6 +104,7 @@ def test_pieces_of_a_plain_function() -> None:
     target = target_at(DOCUMENT, PATH, DOCUMENT.split("\n").index("    return value * factor"))
     pieces = prompt_pieces(DOCUMENT, target)
     assert pieces.class_header is None
+    assert pieces.class_methods == ()
     assert pieces.docstring is None
     assert pieces.header == (
         "def scale(\n    value: float,  # what to scale\n    factor: float = 2.0,\n) -> float:"

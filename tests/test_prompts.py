@@ -3,6 +3,7 @@ prompt yields bodies that parse and pass a toy function's tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -82,6 +83,16 @@ def test_chat_prompt_for_a_method_prefills_the_class_line() -> None:
         "```python\nclass Stack:\n    items: list[int]\n    def pop(self) -> int:\n"
     )
     assert prompt.prefill.endswith('        """Remove and return the top item."""\n')
+
+
+def test_a_method_s_siblings_are_listed_apart_from_the_code_the_model_continues() -> None:
+    siblings = ("def push(self, item: int) -> None: ...", "@property\ndef top(self) -> int: ...")
+    prompt = build_prompt(dataclasses.replace(method_ctx(), class_methods=siblings), "chat")
+    user = prompt.text.split("<|im_start|>assistant\n")[0]
+    listed = "Other methods of the class:\n```python\ndef push(self, item: int) -> None: ...\n@property\n"
+    assert listed in user
+    assert "def push" not in prompt.prefill and "def top" not in prompt.prefill
+    assert prompt.prefill.startswith("```python\nclass Stack:\n    items: list[int]\n    def pop(self)")
 
 
 def test_feedback_and_signatures_are_shown() -> None:

@@ -252,6 +252,7 @@ class Pipeline:
             path=request.path,
             imports=pieces.imports,
             class_header=pieces.class_header,
+            class_methods=pieces.class_methods,
             header=pieces.header,
             docstring=pieces.docstring,
             indent=pieces.indent,

@@ -62,7 +62,7 @@ class PromptContext:
     imports: str
     """The module's import statements (may be empty)."""
     class_header: str | None
-    """``class Name(Base):`` line of the enclosing class, as in the file, or None."""
+    """``class Name(Base):`` line of the enclosing class with its attributes, as in the file, or None."""
     header: str
     """Decorators and ``def`` line(s) up to the colon, as in the file (first line at its own indentation)."""
     docstring: str | None
@@ -79,6 +79,8 @@ class PromptContext:
     """Error of a previous failed candidate, for a repair round."""
     signatures_nearby: tuple[str, ...] = ()
     """One-line signatures of other functions in the module, nearest first (helpers the body may call)."""
+    class_methods: tuple[str, ...] = ()
+    """For a method: signatures of the class's other methods (decorators on lines before), in file order."""
 
 
 def build_prompt(ctx: PromptContext, fmt: Format) -> Prompt:
@@ -171,6 +173,7 @@ def _trimmed(ctx: PromptContext, share: float) -> PromptContext:
         imports="\n".join(kept),
         class_header=class_header,
         signatures_nearby=ctx.signatures_nearby[: keep(min(len(ctx.signatures_nearby), MAX_SIGNATURES))],
+        class_methods=ctx.class_methods[: keep(len(ctx.class_methods))],
         tests=_head_lines(ctx.tests, int(TESTS_CHARS * share)) if share else "",
         prefix=_tail_lines(ctx.prefix, max(int(FIM_PREFIX_CHARS * share), own_code)),
         suffix=_head_lines(ctx.suffix, int(FIM_SUFFIX_CHARS * share)),
@@ -209,6 +212,11 @@ def _chat_prompt(ctx: PromptContext) -> Prompt:
     user = ["Complete the body of this Python function."]
     if imports:
         user.append(f"The module imports:\n{FENCE}python\n{imports}\n{FENCE}")
+    if ctx.class_methods:
+        # Apart from the code the model continues: a run of body-less ``def ...: ...`` lines right above
+        # the function made the 0.5B model end the block without writing a body (bench/methods.py).
+        methods = "\n".join(ctx.class_methods)
+        user.append(f"Other methods of the class:\n{FENCE}python\n{methods}\n{FENCE}")
     if ctx.signatures_nearby:
         sigs = "\n".join(ctx.signatures_nearby[:MAX_SIGNATURES])
         user.append(f"Other functions in the module:\n{FENCE}python\n{sigs}\n{FENCE}")

@@ -34,8 +34,11 @@ class PromptPieces:
     """The module's imports, ``if TYPE_CHECKING:`` blocks and short top-level constants and type aliases,
     in document order, one statement per line."""
     class_header: str | None
-    """For a method: the class line (decorators included), its attribute lines, ``__init__``'s attribute
-    assignments and the other methods' signatures, indented as in the file. None for a plain function."""
+    """For a method: the class line (decorators included), its attribute lines and ``__init__`` with its
+    attribute assignments, indented as in the file. None for a plain function."""
+    class_methods: tuple[str, ...]
+    """For a method: the class's other methods, one signature each (``def area(self) -> float: ...``, with
+    its decorators on lines of their own before it), in file order, not indented."""
     header: str
     """Decorators and ``def`` line(s) of the target, up to the colon."""
     docstring: str | None
@@ -62,9 +65,13 @@ def prompt_pieces(text: str, target: EditTarget) -> PromptPieces:
         raise StaleTargetError(f"{target.path} changed since {target.qualname} was located; locate it again")
     sites, tree = parse_functions(source)
     site = site_for(sites, target)
+    class_header, class_methods = (
+        _class_members(source, site.class_node, site) if site and site.class_node else (None, ())
+    )
     return PromptPieces(
         imports=_imports(source, tree.root_node),
-        class_header=_class_header(source, site.class_node, site) if site and site.class_node else None,
+        class_header=class_header,
+        class_methods=class_methods,
         header=target.header,
         docstring=target.docstring,
         indent=target.indent,
@@ -92,7 +99,12 @@ def _imports(source: SourceText, root: tree_sitter.Node) -> str:
     return "\n".join(lines)
 
 
-def _class_header(source: SourceText, class_node: tree_sitter.Node, target: FunctionSite | None) -> str:
+def _class_members(
+    source: SourceText, class_node: tree_sitter.Node, target: FunctionSite | None
+) -> tuple[str, tuple[str, ...]]:
+    """The class line with the members a method's body may use (attributes, ``__init__``'s assignments),
+    and the other methods' signatures apart: a class's worth of one-line ``def ...: ...`` stubs right above
+    the target taught the 0.5B model that methods here have no body (it closed the code block at once)."""
     outer = (
         class_node.parent if class_node.parent and class_node.parent.type == "decorated_definition" else None
     )
@@ -100,8 +112,9 @@ def _class_header(source: SourceText, class_node: tree_sitter.Node, target: Func
     block = class_node.child_by_field_name("body")
     header_end = block.start_byte if block is not None else class_node.end_byte
     lines = [source.slice(start, header_end).rstrip()]
+    methods: list[str] = []
     if block is None:
-        return lines[0]
+        return lines[0], ()
     docstring = docstring_node(block)
     for child in block.named_children:
         if child.type == "comment" or child == docstring or child.has_error:
@@ -113,24 +126,28 @@ def _class_header(source: SourceText, class_node: tree_sitter.Node, target: Func
         if definition is not None and definition.type == "function_definition":
             if target is not None and definition == target.node:
                 continue
-            for decorator in (c for c in child.children if c.type == "decorator"):
-                lines.append(indentation + _one_line(source, decorator))
-            lines.append(indentation + _signature(source, definition) + _init_attributes(source, definition))
+            decorators = [_one_line(source, c) for c in child.children if c.type == "decorator"]
+            attributes = _init_attributes(source, definition)
+            if attributes:
+                lines.extend(indentation + line for line in decorators)
+                lines.append(indentation + _signature(source, definition) + attributes)
+            else:
+                methods.append("\n".join([*decorators, _signature(source, definition) + " ..."]))
         elif definition is not None and definition.type == "class_definition":
             lines.append(indentation + _signature(source, definition) + " ...")
         else:
             text = _node_text(source, child)
             if "\n" not in text and len(text) <= MAX_CONSTANT_CHARS:
                 lines.append(indentation + text)
-    return "\n".join(lines)
+    return "\n".join(lines), tuple(methods)
 
 
 def _init_attributes(source: SourceText, function: tree_sitter.Node) -> str:
-    """For ``__init__``, its ``self.x = ...`` lines (what a method may use); else ``...``."""
+    """For ``__init__``, its ``self.x = ...`` lines (what a method may use); else nothing."""
     name = function.child_by_field_name("name")
     block = function.child_by_field_name("body")
     if name is None or name.text != b"__init__" or block is None:
-        return " ..."
+        return ""
     assignments = [
         _node_text(source, statement)
         for statement in block.named_children
@@ -141,7 +158,7 @@ def _init_attributes(source: SourceText, function: tree_sitter.Node) -> str:
         and "\n" not in _node_text(source, statement)
     ][:MAX_INIT_LINES]
     if not assignments:
-        return " ..."
+        return ""
     indentation = source.leading_whitespace(source.line_of(block.start_byte))
     return "".join(f"\n{indentation}{assignment}" for assignment in assignments)
 
