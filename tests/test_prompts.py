@@ -13,6 +13,9 @@ from lsp_verify.model.engine import Engine
 from lsp_verify.model.prompts import PromptContext, build_prompt, choose_format, fim_supported
 from lsp_verify.model.source import ModelFile
 from lsp_verify.model.types import SamplingParams
+from lsp_verify.pipeline import candidate_from
+from lsp_verify.syntax.context import prompt_pieces
+from lsp_verify.syntax.targets import target_at
 
 MODULE = '''import math
 
@@ -189,3 +192,58 @@ def test_chat_prompt_gives_bodies_that_pass_a_toy_test(engine: Engine) -> None:
         except Exception:
             pass
     assert passed >= 2, [g.text for g in gens]
+
+
+def _version_module() -> str:
+    """A value class shaped like semver's Version: properties with setters, a score of other methods."""
+    parts = [
+        "class Version:\n"
+        "    def __init__(self, major: int, minor: int, patch: int) -> None:\n"
+        "        self._major = major\n        self._minor = minor\n        self._patch = patch\n"
+    ]
+    for name in ("major", "minor", "patch", "prerelease", "build"):
+        parts.append(f"    @property\n    def {name}(self) -> int:\n        return self._{name}\n")
+        parts.append(
+            f"    @{name}.setter\n    def {name}(self, value: int) -> None:\n"
+            '        raise AttributeError("read-only")\n'
+        )
+    for name in ("to_tuple", "to_dict", "__iter__", "bump_major", "bump_minor", "bump_prerelease", "compare",
+                 "next_version", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__",
+                 "__str__", "__hash__", "finalize_version", "match", "bump_build"):  # fmt: skip
+        parts.append(f"    def {name}(self, other: object = None) -> object:\n        return None\n")
+    parts.append(
+        '    def bump_patch(self) -> "Version":\n'
+        '        """A new version with the patch part raised by one; this one is left as it is."""\n'
+        "        raise NotImplementedError\n"
+    )
+    return "\n".join(parts)
+
+
+@pytest.mark.model
+def test_a_method_of_a_class_with_many_methods_gets_bodies(engine: Engine) -> None:
+    """In a class of a real library the 0.5B model closed the code block at once when the pre-filled class
+    listed the other methods as body-less stubs (semver's Version.bump_patch: nothing to verify)."""
+    path, module = Path("/work/version.py"), _version_module()
+    target = target_at(module, path, module.split("\n").index("        raise NotImplementedError"))
+    pieces = prompt_pieces(module, target)
+    ctx = PromptContext(
+        path=path, imports=pieces.imports, class_header=pieces.class_header, header=pieces.header,
+        docstring=pieces.docstring, indent=pieces.indent, prefix=pieces.prefix, suffix=pieces.suffix,
+        class_methods=pieces.class_methods,
+    )  # fmt: skip
+    prompt = build_prompt(ctx, "chat")
+    gens = engine.generate(prompt, SamplingParams(k=4, max_tokens=64, temperature=0.7, seed=0))
+    right = 0
+    for gen in gens:
+        candidate = candidate_from(gen, prompt, module, target)
+        if candidate is None:
+            continue
+        namespace: dict[str, object] = {}
+        try:
+            exec(candidate.new_text, namespace)
+            version = namespace["Version"](1, 2, 3)  # type: ignore[operator]
+            bumped = version.bump_patch()
+            right += (bumped.major, bumped.minor, bumped.patch, version.patch) == (1, 2, 4, 3)
+        except Exception:
+            pass
+    assert right >= 2, [g.text for g in gens]
