@@ -13,9 +13,10 @@ code path (``Pipeline.prompt``: prompt pieces, fitting to the context, the engin
 - ``apart`` (now): the other methods' signatures in the user's message;
 - ``prefill`` (before): the same signatures in the pre-filled class, as the earlier code put them.
 
-Per method (classes with at least ``--min-methods`` methods; bodies of 1-15 lines that are not stubs; at most
-``--per-library`` a library, a seeded sample) it samples ``-k`` bodies in each layout and counts the usable
-ones (``candidate_from`` turns them into a candidate: parsed, not a stub) and the methods with at least one.
+Per method (classes with ``--min-methods`` to ``--max-methods`` methods, default 6 or more; bodies of
+1-15 lines that are not stubs; at most ``--per-library`` a library, a seeded sample) it samples ``-k``
+bodies in each layout and counts the usable ones (``candidate_from`` turns them into a candidate: parsed,
+not a stub) and the methods with at least one.
 It shows no tests (the verifier is not run): it measures what reaches verification, not what passes it.
 
     python bench/methods.py [--methods 24] [-k 4] [--seed 0] [--out bench/results/methods.md]
@@ -88,10 +89,8 @@ class Method:
         return f"{self.library}:{self.path.name}:{self.target.qualname}"
 
 
-def methods(
-    roots: dict[str, Path], min_methods: int, per_library: int, count: int, seed: int
-) -> list[Method]:
-    """A seeded sample of methods with real bodies from classes with at least ``min_methods`` methods."""
+def methods(roots: dict[str, Path], sizes: range, per_library: int, count: int, seed: int) -> list[Method]:
+    """A seeded sample of methods with real bodies from classes with a number of methods in ``sizes``."""
     from lsp_verify.syntax.targets import function_targets
 
     pool: list[Method] = []
@@ -110,7 +109,7 @@ def methods(
                 if target.class_name:
                     by_class.setdefault(target.class_name, []).append(target)
             for siblings in by_class.values():
-                if len(siblings) < min_methods:
+                if len(siblings) not in sizes:
                     continue
                 pool.extend(Method(library.name, path, text, t) for t in siblings if _real_body(t))
     random.Random(seed).shuffle(pool)
@@ -192,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which methods, and the sampling seed")
     parser.add_argument("--per-library", type=int, default=3, help="at most this many methods a library")
     parser.add_argument("--min-methods", type=int, default=6, help="only classes with this many methods")
+    parser.add_argument("--max-methods", type=int, default=10_000, help="... and at most this many")
     parser.add_argument("--cache", type=Path, default=realworld.DEFAULT_CACHE, help="where sdists are kept")
     parser.add_argument("--model", help="a GGUF (or embedded:NAME) instead of the default")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "methods.md")
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     roots = {
         lib.name: realworld.unpack(realworld.fetch(lib, args.cache), args.cache / "src") for lib in LIBRARIES
     }
-    chosen = methods(roots, args.min_methods, args.per_library, args.methods, args.seed)
+    sizes = range(args.min_methods, args.max_methods + 1)
+    chosen = methods(roots, sizes, args.per_library, args.methods, args.seed)
     values: dict[str, object] = {"seed": args.seed}
     if args.model:
         values["model"] = args.model
