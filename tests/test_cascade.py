@@ -553,6 +553,47 @@ def test_a_test_the_candidate_broke_is_named_before_one_that_failed_already(tmp_
         project.close()
 
 
+@pytest.mark.parametrize("testpaths", ["tests", None])
+def test_doctests_the_project_s_configuration_leaves_out_are_not_run(
+    tmp_path: Path, testpaths: str | None
+) -> None:
+    """semver collects modules' doctests but its testpaths leave src/ out, and its docstrings' examples use a
+    name its tests/conftest.py provides: run beside the module they failed whatever the candidate, so `fix`
+    could verify nothing there. pytest decides: a file the project's own doctest collection includes keeps
+    its examples as tests."""
+    root = tmp_path / "versions"
+    (root / "tests").mkdir(parents=True)
+    paths = f'testpaths = ["{testpaths}"]\n' if testpaths else ""
+    pytest_ini = f'[tool.pytest.ini_options]\naddopts = "--doctest-modules"\n{paths}'
+    (root / "pyproject.toml").write_text(f'[project]\nname = "versions"\nversion = "0"\n\n{pytest_ini}')
+    text = 'def bump(patch: int) -> int:\n    """\n    >>> versions.bump(1)\n    2\n    """\n    ...\n'
+    (root / "versions.py").write_text(text)
+    (root / "tests" / "conftest.py").write_text(
+        "import pytest\n\nimport versions\n\n\n@pytest.fixture(autouse=True)\n"
+        "def add_versions(doctest_namespace):\n    doctest_namespace['versions'] = versions\n"
+    )
+    (root / "tests" / "test_versions.py").write_text(
+        "from versions import bump\n\n\ndef test_bump() -> None:\n    assert bump(1) == 2\n"
+    )
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        plan = project.verifier.prepare(target_for(root / "versions.py", "bump"), text, CancelToken())
+        right = project.verifier.verify(
+            plan, candidate(0, text, "    ...\n", "    return patch + 1\n"), CancelToken()
+        )
+        if testpaths:
+            assert plan.doctest_file is None
+            assert any("docstring examples of versions.py are not run" in note for note in plan.notes), (
+                plan.notes
+            )
+            assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+        else:  # collected by the project itself: its examples count, and here they need the conftest's name
+            assert plan.doctest_file == "versions.py"
+            assert not right.passed and "NameError" in (right.first_error or ""), right.first_error
+    finally:
+        project.close()
+
+
 def test_doctest_failure_summaries() -> None:
     no_expectation = """\
 004     >>> f(19) == 'xix'

@@ -126,6 +126,7 @@ class _CollectPlugin(_ResultPlugin):
                 "addopts": [str(a) for a in config.getini("addopts")],
                 "filterwarnings": [str(f) for f in config.getini("filterwarnings")],
                 "inipath": self._relative(str(config.inipath)) if config.inipath else "",
+                "doctest_modules": bool(config.getoption("doctestmodules", False)),
             }
         )
 
@@ -152,6 +153,7 @@ class _CollectPlugin(_ResultPlugin):
                     "def_file": def_file,
                     "qualname": qualname,
                     "line": line,
+                    "doctest": type(item).__name__ == "DoctestItem",
                 }
             )
 

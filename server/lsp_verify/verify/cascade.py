@@ -272,10 +272,17 @@ class Verifier:
         notes: list[str] = []
         mypy_config: Path | None = None
         nearby: list[tuple[str, bool]] = []
+        doctest_file = relative.as_posix() if ">>>" in original_text else None
         if self.settings.trusted:  # collecting imports conftest.py and the test modules: workspace code
             collection = self._collection(target, relative, original_text, cancel)
             nearby = self._nearby_in(target, collection)
             notes += _collection_notes(collection)
+            if doctest_file is not None and _doctests_left_out(collection, doctest_file):
+                notes.append(
+                    f"the docstring examples of {doctest_file} are not run: the project's pytest collects "
+                    "modules' doctests (--doctest-modules), but its configuration leaves this file's out"
+                )
+                doctest_file = None
             if self.python.note:
                 notes.append(self.python.note)
         else:
@@ -288,7 +295,7 @@ class Verifier:
             relative_path=relative,
             pytest_targets=tuple(node_id for node_id, _ in nearby),
             direct_tests=tuple(node_id for node_id, is_direct in nearby if is_direct),
-            doctest_file=relative.as_posix() if ">>>" in original_text else None,
+            doctest_file=doctest_file,
             notes=tuple(notes),
             mypy_config_file=mypy_config,
             started_at=started,
@@ -899,6 +906,18 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _doctests_left_out(collection: Collection, doctest_file: str) -> bool:
+    """Whether the project's own runs collect modules' doctests but not ``doctest_file``'s (its
+    ``testpaths`` leave the file out, say): then its examples are documentation the project never runs,
+    and may need what only its test directories provide (semver's use a ``doctest_namespace`` fixture of
+    ``tests/conftest.py``: run beside the module they fail whatever the code does). pytest alone decides:
+    where the project does not collect doctests at all, a module's examples are run as lsp-verify's own
+    check of the function."""
+    return collection.doctest_modules and not any(
+        test.doctest and test.file == doctest_file for test in collection.tests
+    )
 
 
 def _collection_notes(collection: Collection) -> list[str]:

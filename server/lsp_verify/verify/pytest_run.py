@@ -96,6 +96,8 @@ class CollectedTest:
     """The function's ``__qualname__``, e.g. ``AreaTests.test_square`` (empty for non-function items)."""
     line: int
     """0-based first line of the function's definition (its first decorator), -1 when unknown."""
+    doctest: bool = False
+    """A docstring's examples (``--doctest-modules``), not a test function."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +111,9 @@ class Collection:
     """Why nothing could be collected (one line naming the file), else empty."""
     python_files: tuple[str, ...] = _DEFAULT_PYTHON_FILES
     """The project's ``python_files`` patterns: a new file matching one may hold tests."""
+    doctest_modules: bool = False
+    """The project's own runs collect modules' doctests (``--doctest-modules`` in its addopts): then a
+    module whose doctests it does not collect is one its configuration leaves out (``testpaths``)."""
     fresh_process: str = ""
     """Why each run needs a fresh ``python -m pytest``-like process (empty: the fork server reproduces
     the project's own runs)."""
@@ -435,12 +440,14 @@ def _collection(
             def_file=str(event.get("def_file", "")),
             qualname=str(event.get("qualname", "")),
             line=int(event.get("line", -1)),
+            doctest=bool(event.get("doctest", False)),
         )
         for event in events
         if event.get("event") == "item"
     )
     config = next((event for event in events if event.get("event") == "config"), {})
     python_files = tuple(str(p) for p in config.get("python_files", ())) or _DEFAULT_PYTHON_FILES
+    doctest_modules = bool(config.get("doctest_modules", False))
     errors = tuple(
         (_error_location(str(event["nodeid"]), root), _one_line(str(event.get("message", "")), root))
         for event in events
@@ -465,7 +472,14 @@ def _collection(
     elif errors and not tests:
         where, message = errors[0]
         problem = f"no test could be collected; {where}: {message}"
-    return Collection(tests=tests, errors=errors, problem=problem, python_files=python_files, seconds=seconds)
+    return Collection(
+        tests=tests,
+        errors=errors,
+        problem=problem,
+        python_files=python_files,
+        doctest_modules=doctest_modules,
+        seconds=seconds,
+    )
 
 
 def _error_location(nodeid: str, root: Path) -> str:
