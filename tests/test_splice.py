@@ -79,6 +79,20 @@ def test_fenced_full_definition_with_prose_and_helper_imports() -> None:
     )
 
 
+def test_a_docstring_with_a_fenced_example_does_not_hide_the_body() -> None:
+    """The chat prompt's answer is pre-filled with ```python, the header and the docstring; humanize's
+    docstrings hold their examples in a ```pycon block, whose fences split that code where no fence ends
+    it: none of the 8 bodies the model wrote for naturalsize was extracted."""
+    text = (
+        "def size(value: int) -> str:\n"
+        '    """Format a size.\n\n    Examples:\n        ```pycon\n        >>> size(3)\n        \'3 B\'\n\n'
+        '        ```\n    """\n    ...\n'
+    )
+    target = stub("size", text)
+    prefill = "```python\n" + text.removesuffix("    ...\n")
+    assert extract_body(prefill + '    return f"{value} B"\n', target) == '    return f"{value} B"'
+
+
 def test_method_inside_a_class_block_is_reindented_to_the_target() -> None:
     generated = (
         "```\n"

@@ -159,13 +159,14 @@ def _replacement(text: str, target: EditTarget, body: str) -> tuple[SourceText, 
 
 
 def _snippets(text: str) -> Iterator[str]:
-    """Places in model output where code may be: fenced blocks (Python ones first), else the whole text
+    """Places in model output where code may be: fenced blocks (Python ones first), then the whole text
     and the text from the first line that looks like the start of code."""
     fenced = [(match.group(1).lower(), match.group(2)) for match in _FENCE.finditer(text)]
     if fenced:
         python = [code for language, code in fenced if language in _PYTHON_FENCES]
         yield from python or [code for _, code in fenced]
-        return
+    # Tried after the fenced blocks, for when a fence inside the code split it: a docstring whose examples
+    # are a ```pycon block (humanize's naturalsize) ends the chat prompt's pre-filled ```python block early.
     yield text
     start = _CODE_START.search(text)
     if start is not None and text[: start.start()].strip():
