@@ -8,10 +8,14 @@ block at once (``semver.Version.bump_patch``: P(closing fence) = 0.98 as the fir
 candidate to verify. Now those signatures are listed in the user's message instead
 (``syntax.context._class_members``). This benchmark measures both layouts side by side, on the product's own
 code path (``Pipeline.prompt``: prompt pieces, fitting to the context, the engine's batched sampling and
-``pipeline.candidate_from``), for methods sampled from pinned sdists:
+``pipeline.candidate_from``), for methods sampled from pinned sdists, in three variants:
 
-- ``apart`` (now): the other methods' signatures in the user's message;
-- ``prefill`` (before): the same signatures in the pre-filled class, as the earlier code put them.
+- ``apart`` (now): the other methods' signatures in the user's message, and the engine lets no sequence
+  end before it has written something (``Engine.blank_bans``: an end of generation or the start of a stop
+  string cannot be sampled while the text is blank);
+- ``apart, may end empty``: the same prompt, a sequence may end at once (``Engine.allow_empty``);
+- ``prefill, may end empty`` (before 2026-12-06): the signatures in the pre-filled class, as the earlier code
+  put them, and a sequence may end at once.
 
 Per method (classes with ``--min-methods`` to ``--max-methods`` methods, default 6 or more; bodies of
 1-15 lines that are not stubs; at most ``--per-library`` a library, a seeded sample) it samples ``-k``
@@ -50,7 +54,9 @@ if TYPE_CHECKING:
     from lsp_verify.syntax.context import PromptPieces
     from lsp_verify.syntax.target import EditTarget
 
-LAYOUTS = ("apart", "prefill")
+LAYOUTS = ("apart", "apart, may end empty", "prefill, may end empty")
+"""Each a prompt layout and whether the engine lets a sequence end before writing anything (the last is
+how the product worked before 2026-12-06)."""
 
 # Libraries with large classes, each a different style (pinned like bench/realworld.py's).
 LIBRARIES: tuple[realworld.Library, ...] = tuple(
@@ -145,17 +151,23 @@ def prefill_layout(pieces: PromptPieces) -> PromptPieces:
 
 
 @contextlib.contextmanager
-def layout(name: str) -> Iterator[None]:
-    """Build prompts in layout ``name`` (``prefill``: the earlier one) while inside."""
+def layout(name: str, pipeline: Pipeline) -> Iterator[None]:
+    """Build prompts and sample as variant ``name`` of :data:`LAYOUTS` while inside."""
     import lsp_verify.pipeline as pipeline_module
 
     original = pipeline_module.prompt_pieces
-    if name == "prefill":
+    if name.startswith("prefill"):
         pipeline_module.prompt_pieces = lambda text, target: prefill_layout(original(text, target))
+    engine = pipeline.engine()
+    allowed = getattr(engine, "allow_empty", None)
+    if allowed is not None:
+        engine.allow_empty = "may end empty" in name  # type: ignore[attr-defined]
     try:
         yield
     finally:
         pipeline_module.prompt_pieces = original
+        if allowed is not None:
+            engine.allow_empty = allowed  # type: ignore[attr-defined]
 
 
 @dataclasses.dataclass
@@ -218,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in chosen:
         row: dict[str, Sampled] = {}
         for name in LAYOUTS:
-            with layout(name):
+            with layout(name, pipeline):
                 row[name] = sample(pipeline, method, roots[method.library], args.k)
         rows.append((method, row))
         said = "  ".join(f"{n}: {row[n].usable}/{args.k} usable, {row[n].empty} empty" for n in LAYOUTS)
@@ -255,7 +267,7 @@ def markdown(rows: list[tuple[Method, dict[str, Sampled]]], k: int) -> str:
     lines += ["", "| method | prompt tokens (apart / prefill) | " + " | ".join(LAYOUTS) + " |",
               "|---|---:|" + "---:|" * len(LAYOUTS)]  # fmt: skip
     for method, row in rows:
-        tokens = f"{row['apart'].prompt_tokens} / {row['prefill'].prompt_tokens}"
+        tokens = f"{row[LAYOUTS[0]].prompt_tokens} / {row[LAYOUTS[-1]].prompt_tokens}"
         cells = " | ".join(f"{row[n].usable}/{k} ({row[n].empty} empty)" for n in LAYOUTS)
         lines.append(f"| `{method.key}` | {tokens} | {cells} |")
     return "\n".join(lines) + "\n"

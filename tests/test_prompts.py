@@ -247,3 +247,31 @@ def test_a_method_of_a_class_with_many_methods_gets_bodies(engine: Engine) -> No
         except Exception:
             pass
     assert right >= 2, [g.text for g in gens]
+
+
+@pytest.mark.model
+def test_a_sequence_cannot_end_before_writing_anything(engine: Engine) -> None:
+    """An empty answer is never a candidate. With the class's other methods as body-less stubs in the
+    pre-filled code (the layout before 2026-12-06) the 0.5B model closes the code block before writing the
+    body; while a sequence has written nothing but whitespace, the engine masks the end-of-generation tokens
+    and those that start a stop string."""
+    path, module = Path("/work/version.py"), _version_module()
+    target = target_at(module, path, module.split("\n").index("        raise NotImplementedError"))
+    pieces = prompt_pieces(module, target)
+    stubs = [f"    {line}" for method in pieces.class_methods for line in method.split("\n")]
+    ctx = PromptContext(
+        path=path, imports=pieces.imports, class_header="\n".join([pieces.class_header or "", *stubs]),
+        header=pieces.header, docstring=pieces.docstring, indent=pieces.indent, prefix="", suffix="",
+    )  # fmt: skip
+    prompt = build_prompt(ctx, "chat")
+    params = SamplingParams(k=4, max_tokens=64, temperature=0.7, seed=0)
+    engine.allow_empty = True
+    try:
+        before = engine.generate(prompt, params)
+    finally:
+        engine.allow_empty = False
+    assert all(not g.text.strip() for g in before), [g.text for g in before]  # it does close at once
+    after = engine.generate(prompt, params)
+    assert all(g.text.strip() for g in after), [g.text for g in after]
+    usable = [g for g in after if candidate_from(g, prompt, module, target) is not None]
+    assert len(usable) >= 2, [g.text for g in after]

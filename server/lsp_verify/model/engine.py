@@ -13,7 +13,9 @@ Built on llama-cpp-python's low-level ctypes bindings (``llama_cpp.llama_cpp``) 
    with its own native sampler chain (top-k -> temp -> top-p -> dist, seed ``params.seed + i``; greedy at
    temperature 0);
 4. a sequence ends on an end-of-generation token, a stop string, ``max_tokens``, or when
-   ``prompt.is_complete`` says the code has left the function; it is handed to ``on_generation`` at once;
+   ``prompt.is_complete`` says the code has left the function; it is handed to ``on_generation`` at once.
+   It cannot end before it has written something: while its text is blank, the end-of-generation tokens and
+   those that start a stop string are masked in its logits (:meth:`Engine.blank_bans`);
 5. with ``params.lead``, sequence 0 is greedy and steps 3-4 run for it alone first, then for the other k - 1
    together (they decode the prompt's last token again: its logits are gone by then). Batching k sequences
    buys throughput at the price of each one's speed; the lead is the one the user waits for.
@@ -287,6 +289,9 @@ class Engine:
         self._n_ctx_seq = self._n_ctx if self._unified else self._n_ctx // n_seq_max
         self._pieces: dict[int, bytes] = {}
         self._eog_ids: list[int] | None = None
+        self._blank_bans: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
+        self.allow_empty = False
+        """Let a sequence end before it has written anything (on only to measure what the ban changes)."""
         n_layers = int(lib.llama_model_n_layer(model))
         system_info = (lib.llama_print_system_info() or b"").decode("utf-8", "replace")
         self._info = EngineInfo(
@@ -399,6 +404,27 @@ class Engine:
             is_eog = self._lib.llama_vocab_is_eog
             self._eog_ids = [t for t in range(self._n_vocab) if is_eog(self._vocab, t)]
         return self._eog_ids
+
+    def blank_bans(self, stop: tuple[str, ...]) -> npt.NDArray[np.intp]:
+        """Tokens a sequence may not write while it has written nothing but whitespace: an end of
+        generation, or the start of a stop string. An empty answer is never a candidate, and a small model
+        shown a long class or a docstring it takes for the whole function closes the code block at once
+        (``bench/methods.py``); computed once per set of stop strings."""
+        bans = self._blank_bans.get(stop)
+        if bans is None:
+            starts = [s for s in stop if s]
+            banned = set(self.eog_tokens())
+            for token in range(self._n_vocab):
+                text = self._piece(token).decode("utf-8", "replace").lstrip()
+                if text and any(s.startswith(text) or text.startswith(s) for s in starts):
+                    banned.add(token)
+            bans = self._blank_bans[stop] = np.array(sorted(banned), dtype=np.intp)
+        return bans
+
+    def _ban(self, row: int, tokens: npt.NDArray[np.intp]) -> None:
+        """Make ``tokens`` impossible in logits row ``row`` of the last decode (what the samplers read)."""
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        logits[tokens] = -np.inf
 
     # ----------------------------------------------------------------------------------------- sampling
 
@@ -540,6 +566,7 @@ class Engine:
                 lib.llama_memory_seq_cp(self._mem, prompt_seq, seq.index, -1, n_prompt - 1 if lead else -1)
             waves = [seqs[:1], seqs[1:]] if lead else [seqs]
             max_stop = max((len(s) for s in prompt.stop), default=0)
+            bans = None if self.allow_empty else self.blank_bans(prompt.stop)
             scratch = np.empty((max(map(len, waves)), self._n_vocab), dtype=np.float32)
 
             def run_wave(live: list[_Sequence], rows: list[int]) -> bool:
@@ -548,6 +575,10 @@ class Engine:
                 while True:
                     logits = self._logits(rows)
                     lse = _logsumexp_rows(logits, scratch)
+                    if bans is not None:  # after lse: log-probabilities stay those of the model
+                        for j, seq in enumerate(live):
+                            if not seq.text.strip():
+                                self._ban(rows[j], bans)
                     still: list[_Sequence] = []
                     for j, seq in enumerate(live):
                         token = int(lib.llama_sampler_sample(seq.sampler, ctx, rows[j]))
