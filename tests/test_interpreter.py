@@ -108,6 +108,34 @@ def test_the_workspaces_venv_runs_its_tests_and_its_dependencies_are_found(
 
 
 @needs_bwrap
+def test_the_projects_venv_is_active_for_its_tests(project: Path, verifiers: list[Verifier]) -> None:
+    """As tox, CI and an activated shell run them: the venv's bin first on PATH (glom's CLI test runs `glom`,
+    which failed for want of it)."""
+    python = make_venv(project / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    tool = python.parent / "calc-tool"
+    tool.write_text("#!/bin/sh\necho 20\n")
+    tool.chmod(0o755)
+    (project / "tests" / "test_tool.py").write_text(
+        "import os\nimport subprocess\n\nfrom calc import to_mm\n\n\n"
+        "def test_to_mm_matches_the_tool() -> None:\n"
+        "    out = subprocess.run(['calc-tool'], capture_output=True, text=True, check=True).stdout\n"
+        "    assert out.strip() == str(int(to_mm(2)))\n"
+        "    assert os.environ['VIRTUAL_ENV'].endswith('.venv')\n"
+    )
+    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = project / "calc.py"
+    text = path.read_text()
+    (target,) = function_targets(text, path)
+    plan = verifier.prepare(target, text, CancelToken())
+    assert "tests/test_tool.py::test_to_mm_matches_the_tool" in plan.direct_tests
+    fine = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
+    assert fine.passed and "tests/test_tool.py::test_to_mm_matches_the_tool" in fine.tests_passed, (
+        fine.first_error
+    )
+
+
+@needs_bwrap
 def test_a_venv_without_pytest_is_named_and_lsp_verifys_own_python_runs_the_tests(project: Path) -> None:
     make_venv(project / ".venv", with_pytest=False)
     python = project_python(project, None, trusted=True, isolation=ISOLATION)

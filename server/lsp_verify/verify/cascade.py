@@ -202,7 +202,8 @@ class Verifier:
         )  # fmt: skip
         self._pytest_worker = WorkerProcess(
             "pytest", limits=limits, isolation=self.isolation, writable=[self._shadows.path],
-            readable=readable, cwd=self._shadows.path, env=env, python=self.python,
+            readable=readable, cwd=self._shadows.path, env={**env, **_activated(self.python.executable)},
+            python=self.python,
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
@@ -906,6 +907,19 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _activated(python: str) -> dict[str, str]:
+    """What activating ``python``'s virtualenv sets - its ``bin`` first on ``PATH``, ``VIRTUAL_ENV`` - as
+    tox, CI and an activated shell run a project's tests: a test may start the project's own console scripts
+    (glom's CLI test runs ``glom``). Nothing for an interpreter outside a virtualenv."""
+    bindir = Path(python).parent
+    if not (bindir.parent / "pyvenv.cfg").is_file():
+        return {}
+    return {
+        "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")]),
+        "VIRTUAL_ENV": str(bindir.parent),
+    }
 
 
 def _doctests_left_out(collection: Collection, doctest_file: str) -> bool:
