@@ -15,7 +15,7 @@ import pytest
 from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
 from lsp_verify.syntax.targets import function_targets
-from lsp_verify.verify.cascade import Verifier, VerifyError
+from lsp_verify.verify.cascade import Verifier, VerifyError, VerifyPlan
 from lsp_verify.verify.interpreter import InterpreterError, project_python
 from lsp_verify.verify.sandbox import choose_isolation
 from lsp_verify.verify.types import Candidate, Evidence
@@ -79,6 +79,16 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def prepared_calc(project: Path, verifiers: list[Verifier]) -> tuple[Verifier, str, VerifyPlan]:
+    """A trusted verifier for ``project`` (closed by ``verifiers``), calc.py's text and its plan for to_mm."""
+    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = project / "calc.py"
+    text = path.read_text()
+    (target,) = function_targets(text, path)
+    return verifier, text, verifier.prepare(target, text, CancelToken())
+
+
 @pytest.fixture
 def verifiers() -> Iterator[list[Verifier]]:
     made: list[Verifier] = []
@@ -92,13 +102,8 @@ def test_the_workspaces_venv_runs_its_tests_and_its_dependencies_are_found(
     project: Path, verifiers: list[Verifier]
 ) -> None:
     make_venv(project / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
-    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
-    verifiers.append(verifier)
+    verifier, text, plan = prepared_calc(project, verifiers)
     assert verifier.python.source == "the workspace's .venv" and not verifier.python.note
-    path = project / "calc.py"
-    text = path.read_text()
-    (target,) = function_targets(text, path)
-    plan = verifier.prepare(target, text, CancelToken())
     assert "tests/test_calc.py::test_to_mm" in plan.direct_tests
     fine = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
     assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
@@ -122,12 +127,7 @@ def test_the_projects_venv_is_active_for_its_tests(project: Path, verifiers: lis
         "    assert out.strip() == str(int(to_mm(2)))\n"
         "    assert os.environ['VIRTUAL_ENV'].endswith('.venv')\n"
     )
-    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
-    verifiers.append(verifier)
-    path = project / "calc.py"
-    text = path.read_text()
-    (target,) = function_targets(text, path)
-    plan = verifier.prepare(target, text, CancelToken())
+    verifier, text, plan = prepared_calc(project, verifiers)
     assert "tests/test_tool.py::test_to_mm_matches_the_tool" in plan.direct_tests
     fine = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
     assert fine.passed and "tests/test_tool.py::test_to_mm_matches_the_tool" in fine.tests_passed, (
@@ -177,12 +177,7 @@ def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
     """mypy runs in lsp-verify's interpreter but finds `units` (installed only in the project's .venv, with
     py.typed) there, so a candidate that misuses it fails the type check, not only the tests."""
     make_venv(project / ".venv", with_pytest=True, packages={"units/": "MM_PER_CM: int = 10\n"})
-    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
-    verifiers.append(verifier)
-    path = project / "calc.py"
-    text = path.read_text()
-    (target,) = function_targets(text, path)
-    plan = verifier.prepare(target, text, CancelToken())
+    verifier, text, plan = prepared_calc(project, verifiers)
     misuse = text.replace("cm * units.MM_PER_CM", "cm * units.MM_PER_CM.upper()")
     result = verifier.verify(plan, Candidate(0, "", misuse, "misuse"), CancelToken())
     mypy = next(stage for stage in result.stages if stage.stage == "mypy")

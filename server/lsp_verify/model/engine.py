@@ -389,14 +389,16 @@ class Engine:
         """Bytes of one token (control tokens render as nothing); cached, the vocabulary never changes."""
         piece = self._pieces.get(token)
         if piece is None:
-            buf = ctypes.create_string_buffer(64)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
-            piece = buf.raw[:n]
-            self._pieces[token] = piece
+            piece = self._pieces[token] = self._token_bytes(token)
         return piece
+
+    def _token_bytes(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
 
     def eog_tokens(self) -> list[int]:
         """Ids of every end-of-generation token (EOS, EOT, FIM pad, ...), computed once."""
@@ -414,8 +416,8 @@ class Engine:
         if bans is None:
             starts = [s for s in stop if s]
             banned = set(self.eog_tokens())
-            for token in range(self._n_vocab):
-                text = self._piece(token).decode("utf-8", "replace").lstrip()
+            for token in range(self._n_vocab):  # not through the piece cache: it is for generated tokens
+                text = self._token_bytes(token).decode("utf-8", "replace").lstrip()
                 if text and any(s.startswith(text) or text.startswith(s) for s in starts):
                     banned.add(token)
             bans = self._blank_bans[stop] = np.array(sorted(banned), dtype=np.intp)
