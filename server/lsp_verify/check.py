@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
-from .config import find_project_root
+from .config import Settings, find_project_root
 from .headless import (
     Quiet,
     SettingsFor,
@@ -113,8 +114,7 @@ def run_check(
     cwd = (cwd or Path.cwd()).resolve()
     anchor = (cwd / options.paths[0]).resolve() if options.paths else cwd
     git_root = gitdiff.repo_root(anchor)
-    root = find_project_root(anchor) if options.paths else (git_root or find_project_root(anchor))
-    report = RunReport(command="check", root=str(root))
+    report = RunReport(command="check", root=str(git_root or find_project_root(anchor)))
 
     try:
         files = _select_files(options, cwd, git_root)
@@ -127,7 +127,34 @@ def run_check(
         )
         return report
 
-    settings = settings_for(root)
+    # Each file is checked in its own project, as pytest would run its tests: the members of a monorepo
+    # each have their own configuration, conftest.py files and tests (config.find_project_root).
+    projects: dict[Path, list[_FileToCheck]] = {}
+    for item in files:
+        projects.setdefault(find_project_root(item.path), []).append(item)
+    # Reported paths are relative to the repository's top (where CI annotations point), else to the
+    # one project, or to the projects' common directory.
+    root = git_root or (next(iter(projects)) if len(projects) == 1 else Path(os.path.commonpath(projects)))
+    report.root = str(root)
+    for project, items in projects.items():
+        part = RunReport(command="check", root=str(project))
+        _check_project(project, items, options, settings_for(project), part, status, cancel)
+        _merge(report, part, relpath_in(project, root))
+    if not report.functions and report.error is None:
+        report.notes.append("the change touches no function: nothing to verify")
+    return report
+
+
+def _check_project(
+    root: Path,
+    files: list[_FileToCheck],
+    options: CheckOptions,
+    settings: Settings,
+    report: RunReport,
+    status: StatusSink,
+    cancel: CancelToken,
+) -> None:
+    """Check ``files``, all of the project at ``root``, into ``report``."""
     report.problems.extend(settings.problems)
     from .verify.cascade import Verifier, VerifyError
 
@@ -135,7 +162,7 @@ def run_check(
         verifier = Verifier(root, settings)
     except VerifyError as exc:  # e.g. sandbox = "bwrap" where bubblewrap cannot run: nothing ran
         report.error = str(exc)
-        return report
+        return
     with verifier:
         work = [_functions_of(item, root) for item in files]
         jobs = [job for _, file_jobs in work for job in file_jobs]
@@ -154,9 +181,32 @@ def run_check(
             ]
             base_name = options.base or "HEAD"
             _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
-    if not report.functions:
-        report.notes.append("the change touches no function: nothing to verify")
-    return report
+
+
+def _merge(report: RunReport, part: RunReport, project: str) -> None:
+    """``part``, the report of the project at ``project`` (relative to ``report.root``), into ``report``:
+    its files relative to that root, its notes and error said to be that project's."""
+    prefix = "" if project == "." else f"{project}/"
+    for function in part.functions:
+        report.functions.append(
+            dataclasses.replace(
+                function,
+                file=prefix + function.file,
+                # pytest's node ids start with a path from its rootdir, the project's.
+                tests_selected=tuple(prefix + nodeid for nodeid in function.tests_selected),
+                tests_passed=tuple(prefix + nodeid for nodeid in function.tests_passed),
+                tests_failed=tuple(prefix + nodeid for nodeid in function.tests_failed),
+                tests_fixed=tuple(prefix + nodeid for nodeid in function.tests_fixed),
+            )
+            if prefix
+            else function
+        )
+    said = f"{project}: " if prefix else ""
+    # A settings problem names its file, and the user's own settings are every project's: said once.
+    report.problems.extend(problem for problem in part.problems if problem not in report.problems)
+    report.notes.extend(said + note for note in part.notes)
+    if part.error is not None:
+        report.error = "; ".join(filter(None, [report.error, said + part.error]))
 
 
 def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> list[_FileToCheck]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -241,16 +242,68 @@ the repository's layer lies under the user's and ``false`` is merely the default
 one of the two tables (a test checks it)."""
 
 
-def find_project_root(start: Path) -> Path:
-    """The nearest directory above ``start`` holding pyproject.toml, setup.cfg, setup.py or .git."""
+PYTEST_CONFIG_FILES = (
+    ("pytest.ini", None),
+    (".pytest.ini", None),
+    ("pyproject.toml", re.compile(r"^\[tool\.pytest(\.ini_options)?\]", re.MULTILINE)),
+    ("tox.ini", re.compile(r"^\[pytest\]", re.MULTILINE)),
+    ("setup.cfg", re.compile(r"^\[tool:pytest\]", re.MULTILINE)),
+)
+"""pytest's configuration files in its order of preference, each with the section that makes it one (None:
+the file is one by being there)."""
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+
+
+def pytest_config_file(directory: Path) -> str:
+    """The name of the pytest configuration file in ``directory`` (empty: it has none)."""
+    for name, section in PYTEST_CONFIG_FILES:
+        try:
+            text = (directory / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if section is None or section.search(text):
+            return name
+    return ""
+
+
+def find_project_root(start: Path, within: Path | None = None) -> Path:
+    """The root of the project ``start`` belongs to: where its tests are collected and run, and what a
+    shadow copies.
+
+    As pytest finds its rootdir for tests there: the nearest directory above ``start`` that holds a pytest
+    configuration (:data:`PYTEST_CONFIG_FILES`), even past a nearer ``pyproject.toml`` without one - in a uv
+    workspace, the root's configuration is every member's that has none of its own. Without a configuration,
+    the nearest directory holding pyproject.toml, setup.cfg, setup.py or .git, so that each member of a
+    monorepo is its own project. The search ends at the repository's top (the directory holding ``.git``)
+    and at ``within`` (the editor's workspace folder: nothing above it is trusted), which is the answer when
+    nothing below it is one.
+    """
     start = start.resolve()
     here = start if start.is_dir() else start.parent
+    bound = within.resolve() if within is not None else None
+    if bound is not None and not here.is_relative_to(bound):
+        bound = None
+    ancestors = []
     for candidate in (here, *here.parents):
-        if any(
-            (candidate / marker).exists() for marker in ("pyproject.toml", "setup.cfg", "setup.py", ".git")
-        ):
-            return candidate
-    return here
+        ancestors.append(candidate)
+        if candidate == bound or (candidate / ".git").exists():
+            break
+    configured = next((candidate for candidate in ancestors if pytest_config_file(candidate)), None)
+    if configured is not None:
+        return configured
+    marked = (
+        candidate
+        for candidate in ancestors
+        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS)
+    )
+    return next(marked, bound or here)
+
+
+def repository_top(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``.git`` (None: not in a repository)."""
+    start = start.resolve()
+    return next((c for c in (start, *start.parents) if (c / ".git").exists()), None)
 
 
 def project_settings(root: Path, base: Settings | None = None, *, trusted: bool) -> Settings:

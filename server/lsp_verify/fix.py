@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .cancel import CancelToken
-from .config import Settings, find_project_root
+from .config import Settings, find_project_root, repository_top
 from .headless import (
     Quiet,
     SettingsFor,
@@ -92,8 +92,12 @@ def run_fix(
         report.notes.append("no Python files in the staged change")
         return report
 
+    # Each file is fixed in its own project (config.find_project_root: a monorepo's members are projects of
+    # their own); the settings that shape generation are the first one's, and paths are reported relative to
+    # the repository's top.
     root = find_project_root(files[0].path)
-    report.root = str(root)
+    shown_from = repository_top(root) or root
+    report.root = str(shown_from)
     settings = settings_for(root)
     report.problems.extend(settings.problems)
 
@@ -120,7 +124,7 @@ def run_fix(
         pipeline.engine()
         for source, targets in plans:
             report.functions.extend(
-                _fix_file(pipeline, source, targets, root, options, settings, status, cancel, asker)
+                _fix_file(pipeline, source, targets, shown_from, options, settings, status, cancel, asker)
             )
     except (ModelError, EngineError, ImportError) as exc:
         report.error = (
@@ -183,7 +187,7 @@ def _fix_file(
     pipeline: Pipeline,
     source: SourceFile,
     targets: list[EditTarget],
-    root: Path,
+    shown_from: Path,
     options: FixOptions,
     settings: Settings,
     status: StatusSink,
@@ -196,7 +200,8 @@ def _fix_file(
     from .syntax.targets import function_targets
 
     path, original = source.path, source.text
-    relpath = relpath_in(path, root)
+    relpath = relpath_in(path, shown_from)
+    root = find_project_root(path)
     text = original
     reports: list[FunctionReport] = []
     tests: list[TestEdit] = []
@@ -221,7 +226,7 @@ def _fix_file(
         fix = asked.fix
         outcome = _fix_outcome(fix, text, relpath, settings)
         best = _accepted(fix, settings)
-        reports.append(_with_question(outcome, asked, root, best is not None))
+        reports.append(_with_question(outcome, asked, shown_from, best is not None))
         if best is not None:
             text = best.candidate.new_text
             if asked.tests is not None:

@@ -44,12 +44,15 @@ class FixRequest:
     text: str
     """The document text the request is computed for."""
     root: Path
-    """Workspace root: where tests are searched and run."""
+    """The project's root (``config.find_project_root``): where tests are searched and run."""
     line: int | None = None
     """0-based line inside the function to rewrite; None means the first stub in the file."""
     version: int | None = None
     feedback: str | None = None
     """A failure the first prompt shows the model (a quick fix for a diagnostic: the failing test)."""
+    workspace: Path | None = None
+    """The editor's workspace folder, whose trust covers ``root``: the project's environment is looked for
+    up to it (see :class:`~lsp_verify.verify.cascade.Verifier`); None: up to the repository's top."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +109,7 @@ ResultCallback = Callable[[CandidateResult], None]
 
 
 class Pipeline:
-    """Owns the engine (loaded lazily, once per process) and one verifier per workspace root.
+    """Owns the engine (loaded lazily, once per process) and one verifier per project root.
 
     Thread model: :meth:`run` blocks and is meant to be called from one worker thread at a time (the LSP
     layer queues requests on a single worker; the CLI calls it directly). :meth:`targets` is cheap
@@ -170,17 +173,18 @@ class Pipeline:
                 self._engine_key = key
             return self._engine
 
-    def warm_up(self, root: Path) -> None:
+    def warm_up(self, root: Path, workspace: Path | None = None) -> None:
         """Start what the first request for ``root`` needs besides the model: the verifier's mypy and
         pytest workers (they import in the background). The model stays unloaded until a request needs it,
         so an idle editor does not hold its memory."""
-        self.verifier(root)
+        self.verifier(root, workspace)
 
-    def verifier(self, root: Path) -> Verifier:
+    def verifier(self, root: Path, workspace: Path | None = None) -> Verifier:
+        """The verifier of the project at ``root`` (``workspace``: see :attr:`FixRequest.workspace`)."""
         with self._lock:
             verifier = self._verifiers.get(root)
             if verifier is None:
-                verifier = self._verifiers[root] = Verifier(root, self.settings)
+                verifier = self._verifiers[root] = Verifier(root, self.settings, workspace)
             return verifier
 
     def invalidate(self, paths: Sequence[Path]) -> None:
@@ -215,7 +219,7 @@ class Pipeline:
         cancel = cancel or CancelToken()
         start = time.monotonic()
         target = self.target(request)
-        verifier = self.verifier(request.root)
+        verifier = self.verifier(request.root, request.workspace)
         selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
         verifier.baseline(selection, cancel)
@@ -299,7 +303,7 @@ class Pipeline:
         cancel.raise_if_cancelled()
 
         report.stage("baseline", f"checking the original {target.qualname} (baseline)")
-        verifier = self.verifier(request.root)
+        verifier = self.verifier(request.root, request.workspace)
         selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
         baseline = _Baseline(verifier, selection, cancel, background=self.overlap_baseline)

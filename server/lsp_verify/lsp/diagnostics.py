@@ -130,7 +130,7 @@ class OnSaveChecks:
             base = base_text(path, opened)
             if base == text:
                 return []  # nothing changed: no verifier needed
-            return check_text(pipeline.verifier(root), path, text, base, token)
+            return check_text(pipeline.verifier(root, ls.root), path, text, base, token)
 
         job = ls.worker.submit(work, key=(uri, "check on save"), uri=uri)
         try:

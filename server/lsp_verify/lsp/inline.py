@@ -138,6 +138,7 @@ class InlineCompletions:
             root=ls.root_for(path),
             line=target.def_start_line,
             version=doc.version,
+            workspace=ls.root,
         )
         progress = WorkDoneProgress(ls, f"{PROGRESS_TITLE} for {target.qualname}", enabled=ls.shows_progress)
         await progress.begin(f"queued: {target.qualname}")

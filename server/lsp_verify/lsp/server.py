@@ -76,9 +76,9 @@ class PipelineLike(Protocol):
 
     def invalidate(self, paths: Sequence[Path]) -> None: ...
 
-    def verifier(self, root: Path) -> Verifier: ...
+    def verifier(self, root: Path, workspace: Path | None = None) -> Verifier: ...
 
-    def warm_up(self, root: Path) -> None: ...
+    def warm_up(self, root: Path, workspace: Path | None = None) -> None: ...
 
     def prepare(self, request: FixRequest, cancel: CancelToken | None = None) -> object: ...
 
@@ -242,9 +242,9 @@ class VerifyServer(LanguageServer):
 
     # -- the work --------------------------------------------------------------------------------------
     def root_for(self, path: Path) -> Path:
-        if self.root is not None and path.is_relative_to(self.root):
-            return self.root
-        return find_project_root(path)
+        """The root of the project ``path`` belongs to, never above the workspace folder: each member of a
+        monorepo opened at its top is a project of its own (``config.find_project_root``)."""
+        return find_project_root(path, within=self.root)
 
     async def fix(self, args: actions.FixArgs, title: str) -> Outcome:
         """Generate, verify and rank candidates for the function at ``args``; an edit for the best one.
@@ -265,6 +265,7 @@ class VerifyServer(LanguageServer):
             line=args.line,
             version=version,
             feedback=args.feedback,
+            workspace=self.root,
         )
         try:
             target = Pipeline.target(request)
@@ -492,7 +493,7 @@ async def initialized(ls: VerifyServer, params: types.InitializedParams) -> None
             # The verifier's workers start now, while the user reads code, not at the first request
             # (a cold first verification paid their start-up: bench/verification.py, cold vs warm).
             root = ls.root
-            ls.worker.submit(lambda token: pipeline.warm_up(root))
+            ls.worker.submit(lambda token: pipeline.warm_up(root, root))
 
 
 async def workspace_did_change_configuration(
@@ -560,7 +561,9 @@ def text_document_code_action(
         return fixes or None
     line = params.range.start.line
     path = Path(doc.path)
-    request = FixRequest(path=path, text=doc.source, root=ls.root_for(path), line=line, version=doc.version)
+    request = FixRequest(
+        path=path, text=doc.source, root=ls.root_for(path), line=line, version=doc.version, workspace=ls.root
+    )
     try:
         target: EditTarget = Pipeline.target(request)
     except TargetError:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
-from ..config import Settings
+from ..config import Settings, repository_top
 from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .interpreter import InterpreterError, project_python
@@ -157,7 +157,9 @@ class _TestBaseline:
 class Verifier:
     """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
 
-    def __init__(self, root: Path, settings: Settings) -> None:
+    def __init__(self, root: Path, settings: Settings, workspace: Path | None = None) -> None:
+        """``workspace``: the folder whose trust covers ``root`` (the editor's workspace folder), up to which
+        the project's own environment is looked for; None: up to the repository's top (the CLI)."""
         self.root = root.resolve()
         self.settings = settings
         try:
@@ -165,7 +167,13 @@ class Verifier:
         except SandboxUnavailable as exc:
             raise VerifyError(str(exc)) from None
         try:
-            self.python = project_python(self.root, settings.python, settings.trusted, self.isolation)
+            self.python = project_python(
+                self.root,
+                settings.python,
+                settings.trusted,
+                self.isolation,
+                up_to=workspace or repository_top(self.root),
+            )
         except InterpreterError as exc:
             raise VerifyError(str(exc)) from None
         # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.

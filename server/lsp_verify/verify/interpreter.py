@@ -77,12 +77,16 @@ def own_python(note: str = "") -> ProjectPython:
     return ProjectPython(sys.executable, readable, "lsp-verify's own", note)
 
 
-def project_python(root: Path, setting: str | None, trusted: bool, isolation: Isolation) -> ProjectPython:
+def project_python(
+    root: Path, setting: str | None, trusted: bool, isolation: Isolation, up_to: Path | None = None
+) -> ProjectPython:
     """The interpreter for ``root``'s tests: ``setting`` (a path, relative to ``root`` or absolute) when
-    given, else the workspace's ``.venv``/``venv`` Python when it has pytest, else lsp-verify's own. An
-    untrusted workspace always gets lsp-verify's own (its tests do not run), and so does an ``isolation``
-    that confines writes only from inside lsp-verify's own Python. Raises :class:`InterpreterError` when
-    ``setting`` names an interpreter that cannot run the tests, or cannot be confined."""
+    given, else the nearest ``.venv``/``venv`` Python in ``root`` or a directory above it up to ``up_to`` (a
+    uv workspace keeps one environment at its top for all its members; None: ``root`` alone) when it has
+    pytest, else lsp-verify's own. An untrusted workspace always gets lsp-verify's own (its tests do not
+    run), and so does an ``isolation`` that confines writes only from inside lsp-verify's own Python.
+    Raises :class:`InterpreterError` when ``setting`` names an interpreter that cannot run the tests, or
+    cannot be confined."""
     if not trusted:
         return own_python()
     confined = isolation in ("bwrap", "off")
@@ -105,10 +109,11 @@ def project_python(root: Path, setting: str | None, trusted: bool, isolation: Is
                 f"(`{path} -m pip install pytest`) or unset python to run the tests with {sys.executable}"
             )
         return _described(found, "the python setting")
-    for name in _VENVS:
-        path = root / name / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    for where, name in _environments(root, up_to):
+        path = where / name / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         if not path.exists():
             continue
+        name = (where / name).relative_to(root).as_posix() if where == root else str(where / name)
         if not confined:
             return own_python(
                 f"the workspace's {name} is not used without bubblewrap (nothing would confine it): "
@@ -121,6 +126,18 @@ def project_python(root: Path, setting: str | None, trusted: bool, isolation: Is
             return own_python(f"the workspace's {name} has no pytest: tests run with {sys.executable}")
         return _described(found, f"the workspace's {name}")
     return own_python()
+
+
+def _environments(root: Path, up_to: Path | None) -> list[tuple[Path, str]]:
+    """Where a project's own environment may be, nearest first."""
+    bound = up_to.resolve() if up_to is not None else None
+    where = [root]
+    if bound is not None and root.resolve().is_relative_to(bound):
+        for parent in root.resolve().parents:
+            if not parent.is_relative_to(bound):
+                break
+            where.append(parent)
+    return [(directory, name) for directory in where for name in _VENVS]
 
 
 def _described(found: dict[str, object], source: str) -> ProjectPython:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cancel import CancelToken
+from ..config import pytest_config_file
 from .interpreter import ProjectPython, own_python
 from .overlap import alongside
 from .sandbox import (
@@ -466,7 +467,7 @@ def _collection(
         # Exit 1 with nothing collected is an exception pytest did not catch (a conftest hook pluggy
         # refuses, say): "no tests" would leave every function to its types while its tests exist.
         problem = _one_line(log, root) or f"pytest --collect-only exited with code {exit_code}"
-        config_file = _config_file(root)
+        config_file = pytest_config_file(root)
         if config_file and "conftest" not in problem:  # a missing plugin, a bad option: the config says so
             problem = f"{config_file}: {problem}"
     elif errors and not tests:
@@ -487,23 +488,6 @@ def _error_location(nodeid: str, root: Path) -> str:
     if not nodeid.endswith(".py") and (root / nodeid / "conftest.py").is_file():
         return f"{nodeid}/conftest.py" if nodeid else "conftest.py"
     return nodeid or "conftest.py"
-
-
-def _config_file(root: Path) -> str:
-    """The pytest configuration file in ``root``, in pytest's order of preference (empty: none)."""
-    for name, marker in (
-        ("pytest.ini", ""),
-        (".pytest.ini", ""),
-        ("pyproject.toml", "[tool.pytest"),
-        ("tox.ini", "[pytest]"),
-        ("setup.cfg", "[tool:pytest]"),
-    ):
-        try:
-            if marker in (root / name).read_text(encoding="utf-8", errors="replace"):
-                return name
-        except OSError:
-            continue
-    return ""
 
 
 _PREIMPORTED = "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"

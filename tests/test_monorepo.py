@@ -1,0 +1,200 @@
+"""A monorepo (a uv workspace): each member is a project of its own, as pytest sees it, and the workspace's
+one ``.venv`` at the top runs every member's tests.
+
+pytest, run on a member's tests, takes the nearest configuration above them as its rootdir - the member's own
+``[tool.pytest.ini_options]``, else the workspace's - so two members may have test files of the same name, and
+each member's settings (``pythonpath``, ``addopts``) hold for its tests only. ``check`` and ``fix`` used to
+take one root for every file given (the first file's project, or the repository's top): a commit touching two
+members could not be checked, and the member's configuration was not the one that ran. Real repositories,
+real subprocesses of the CLI, no model.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import gitrepo
+from lsp_verify.config import find_project_root
+from test_check import run_check, stage
+from test_interpreter import make_venv, needs_bwrap
+
+MEMBER = """\
+[project]
+name = "{name}"
+version = "0"
+
+[tool.pytest.ini_options]
+pythonpath = ["src"]
+"""
+
+WORKSPACE = {
+    "pyproject.toml": '[project]\nname = "mono"\n\n[tool.uv.workspace]\nmembers = ["packages/*"]\n',
+    ".gitignore": ".venv\n",
+    "packages/alpha/pyproject.toml": MEMBER.format(name="alpha"),
+    "packages/alpha/src/alpha/__init__.py": "",
+    # `units` is installed only in the workspace's .venv.
+    "packages/alpha/src/alpha/core.py": textwrap.dedent(
+        """\
+        import units
+
+
+        def clamp(value: int, low: int, high: int) -> int:
+            return max(low, min(value, high))
+
+
+        def to_mm(cm: int) -> int:
+            return cm * units.MM_PER_CM
+        """
+    ),
+    # Both members have tests/test_helpers.py: collected together from the top, pytest refuses the second.
+    "packages/alpha/tests/test_helpers.py": textwrap.dedent(
+        """\
+        from alpha.core import clamp, to_mm
+
+
+        def test_clamp() -> None:
+            assert clamp(-1, 0, 3) == 0
+            assert clamp(5, 0, 3) == 3
+
+
+        def test_to_mm() -> None:
+            assert to_mm(2) == 20
+        """
+    ),
+    "packages/beta/pyproject.toml": MEMBER.format(name="beta"),
+    "packages/beta/src/beta/__init__.py": "",
+    "packages/beta/src/beta/util.py": "def percent(value: int) -> int:\n    return min(max(value, 0), 100)\n",
+    "packages/beta/tests/test_helpers.py": textwrap.dedent(
+        """\
+        from beta.util import percent
+
+
+        def test_percent() -> None:
+            assert percent(150) == 100
+            assert percent(42) == 42
+        """
+    ),
+}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    repo = gitrepo.make_repo(tmp_path / "mono", WORKSPACE)
+    make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    return repo
+
+
+def check_json(repo: Path, tmp_path: Path, *args: str) -> tuple[int, dict[str, object]]:
+    proc = run_check(repo, tmp_path, "--format", "json", *args)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def by_function(report: dict[str, object]) -> dict[str, dict[str, object]]:
+    functions = report["functions"]
+    assert isinstance(functions, list)
+    return {f"{f['file']}:{f['qualname']}": f for f in functions}
+
+
+# ------------------------------------------------------------------------------------------- the root
+
+
+def test_a_member_with_its_own_pytest_configuration_is_its_own_project(tmp_path: Path) -> None:
+    repo = gitrepo.make_repo(tmp_path / "mono", WORKSPACE)
+    member = repo / "packages" / "alpha"
+    assert find_project_root(member / "src" / "alpha" / "core.py") == member
+    assert (
+        find_project_root(repo / "packages" / "beta" / "tests" / "test_helpers.py")
+        == repo / "packages" / "beta"
+    )
+
+
+def test_a_member_without_one_is_run_with_the_workspaces_as_pytest_would(tmp_path: Path) -> None:
+    files = {**WORKSPACE, "packages/alpha/pyproject.toml": '[project]\nname = "alpha"\nversion = "0"\n'}
+    files["pyproject.toml"] += '\n[tool.pytest.ini_options]\ntestpaths = ["packages"]\n'
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    # pytest walks past a pyproject.toml without its section to the one with it.
+    assert find_project_root(repo / "packages" / "alpha" / "src" / "alpha" / "core.py") == repo
+    assert (
+        find_project_root(repo / "packages" / "beta" / "src" / "beta" / "util.py")
+        == repo / "packages" / "beta"
+    )
+
+
+def test_without_any_pytest_configuration_the_nearest_project_is_the_root(tmp_path: Path) -> None:
+    files = {path: text for path, text in WORKSPACE.items() if not path.endswith("pyproject.toml")}
+    files["packages/alpha/setup.py"] = "from setuptools import setup\n\nsetup()\n"
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    assert (
+        find_project_root(repo / "packages" / "alpha" / "src" / "alpha" / "core.py")
+        == repo / "packages" / "alpha"
+    )
+    assert find_project_root(repo / "packages" / "beta" / "src" / "beta" / "util.py") == repo
+
+
+def test_the_search_ends_at_the_repository_and_at_the_editors_workspace_folder(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # outside the repository: not the project's
+    files = {path: text for path, text in WORKSPACE.items() if not path.endswith("pyproject.toml")}
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    core = repo / "packages" / "alpha" / "src" / "alpha" / "core.py"
+    assert find_project_root(core) == repo
+    # In the editor nothing above the workspace folder is trusted; with nothing below it, it is the root.
+    assert find_project_root(core, within=repo / "packages" / "alpha") == repo / "packages" / "alpha"
+
+
+# ------------------------------------------------------------------------------------------- check
+
+
+@needs_bwrap
+def test_files_of_two_members_are_each_checked_in_their_own_project_with_the_workspaces_venv(
+    workspace: Path, tmp_path: Path
+) -> None:
+    code, report = check_json(
+        workspace, tmp_path, "packages/alpha/src/alpha/core.py", "packages/beta/src/beta/util.py"
+    )
+
+    assert code == 0, report
+    functions = by_function(report)
+    assert set(functions) == {
+        "packages/alpha/src/alpha/core.py:clamp",
+        "packages/alpha/src/alpha/core.py:to_mm",
+        "packages/beta/src/beta/util.py:percent",
+    }, "paths are relative to the repository's top, where CI annotations point"
+    assert all(f["status"] == "pass" and f["evidence"] == "tests" for f in functions.values()), functions
+    assert report["root"] == str(workspace)
+
+
+@needs_bwrap
+def test_a_staged_change_breaking_a_members_test_is_blocked(workspace: Path, tmp_path: Path) -> None:
+    core = "packages/alpha/src/alpha/core.py"
+    stage(workspace, core, WORKSPACE[core].replace("max(low, min(value, high))", "min(value, high)"))
+    stage(
+        workspace,
+        "packages/beta/src/beta/util.py",
+        "def percent(value: int) -> int:\n    return max(0, min(value, 100))\n",
+    )
+
+    code, report = check_json(workspace, tmp_path)
+
+    assert code == 1, report
+    functions = by_function(report)
+    assert functions["packages/beta/src/beta/util.py:percent"]["status"] == "pass", functions
+    clamp = functions["packages/alpha/src/alpha/core.py:clamp"]
+    assert clamp["status"] == "fail"
+    assert clamp["tests"]["failed"] == ["packages/alpha/tests/test_helpers.py::test_clamp"]
+
+
+@needs_bwrap
+def test_github_annotations_of_a_member_point_at_the_file_from_the_repositorys_top(
+    workspace: Path, tmp_path: Path
+) -> None:
+    core = "packages/alpha/src/alpha/core.py"
+    stage(workspace, core, WORKSPACE[core].replace("max(low, min(value, high))", "min(value, high)"))
+
+    proc = run_check(workspace, tmp_path, "--format", "github", "--changed", core)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"::error file={core},line=4," in proc.stdout
