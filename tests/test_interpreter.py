@@ -136,6 +136,31 @@ def test_the_projects_venv_is_active_for_its_tests(project: Path, verifiers: lis
 
 
 @needs_bwrap
+def test_the_active_virtualenv_runs_the_tests_of_a_project_without_its_own(
+    project: Path,
+    verifiers: list[Verifier],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Poetry and Hatch keep environments outside the project; in their shell (``$VIRTUAL_ENV``) lsp-verify
+    installed elsewhere (pipx) runs the tests with that environment, as ``python -m pytest`` there would."""
+    outside = tmp_path_factory.mktemp("poetry-envs") / "calc-py3"
+    make_venv(outside, with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    monkeypatch.setenv("VIRTUAL_ENV", str(outside))
+    verifier, text, plan = prepared_calc(project, verifiers)
+    assert verifier.python.source == f"the active virtualenv, {outside}" and not verifier.python.note
+    fine = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
+    assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
+    # The project's own environment, where it has one, comes first.
+    make_venv(project / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    assert project_python(project, None, trusted=True, isolation=ISOLATION).source == "the workspace's .venv"
+    # lsp-verify's own environment, active, is lsp-verify's own.
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
+    (project / ".venv" / "bin" / "python").unlink()
+    assert project_python(project, None, trusted=True, isolation=ISOLATION).own
+
+
+@needs_bwrap
 def test_a_venv_without_pytest_is_named_and_lsp_verifys_own_python_runs_the_tests(project: Path) -> None:
     make_venv(project / ".venv", with_pytest=False)
     python = project_python(project, None, trusted=True, isolation=ISOLATION)

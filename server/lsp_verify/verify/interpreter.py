@@ -83,10 +83,10 @@ def project_python(
     """The interpreter for ``root``'s tests: ``setting`` (a path, relative to ``root`` or absolute) when
     given, else the nearest ``.venv``/``venv`` Python in ``root`` or a directory above it up to ``up_to`` (a
     uv workspace keeps one environment at its top for all its members; None: ``root`` alone) when it has
-    pytest, else lsp-verify's own. An untrusted workspace always gets lsp-verify's own (its tests do not
-    run), and so does an ``isolation`` that confines writes only from inside lsp-verify's own Python.
-    Raises :class:`InterpreterError` when ``setting`` names an interpreter that cannot run the tests, or
-    cannot be confined."""
+    pytest, else the active virtualenv's (``$VIRTUAL_ENV``) when it has pytest, else lsp-verify's own. An
+    untrusted workspace always gets lsp-verify's own (its tests do not run), and so does an ``isolation``
+    that confines writes only from inside lsp-verify's own Python. Raises :class:`InterpreterError` when
+    ``setting`` names an interpreter that cannot run the tests, or cannot be confined."""
     if not trusted:
         return own_python()
     confined = isolation in ("bwrap", "off")
@@ -125,7 +125,32 @@ def project_python(
         if found.get("pytest") is None:
             return own_python(f"the workspace's {name} has no pytest: tests run with {sys.executable}")
         return _described(found, f"the workspace's {name}")
-    return own_python()
+    active = _active_environment()
+    if active is None:
+        return own_python()
+    if not confined:
+        return own_python(
+            f"the active virtualenv ({active.parent.parent}) is not used without bubblewrap (nothing would "
+            f"confine it): tests run with {sys.executable}"
+        )
+    found = _query(active, root, isolation)
+    if isinstance(found, str) or found.get("pytest") is None:
+        why = found if isinstance(found, str) else "it has no pytest"
+        return own_python(
+            f"the active virtualenv cannot run the tests ({why}): tests run with {sys.executable}"
+        )
+    return _described(found, f"the active virtualenv, {active.parent.parent}")
+
+
+def _active_environment() -> Path | None:
+    """The Python of the virtualenv activated where lsp-verify was started (``$VIRTUAL_ENV``: a Poetry or
+    Hatch shell, whose environments live outside the project), unless it is lsp-verify's own. In that shell
+    ``python -m pytest`` runs with it. It is the user's choice, never the repository's."""
+    env = os.environ.get("VIRTUAL_ENV", "")
+    if not env or not os.path.isabs(env) or os.path.realpath(env) == os.path.realpath(sys.prefix):
+        return None
+    python = Path(env) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    return python if python.exists() else None
 
 
 def _environments(root: Path, up_to: Path | None) -> list[tuple[Path, str]]:
