@@ -211,6 +211,50 @@ def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
 
 
 @needs_bwrap
+def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
+    tmp_path: Path, verifiers: list[Verifier]
+) -> None:
+    """The project is a pytest plugin, installed editable (a ``pytest11`` entry point): pytest imports it
+    before any test, so the pre-imported fork server held the user's copy and could never test a candidate
+    ("imports resolved outside the shadow"). Each run is then a fresh ``python -m pytest`` that imports the
+    candidate's copy, as pytest in the user's tree imports the edited one (pluggy's own suite: the same)."""
+    root = tmp_path / "pytest-double"
+    files = {
+        "pyproject.toml": '[project]\nname = "pytest-double"\nversion = "0"\n',
+        "double_plugin.py": "import pytest\n\n\ndef double(x: int) -> int:\n    return x * 2\n\n\n"
+        "@pytest.fixture\ndef doubled() -> int:\n    return double(21)\n",
+        "tests/test_plugin.py": "from double_plugin import double\n\n\ndef test_double() -> None:\n"
+        "    assert double(2) == 4\n\n\ndef test_fixture(doubled: int) -> None:\n    assert doubled == 42\n",
+    }
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    python = make_venv(root / ".venv", with_pytest=True)
+    site = (
+        python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    )
+    (site / "_pytest_double.pth").write_text(str(root) + "\n")
+    info = site / "pytest_double-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-double\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\ndouble = double_plugin\n")
+    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = root / "double_plugin.py"
+    text = path.read_text()
+    (target,) = [t for t in function_targets(text, path) if t.name == "double"]
+    plan = verifier.prepare(target, text, CancelToken())
+    assert "tests/test_plugin.py::test_double" in plan.direct_tests
+
+    same = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
+    assert same.passed and same.evidence is Evidence.TESTS, same.first_error
+    wrong = verifier.verify(plan, Candidate(1, "", text.replace("x * 2", "x * 3"), "triple"), CancelToken())
+    assert not wrong.passed
+    assert "tests/test_plugin.py::test_double" in wrong.tests_broken, wrong.first_error
+    assert "pytest itself imports `double_plugin`" in verifier.describe_test_runs(CancelToken())
+
+
+@needs_bwrap
 def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_not_the_users_file(
     tmp_path: Path, verifiers: list[Verifier]
 ) -> None:

@@ -113,9 +113,10 @@ class _ResultPlugin:
 class _CollectPlugin(_ResultPlugin):
     """Also writes every collected item with where its function is defined, and the collection settings."""
 
-    def __init__(self, path: str, root: str) -> None:
+    def __init__(self, path: str, root: str, preloaded: list[str]) -> None:
         super().__init__(path)
         self._root = root
+        self._preloaded = preloaded
 
     def pytest_sessionstart(self, session: Any) -> None:
         config = session.config
@@ -127,6 +128,7 @@ class _CollectPlugin(_ResultPlugin):
                 "filterwarnings": [str(f) for f in config.getini("filterwarnings")],
                 "inipath": self._relative(str(config.inipath)) if config.inipath else "",
                 "doctest_modules": bool(config.getoption("doctestmodules", False)),
+                "preloaded": self._preloaded,
             }
         )
 
@@ -253,12 +255,15 @@ def _plain_runs() -> object:
 
 
 def _run_pytest(request: dict[str, Any]) -> int:
-    import pytest
-
     sys.dont_write_bytecode = True
-    # The shadow comes first: an installed or editable copy of the user's package must not win.
+    # The shadow comes first: an installed or editable copy of the user's package must not win. Before
+    # pytest is imported: in a fresh process (``once``), a package pytest itself imports (pluggy, iniconfig,
+    # pygments), when it is the project's own, comes from the candidate's copy, as `python -m pytest` in the
+    # user's tree imports the edited one.
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
+    import pytest
+
     plugin = _ResultPlugin(request["result_file"])
     try:
         code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
@@ -268,14 +273,36 @@ def _run_pytest(request: dict[str, Any]) -> int:
     return code
 
 
+def _workspace_modules(request: dict[str, Any]) -> list[str]:
+    """The workspace's own top-level modules this process has imported before any test: in the fork server,
+    the packages that pytest or an installed plugin imports, when the project is one of them (an editable
+    pluggy). A run forked from here would test them as they were when the server started, not the
+    candidate."""
+    roots = [os.path.realpath(request["cwd"])]
+    if request.get("workspace"):
+        roots.append(os.path.realpath(request["workspace"]))
+    # The environment's own packages are not the project's, even in a .venv inside the workspace.
+    environment = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
+    found = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            real = os.path.realpath(path)
+            inside = any(real.startswith(root + os.sep) for root in roots)
+            if inside and not any(real.startswith(prefix + os.sep) for prefix in environment):
+                found.add(name.split(".", 1)[0])
+    return sorted(found)
+
+
 def _run_collect(request: dict[str, Any]) -> int:
     """``pytest --collect-only`` with the project's configuration; the items go to the result file."""
-    import pytest
-
+    preloaded = _workspace_modules(request)
     sys.dont_write_bytecode = True
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
-    plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]))
+    import pytest
+
+    plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]), preloaded)
     try:
         return int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
     finally:

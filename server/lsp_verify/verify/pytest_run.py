@@ -180,7 +180,7 @@ class PytestRunner:
             forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
         else:
             forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
-            forked_failure = ""
+            forked_failure = _preloaded_reason(forked_events)
         fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
         reason = _fresh_reason_from_config(fresh_events) or forked_failure
         differs = forked is not None and (forked.problem or _signature(forked) != _signature(fresh))
@@ -505,6 +505,18 @@ def _fresh_reason_from_config(events: list[dict[str, Any]]) -> str:
     if any(option == "-p" or (option.startswith("-p") and not option.startswith("--")) for option in addopts):
         return "the project's pytest addopts load a plugin with -p, which must be imported before the others"
     return ""
+
+
+def _preloaded_reason(forked_events: list[dict[str, Any]]) -> str:
+    """Why a pre-imported pytest cannot test this project: it imported the project's own package before
+    any test (pytest imports pluggy and iniconfig; a plugin may import more), so a forked run would test
+    that package as the server found it, never the candidate (empty: it did not)."""
+    config = next((event for event in forked_events if event.get("event") == "config"), {})
+    preloaded = [str(name) for name in config.get("preloaded", ())]
+    if not preloaded:
+        return ""
+    names = ", ".join(f"`{name}`" for name in preloaded)
+    return f"pytest itself imports {names}, this project's own code, before any test"
 
 
 def _signature(collection: Collection) -> tuple[tuple[str, ...], tuple[str, ...]]:
