@@ -238,7 +238,7 @@ def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-double\nVersion: 0\n")
     (info / "entry_points.txt").write_text("[pytest11]\ndouble = double_plugin\n")
-    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifier = Verifier(root, Settings(trusted=True))
     verifiers.append(verifier)
     path = root / "double_plugin.py"
     text = path.read_text()
@@ -251,6 +251,11 @@ def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
     wrong = verifier.verify(plan, Candidate(1, "", text.replace("x * 2", "x * 3"), "triple"), CancelToken())
     assert not wrong.passed
     assert "tests/test_plugin.py::test_double" in wrong.tests_broken, wrong.first_error
+    # Probes (the ranking's, the question's) call the candidate too, not the copy pytest imported.
+    absolute_text = text.replace("x * 2", "abs(x) * 2")
+    absolute = verifier.verify(plan, Candidate(2, "", absolute_text, "abs"), CancelToken())
+    assert absolute.passed, absolute.first_error  # its tests use 2 and 21 only
+    assert same.probe_outputs and absolute.probe_outputs and same.probe_outputs != absolute.probe_outputs
     assert "pytest itself imports `double_plugin`" in verifier.describe_test_runs(CancelToken())
 
 

@@ -333,6 +333,11 @@ def _run_probe(request: dict[str, Any]) -> int:
     sys.dont_write_bytecode = True
     _prefer_shadow(request)
     sys.path.insert(0, request["path"])
+    # A package this server imported with pytest (the project is pluggy, or a pytest plugin) would be the
+    # user's copy from before any change: this child forgets it and imports the candidate's.
+    top = request["module"].split(".", 1)[0]
+    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
+        del sys.modules[name]
     module = importlib.import_module(request["module"])
     function: Any = module
     for name in request["function"].split(
