@@ -594,6 +594,20 @@ def test_doctests_the_project_s_configuration_leaves_out_are_not_run(
         project.close()
 
 
+def test_a_module_the_projects_doctest_collection_could_not_import_is_not_called_left_out() -> None:
+    """No doctest items for a file can mean two things: the configuration leaves it out, or importing it
+    failed. Only the first is documentation the project never runs."""
+    from lsp_verify.verify.cascade import _doctests_left_out
+    from lsp_verify.verify.pytest_run import CollectedTest, Collection
+
+    other = CollectedTest("tests/test_a.py::test_a", "tests/test_a.py", "tests/test_a.py", "test_a", 0)
+    left_out = Collection(tests=(other,), doctest_modules=True)
+    failed = Collection(tests=(other,), errors=(("pkg/mod.py", "ImportError: no"),), doctest_modules=True)
+    assert _doctests_left_out(left_out, "pkg/mod.py")
+    assert not _doctests_left_out(failed, "pkg/mod.py")
+    assert not _doctests_left_out(Collection(tests=(other,)), "pkg/mod.py")  # doctests not collected at all
+
+
 def test_doctest_failure_summaries() -> None:
     no_expectation = """\
 004     >>> f(19) == 'xix'

@@ -936,9 +936,12 @@ def _doctests_left_out(collection: Collection, doctest_file: str) -> bool:
     and may need what only its test directories provide (semver's use a ``doctest_namespace`` fixture of
     ``tests/conftest.py``: run beside the module they fail whatever the code does). pytest alone decides:
     where the project does not collect doctests at all, a module's examples are run as lsp-verify's own
-    check of the function."""
-    return collection.doctest_modules and not any(
-        test.doctest and test.file == doctest_file for test in collection.tests
+    check of the function. A file the project's collection could not import is not left out: its failure
+    is the module's own, and its doctests are tried (and their import error reported) as anywhere else."""
+    return (
+        collection.doctest_modules
+        and not any(test.doctest and test.file == doctest_file for test in collection.tests)
+        and not any(where.split("::", 1)[0] == doctest_file for where, _ in collection.errors)
     )
 
 
