@@ -138,7 +138,7 @@ def run_check(
     report.root = str(root)
     for project, items in projects.items():
         part = RunReport(command="check", root=str(project))
-        _check_project(project, items, options, settings_for(project), part, status, cancel)
+        _check_project(project, items, options, settings_for(project), part, status, cancel, root)
         _merge(report, part, relpath_in(project, root))
     if not report.functions and report.error is None:
         report.notes.append("the change touches no function: nothing to verify")
@@ -153,8 +153,10 @@ def _check_project(
     report: RunReport,
     status: StatusSink,
     cancel: CancelToken,
+    shown_from: Path,
 ) -> None:
-    """Check ``files``, all of the project at ``root``, into ``report``."""
+    """Check ``files``, all of the project at ``root``, into ``report`` (paths relative to ``root``; the
+    progress shown relative to ``shown_from``, the final report's root)."""
     report.problems.extend(settings.problems)
     from .verify.cascade import Verifier, VerifyError
 
@@ -164,7 +166,7 @@ def _check_project(
         report.error = str(exc)
         return
     with verifier:
-        work = [_functions_of(item, root) for item in files]
+        work = [_functions_of(item, root, shown_from) for item in files]
         jobs = [job for _, file_jobs in work for job in file_jobs]
         known: dict[int, KnownRuns] = {}
         if settings.trusted and len(jobs) > BATCH_ABOVE:
@@ -268,13 +270,18 @@ class _Job:
 
     item: _FileToCheck
     relpath: str
+    """Relative to the project's root (what pytest and the verifier are given)."""
     target: EditTarget
     baseline: str
     """The file with just this function as the base has it (see :func:`function_baseline`)."""
     is_new: bool
+    shown: str = ""
+    """Relative to the report's root (what the user is shown); empty: ``relpath``."""
 
 
-def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport], list[_Job]]:
+def _functions_of(
+    item: _FileToCheck, root: Path, shown_from: Path | None = None
+) -> tuple[list[FunctionReport], list[_Job]]:
     """The functions of ``item`` to check, or the report of why none can be (the file does not parse)."""
     from .syntax.splice import parse_error
     from .syntax.targets import function_targets, functions_touching_lines
@@ -304,7 +311,8 @@ def _functions_of(item: _FileToCheck, root: Path) -> tuple[list[FunctionReport],
             continue
         # An unchanged function's baseline is the file itself (no splice to make and parse).
         baseline = item.text if unchanged else function_baseline(item.text, target, item.base_text, old)
-        jobs.append(_Job(item, relpath, target, baseline, is_new=old is None))
+        shown = relpath_in(item.path, shown_from) if shown_from is not None else relpath
+        jobs.append(_Job(item, relpath, target, baseline, is_new=old is None, shown=shown))
     return [], jobs
 
 
@@ -315,7 +323,7 @@ def _check_function(
 
     cancel.raise_if_cancelled()
     target = job.target
-    status.started(f"checking {job.relpath}:{def_line(target) + 1} {target.qualname}")
+    status.started(f"checking {job.shown or job.relpath}:{def_line(target) + 1} {target.qualname}")
     started = time.monotonic()
     try:
         result, plan = _verify_job(verifier, job, cancel, known)
