@@ -51,6 +51,20 @@ def make_venv(where: Path, *, with_pytest: bool, packages: dict[str, str] | None
     return python
 
 
+def editable_project(root: Path, files: dict[str, str], importable: Path) -> Path:
+    """``files`` written under ``root``, and a ``.venv`` with pytest where ``importable`` (in the user's tree)
+    is on sys.path, as an editable install puts it; returns the venv's site-packages."""
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    python = make_venv(root / ".venv", with_pytest=True)
+    site = (
+        python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    )
+    (site / f"_{root.name}.pth").write_text(str(importable) + "\n")
+    return site
+
+
 PROJECT = {
     "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
     # `units` is a dependency installed only in the project's own environment.
@@ -226,14 +240,7 @@ def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
         "tests/test_plugin.py": "from double_plugin import double\n\n\ndef test_double() -> None:\n"
         "    assert double(2) == 4\n\n\ndef test_fixture(doubled: int) -> None:\n    assert doubled == 42\n",
     }
-    for relative, text in files.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text)
-    python = make_venv(root / ".venv", with_pytest=True)
-    site = (
-        python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    )
-    (site / "_pytest_double.pth").write_text(str(root) + "\n")
+    site = editable_project(root, files, root)
     info = site / "pytest_double-0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-double\nVersion: 0\n")
@@ -274,14 +281,7 @@ def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_n
         "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area() -> None:\n"
         "    assert area(2, 3) == 6\n",
     }
-    for relative, text in files.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text)
-    python = make_venv(root / ".venv", with_pytest=True)
-    site = (
-        python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    )
-    (site / "_shapes.pth").write_text(str(root / "src") + "\n")
+    editable_project(root, files, root / "src")
     verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
     verifiers.append(verifier)
     path = root / "src" / "shapes" / "geo.py"

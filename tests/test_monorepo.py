@@ -198,3 +198,29 @@ def test_github_annotations_of_a_member_point_at_the_file_from_the_repositorys_t
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"::error file={core},line=4," in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------- the editor
+
+
+def test_only_the_verifiers_of_the_projects_used_last_are_kept(tmp_path: Path) -> None:
+    """Each member is a verifier with worker processes and a shadow: editing one member after another in a
+    large monorepo must not keep them all."""
+    from lsp_verify.config import Settings
+    from lsp_verify.pipeline import LIVE_VERIFIERS, Pipeline
+
+    members = [tmp_path / f"member{i}" for i in range(LIVE_VERIFIERS + 1)]
+    for member in members:
+        member.mkdir()
+        (member / "pyproject.toml").write_text("[project]\nname = 'm'\n")
+    pipeline = Pipeline(Settings())
+    try:
+        first = pipeline.verifier(members[0])
+        second = pipeline.verifier(members[1])
+        assert pipeline.verifier(members[0]) is first  # used again: now the most recent
+        for member in members[2:]:
+            pipeline.verifier(member)
+        assert pipeline.verifier(members[0]) is first
+        assert pipeline.verifier(members[1]) is not second  # the least recently used was closed
+    finally:
+        pipeline.close()

@@ -108,6 +108,10 @@ ProgressCallback = Callable[[Progress], None]
 ResultCallback = Callable[[CandidateResult], None]
 
 
+LIVE_VERIFIERS = 4
+"""Projects whose verifiers (workers, shadow) a pipeline keeps at once; see :meth:`Pipeline.verifier`."""
+
+
 class Pipeline:
     """Owns the engine (loaded lazily, once per process) and one verifier per project root.
 
@@ -180,12 +184,21 @@ class Pipeline:
         self.verifier(root, workspace)
 
     def verifier(self, root: Path, workspace: Path | None = None) -> Verifier:
-        """The verifier of the project at ``root`` (``workspace``: see :attr:`FixRequest.workspace`)."""
+        """The verifier of the project at ``root`` (``workspace``: see :attr:`FixRequest.workspace`).
+
+        Each holds worker processes and a shadow: in a monorepo whose members are edited one after another,
+        only the :data:`LIVE_VERIFIERS` used last are kept (the others are closed, and made again when
+        needed: their caches are gone, their results are not). Called from the one worker thread that runs
+        requests, so a verifier is never closed while a request holds it."""
         with self._lock:
-            verifier = self._verifiers.get(root)
+            verifier = self._verifiers.pop(root, None)
             if verifier is None:
-                verifier = self._verifiers[root] = Verifier(root, self.settings, workspace)
-            return verifier
+                verifier = Verifier(root, self.settings, workspace)
+            self._verifiers[root] = verifier  # the most recently used last
+            idle = [self._verifiers.pop(key) for key in list(self._verifiers)[:-LIVE_VERIFIERS]]
+        for old in idle:
+            old.close()
+        return verifier
 
     def invalidate(self, paths: Sequence[Path]) -> None:
         """Files changed on disk: drop test indexes, baselines and caches that depend on them."""
