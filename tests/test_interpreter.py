@@ -301,6 +301,36 @@ def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_n
     assert path.read_text() == text
 
 
+@needs_bwrap
+def test_a_project_installed_not_editable_is_never_passed_on_its_installed_copy(
+    tmp_path: Path, verifiers: list[Verifier]
+) -> None:
+    """`pip install .` of a `src/` layout puts a copy of the package in site-packages, and the tests import
+    that copy (plain pytest too): every candidate "passed" the tests, which never ran it (a breaking change
+    passed `check`). The copy is the module of the same dotted name from another file."""
+    root = tmp_path / "proj"
+    files = {
+        "src/shapes/__init__.py": "",
+        "src/shapes/geo.py": "def area(w: int, h: int) -> int:\n    return w * h\n",
+        "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area() -> None:\n"
+        "    assert area(2, 3) == 6\n",
+    }
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    python = make_venv(root / ".venv", with_pytest=True)
+    installed = python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (installed / "site-packages" / "shapes").mkdir()
+    for name in ("__init__.py", "geo.py"):
+        (installed / "site-packages" / "shapes" / name).write_text(files[f"src/shapes/{name}"])
+    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = root / "src" / "shapes" / "geo.py"
+    (target,) = function_targets(files["src/shapes/geo.py"], path)
+    with pytest.raises(VerifyError, match=r"site-packages/shapes/geo\.py.*not editable.*pip install -e \."):
+        verifier.prepare(target, files["src/shapes/geo.py"], CancelToken())
+
+
 def test_the_worker_script_is_written_for_the_oldest_python_a_project_may_run() -> None:
     """The pytest worker runs in the project's Python (3.8 and later, `interpreter._MINIMUM`): its syntax
     must parse there. Checked by hand on 3.8.18 with pytest 8.3.5 (fork server, a test run, a collection)."""

@@ -407,18 +407,37 @@ def _canonical(value: object, depth: int = 0) -> str:
 
 
 def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
-    """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree."""
+    """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree or another
+    copy of it - the project installed (not editable) in the environment, whose ``shapes.geo`` the tests
+    import in place of the candidate's. That copy is the module of the same dotted name (as the package's
+    ``__init__.py`` files make it) whose file ends in the same package path; a namespace package's copy is
+    not recognised this way."""
     forbidden = os.path.realpath(request["forbidden_file"])
     expected = os.path.realpath(request["edited_file"])
+    name, tail = _module_name(expected)
     found: dict[str, str] = {}
-    for name, module in list(sys.modules.items()):
+    for module_name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
             continue
         real = os.path.realpath(path)
-        if real in (forbidden, expected):
-            found[name] = real
+        copy = module_name == name and real.endswith(os.sep + tail)
+        if real in (forbidden, expected) or copy:
+            found[module_name] = real
     plugin._write({"event": "imports", "modules": found, "leaked": sorted(set(found.values()) - {expected})})
+
+
+def _module_name(path: str) -> tuple[str, str]:
+    """The dotted name ``path`` is imported under when its package's ``__init__.py`` files decide it, and its
+    path from the top package's directory (``shapes.geo``, ``shapes/geo.py``)."""
+    directory, filename = os.path.split(path)
+    parts = [] if filename == "__init__.py" else [filename.rsplit(".", 1)[0]]
+    tail = [filename]
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, package = os.path.split(directory)
+        parts.insert(0, package)
+        tail.insert(0, package)
+    return ".".join(parts), os.sep.join(tail)
 
 
 def _child(request: dict[str, Any]) -> None:

@@ -979,10 +979,17 @@ def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTa
 
 
 def _leak_message(files: Iterable[str]) -> str:
-    return (
+    files = list(files)
+    message = (
         "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
         "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
     )
+    if any({"site-packages", "dist-packages"} & set(Path(file).parts) for file in files):
+        message += (
+            ". The project is installed in the environment that runs its tests, not editable: they import "
+            "that copy, never the working tree (plain pytest too). Install it editable (`pip install -e .`)"
+        )
+    return message
 
 
 def _outside(root: Path, entries: list[str]) -> str:
