@@ -331,6 +331,55 @@ def test_a_project_installed_not_editable_is_never_passed_on_its_installed_copy(
         verifier.prepare(target, files["src/shapes/geo.py"], CancelToken())
 
 
+EXTENSION = """\
+#include <Python.h>
+static PyObject *area(PyObject *self, PyObject *args) {
+    long w, h;
+    if (!PyArg_ParseTuple(args, "ll", &w, &h)) return NULL;
+    return PyLong_FromLong(w * h);
+}
+static PyMethodDef methods[] = {{"area", area, METH_VARARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "geo", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_geo(void) { return PyModule_Create(&module); }
+"""
+
+
+def test_a_compiled_build_beside_the_source_is_never_taken_for_the_candidate(
+    tmp_path: Path, verifiers: list[Verifier]
+) -> None:
+    """Cython's pure-Python mode and mypyc build ``geo.cpython-*.so`` beside ``geo.py``, and Python imports
+    the extension first: the tests never ran a candidate, yet a breaking change passed `check`."""
+    import shutil
+
+    include = Path(sysconfig.get_paths()["include"])
+    if shutil.which("cc") is None or not (include / "Python.h").is_file():
+        pytest.skip("needs a C compiler and Python's headers to build the extension")
+    root = tmp_path / "proj"
+    (root / "shapes").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "shapes"\nversion = "0"\n')
+    (root / "shapes" / "__init__.py").write_text("")
+    text = "def area(w: int, h: int) -> int:\n    return w * h\n"
+    (root / "shapes" / "geo.py").write_text(text)
+    (root / "tests" / "test_geo.py").write_text(
+        "from shapes.geo import area\n\n\ndef test_area() -> None:\n    assert area(2, 3) == 6\n"
+    )
+    (tmp_path / "geo.c").write_text(EXTENSION)
+    built = root / "shapes" / f"geo{sysconfig.get_config_var('EXT_SUFFIX')}"
+    compiled = subprocess.run(
+        ["cc", "-shared", "-fPIC", f"-I{include}", "-o", str(built), str(tmp_path / "geo.c")],
+        capture_output=True,
+        text=True,
+    )
+    if compiled.returncode != 0:
+        pytest.skip(f"cannot build the extension here: {compiled.stderr[-300:]}")
+    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    (target,) = function_targets(text, root / "shapes" / "geo.py")
+    with pytest.raises(VerifyError, match=r"compiled build of the module .*geo\.cpython.*never ran"):
+        verifier.prepare(target, text, CancelToken())
+
+
 def test_the_worker_script_is_written_for_the_oldest_python_a_project_may_run() -> None:
     """The pytest worker runs in the project's Python (3.8 and later, `interpreter._MINIMUM`): its syntax
     must parse there. Checked by hand on 3.8.18 with pytest 8.3.5 (fork server, a test run, a collection)."""

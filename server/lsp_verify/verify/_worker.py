@@ -409,9 +409,9 @@ def _canonical(value: object, depth: int = 0) -> str:
 def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
     """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree or another
     copy of it - the project installed (not editable) in the environment, whose ``shapes.geo`` the tests
-    import in place of the candidate's. That copy is the module of the same dotted name (as the package's
-    ``__init__.py`` files make it) whose file ends in the same package path; a namespace package's copy is
-    not recognised this way."""
+    import in place of the candidate's, or a compiled build of the module beside its source. That copy is
+    the module of the same dotted name (as the package's ``__init__.py`` files make it) whose file ends in the
+    same package path; a namespace package's copy is not recognised this way."""
     forbidden = os.path.realpath(request["forbidden_file"])
     expected = os.path.realpath(request["edited_file"])
     name, tail = _module_name(expected)
@@ -421,10 +421,18 @@ def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
         if not isinstance(path, str):
             continue
         real = os.path.realpath(path)
-        copy = module_name == name and real.endswith(os.sep + tail)
+        # Compared without the file's suffixes: a compiled build beside the source (``geo.cpython-311-
+        # x86_64-linux-gnu.so``: Cython's pure-Python mode, mypyc) is imported in its place.
+        copy = module_name == name and _stem(real).endswith(os.sep + _stem(tail))
         if real in (forbidden, expected) or copy:
             found[module_name] = real
     plugin._write({"event": "imports", "modules": found, "leaked": sorted(set(found.values()) - {expected})})
+
+
+def _stem(path: str) -> str:
+    """``path`` without its file name's suffixes (``.py``, ``.cpython-311-x86_64-linux-gnu.so``)."""
+    directory, filename = os.path.split(path)
+    return os.path.join(directory, filename.split(".", 1)[0])
 
 
 def _module_name(path: str) -> tuple[str, str]:

@@ -979,10 +979,18 @@ def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTa
 
 
 def _leak_message(files: Iterable[str]) -> str:
+    """Why a run whose tests imported the edited module from somewhere else cannot pass, and what to do."""
     files = list(files)
+    where = ", ".join(files)
+    if any(file.endswith((".so", ".pyd")) for file in files):
+        return (
+            f"the tests imported a compiled build of the module ({where}: an extension beside its source, "
+            "from Cython or mypyc) in place of the source, so they never ran the candidate (plain pytest "
+            "does not run the source either); not reporting a pass. Remove the in-place build to check it"
+        )
     message = (
-        "imports resolved outside the shadow workspace (" + ", ".join(files) + "): an installed or editable "
-        "copy of the package shadows the candidate, so its tests did not test it; not reporting a pass"
+        f"imports resolved outside the shadow workspace ({where}): an installed or editable copy of the "
+        "package shadows the candidate, so its tests did not test it; not reporting a pass"
     )
     if any({"site-packages", "dist-packages"} & set(Path(file).parts) for file in files):
         message += (
