@@ -302,6 +302,38 @@ def test_an_editable_install_in_the_projects_python_still_checks_the_candidate_n
 
 
 @needs_bwrap
+def test_a_command_the_tests_run_imports_the_candidate_too(tmp_path: Path, verifiers: list[Verifier]) -> None:
+    """A test that runs the project's console script (installed editable) starts a Python that reads the same
+    .pth and imported the user's file: a wrong candidate passed a test that only reaches it through the
+    command. The redirected import paths go first on that Python's PYTHONPATH."""
+    root = tmp_path / "greet"
+    files = {
+        "pyproject.toml": '[project]\nname = "greet"\nversion = "0"\n',
+        "greet_cli.py": "import sys\n\n\ndef message(name: str) -> str:\n    return f'Hello, {name}!'\n\n\n"
+        "def main() -> None:\n    print(message(sys.argv[1]))\n",
+        "tests/test_greet_cli.py": "import subprocess\n\nfrom greet_cli import message\n\n\n"
+        "def test_message_from_the_command() -> None:\n    assert callable(message)\n"
+        "    out = subprocess.run(['greet', 'bob'], capture_output=True, text=True, check=True).stdout\n"
+        "    assert out == 'Hello, bob!\\n'\n",
+    }
+    site = editable_project(root, files, root)
+    script = site.parent.parent.parent / "bin" / "greet"
+    script.write_text(f"#!{script.parent / 'python'}\nfrom greet_cli import main\n\nmain()\n")
+    script.chmod(0o755)
+    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = root / "greet_cli.py"
+    text = path.read_text()
+    (target,) = [t for t in function_targets(text, path) if t.name == "message"]
+    plan = verifier.prepare(target, text, CancelToken())
+    assert "tests/test_greet_cli.py::test_message_from_the_command" in plan.direct_tests
+    same = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
+    assert same.passed, same.first_error
+    wrong = verifier.verify(plan, Candidate(1, "", text.replace("Hello", "Hi"), "hi"), CancelToken())
+    assert not wrong.passed and "tests/test_greet_cli.py::test_message_from_the_command" in wrong.tests_broken
+
+
+@needs_bwrap
 def test_a_project_installed_not_editable_is_never_passed_on_its_installed_copy(
     tmp_path: Path, verifiers: list[Verifier]
 ) -> None:

@@ -205,7 +205,8 @@ def _prefer_shadow(request: dict[str, Any]) -> None:
     does ``PYTHONPATH=src``; setuptools' editable finders map package names to workspace directories. Left
     alone, the tests would import the user's unmodified module and a candidate could never be tested (the
     import check refuses such a run). Entries whose counterpart is missing from the shadow (a copied shadow
-    leaves out ``.venv``) stay as they are.
+    leaves out ``.venv``) stay as they are. The Pythons the tests start get the redirected entries first on
+    their ``PYTHONPATH``.
     """
     workspace = request.get("workspace")
     if not workspace:
@@ -220,14 +221,28 @@ def _prefer_shadow(request: dict[str, Any]) -> None:
         counterpart = os.path.normpath(os.path.join(shadow, os.path.relpath(real, real_workspace)))
         return counterpart if os.path.exists(counterpart) else entry
 
-    sys.path[:] = [redirect(entry) if isinstance(entry, str) else entry for entry in sys.path]
+    # The Pythons the tests start (a console script, ``python -m pkg``) read the same .pth files and would
+    # import the user's copy: what is redirected here goes first on their PYTHONPATH too.
+    inherited: list[str] = []
+    redirected = []
+    for entry in sys.path:
+        moved = redirect(entry) if isinstance(entry, str) else entry
+        if moved != entry and entry:
+            inherited.append(moved)
+        redirected.append(moved)
+    sys.path[:] = redirected
     for finder in sys.meta_path:
         mapping = getattr(sys.modules.get(getattr(finder, "__module__", "") or ""), "MAPPING", None)
         if isinstance(mapping, dict):
             for name, path in list(mapping.items()):
                 if isinstance(path, str):
-                    mapping[name] = redirect(path)
+                    mapping[name] = moved = redirect(path)
+                    if moved != path:  # a package's directory (or a module): its parent holds it
+                        inherited.append(os.path.dirname(moved))
     sys.path_importer_cache.clear()
+    if inherited:
+        existing = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*inherited, *filter(None, [existing])]))
 
 
 def _plain_runs() -> object:
