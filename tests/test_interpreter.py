@@ -93,14 +93,22 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def prepared_in(
+    root: Path, verifiers: list[Verifier], relpath: str, name: str, settings: Settings | None = None
+) -> tuple[Verifier, str, VerifyPlan]:
+    """A verifier for ``root`` (trusted, no probes unless ``settings`` say; closed by ``verifiers``), the
+    text of ``relpath`` and the plan for its function ``name``."""
+    verifier = Verifier(root, settings or Settings(trusted=True, probe_inputs=0))
+    verifiers.append(verifier)
+    path = root / relpath
+    text = path.read_text()
+    (target,) = [t for t in function_targets(text, path) if t.name == name]
+    return verifier, text, verifier.prepare(target, text, CancelToken())
+
+
 def prepared_calc(project: Path, verifiers: list[Verifier]) -> tuple[Verifier, str, VerifyPlan]:
     """A trusted verifier for ``project`` (closed by ``verifiers``), calc.py's text and its plan for to_mm."""
-    verifier = Verifier(project, Settings(trusted=True, probe_inputs=0))
-    verifiers.append(verifier)
-    path = project / "calc.py"
-    text = path.read_text()
-    (target,) = function_targets(text, path)
-    return verifier, text, verifier.prepare(target, text, CancelToken())
+    return prepared_in(project, verifiers, "calc.py", "to_mm")
 
 
 @pytest.fixture
@@ -245,12 +253,7 @@ def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-double\nVersion: 0\n")
     (info / "entry_points.txt").write_text("[pytest11]\ndouble = double_plugin\n")
-    verifier = Verifier(root, Settings(trusted=True))
-    verifiers.append(verifier)
-    path = root / "double_plugin.py"
-    text = path.read_text()
-    (target,) = [t for t in function_targets(text, path) if t.name == "double"]
-    plan = verifier.prepare(target, text, CancelToken())
+    verifier, text, plan = prepared_in(root, verifiers, "double_plugin.py", "double", Settings(trusted=True))
     assert "tests/test_plugin.py::test_double" in plan.direct_tests
 
     same = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
@@ -320,12 +323,7 @@ def test_a_command_the_tests_run_imports_the_candidate_too(tmp_path: Path, verif
     script = site.parent.parent.parent / "bin" / "greet"
     script.write_text(f"#!{script.parent / 'python'}\nfrom greet_cli import main\n\nmain()\n")
     script.chmod(0o755)
-    verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
-    verifiers.append(verifier)
-    path = root / "greet_cli.py"
-    text = path.read_text()
-    (target,) = [t for t in function_targets(text, path) if t.name == "message"]
-    plan = verifier.prepare(target, text, CancelToken())
+    verifier, text, plan = prepared_in(root, verifiers, "greet_cli.py", "message")
     assert "tests/test_greet_cli.py::test_message_from_the_command" in plan.direct_tests
     same = verifier.verify(plan, Candidate(0, "", text, "same"), CancelToken())
     assert same.passed, same.first_error
