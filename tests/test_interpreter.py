@@ -332,33 +332,38 @@ def test_a_command_the_tests_run_imports_the_candidate_too(tmp_path: Path, verif
 
 
 @needs_bwrap
+@pytest.mark.parametrize("package", ["shapes", "acme/shapes"], ids=["package", "namespace-package"])
 def test_a_project_installed_not_editable_is_never_passed_on_its_installed_copy(
-    tmp_path: Path, verifiers: list[Verifier]
+    tmp_path: Path, verifiers: list[Verifier], package: str
 ) -> None:
     """`pip install .` of a `src/` layout puts a copy of the package in site-packages, and the tests import
     that copy (plain pytest too): every candidate "passed" the tests, which never ran it (a breaking change
-    passed `check`). The copy is the module of the same dotted name from another file."""
+    passed `check`). The copy is the module of the same dotted name from another file - for a namespace
+    package (`acme` without `__init__.py`), a name its directories make."""
     root = tmp_path / "proj"
+    dotted = package.replace("/", ".")
     files = {
-        "src/shapes/__init__.py": "",
-        "src/shapes/geo.py": "def area(w: int, h: int) -> int:\n    return w * h\n",
-        "tests/test_geo.py": "from shapes.geo import area\n\n\ndef test_area() -> None:\n"
+        f"src/{package}/__init__.py": "",
+        f"src/{package}/geo.py": "def area(w: int, h: int) -> int:\n    return w * h\n",
+        "tests/test_geo.py": f"from {dotted}.geo import area\n\n\ndef test_area() -> None:\n"
         "    assert area(2, 3) == 6\n",
     }
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
     python = make_venv(root / ".venv", with_pytest=True)
-    installed = python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    (installed / "site-packages" / "shapes").mkdir()
+    lib = python.parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site = lib / "site-packages"
+    (site / package).mkdir(parents=True)
     for name in ("__init__.py", "geo.py"):
-        (installed / "site-packages" / "shapes" / name).write_text(files[f"src/shapes/{name}"])
+        (site / package / name).write_text(files[f"src/{package}/{name}"])
     verifier = Verifier(root, Settings(trusted=True, probe_inputs=0))
     verifiers.append(verifier)
-    path = root / "src" / "shapes" / "geo.py"
-    (target,) = function_targets(files["src/shapes/geo.py"], path)
-    with pytest.raises(VerifyError, match=r"site-packages/shapes/geo\.py.*not editable.*pip install -e \."):
-        verifier.prepare(target, files["src/shapes/geo.py"], CancelToken())
+    path = root / "src" / package / "geo.py"
+    (target,) = function_targets(files[f"src/{package}/geo.py"], path)
+    installed = rf"site-packages/{package}/geo\.py"
+    with pytest.raises(VerifyError, match=rf"{installed}.*not editable.*pip install -e \."):
+        verifier.prepare(target, files[f"src/{package}/geo.py"], CancelToken())
 
 
 EXTENSION = """\

@@ -424,13 +424,14 @@ def _canonical(value: object, depth: int = 0) -> str:
 def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
     """Record where the edited module was imported from: the shadow, or (wrongly) the user's tree or another
     copy of it - the project installed (not editable) in the environment, whose ``shapes.geo`` the tests
-    import in place of the candidate's, or a compiled build of the module beside its source. That copy is
-    the module of the same dotted name (as the package's ``__init__.py`` files make it) whose file ends in the
-    same package path; a namespace package's copy is not recognised this way."""
+    import in place of the candidate's, or a compiled build of the module beside its source. That copy is a
+    module under a name the edited file has (see :func:`_module_names`) whose file is that name's path."""
     forbidden = os.path.realpath(request["forbidden_file"])
     expected = os.path.realpath(request["edited_file"])
-    name, tail = _module_name(expected)
+    names = _module_names(expected)
+    own = next(iter(names))  # the name its __init__.py files make it
     found: dict[str, str] = {}
+    copies: dict[str, str] = {}
     for module_name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
@@ -438,9 +439,14 @@ def _check_imports(request: dict[str, Any], plugin: _ResultPlugin) -> None:
         real = os.path.realpath(path)
         # Compared without the file's suffixes: a compiled build beside the source (``geo.cpython-311-
         # x86_64-linux-gnu.so``: Cython's pure-Python mode, mypyc) is imported in its place.
-        copy = module_name == name and _stem(real).endswith(os.sep + _stem(tail))
-        if real in (forbidden, expected) or copy:
+        tail = names.get(module_name)
+        copy = tail is not None and _stem(real).endswith(os.sep + tail)
+        if real in (forbidden, expected) or (copy and module_name == own):
             found[module_name] = real
+        elif copy:
+            copies[module_name] = real
+    if expected not in found.values():  # a copy under a namespace package's name counts only then
+        found.update(copies)
     plugin._write({"event": "imports", "modules": found, "leaked": sorted(set(found.values()) - {expected})})
 
 
@@ -450,17 +456,26 @@ def _stem(path: str) -> str:
     return os.path.join(directory, filename.split(".", 1)[0])
 
 
-def _module_name(path: str) -> tuple[str, str]:
-    """The dotted name ``path`` is imported under when its package's ``__init__.py`` files decide it, and its
-    path from the top package's directory (``shapes.geo``, ``shapes/geo.py``)."""
-    directory, filename = os.path.split(path)
-    parts = [] if filename == "__init__.py" else [filename.rsplit(".", 1)[0]]
-    tail = [filename]
+def _module_names(path: str) -> dict[str, str]:
+    """The dotted names the module at ``path`` may be imported under, each with its path without suffixes
+    from its import root (``shapes.geo``: ``shapes/geo``): the name its package's ``__init__.py`` files make
+    it, and every name of two or more parts that its directories make (a namespace package - ``acme.geo``,
+    ``jaraco.functools`` - has no ``__init__.py`` above it to say where its name starts). A module imported
+    under one of these names from a file at that path is a copy of this one."""
+    stem = _stem(path)
+    package = os.path.basename(stem) == "__init__"
+    module = os.path.dirname(stem) if package else stem
+    suffix = os.sep + "__init__" if package else ""
+    directory = os.path.dirname(module)
     while os.path.isfile(os.path.join(directory, "__init__.py")):
-        directory, package = os.path.split(directory)
-        parts.insert(0, package)
-        tail.insert(0, package)
-    return ".".join(parts), os.sep.join(tail)
+        directory = os.path.dirname(directory)
+    named = os.path.relpath(module, directory)
+    names = {named.replace(os.sep, "."): named + suffix}
+    parts = module.strip(os.sep).split(os.sep)
+    for count in range(2, min(len(parts), 8) + 1):
+        relative = os.sep.join(parts[-count:])
+        names.setdefault(relative.replace(os.sep, "."), relative + suffix)
+    return names
 
 
 def _child(request: dict[str, Any]) -> None:
