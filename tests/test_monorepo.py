@@ -145,6 +145,24 @@ def test_the_search_ends_at_the_repository_and_at_the_editors_workspace_folder(t
     assert find_project_root(core, within=repo / "packages" / "alpha") == repo / "packages" / "alpha"
 
 
+def test_a_hostile_repositorys_configuration_files_cannot_hang_the_search(tmp_path: Path) -> None:
+    """The editor asks for a file's project on every code action: a FIFO named tox.ini would block a read
+    forever, a huge setup.cfg would be read whole. Only regular files are read, and only their start."""
+    import os
+    import threading
+
+    repo = gitrepo.make_repo(tmp_path / "hostile", {"pkg/mod.py": "def f() -> int:\n    return 1\n"})
+    os.mkfifo(repo / "tox.ini")
+    with (repo / "setup.cfg").open("w") as big:
+        big.write("# padding\n" * 300_000 + "[tool:pytest]\n")  # 3 MB: its section is past what is read
+    found: list[Path] = []
+    module = repo / "pkg" / "mod.py"
+    search = threading.Thread(target=lambda: found.append(find_project_root(module)), daemon=True)
+    search.start()
+    search.join(timeout=10)
+    assert found == [repo]  # the repository's top (.git), not a configuration it could not read
+
+
 # ------------------------------------------------------------------------------------------- check
 
 

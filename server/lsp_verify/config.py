@@ -255,14 +255,25 @@ the file is one by being there)."""
 _PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
 
 
+_CONFIG_READ_LIMIT = 1 << 20
+"""Bytes of a configuration file read to find its section: the editor asks for a file's project on every
+code action, and a hostile repository's file may be huge (or a FIFO: only regular files are read)."""
+
+
 def pytest_config_file(directory: Path) -> str:
     """The name of the pytest configuration file in ``directory`` (empty: it has none)."""
     for name, section in PYTEST_CONFIG_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        if section is None:
+            return name
         try:
-            text = (directory / name).read_text(encoding="utf-8", errors="replace")
+            with path.open("rb") as config:
+                text = config.read(_CONFIG_READ_LIMIT).decode("utf-8", errors="replace")
         except OSError:
             continue
-        if section is None or section.search(text):
+        if section.search(text):
             return name
     return ""
 

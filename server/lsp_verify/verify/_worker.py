@@ -289,29 +289,29 @@ def _run_pytest(request: dict[str, Any]) -> int:
 
 
 def _workspace_modules(request: dict[str, Any]) -> list[str]:
-    """The workspace's own top-level modules this process has imported before any test: in the fork server,
-    the packages that pytest or an installed plugin imports, when the project is one of them (an editable
-    pluggy). A run forked from here would test them as they were when the server started, not the
+    """The names of the workspace's own modules this process has imported before any test: in the fork
+    server, the packages that pytest or an installed plugin imports, when the project is one of them (an
+    editable pluggy). A run forked from here would test them as they were when the server started, not the
     candidate."""
     roots = [os.path.realpath(request["cwd"])]
     if request.get("workspace"):
         roots.append(os.path.realpath(request["workspace"]))
     # The environment's own packages are not the project's, even in a .venv inside the workspace.
     environment = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
-    found = set()
+    found = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if isinstance(path, str):
             real = os.path.realpath(path)
             inside = any(real.startswith(root + os.sep) for root in roots)
             if inside and not any(real.startswith(prefix + os.sep) for prefix in environment):
-                found.add(name.split(".", 1)[0])
-    return sorted(found)
+                found.append(name)
+    return found
 
 
 def _run_collect(request: dict[str, Any]) -> int:
     """``pytest --collect-only`` with the project's configuration; the items go to the result file."""
-    preloaded = _workspace_modules(request)
+    preloaded = sorted({name.split(".", 1)[0] for name in _workspace_modules(request)})
     sys.dont_write_bytecode = True
     _prefer_shadow(request)
     sys.path.insert(0, request["cwd"])
@@ -346,13 +346,12 @@ def _run_probe(request: dict[str, Any]) -> int:
     import importlib
 
     sys.dont_write_bytecode = True
+    # What this server imported of the workspace with pytest (the project is pluggy, or a pytest plugin) is
+    # the user's copy from before any change: this child forgets it and imports the candidate's.
+    for name in _workspace_modules(request):
+        del sys.modules[name]
     _prefer_shadow(request)
     sys.path.insert(0, request["path"])
-    # A package this server imported with pytest (the project is pluggy, or a pytest plugin) would be the
-    # user's copy from before any change: this child forgets it and imports the candidate's.
-    top = request["module"].split(".", 1)[0]
-    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
-        del sys.modules[name]
     module = importlib.import_module(request["module"])
     function: Any = module
     for name in request["function"].split(

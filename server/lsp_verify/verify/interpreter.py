@@ -113,7 +113,7 @@ def project_python(
         path = where / name / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         if not path.exists():
             continue
-        name = (where / name).relative_to(root).as_posix() if where == root else str(where / name)
+        name = name if where == root else str(where / name)
         if not confined:
             return own_python(
                 f"the workspace's {name} is not used without bubblewrap (nothing would confine it): "

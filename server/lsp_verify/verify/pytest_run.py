@@ -177,12 +177,12 @@ class PytestRunner:
         try:
             forked_events, forked_answer, forked_log = forked_run.result()
         except WorkerError as exc:
-            forked, forked_failure = None, f"the pre-imported pytest server failed ({exc})"
+            forked, forked_reason = None, f"the pre-imported pytest server failed ({exc})"
         else:
             forked = _collection(forked_events, forked_answer, forked_log, shadow.root, timeout)
-            forked_failure = _preloaded_reason(forked_events)
+            forked_reason = _preloaded_reason(forked_events)
         fresh = _collection(fresh_events, fresh_answer, fresh_log, shadow.root, timeout)
-        reason = _fresh_reason_from_config(fresh_events) or forked_failure
+        reason = _fresh_reason_from_config(fresh_events) or forked_reason
         differs = forked is not None and (forked.problem or _signature(forked) != _signature(fresh))
         if differs and not reason and not fresh.problem:
             reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
