@@ -423,6 +423,114 @@ def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidd
     assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
 
 
+LOAD_TESTS_PROJECT = {
+    "shapes/__init__.py": "",
+    "shapes/geo.py": GEO.replace(
+        "return 2 * (w + h)", '"""\n    >>> perimeter(1, 2)\n    6\n    """\n    return 2 * (w + h)'
+    ),
+    # unittest's load_tests protocol, as isodate and idna use it: `python -m unittest` runs a class made per
+    # row of a table and the package's doctests; pytest alone runs only AreaTests.
+    "tests/test_table.py": """\
+        import doctest
+        import unittest
+
+        import shapes.geo
+        from shapes.geo import area
+
+        ROWS = [(3, 3, 9), (4, 5, 20)]
+
+
+        def make_case(w, h, expected):
+            class AreaCase(unittest.TestCase):
+                def test_area(self) -> None:
+                    self.assertEqual(area(w, h), expected)
+
+            return AreaCase
+
+
+        class AreaTests(unittest.TestCase):
+            def test_square(self) -> None:
+                self.assertEqual(area(2, 2), 4)
+
+
+        class RowCase(unittest.TestCase):  # idna's conformance table: an instance per row
+            def __init__(self, methodName="runTest", row=None):
+                super().__init__(methodName)
+                self.row = row
+
+            def runTest(self) -> None:
+                if self.row:
+                    self.assertEqual(area(self.row[0], self.row[1]), self.row[2])
+
+
+        def load_tests(loader, tests, pattern):
+            for row in ROWS:
+                tests.addTests(loader.loadTestsFromTestCase(make_case(*row)))
+                tests.addTest(RowCase(row=row))
+            tests.addTests(doctest.DocTestSuite(shapes.geo))
+            return tests
+    """,
+    # A load_tests that fails adds nothing: pytest alone would not have run anything more either.
+    "tests/test_raises.py": """\
+        def load_tests(loader, tests, pattern):
+            raise RuntimeError("needs a discovery pattern")
+
+
+        def test_plain() -> None:
+            pass
+    """,
+}
+
+
+def test_the_tests_a_modules_load_tests_adds_are_run_as_unittest_would(
+    tmp_path: Path, collect_tests: Collect, verifier: Callable[..., Verifier]
+) -> None:
+    root = write(tmp_path, LOAD_TESTS_PROJECT)
+    collection = collect_tests(root)
+    assert sorted(test.nodeid for test in collection.tests) == [
+        "tests/test_raises.py::test_plain",
+        "tests/test_table.py::AreaTests::test_square",  # collected by pytest, not twice
+        "tests/test_table.py::RowCase::runTest",  # pytest's own instance, without a row
+        # The same instance again in `tests` (an id that repeats is run each time), then one per row.
+        "tests/test_table.py::load_tests::RowCase.runTest-1",
+        "tests/test_table.py::load_tests::RowCase.runTest-2",
+        "tests/test_table.py::load_tests::RowCase.runTest-3",
+        "tests/test_table.py::load_tests::make_case.AreaCase.test_area-1",
+        "tests/test_table.py::load_tests::make_case.AreaCase.test_area-2",
+        "tests/test_table.py::load_tests::shapes.geo.perimeter",
+    ]
+    # The tests' methods use area: near it, as any test naming it.
+    assert near(root, collection, "shapes/geo.py", "area") == {
+        "tests/test_table.py::AreaTests::test_square": True,
+        "tests/test_table.py::RowCase::runTest": True,
+        "tests/test_table.py::load_tests::RowCase.runTest-1": True,
+        "tests/test_table.py::load_tests::RowCase.runTest-2": True,
+        "tests/test_table.py::load_tests::RowCase.runTest-3": True,
+        "tests/test_table.py::load_tests::make_case.AreaCase.test_area-1": True,
+        "tests/test_table.py::load_tests::make_case.AreaCase.test_area-2": True,
+    }
+    geo = root / "shapes" / "geo.py"
+    checker = verifier(root)
+    plan = checker.prepare(target(geo, "area"), geo.read_text(encoding="utf-8"), CancelToken())
+    # Right for squares only: the table's second row catches it, with unittest's own message.
+    broken = checker.verify(plan, as_is(geo, "return w * h", "return w * w"), CancelToken())
+    assert not broken.passed
+    assert set(broken.tests_broken) == {
+        "tests/test_table.py::load_tests::RowCase.runTest-3",
+        "tests/test_table.py::load_tests::make_case.AreaCase.test_area-2",
+    }
+    failure = next(o for o in broken.outcomes if o.outcome == "failed")
+    assert "AssertionError: 16 != 20" in failure.message, failure.message
+    assert checker.verify(plan, as_is(geo), CancelToken()).passed
+    # The package's doctests run too (as the whole suite does): a break only they catch fails.
+    suite = checker.suite(geo, geo.read_text(encoding="utf-8"), CancelToken())
+    assert "tests/test_table.py::load_tests::shapes.geo.perimeter" in suite
+    wrong = geo.read_text(encoding="utf-8").replace("2 * (w + h)", "2 * w + h")
+    run = checker.run_tests(geo, wrong, suite, CancelToken(), timeout_s=60)
+    outcome = run.by_nodeid["tests/test_table.py::load_tests::shapes.geo.perimeter"]
+    assert outcome.outcome == "failed" and "Expected:" in outcome.message, outcome.message
+
+
 ORDER_DEPENDENT_PROJECT = {
     "shapes/__init__.py": "",
     "shapes/geo.py": GEO,

@@ -435,8 +435,10 @@ def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
+    from .verify.pytest_run import failure_summary
+
     outcomes = run.by_nodeid
-    return tuple(f"{n} failed: {(outcomes[n].message.splitlines() or [''])[0]}" for n in node_ids)
+    return tuple(f"{n} failed: {failure_summary(outcomes[n].message)}" for n in node_ids)
 
 
 def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, base_name: str) -> None:

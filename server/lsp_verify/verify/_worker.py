@@ -26,6 +26,7 @@ a ``types.py``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -269,6 +270,139 @@ def _plain_runs() -> object:
     return PlainRuns()
 
 
+def _load_tests_protocol() -> object:
+    """A plugin that also runs the tests a test module's ``load_tests`` function adds (unittest's load_tests
+    protocol), as pytest never calls it.
+
+    ``python -m unittest`` asks such a module which tests it holds; pytest collects only its module-level
+    ``TestCase`` classes. Projects that build their cases in ``load_tests`` (one ``TestCase`` instance per
+    line of a conformance table, classes made in a loop, a ``DocTestSuite`` of the package) would have those
+    tests run by their own test command and never by pytest: a change that breaks only them would pass. Each
+    is an item under ``<module>::load_tests``; a test pytest already runs itself (an instance of a class it
+    collects from the module, its id unique in the suite) is left to pytest. A module whose ``load_tests``
+    raises adds nothing (pytest alone would not have run it either).
+    """
+    import unittest
+
+    import pytest
+
+    class _UnittestFailure(Exception):
+        """What unittest reported for a failed or erroring test (its traceback, as unittest prints it)."""
+
+    class LoadedTest(pytest.Item):
+        def __init__(self, *, test: Any, function: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.test = test
+            self.function = function  # where the test is defined, for the collection's record
+            self.funcargs: dict[str, Any] = {}  # as pytest's own items have (plugins' hooks read it)
+
+        def runtest(self) -> None:
+            result = unittest.TestResult()
+            # In a suite of its own, as unittest runs it: setUpClass / setUpModule and their teardowns.
+            unittest.TestSuite([self.test]).run(result)
+            problems = [text for _, text in result.errors + result.failures]
+            problems += ["unexpected success" for _ in result.unexpectedSuccesses]
+            if problems:
+                raise _UnittestFailure(problems[0])
+            if result.skipped:
+                pytest.skip(str(result.skipped[0][1]))
+
+        def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+            if isinstance(excinfo.value, _UnittestFailure):
+                return _unittest_failure(str(excinfo.value))
+            return super().repr_failure(excinfo)
+
+        def reportinfo(self) -> Any:
+            return self.path, None, self.name
+
+    class LoadTests(pytest.Collector):
+        def __init__(self, *, module: Any, classes: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.module = module
+            # The ids of the tests pytest runs itself: each method of the TestCase classes it collects from
+            # the module, an instance made with the method's name.
+            self.pytest_runs: set[str] = set()
+            for cls in classes:
+                # A class whose instances need more than a method name: pytest cannot run it either.
+                with contextlib.suppress(Exception):
+                    self.pytest_runs.update(
+                        test.id() for test in _flattened(unittest.TestLoader().loadTestsFromTestCase(cls))
+                    )
+
+        def collect(self) -> Any:
+            failed = getattr(unittest.loader, "_FailedTest", ())
+            tests = list(_flattened(unittest.TestLoader().loadTestsFromModule(self.module)))
+            if any(isinstance(test, failed) for test in tests):
+                return []
+            prefix = self.module.__name__ + "."
+            id_counts = collections.Counter(test.id() for test in tests)
+            kept = []  # (test, name)
+            for test in tests:
+                ident = test.id()
+                # A test pytest runs itself: an instance of a class it collects, named by a method only.
+                if id_counts[ident] == 1 and ident in self.pytest_runs:
+                    continue
+                name = ident[len(prefix) :] if ident.startswith(prefix) else ident
+                kept.append((test, re.sub(r"[\s\[\]]|::", "_", name.replace("<locals>.", ""))))
+            name_counts = collections.Counter(name for _, name in kept)
+            seen: dict[str, int] = {}
+            items = []
+            for test, name in kept:
+                if name_counts[name] > 1:  # one TestCase per row of a table: numbered in the suite's order
+                    seen[name] = seen.get(name, 0) + 1
+                    name += "-" + str(seen[name])
+                method = getattr(test, "_testMethodName", "")
+                function = getattr(type(test), method, None) if method else None
+                items.append(LoadedTest.from_parent(self, name=name, test=test, function=function))
+            return items
+
+    class LoadTestsProtocol:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_make_collect_report(self, collector: Any) -> Any:
+            outcome = yield
+            if not isinstance(collector, pytest.Module) or type(collector).__name__ == "DoctestModule":
+                return
+            report = outcome.get_result()
+            if report.outcome != "passed" or not callable(getattr(collector.obj, "load_tests", None)):
+                return
+            classes = [node.obj for node in report.result if isinstance(node, pytest.Class)]
+            classes = [cls for cls in classes if isinstance(cls, type) and issubclass(cls, unittest.TestCase)]
+            report.result.append(
+                LoadTests.from_parent(collector, name="load_tests", module=collector.obj, classes=classes)
+            )
+
+    return LoadTestsProtocol()
+
+
+def _unittest_failure(text: str) -> str:
+    """unittest's report of a failed test, its exception's lines marked as pytest marks them (``E   ``), so
+    the one-line message is the error, not the traceback's last frame. A doctest's failure keeps what
+    matters: the example, what it expected and what it got."""
+    lines = text.rstrip().splitlines()
+    header = max(
+        (i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")),
+        default=-1,
+    )
+    start = header + 1
+    while start < len(lines) and lines[start].startswith(" "):
+        start += 1
+    error = [line for line in lines[start:] if line.strip()]
+    example = next((i for i, line in enumerate(error) if line == "Failed example:"), None)
+    if example is not None:
+        error = error[example:]
+    return "\n".join(lines[:start] + ["E   " + line for line in error])
+
+
+def _flattened(suite: Any) -> Any:
+    import unittest
+
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            yield from _flattened(test)
+        else:
+            yield test
+
+
 def _run_pytest(request: dict[str, Any]) -> int:
     sys.dont_write_bytecode = True
     # The shadow comes first: an installed or editable copy of the user's package must not win. Before
@@ -281,7 +415,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
 
     plugin = _ResultPlugin(request["result_file"])
     try:
-        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
+        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _load_tests_protocol()]))
         _check_imports(request, plugin)
     finally:
         plugin.close()
@@ -319,7 +453,7 @@ def _run_collect(request: dict[str, Any]) -> int:
 
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]), preloaded)
     try:
-        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs()]))
+        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _load_tests_protocol()]))
     finally:
         plugin.close()
 
