@@ -187,6 +187,51 @@ def test_a_change_breaking_a_unittest_style_suite_is_blocked(
     assert test in proc.stdout
 
 
+UNITTEST_MODULE = """\
+import unittest
+
+from calc.ops import add, mul
+
+
+class OpsTests(unittest.TestCase):
+    def test_add(self) -> None:
+        self.assertEqual(add(2, 3), 5)
+
+    def test_mul(self) -> None:
+        self.assertEqual(mul(2, 3), 6)
+
+
+if __name__ == "__main__":
+    unittest.main()
+"""
+
+
+def test_a_project_tested_by_unittest_in_tests_py_is_checked_by_those_tests(tmp_path: Path) -> None:
+    # jsonpointer's layout: `python -m unittest` finds tests.py; pytest's default python_files does not, and
+    # before, a breaking change passed on types alone ("no nearby tests").
+    repo = gitrepo.make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
+            "calc/__init__.py": "",
+            "calc/ops.py": CALC,
+            "tests.py": UNITTEST_MODULE,
+        },
+    )
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a + b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  calc/ops.py:8 mul" in proc.stdout, proc.stdout
+    assert "tests.py::OpsTests::test_mul" in proc.stdout
+    git(repo, "reset", "-q", "--hard")
+    everything = run_check(repo, tmp_path, "--all", "--format", "json")
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    # tests.py holds tests, not functions to check.
+    assert {f["file"] for f in json.loads(everything.stdout)["functions"]} == {"calc/ops.py"}
+
+
 def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
 

@@ -531,6 +531,50 @@ def test_the_tests_a_modules_load_tests_adds_are_run_as_unittest_would(
     assert outcome.outcome == "failed" and "Expected:" in outcome.message, outcome.message
 
 
+def test_the_files_unittests_discovery_finds_are_collected_unless_the_project_names_its_own(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    # jsonpointer's layout: its tests are `tests.py`, run by `python -m unittest`; pytest's default
+    # python_files (test_*.py, *_test.py) never collects it.
+    root = write(
+        tmp_path / "plain",
+        {
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests.py": """\
+                import unittest
+
+                from shapes.geo import area
+
+
+                class AreaTests(unittest.TestCase):
+                    def test_square(self) -> None:
+                        self.assertEqual(area(2, 2), 4)
+            """,
+            # Matches unittest's pattern but is no test module (no TestCase): not imported.
+            "testdata.py": "raise SystemExit('imported')\n",
+            # A framework's tests that cannot be imported without its runner: nothing, as before.
+            "shapes/tests_django.py": "from django.test import TestCase  # noqa\n",
+        },
+    )
+    collection = collect_tests(root)
+    assert [test.nodeid for test in collection.tests] == ["tests.py::AreaTests::test_square"]
+    assert not collection.errors and not collection.problem
+    assert near(root, collection, "shapes/geo.py", "area") == {"tests.py::AreaTests::test_square": True}
+    # A project that names its test files has said what its tests are.
+    named = write(
+        tmp_path / "named",
+        {
+            "pytest.ini": "[pytest]\npython_files = check_*.py\n",
+            "shapes/__init__.py": "",
+            "shapes/geo.py": GEO,
+            "tests.py": (root / "tests.py").read_text(encoding="utf-8"),
+            "check_geo.py": "from shapes.geo import area\n\n\ndef test_area():\n    assert area(1, 1)\n",
+        },
+    )
+    assert [test.nodeid for test in collect_tests(named).tests] == ["check_geo.py::test_area"]
+
+
 ORDER_DEPENDENT_PROJECT = {
     "shapes/__init__.py": "",
     "shapes/geo.py": GEO,

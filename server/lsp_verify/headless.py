@@ -91,7 +91,7 @@ def is_test_file(relpath: str) -> bool:
     return (
         name.startswith("test_")
         or name.endswith("_test.py")
-        or name == "conftest.py"
+        or name in ("conftest.py", "tests.py", "test.py")  # the last two: unittest's discovery finds them
         or any(part in ("tests", "test") for part in parts)
     )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fnmatch
 import json
 import os
 import re
@@ -270,17 +271,21 @@ def _plain_runs() -> object:
     return PlainRuns()
 
 
-def _load_tests_protocol() -> object:
-    """A plugin that also runs the tests a test module's ``load_tests`` function adds (unittest's load_tests
-    protocol), as pytest never calls it.
+def _unittest_discovery() -> object:
+    """A plugin that also collects the tests ``python -m unittest`` would run and pytest never does.
 
-    ``python -m unittest`` asks such a module which tests it holds; pytest collects only its module-level
-    ``TestCase`` classes. Projects that build their cases in ``load_tests`` (one ``TestCase`` instance per
-    line of a conformance table, classes made in a loop, a ``DocTestSuite`` of the package) would have those
-    tests run by their own test command and never by pytest: a change that breaks only them would pass. Each
-    is an item under ``<module>::load_tests``; a test pytest already runs itself (an instance of a class it
-    collects from the module, its id unique in the suite) is left to pytest. A module whose ``load_tests``
-    raises adds nothing (pytest alone would not have run it either).
+    - A test module's ``load_tests`` function (unittest's load_tests protocol): ``python -m unittest`` asks
+      such a module which tests it holds; pytest collects only its module-level ``TestCase`` classes.
+      Projects that build their cases in ``load_tests`` (one ``TestCase`` instance per line of a conformance
+      table, classes made in a loop, a ``DocTestSuite`` of the package) have them run by their own test
+      command and never by pytest: a change that breaks only them would pass. Each is an item under
+      ``<module>::load_tests``; a test pytest already runs itself (an instance of a class it collects from
+      the module, its id unique in the suite) is left to pytest. A module whose ``load_tests`` raises adds
+      nothing (pytest alone would not have run it either).
+    - Files unittest's discovery finds (``test*.py``: ``tests.py``, ``test.py``, ``tests_foo.py``) and
+      pytest's default ``python_files`` does not, in a project that does not set ``python_files``: such a
+      project's tests run under unittest. Only a file that mentions ``TestCase`` or ``load_tests`` is
+      collected, as pytest collects a test module, and one that cannot be imported adds nothing.
     """
     import unittest
 
@@ -356,22 +361,55 @@ def _load_tests_protocol() -> object:
                 items.append(LoadedTest.from_parent(self, name=name, test=test, function=function))
             return items
 
-    class LoadTestsProtocol:
+    class UnittestModule(pytest.Module):
+        def collect(self) -> Any:
+            try:
+                self.obj  # noqa: B018 - imports it
+            except Exception:  # e.g. a helper module needing settings only a framework's runner makes
+                return []
+            return super().collect()
+
+    class UnittestDiscovery:
+        def pytest_collect_file(self, file_path: Any, parent: Any) -> Any:
+            name = file_path.name
+            config = parent.config
+            if (
+                not fnmatch.fnmatch(name, "test*.py")
+                or "python_files" in config.inicfg
+                or parent.session.isinitpath(file_path)  # pytest collects a file it is given itself
+                or any(fnmatch.fnmatch(name, pattern) for pattern in config.getini("python_files"))
+            ):
+                return None
+            try:
+                with open(file_path, "rb") as source:
+                    text = source.read(1 << 20)
+            except OSError:
+                return None
+            if not re.search(rb"\bTestCase\b|\bload_tests\b", text):
+                return None
+            return UnittestModule.from_parent(parent, path=file_path)
+
         @pytest.hookimpl(hookwrapper=True)
         def pytest_make_collect_report(self, collector: Any) -> Any:
             outcome = yield
             if not isinstance(collector, pytest.Module) or type(collector).__name__ == "DoctestModule":
                 return
             report = outcome.get_result()
-            if report.outcome != "passed" or not callable(getattr(collector.obj, "load_tests", None)):
+            if report.outcome != "passed":
+                return
+            try:
+                module = collector.obj
+            except Exception:  # a unittest-only file that could not be imported: nothing
+                return
+            if not callable(getattr(module, "load_tests", None)):
                 return
             classes = [node.obj for node in report.result if isinstance(node, pytest.Class)]
             classes = [cls for cls in classes if isinstance(cls, type) and issubclass(cls, unittest.TestCase)]
             report.result.append(
-                LoadTests.from_parent(collector, name="load_tests", module=collector.obj, classes=classes)
+                LoadTests.from_parent(collector, name="load_tests", module=module, classes=classes)
             )
 
-    return LoadTestsProtocol()
+    return UnittestDiscovery()
 
 
 def _unittest_failure(text: str) -> str:
@@ -415,7 +453,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
 
     plugin = _ResultPlugin(request["result_file"])
     try:
-        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _load_tests_protocol()]))
+        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery()]))
         _check_imports(request, plugin)
     finally:
         plugin.close()
@@ -453,7 +491,7 @@ def _run_collect(request: dict[str, Any]) -> int:
 
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]), preloaded)
     try:
-        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _load_tests_protocol()]))
+        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery()]))
     finally:
         plugin.close()
 
