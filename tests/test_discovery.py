@@ -423,7 +423,14 @@ def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidd
     assert fine.passed and fine.evidence is Evidence.TESTS, fine.first_error
 
 
+# Every warning but pytest-asyncio's own is an error.
+WARNINGS_ARE_STRICT_ERRORS = (
+    "[tool.pytest.ini_options]\n"
+    'filterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning:pytest_asyncio.*"]\n'
+)
+
 LOAD_TESTS_PROJECT = {
+    "pyproject.toml": WARNINGS_ARE_STRICT_ERRORS,
     "shapes/__init__.py": "",
     "shapes/geo.py": GEO.replace(
         "return 2 * (w + h)", '"""\n    >>> perimeter(1, 2)\n    6\n    """\n    return 2 * (w + h)'
@@ -539,6 +546,9 @@ def test_the_files_unittests_discovery_finds_are_collected_unless_the_project_na
     root = write(
         tmp_path / "plain",
         {
+            # Warnings are errors (pluggy, typeguard): the collection itself must not warn (pytest 9
+            # deprecates config.inicfg).
+            "pyproject.toml": WARNINGS_ARE_STRICT_ERRORS,
             "shapes/__init__.py": "",
             "shapes/geo.py": GEO,
             "tests.py": """\

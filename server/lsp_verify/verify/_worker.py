@@ -372,12 +372,12 @@ def _unittest_discovery() -> object:
     class UnittestDiscovery:
         def pytest_collect_file(self, file_path: Any, parent: Any) -> Any:
             name = file_path.name
-            config = parent.config
+            patterns = [str(pattern) for pattern in parent.config.getini("python_files")]
             if (
                 not fnmatch.fnmatch(name, "test*.py")
-                or "python_files" in config.inicfg
+                or patterns != ["test_*.py", "*_test.py"]  # the project says which files hold its tests
                 or parent.session.isinitpath(file_path)  # pytest collects a file it is given itself
-                or any(fnmatch.fnmatch(name, pattern) for pattern in config.getini("python_files"))
+                or any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
             ):
                 return None
             try:
