@@ -565,6 +565,11 @@ def test_the_files_unittests_discovery_finds_are_collected_unless_the_project_na
             "testdata.py": "raise SystemExit('imported')\n",
             # A framework's tests that cannot be imported without its runner: nothing, as before.
             "shapes/tests_django.py": "from django.test import TestCase  # noqa\n",
+            # ply's test scripts run their tests when imported (`unittest.main()` at the top level): never
+            # imported; one that exits when imported adds nothing and stops nothing.
+            "testlex.py": "import unittest\n\n\nclass LexTests(unittest.TestCase):\n"
+            "    def test_lex(self):\n        pass\n\n\nunittest.main()\n",
+            "testgui.py": "import sys\nfrom unittest import TestCase\n\nsys.exit('no display')\n",
         },
     )
     collection = collect_tests(root)

@@ -362,11 +362,14 @@ def _unittest_discovery() -> object:
             return items
 
     class UnittestModule(pytest.Module):
+        imported = False
+
         def collect(self) -> Any:
             try:
                 self.obj  # noqa: B018 - imports it
-            except Exception:  # e.g. a helper module needing settings only a framework's runner makes
+            except (Exception, SystemExit):  # a framework's tests that need its runner, a script that exits
                 return []
+            self.imported = True
             return super().collect()
 
     class UnittestDiscovery:
@@ -385,7 +388,11 @@ def _unittest_discovery() -> object:
                     text = source.read(1 << 20)
             except OSError:
                 return None
-            if not re.search(rb"\bTestCase\b|\bload_tests\b", text):
+            # A script that runs its tests when imported (`unittest.main()` at the top level, as ply's do)
+            # is run, not imported, by its project: unittest's discovery fails on it too.
+            if not re.search(rb"\bTestCase\b|\bload_tests\b", text) or re.search(
+                rb"(?m)^unittest\.main\(", text
+            ):
                 return None
             return UnittestModule.from_parent(parent, path=file_path)
 
@@ -397,10 +404,9 @@ def _unittest_discovery() -> object:
             report = outcome.get_result()
             if report.outcome != "passed":
                 return
-            try:
-                module = collector.obj
-            except Exception:  # a unittest-only file that could not be imported: nothing
-                return
+            if isinstance(collector, UnittestModule) and not collector.imported:
+                return  # a unittest-only file that could not be imported: nothing
+            module = collector.obj
             if not callable(getattr(module, "load_tests", None)):
                 return
             classes = [node.obj for node in report.result if isinstance(node, pytest.Class)]
