@@ -232,6 +232,24 @@ def test_a_project_tested_by_unittest_in_tests_py_is_checked_by_those_tests(tmp_
     assert {f["file"] for f in json.loads(everything.stdout)["functions"]} == {"calc/ops.py"}
 
 
+def test_a_module_pytest_collects_tests_from_is_a_test_module_whatever_its_name(tmp_path: Path) -> None:
+    repo = gitrepo.make_repo(
+        tmp_path / "repo",
+        {
+            "pytest.ini": "[pytest]\npython_files = check_*.py\n",
+            "calc/__init__.py": "",
+            "calc/ops.py": CALC,
+            "checks/check_ops.py": TESTS,
+        },
+    )
+    proc = run_check(repo, tmp_path, "--all", "--format", "json")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    functions = json.loads(proc.stdout)["functions"]
+    assert {f["file"] for f in functions} == {"calc/ops.py"}
+    assert all(f["evidence"] == "tests" for f in functions), functions
+
+
 def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
 

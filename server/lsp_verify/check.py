@@ -166,6 +166,14 @@ def _check_project(
         report.error = str(exc)
         return
     with verifier:
+        if settings.trusted:
+            # A module pytest collects tests from is a test module, whatever its name (`python_files =
+            # check_*.py`, Django's tests.py): what functions are checked against, not functions to check.
+            try:
+                tests = verifier.test_modules(files[0].path, files[0].text, cancel)
+            except VerifyError:  # said again, with its reason, by the first function's check
+                tests = frozenset()
+            files = [item for item in files if relpath_in(item.path, root) not in tests]
         work = [_functions_of(item, root, shown_from) for item in files]
         jobs = [job for _, file_jobs in work for job in file_jobs]
         known: dict[int, KnownRuns] = {}

@@ -469,6 +469,15 @@ class Verifier:
             raise VerifyError(self._no_collection(collection.problem))
         return tuple(dict.fromkeys(test.nodeid for test in collection.tests))
 
+    def test_modules(self, path: Path, text: str, cancel: CancelToken) -> frozenset[str]:
+        """The files (relative to the root) pytest collects tests from, doctests aside: the project's test
+        modules, whatever their names. Empty in an untrusted workspace or when nothing can be collected."""
+        if not self.settings.trusted:
+            return frozenset()
+        self._start_watching()
+        collection = self._collected(self._relative(path), text, cancel)
+        return frozenset(test.file for test in collection.tests if not test.doctest)
+
     def run_tests(
         self,
         path: Path,
