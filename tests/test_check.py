@@ -52,17 +52,14 @@ def git(repo: Path, *args: str) -> str:
     return gitrepo.git(repo, *args).stdout
 
 
-def make_repo(root: Path) -> Path:
-    """A committed package ``calc`` with tests; returns the repository root."""
-    return gitrepo.make_repo(
-        root,
-        {
-            "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
-            "calc/__init__.py": "",
-            "calc/ops.py": CALC,
-            "tests/test_ops.py": TESTS,
-        },
-    )
+def make_repo(root: Path, files: dict[str, str] | None = None) -> Path:
+    """A committed package ``calc`` with ``files`` beside it (default: a pyproject.toml and
+    tests/test_ops.py); returns the repository root."""
+    files = files or {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS}
+    return gitrepo.make_repo(root, {"calc/__init__.py": "", "calc/ops.py": CALC, **files})
+
+
+PYPROJECT = '[project]\nname = "calc"\nversion = "0"\n'
 
 
 def stage(repo: Path, relpath: str, text: str) -> None:
@@ -209,15 +206,7 @@ if __name__ == "__main__":
 def test_a_project_tested_by_unittest_in_tests_py_is_checked_by_those_tests(tmp_path: Path) -> None:
     # jsonpointer's layout: `python -m unittest` finds tests.py; pytest's default python_files does not, and
     # before, a breaking change passed on types alone ("no nearby tests").
-    repo = gitrepo.make_repo(
-        tmp_path / "repo",
-        {
-            "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n',
-            "calc/__init__.py": "",
-            "calc/ops.py": CALC,
-            "tests.py": UNITTEST_MODULE,
-        },
-    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "tests.py": UNITTEST_MODULE})
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a + b"))
 
     proc = run_check(repo, tmp_path)
@@ -233,15 +222,8 @@ def test_a_project_tested_by_unittest_in_tests_py_is_checked_by_those_tests(tmp_
 
 
 def test_a_module_pytest_collects_tests_from_is_a_test_module_whatever_its_name(tmp_path: Path) -> None:
-    repo = gitrepo.make_repo(
-        tmp_path / "repo",
-        {
-            "pytest.ini": "[pytest]\npython_files = check_*.py\n",
-            "calc/__init__.py": "",
-            "calc/ops.py": CALC,
-            "checks/check_ops.py": TESTS,
-        },
-    )
+    config = "[pytest]\npython_files = check_*.py\n"
+    repo = make_repo(tmp_path / "repo", {"pytest.ini": config, "checks/check_ops.py": TESTS})
     proc = run_check(repo, tmp_path, "--all", "--format", "json")
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
