@@ -336,7 +336,10 @@ def _unittest_discovery() -> object:
 
         def collect(self) -> Any:
             failed = getattr(unittest.loader, "_FailedTest", ())
-            tests = list(_flattened(unittest.TestLoader().loadTestsFromModule(self.module)))
+            try:  # unittest turns what load_tests raises into a failed test; a SystemExit it lets through
+                tests = list(_flattened(unittest.TestLoader().loadTestsFromModule(self.module)))
+            except (Exception, SystemExit):
+                return []
             if any(isinstance(test, failed) for test in tests):
                 return []
             prefix = self.module.__name__ + "."
