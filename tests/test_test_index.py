@@ -124,3 +124,12 @@ def test_only_changes_that_can_alter_what_pytest_collects_drop_the_collection(tm
         index.invalidate([tmp_path / changed])
         index.collection(collect)
         assert len(collections) == drops, changed
+    # pytest's default python_files: unittest's discovery pattern holds tests too (tests.py).
+    collection = Collection(tests=())
+    index.invalidate([tmp_path / "pyproject.toml"])
+    index.collection(collect)
+    for changed, drops in [("tests.py", True), ("pkg/testing.py", True), ("pkg/helpers.py", False)]:
+        collections.clear()
+        index.invalidate([tmp_path / changed])
+        index.collection(collect)
+        assert len(collections) == drops, changed

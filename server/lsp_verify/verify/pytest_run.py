@@ -75,7 +75,10 @@ class TestRun:
         return {outcome.nodeid: outcome for outcome in self.outcomes}
 
 
-_DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
+UNITTEST_FILES = "test*.py"
+"""unittest's discovery pattern: with the default ``python_files``, files it matches that hold ``TestCase``
+classes are collected too (``_worker._unittest_discovery``)."""
 _RECHECKS = 8
 """At most this many files that failed to collect in the whole suite are collected again on their own (a
 fork-server collection of one file takes a few tenths of a second; a project with many broken files, e.g.
@@ -110,7 +113,7 @@ class Collection:
     """(file, one-line reason) of each file that failed to collect; the other files' tests still count."""
     problem: str = ""
     """Why nothing could be collected (one line naming the file), else empty."""
-    python_files: tuple[str, ...] = _DEFAULT_PYTHON_FILES
+    python_files: tuple[str, ...] = DEFAULT_PYTHON_FILES
     """The project's ``python_files`` patterns: a new file matching one may hold tests."""
     doctest_modules: bool = False
     """The project's own runs collect modules' doctests (``--doctest-modules`` in its addopts): then a
@@ -447,7 +450,7 @@ def _collection(
         if event.get("event") == "item"
     )
     config = next((event for event in events if event.get("event") == "config"), {})
-    python_files = tuple(str(p) for p in config.get("python_files", ())) or _DEFAULT_PYTHON_FILES
+    python_files = tuple(str(p) for p in config.get("python_files", ())) or DEFAULT_PYTHON_FILES
     doctest_modules = bool(config.get("doctest_modules", False))
     errors = tuple(
         (_error_location(str(event["nodeid"]), root), _one_line(str(event.get("message", "")), root))

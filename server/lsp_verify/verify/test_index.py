@@ -42,7 +42,7 @@ from watchdog.observers import Observer
 
 from ..syntax.parse import parse
 from ..syntax.tests_scan import TestFunction, test_functions
-from .pytest_run import Collection
+from .pytest_run import DEFAULT_PYTHON_FILES, UNITTEST_FILES, Collection
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
@@ -420,6 +420,8 @@ def _may_change(collection: Collection, relative: Path) -> bool:
         return False
     # pytest matches a pattern without a slash against the file name, one with a slash against the path.
     patterns = collection.python_files
+    if patterns == DEFAULT_PYTHON_FILES:
+        patterns = (*patterns, UNITTEST_FILES)  # a new tests.py may hold TestCase classes
     return any(fnmatch.fnmatch(posix if "/" in pattern else relative.name, pattern) for pattern in patterns)
 
 
