@@ -232,6 +232,30 @@ def test_a_module_pytest_collects_tests_from_is_a_test_module_whatever_its_name(
     assert all(f["evidence"] == "tests" for f in functions), functions
 
 
+@pytest.mark.parametrize(
+    "tests",
+    [{"tests/test_ops.py": TESTS}, {"tests.py": UNITTEST_MODULE}],
+    ids=["pytest", "unittest-tests.py"],
+)
+@pytest.mark.parametrize("suite_guard", [True, False], ids=["guard", "no-guard"])
+def test_a_change_that_stops_the_tests_from_being_collected_fails(
+    tmp_path: Path, tests: dict[str, str], suite_guard: bool
+) -> None:
+    # No function changes: before, "the change touches no function: nothing to verify", exit 0.
+    config = PYPROJECT + ("" if suite_guard else "\n[tool.lsp-verify]\nsuite_guard_timeout_s = 0\n")
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": config, **tests})
+    stage(repo, "calc/ops.py", "import not_a_module_anywhere\n" + CALC)
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail = next(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
+    assert fail.startswith(
+        "FAIL  calc/ops.py:1 <module> — the tests cannot be collected with this change ("
+    ), fail
+    assert "No module named 'not_a_module_anywhere'" in fail and "as HEAD has it" in fail
+
+
 def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
 

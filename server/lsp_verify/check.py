@@ -24,6 +24,9 @@ change also runs the project's whole test suite on it once (:func:`_suite_guard`
 ``suite_guard_timeout_s``): a test that fails now, that no function's own check ran, and that passes with the
 file as the base has it, is charged to the changed function whose revert alone makes it pass again, or to
 the file (``<module>``) when no single revert does (a change outside any function, or several together).
+A change that stops tests from being collected at all (a module-level import that fails) breaks them
+without any test failing: :func:`_collection_guard` compares the collection with the base revision's, with
+or without the suite guard, and fails the file whose base collects what the change does not.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
 
 if TYPE_CHECKING:
     from .verify.cascade import KnownRuns, Verifier, VerifyPlan
-    from .verify.pytest_run import TestRun
+    from .verify.pytest_run import Collection, TestRun
 
 BATCH_ABOVE = 3
 """Batch when more functions than this are checked. Below it the batch's fixed cost (a mypy and a test run
@@ -183,13 +186,18 @@ def _check_project(
             report.functions.extend(early)
             for job in file_jobs:
                 report.functions.append(_check_function(verifier, job, status, cancel, known.get(id(job))))
+        changed = [
+            (item, file_jobs)
+            for item, (_, file_jobs) in zip(files, work, strict=True)
+            if item.base_text is not None and item.text != item.base_text
+        ]
+        base_name = options.base or "HEAD"
+        if settings.trusted and changed:
+            try:
+                _collection_guard(verifier, changed, report, base_name, cancel)
+            except VerifyError as exc:
+                report.notes.append(f"whether the change stops tests from being collected is unknown: {exc}")
         if settings.trusted and settings.suite_guard_timeout_s > 0:
-            changed = [
-                (item, file_jobs)
-                for item, (_, file_jobs) in zip(files, work, strict=True)
-                if item.base_text is not None and item.text != item.base_text
-            ]
-            base_name = options.base or "HEAD"
             _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
 
 
@@ -435,6 +443,50 @@ def _suite_guard(
                     details=_failure_lines(now, left),
                 )
             )
+
+
+def _collection_guard(
+    verifier: Verifier,
+    changed: list[tuple[_FileToCheck, list[_Job]]],
+    report: RunReport,
+    base_name: str,
+    cancel: CancelToken,
+) -> None:
+    """A change that stops tests from being collected breaks every one of them, whichever function they
+    test: a module-level import that fails, a syntax error in a module every test file imports. When the
+    collection with the change has errors (or files it could not import), each changed file's is made again
+    as the base has it, and the file whose base collects what the change does not fails as a whole."""
+    now = verifier.collection(changed[0][0].path, changed[0][0].text, cancel)
+    if not (now.problem or now.errors or now.unimported):
+        return
+    for item, _ in changed:
+        cancel.raise_if_cancelled()
+        assert item.base_text is not None
+        lost = _collection_lost(verifier.collection(item.path, item.base_text, cancel, cached=False), now)
+        if lost:
+            report.functions.append(
+                FunctionReport(
+                    relpath_in(item.path, verifier.root),
+                    "<module>",
+                    1,
+                    "fail",
+                    "tests",
+                    f"the tests cannot be collected with this change ({lost}); they are with this file as "
+                    f"{base_name} has it",
+                )
+            )
+
+
+def _collection_lost(base: Collection, now: Collection) -> str:
+    """What collects in ``base`` and not in ``now``, in one line (empty: nothing)."""
+    if now.problem and not base.problem:
+        return now.problem
+    for failed, known in ((now.errors, base.errors), (now.unimported, base.unimported)):
+        before = {where for where, _ in known}
+        for where, why in failed:
+            if where not in before:
+                return f"{where}: {why}"
+    return ""
 
 
 def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:

@@ -82,6 +82,11 @@ class _ResultPlugin:
         self._out.write(json.dumps(record) + "\n")
         self._out.flush()
 
+    def unimported(self, nodeid: str, message: str) -> None:
+        """A file only unittest's discovery pattern found that could not be imported (see
+        :func:`_unittest_discovery`): no error, but said, so that a change that causes it can be told."""
+        self._write({"event": "unittest_unimported", "nodeid": nodeid, "message": message})
+
     def close(self) -> None:
         # Left to the exit, an open file is a ResourceWarning at the end of a run that pytest stopped with
         # an exception: under the project's `filterwarnings = error` the last line of the log, and what
@@ -271,7 +276,7 @@ def _plain_runs() -> object:
     return PlainRuns()
 
 
-def _unittest_discovery() -> object:
+def _unittest_discovery(results: _ResultPlugin) -> object:
     """A plugin that also collects the tests ``python -m unittest`` would run and pytest never does.
 
     - A test module's ``load_tests`` function (unittest's load_tests protocol): ``python -m unittest`` asks
@@ -285,7 +290,8 @@ def _unittest_discovery() -> object:
     - Files unittest's discovery finds (``test*.py``: ``tests.py``, ``test.py``, ``tests_foo.py``) and
       pytest's default ``python_files`` does not, in a project that does not set ``python_files``: such a
       project's tests run under unittest. Only a file that mentions ``TestCase`` or ``load_tests`` is
-      collected, as pytest collects a test module, and one that cannot be imported adds nothing.
+      collected, as pytest collects a test module, and one that cannot be imported adds nothing (it is
+      only written to ``results``).
     """
     import unittest
 
@@ -370,7 +376,13 @@ def _unittest_discovery() -> object:
         def collect(self) -> Any:
             try:
                 self.obj  # noqa: B018 - imports it
-            except (Exception, SystemExit):  # a framework's tests that need its runner, a script that exits
+            except (
+                Exception,
+                SystemExit,
+            ) as exc:  # a framework's tests that need its runner, a script that exits
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                reason = re.sub(r"^E\s+", "", lines[-1]) if lines else type(exc).__name__
+                results.unimported(self.nodeid, reason)
                 return []
             self.imported = True
             return super().collect()
@@ -462,7 +474,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
 
     plugin = _ResultPlugin(request["result_file"])
     try:
-        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery()]))
+        code = int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery(plugin)]))
         _check_imports(request, plugin)
     finally:
         plugin.close()
@@ -500,7 +512,7 @@ def _run_collect(request: dict[str, Any]) -> int:
 
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]), preloaded)
     try:
-        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery()]))
+        return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery(plugin)]))
     finally:
         plugin.close()
 

@@ -472,11 +472,20 @@ class Verifier:
     def test_modules(self, path: Path, text: str, cancel: CancelToken) -> frozenset[str]:
         """The files (relative to the root) pytest collects tests from, doctests aside: the project's test
         modules, whatever their names. Empty in an untrusted workspace or when nothing can be collected."""
-        if not self.settings.trusted:
-            return frozenset()
-        self._start_watching()
-        collection = self._collected(self._relative(path), text, cancel)
+        collection = self.collection(path, text, cancel)
         return frozenset(test.file for test in collection.tests if not test.doctest)
+
+    def collection(self, path: Path, text: str, cancel: CancelToken, *, cached: bool = True) -> Collection:
+        """pytest's collection of the workspace with ``path`` holding ``text``: the index's cached one (made
+        for whichever text asked first since the last change), or with ``cached=False`` one made for ``text``
+        and kept nowhere (the base revision's, to compare). Empty in an untrusted workspace."""
+        if not self.settings.trusted:
+            return Collection(tests=())
+        self._start_watching()
+        relative = self._relative(path)
+        if cached:
+            return self._collected(relative, text, cancel)
+        return self._collect_in(relative, text, cancel)
 
     def run_tests(
         self,
@@ -533,14 +542,14 @@ class Verifier:
         """The index's cached collection, or a new one made in a shadow in which ``relative`` holds
         ``text`` (the shadow of the file at hand: any shadow shows pytest the whole workspace)."""
 
-        def collect() -> Collection:
-            shadow = self._shadows.create(relative, text)
-            try:
-                return self._pytest.collect(shadow, cancel)
-            finally:
-                shadow.remove()
+        return self._index.collection(lambda: self._collect_in(relative, text, cancel))
 
-        return self._index.collection(collect)
+    def _collect_in(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
+        shadow = self._shadows.create(relative, text)
+        try:
+            return self._pytest.collect(shadow, cancel)
+        finally:
+            shadow.remove()
 
     def describe_test_runs(self, cancel: CancelToken) -> str:
         """For ``lsp-verify doctor``: how this project's tests are collected and run, in one line."""

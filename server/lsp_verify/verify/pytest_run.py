@@ -122,6 +122,10 @@ class Collection:
     """Why each run needs a fresh ``python -m pytest``-like process (empty: the fork server reproduces
     the project's own runs)."""
     seconds: float = 0.0
+    unimported: tuple[tuple[str, str], ...] = ()
+    """(file, one-line reason) of each file only unittest's discovery pattern found (``tests.py``) that could
+    not be imported: no error (a framework's tests that need its runner), but a change that causes it breaks
+    every test in it (``check``'s whole-suite guard compares with the base revision)."""
     order_dependent: tuple[tuple[str, str], ...] = ()
     """(node id or file, one-line reason) of what failed to collect in the whole suite only: collected on
     its own, the file collects (another test file changed global state first, e.g. turned warnings into
@@ -457,6 +461,11 @@ def _collection(
         for event in events
         if event.get("event") == "collect_error"
     )
+    unimported = tuple(
+        (str(event["nodeid"]), _one_line(str(event.get("message", "")), root))
+        for event in events
+        if event.get("event") == "unittest_unimported"
+    )
     seconds = float(answer.get("seconds", 0.0))
     problem = ""
     exit_code = int(answer.get("exit", -1))
@@ -483,6 +492,7 @@ def _collection(
         python_files=python_files,
         doctest_modules=doctest_modules,
         seconds=seconds,
+        unimported=unimported,
     )
 
 
