@@ -31,6 +31,7 @@ or without the suite guard, and fails the file whose base collects what the chan
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import os
@@ -457,24 +458,49 @@ def _collection_guard(
     collection with the change has errors (or files it could not import), each changed file's is made again
     as the base has it, and the file whose base collects what the change does not fails as a whole."""
     now = verifier.collection(changed[0][0].path, changed[0][0].text, cancel)
-    if not (now.problem or now.errors or now.unimported):
-        return
     for item, _ in changed:
-        cancel.raise_if_cancelled()
-        assert item.base_text is not None
-        lost = _collection_lost(verifier.collection(item.path, item.base_text, cancel, cached=False), now)
-        if lost:
-            report.functions.append(
-                FunctionReport(
-                    relpath_in(item.path, verifier.root),
-                    "<module>",
-                    1,
-                    "fail",
-                    "tests",
-                    f"the tests cannot be collected with this change ({lost}); they are with this file as "
-                    f"{base_name} has it",
-                )
-            )
+        failure = _collection_failure(verifier, item, now, base_name, cancel)
+        if failure is not None:
+            report.functions.append(failure)
+
+
+def _collection_failure(
+    verifier: Verifier, item: _FileToCheck, now: Collection, base_name: str, cancel: CancelToken
+) -> FunctionReport | None:
+    """``item`` failed as a whole when the collection ``now`` (with the change) lost what the collection
+    with ``item`` as the base has it holds; None when ``now`` has no error to look into or the base has it
+    too (see :func:`_collection_guard`)."""
+    if not (now.problem or now.errors or now.unimported) or item.base_text is None:
+        return None
+    cancel.raise_if_cancelled()
+    lost = _collection_lost(verifier.collection(item.path, item.base_text, cancel, cached=False), now)
+    if not lost:
+        return None
+    return FunctionReport(
+        relpath_in(item.path, verifier.root),
+        "<module>",
+        1,
+        "fail",
+        "tests",
+        f"the tests cannot be collected with this change ({lost}); they are with this file as {base_name} "
+        "has it",
+    )
+
+
+def _outside_functions(text: str) -> list[str] | None:
+    """The lines of ``text`` outside every function's body (imports, module and class statements, and
+    signatures, defaults and decorators, which run at import); None when it does not parse."""
+    from .syntax.pyast import parse_module
+
+    try:
+        tree = parse_module(text)
+    except (SyntaxError, ValueError):
+        return None
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+            inside.update(range(node.body[0].lineno, node.end_lineno + 1))
+    return [line for number, line in enumerate(text.splitlines(), 1) if number not in inside]
 
 
 def _collection_lost(base: Collection, now: Collection) -> str:
@@ -564,6 +590,21 @@ def check_text(
             if o.outcome in _FAILING and (job.is_new or before.get(o.nodeid, o).outcome not in _FAILING)
         )
         out.append(FunctionCheck(report, job.target, result, charged))
+    if (
+        verifier.settings.trusted
+        and base_text is not None
+        and not early
+        and _outside_functions(text) != _outside_functions(base_text)
+    ):
+        # Only code outside function bodies runs when a test module imports this one. The verifier's
+        # collection is kept while source files change (the editor's is long-lived): made afresh here.
+        try:
+            now = verifier.collection(path, text, cancel, cached=False)
+            failure = _collection_failure(verifier, item, now, "the base", cancel)
+        except VerifyError:
+            failure = None  # the functions' own checks said why, if it matters to them
+        if failure is not None:
+            out.append(FunctionCheck(failure))
     return out
 
 

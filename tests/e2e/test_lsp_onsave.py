@@ -206,6 +206,24 @@ async def test_a_file_that_does_not_parse_is_one_diagnostic(client: EditorClient
     assert await checked(client, uri, version, mark) == []
 
 
+async def test_a_change_that_stops_the_tests_from_being_collected_is_one_diagnostic(
+    client: EditorClient, repo: Path
+) -> None:
+    # No function changed: nothing was said before, while every test of the module had stopped running.
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    version = save(client, uri, path, "import not_a_module_anywhere\n" + MODULE)
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.message.startswith("the tests cannot be collected with this change ("), diagnostic
+    assert "No module named 'not_a_module_anywhere'" in diagnostic.message
+    assert diagnostic.range.start.line == 0 and diagnostic.code == "collection"
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
 async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
     client: EditorClient, repo: Path
 ) -> None:

@@ -11,7 +11,9 @@ version; an edit, a newer save or closing the file cancels it. What is published
 - the nearby tests the change breaks: one diagnostic at the function's name ("test_ordinal fails: expected
   'st', got 'th'", "(and 3 more failing tests)"), with ``relatedInformation`` at each test; a test killed at
   ``test_timeout_s`` is a timeout there;
-- a function that could not be checked at all (its tests cannot be collected): a warning at its name.
+- a function that could not be checked at all (its tests cannot be collected): a warning at its name;
+- a change that stops the tests from being collected (a module-level import that fails): one diagnostic on
+  the first line.
 
 Each diagnostic of a function carries, in ``data``, what the quick fix "Fix `name` (verified)" needs
 (:func:`quick_fixes`): the failing test's source and error go into the model's prompt. The full set is
@@ -185,8 +187,9 @@ def to_diagnostics(
     out: list[types.Diagnostic] = []
     for check in checks:
         report, target = check.report, check.target
-        if target is None:  # the module: it does not parse
-            out.append(_diagnostic(doc, lines, report.line - 1, report.message, "syntax"))
+        if target is None:  # the module: it does not parse, or the tests cannot be collected with it
+            code = "syntax" if report.evidence == "none" else "collection"
+            out.append(_diagnostic(doc, lines, report.line - 1, report.message, code))
             continue
         if report.status == "pass":
             continue
