@@ -256,6 +256,27 @@ def test_a_change_that_stops_the_tests_from_being_collected_fails(
     assert "No module named 'not_a_module_anywhere'" in fail and "as HEAD has it" in fail
 
 
+def test_a_deleted_decorator_is_charged_to_its_function(tmp_path: Path) -> None:
+    # A pure deletion just above a `def`: before, only the line above it counted, outside any function, and
+    # the whole-suite guard could only blame the file (sqlparse's `@property` on `_groupable_tokens`).
+    ops = CALC + "\n\nclass Ops:\n    @staticmethod\n    def double(x: int) -> int:\n        return 2 * x\n"
+    tests = (
+        TESTS
+        + "\n\ndef test_double() -> None:\n    from calc.ops import Ops\n\n    assert Ops().double(2) == 4\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "tests/test_ops.py": tests})
+    (repo / "calc" / "ops.py").write_text(ops, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ops")
+    stage(repo, "calc/ops.py", ops.replace("    @staticmethod\n", ""))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    assert len(verdicts) == 1 and verdicts[0].startswith("FAIL  calc/ops.py:13 Ops.double"), proc.stdout
+
+
 def test_a_clean_change_passes(repo: Path, tmp_path: Path) -> None:
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "product = a * b\n    return product"))
 
@@ -460,10 +481,10 @@ def test_touched_lines_of_a_zero_context_diff() -> None:
             b"diff --git a/x.py b/x.py",
             b"@@ -3 +3 @@",  # one line changed: line 3
             b"@@ -10,0 +11,2 @@",  # two lines added: 11, 12
-            b"@@ -20,2 +21,0 @@",  # two lines deleted after new line 21
+            b"@@ -20,2 +21,0 @@",  # two lines deleted after new line 21: it and the line below
         ]
     )
-    assert gitdiff.touched_lines(diff) == {2, 10, 11, 20}
+    assert gitdiff.touched_lines(diff) == {2, 10, 11, 20, 21}
 
 
 def test_git_runs_with_repository_commands_disabled(repo: Path, tmp_path: Path) -> None:

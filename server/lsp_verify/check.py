@@ -324,8 +324,8 @@ def _functions_of(
         seen[target.qualname] = occurrence + 1
         old = old_targets.get((target.qualname, occurrence))
         unchanged = old is not None and _source(item.text, target) == _source(item.base_text or "", old)
-        if item.changed_only and unchanged:
-            continue
+        if (item.changed_only or item.lines is not None) and unchanged:
+            continue  # a diff line beside it, or a blank line in it: nothing of it changed
         # An unchanged function's baseline is the file itself (no splice to make and parse).
         baseline = item.text if unchanged else function_baseline(item.text, target, item.base_text, old)
         shown = relpath_in(item.path, shown_from) if shown_from is not None else relpath

@@ -157,8 +157,9 @@ def staged_python_files(root: Path) -> list[StagedFile]:
 def touched_lines(diff: bytes) -> set[int]:
     """0-based lines of the new version that a ``-U0`` unified diff adds or changes.
 
-    A pure deletion touches the line just above it (git numbers it as the hunk's new start), so a function
-    whose statement was deleted still counts as changed.
+    A pure deletion touches the lines just above and just below it (git numbers the one above as the hunk's
+    new start), so a function whose last statement was deleted, or whose decorator was, counts as changed;
+    a function either side that did not change is left out by its text (``check._functions_of``).
     """
     lines: set[int] = set()
     for raw in diff.splitlines():
@@ -168,7 +169,7 @@ def touched_lines(diff: bytes) -> set[int]:
         start = int(match.group(1))
         count = int(match.group(2)) if match.group(2) is not None else 1
         if count == 0:
-            lines.add(max(start - 1, 0))
+            lines.update({max(start - 1, 0), start})
         else:
             lines.update(range(start - 1, start - 1 + count))
     return lines
