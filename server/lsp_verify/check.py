@@ -467,9 +467,9 @@ def _collection_guard(
 def _collection_failure(
     verifier: Verifier, item: _FileToCheck, now: Collection, base_name: str, cancel: CancelToken
 ) -> FunctionReport | None:
-    """``item`` failed as a whole when the collection ``now`` (with the change) lost what the collection
-    with ``item`` as the base has it holds; None when ``now`` has no error to look into or the base has it
-    too (see :func:`_collection_guard`)."""
+    """The failure of ``item`` as a whole when the collection with ``item`` as the base has it holds what
+    ``now`` (the collection with the change) lost; None when ``now`` has no error to look into, or the base
+    collection has the same (see :func:`_collection_guard`)."""
     if not (now.problem or now.errors or now.unimported) or item.base_text is None:
         return None
     cancel.raise_if_cancelled()

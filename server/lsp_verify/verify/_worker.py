@@ -374,12 +374,10 @@ def _unittest_discovery(results: _ResultPlugin) -> object:
         imported = False
 
         def collect(self) -> Any:
+            # A framework's tests that need its runner, a script that exits: nothing, only said.
             try:
                 self.obj  # noqa: B018 - imports it
-            except (
-                Exception,
-                SystemExit,
-            ) as exc:  # a framework's tests that need its runner, a script that exits
+            except (Exception, SystemExit) as exc:
                 lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
                 reason = re.sub(r"^E\s+", "", lines[-1]) if lines else type(exc).__name__
                 results.unimported(self.nodeid, reason)
@@ -389,6 +387,8 @@ def _unittest_discovery(results: _ResultPlugin) -> object:
 
     class UnittestDiscovery:
         def pytest_collect_file(self, file_path: Any, parent: Any) -> Any:
+            # The patterns are pytest_run.UNITTEST_FILES and DEFAULT_PYTHON_FILES (this file imports no
+            # lsp_verify module).
             name = file_path.name
             patterns = [str(pattern) for pattern in parent.config.getini("python_files")]
             if (
@@ -403,11 +403,11 @@ def _unittest_discovery(results: _ResultPlugin) -> object:
                     text = source.read(1 << 20)
             except OSError:
                 return None
+            if not re.search(rb"\bTestCase\b|\bload_tests\b", text):
+                return None
             # A script that runs its tests when imported (`unittest.main()` at the top level, as ply's do)
             # is run, not imported, by its project: unittest's discovery fails on it too.
-            if not re.search(rb"\bTestCase\b|\bload_tests\b", text) or re.search(
-                rb"(?m)^unittest\.main\(", text
-            ):
+            if re.search(rb"(?m)^unittest\.main\(", text):
                 return None
             return UnittestModule.from_parent(parent, path=file_path)
 
