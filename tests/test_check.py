@@ -256,6 +256,107 @@ def test_a_change_that_stops_the_tests_from_being_collected_fails(
     assert "No module named 'not_a_module_anywhere'" in fail and "as HEAD has it" in fail
 
 
+TABLE = """\
+import json
+from pathlib import Path
+
+RATES = json.loads((Path(__file__).parent / "rates.json").read_text(encoding="utf-8"))
+
+
+def rate(name: str) -> int:
+    return int(RATES[name])
+"""
+
+TABLE_TESTS = """\
+from calc.table import rate
+
+
+def test_rate() -> None:
+    assert rate("vat") == 20
+"""
+
+CONFTEST = """\
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_network() -> None:
+    raise RuntimeError("network access in a test")
+"""
+
+
+def _write(repo: Path, relpath: str, text: str | None) -> None:
+    """``relpath`` holds ``text`` in the work tree (None: deleted)."""
+    if text is None:
+        (repo / relpath).unlink()
+    else:
+        (repo / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (repo / relpath).write_text(text, encoding="utf-8")
+
+
+# (file, its new text or None, what check says of it); the last change breaks nothing.
+OUTSIDE_FUNCTIONS = {
+    "data": (
+        "calc/rates.json",
+        '{"vat": 21}\n',
+        "tests/test_table.py::test_rate failed: it passes with this file as",
+    ),
+    "deleted-module": ("calc/table.py", None, "cannot be collected with this change"),
+    "new-conftest": (
+        "tests/conftest.py",
+        CONFTEST,
+        "more): it passes without this file, which the change adds",
+    ),
+    "edited-test": (
+        "tests/test_ops.py",
+        TESTS.replace("== 5", "== 6"),
+        "test_add failed: it passes with this",
+    ),
+    "docs": ("README.md", "# calc, the arithmetic\n", None),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode"),
+    [*((kind, "staged") for kind in OUTSIDE_FUNCTIONS), ("data", "base"), ("deleted-module", "base")],
+)
+def test_a_change_outside_every_function_is_checked_by_the_tests(
+    tmp_path: Path, kind: str, mode: str
+) -> None:
+    # Before: "no Python changes to check", exit 0, whatever the change broke - a data file the code reads, a
+    # module deleted under its importers, an autouse fixture, a test's expectation. `--base` (the work tree
+    # against a revision, unstaged) finds its changes another way.
+    files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tests/test_table.py": TABLE_TESTS}
+    files |= {"calc/table.py": TABLE, "calc/rates.json": '{"vat": 20}\n', "README.md": "# calc\n"}
+    repo = make_repo(tmp_path / "repo", files)
+    relpath, text, said = OUTSIDE_FUNCTIONS[kind]
+    _write(repo, relpath, text)
+    if mode == "staged":
+        git(repo, "add", "-A")
+
+    proc = run_check(repo, tmp_path, *(["--base", "HEAD"] if mode == "base" else []))
+
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    if said is None:
+        assert proc.returncode == 0 and not verdicts, proc.stdout + proc.stderr
+        assert "the whole test suite (3 tests) also ran on the change" in proc.stdout, proc.stdout
+        return
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert len(verdicts) == 1 and verdicts[0].startswith(f"FAIL  {relpath}:1 <module> — "), proc.stdout
+    assert said in verdicts[0], verdicts[0]
+
+
+def test_a_test_file_the_hook_passes_is_checked_by_running_it(repo: Path, tmp_path: Path) -> None:
+    # pre-commit passes every staged Python file, tests included (`check --changed FILES`): before, a test
+    # file was skipped as "what functions are checked against", and "no Python source files given" passed.
+    stage(repo, "tests/test_ops.py", TESTS.replace("== 6", "== 7"))
+
+    proc = run_check(repo, tmp_path, "--changed", "tests/test_ops.py")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  tests/test_ops.py:1 <module> — tests: tests/test_ops.py::test_mul failed" in proc.stdout
+
+
 def test_a_deleted_decorator_is_charged_to_its_function(tmp_path: Path) -> None:
     # A pure deletion just above a `def`: before, only the line above it counted, outside any function, and
     # the whole-suite guard could only blame the file (sqlparse's `@property` on `_groupable_tokens`).
@@ -339,7 +440,7 @@ def test_nothing_staged_passes_with_a_note(repo: Path, tmp_path: Path) -> None:
     proc = run_check(repo, tmp_path)
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "no Python changes to check" in proc.stdout
+    assert "no changes to check" in proc.stdout
 
 
 def test_outside_a_git_repository_without_paths_is_a_usage_error(tmp_path: Path) -> None:

@@ -945,6 +945,11 @@ def test_the_install_advice_names_where_the_package_came_from_and_only_for_the_w
     assert advice is not None and "from .venv/lib/python3.11/site-packages/attr, not from" in advice
     assert installed_elsewhere("ModuleNotFoundError: No module named 'numpy'", tmp_path) is None
     assert installed_elsewhere("ModuleNotFoundError: No module named 'tool'", tmp_path) is not None
+    assert installed_elsewhere("ModuleNotFoundError: No module named 'attr.filters'", tmp_path) is None, (
+        "the workspace's package has no such module (a change deleted it): installing would not help"
+    )
+    (tmp_path / "src" / "attr" / "filters.py").write_text("")
+    assert installed_elsewhere("ModuleNotFoundError: No module named 'attr.filters'", tmp_path) is not None
     assert installed_elsewhere("AssertionError: 1 != 2", tmp_path) is None
 
 

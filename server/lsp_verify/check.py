@@ -26,7 +26,9 @@ file as the base has it, is charged to the changed function whose revert alone m
 the file (``<module>``) when no single revert does (a change outside any function, or several together).
 A change that stops tests from being collected at all (a module-level import that fails) breaks them
 without any test failing: :func:`_collection_guard` compares the collection with the base revision's, with
-or without the suite guard, and fails the file whose base collects what the change does not.
+or without the suite guard, and fails the file whose base collects what the change does not. A changed file
+that holds no function to check (a data file, a deleted module, conftest.py, a test module) goes through the
+two guards alone, and fails as a whole when putting it back as the base has it is what the tests need.
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ from .headless import (
 from .report import FunctionReport, RunReport
 from .sourcefile import SourceError, read_source
 from .syntax.target import EditTarget, TargetError
+from .verify.shadow import Content, mirrored
 from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
 
 if TYPE_CHECKING:
+    from .gitdiff import FileChange
     from .verify.cascade import KnownRuns, Verifier, VerifyPlan
     from .verify.pytest_run import Collection, TestRun
 
@@ -121,30 +125,38 @@ def run_check(
     report = RunReport(command="check", root=str(git_root or find_project_root(anchor)))
 
     try:
-        files = _select_files(options, cwd, git_root)
+        files, changed = _select_files(options, cwd, git_root)
     except (UsageError, SourceError, gitdiff.GitError) as exc:
         report.error = str(exc)
         return report
-    if not files:
-        report.notes.append(
-            "no Python changes to check" if not options.paths else "no Python source files given"
-        )
+    # (A file no shadow shows - under .git, .venv, node_modules - is nothing the tests read there.)
+    others = [
+        _Change(git_root / change.relpath, change.now, change.base)
+        for change in changed
+        if git_root is not None and mirrored(Path(change.relpath))
+    ]
+    if not files and not others:
+        report.notes.append("no changes to check" if not options.paths else "no Python source files given")
         return report
 
     # Each file is checked in its own project, as pytest would run its tests: the members of a monorepo
     # each have their own configuration, conftest.py files and tests (config.find_project_root).
-    projects: dict[Path, list[_FileToCheck]] = {}
+    projects: dict[Path, tuple[list[_FileToCheck], list[_Change]]] = {}
     for item in files:
-        projects.setdefault(find_project_root(item.path), []).append(item)
+        projects.setdefault(find_project_root(item.path), ([], []))[0].append(item)
+    for other in others:
+        projects.setdefault(find_project_root(other.path), ([], []))[1].append(other)
     # Reported paths are relative to the repository's top (where CI annotations point), else to the
     # one project, or to the projects' common directory.
     root = git_root or (next(iter(projects)) if len(projects) == 1 else Path(os.path.commonpath(projects)))
     report.root = str(root)
-    for project, items in projects.items():
+    for project, (items, project_others) in projects.items():
         part = RunReport(command="check", root=str(project))
-        _check_project(project, items, options, settings_for(project), part, status, cancel, root)
+        _check_project(
+            project, items, project_others, options, settings_for(project), part, status, cancel, root
+        )
         _merge(report, part, relpath_in(project, root))
-    if not report.functions and report.error is None:
+    if not report.functions and report.error is None and not others:
         report.notes.append("the change touches no function: nothing to verify")
     return report
 
@@ -152,6 +164,7 @@ def run_check(
 def _check_project(
     root: Path,
     files: list[_FileToCheck],
+    others: list[_Change],
     options: CheckOptions,
     settings: Settings,
     report: RunReport,
@@ -160,7 +173,8 @@ def _check_project(
     shown_from: Path,
 ) -> None:
     """Check ``files``, all of the project at ``root``, into ``report`` (paths relative to ``root``; the
-    progress shown relative to ``shown_from``, the final report's root)."""
+    progress shown relative to ``shown_from``, the final report's root); ``others``, the project's changed
+    files that are not Python sources, only through the guards."""
     report.problems.extend(settings.problems)
     from .verify.cascade import Verifier, VerifyError
 
@@ -170,13 +184,21 @@ def _check_project(
         report.error = str(exc)
         return
     with verifier:
-        if settings.trusted:
+        if settings.trusted and files:
             # A module pytest collects tests from is a test module, whatever its name (`python_files =
             # check_*.py`, Django's tests.py): what functions are checked against, not functions to check.
             try:
                 tests = verifier.test_modules(files[0].path, files[0].text, cancel)
             except VerifyError:  # said again, with its reason, by the first function's check
                 tests = frozenset()
+            others = [
+                *others,
+                *(
+                    _Change(item.path, item.text, item.base_text)
+                    for item in files
+                    if relpath_in(item.path, root) in tests and item.text != item.base_text
+                ),
+            ]
             files = [item for item in files if relpath_in(item.path, root) not in tests]
         work = [_functions_of(item, root, shown_from) for item in files]
         jobs = [job for _, file_jobs in work for job in file_jobs]
@@ -188,10 +210,11 @@ def _check_project(
             for job in file_jobs:
                 report.functions.append(_check_function(verifier, job, status, cancel, known.get(id(job))))
         changed = [
-            (item, file_jobs)
+            _Change(item.path, item.text, item.base_text, tuple(file_jobs))
             for item, (_, file_jobs) in zip(files, work, strict=True)
             if item.base_text is not None and item.text != item.base_text
         ]
+        changed += others  # after the sources: the suite runs with the first change as it is
         base_name = options.base or "HEAD"
         if settings.trusted and changed:
             try:
@@ -200,6 +223,22 @@ def _check_project(
                 report.notes.append(f"whether the change stops tests from being collected is unknown: {exc}")
         if settings.trusted and settings.suite_guard_timeout_s > 0:
             _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
+        if others and not (settings.trusted and settings.suite_guard_timeout_s > 0):
+            report.notes.append(_unguarded([relpath_in(o.path, root) for o in others], settings.trusted))
+
+
+def _unguarded(relpaths: list[str], trusted: bool) -> str:
+    """The note for changed files no guard ran the tests on (see :class:`_Change`)."""
+    shown = ", ".join(relpaths[:3]) + (f" and {len(relpaths) - 3} more" if len(relpaths) > 3 else "")
+    if not trusted:
+        return (
+            f"the change to {shown} holds no function: only the tests can check it, and they do not run in "
+            "an untrusted workspace"
+        )
+    return (
+        f"the change to {shown} holds no function: the tests were only collected with it, not run "
+        "(suite_guard_timeout_s = 0)"
+    )
 
 
 def _merge(report: RunReport, part: RunReport, project: str) -> None:
@@ -228,7 +267,12 @@ def _merge(report: RunReport, part: RunReport, project: str) -> None:
         report.error = "; ".join(filter(None, [report.error, said + part.error]))
 
 
-def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> list[_FileToCheck]:
+def _select_files(
+    options: CheckOptions, cwd: Path, git_root: Path | None
+) -> tuple[list[_FileToCheck], list[FileChange]]:
+    """The Python source files whose functions to check, and the other changed files, which no function
+    holds (deleted modules, test modules and conftest.py, data and configuration files) but whose change can
+    break the tests all the same: the guards run the tests on them (:class:`_Change`)."""
     from . import gitdiff
 
     base = options.base or "HEAD"
@@ -245,7 +289,7 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
             path = git_root / relpath
             if not is_test_file(relpath) and path.is_file():
                 out.append(_FileToCheck(path, relpath, read_source(path).text, at_base(relpath)))
-        return out
+        return out, []
 
     if not options.paths:
         if git_root is None:
@@ -254,31 +298,46 @@ def _select_files(options: CheckOptions, cwd: Path, git_root: Path | None) -> li
             )
         out = []
         if options.base is not None:
-            for relpath in gitdiff.changed_python_files(git_root, options.base):
-                path = git_root / relpath
-                if not is_test_file(relpath):
+            changes = gitdiff.changed_files(git_root, options.base)
+            for change in changes:
+                if _is_source(change.relpath) and change.now is not None:
+                    path = git_root / change.relpath
                     text = read_source(path).text
-                    out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=True))
-            return out
-        for change in gitdiff.staged_python_files(git_root):
-            staged = gitdiff.staged_text(git_root, change.relpath)
-            if staged is None or is_test_file(change.relpath):
+                    out.append(
+                        _FileToCheck(path, change.relpath, text, at_base(change.relpath), changed_only=True)
+                    )
+            return out, [change for change in changes if not _is_source(change.relpath) or change.now is None]
+        for staged_file in gitdiff.staged_python_files(git_root):
+            staged = gitdiff.staged_text(git_root, staged_file.relpath)
+            if staged is None or is_test_file(staged_file.relpath):
                 continue
-            head = None if change.added else gitdiff.head_text(git_root, change.relpath)
-            out.append(_FileToCheck(change.path, change.relpath, staged, head, change.lines))
-        return out
+            head = None if staged_file.added else gitdiff.head_text(git_root, staged_file.relpath)
+            out.append(_FileToCheck(staged_file.path, staged_file.relpath, staged, head, staged_file.lines))
+        checked = {item.relpath for item in out}
+        return out, [change for change in gitdiff.staged_changes(git_root) if change.relpath not in checked]
 
-    out = []
+    out, others = [], []
     for given in options.paths:
         path = (cwd / given).resolve()
         if not path.is_file():
             raise UsageError(f"{given}: no such file")
         relpath = relpath_in(path, git_root) if git_root else path.name
-        if path.suffix not in (".py", ".pyi") or is_test_file(relpath):
-            continue  # tests are what functions are checked against, not functions to check
+        if not _is_source(relpath):
+            # Tests are what functions are checked against, not functions to check; a changed one (or a
+            # changed data file) is for the guards.
+            if git_root is not None:
+                committed = gitdiff.file_bytes_at(git_root, base, relpath)
+                if committed != (now := path.read_bytes()):
+                    others.append(gitdiff.FileChange(relpath, committed, now))
+            continue
         text = read_source(path).text
         out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=options.changed_only))
-    return out
+    return out, others
+
+
+def _is_source(relpath: str) -> bool:
+    """Whether ``relpath`` is a Python source file whose functions ``check`` verifies (not a test)."""
+    return relpath.endswith((".py", ".pyi")) and not is_test_file(relpath)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -294,6 +353,26 @@ class _Job:
     is_new: bool
     shown: str = ""
     """Relative to the report's root (what the user is shown); empty: ``relpath``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Change:
+    """A changed file as the guards see it (:func:`_collection_guard`, :func:`_suite_guard`): what it holds
+    now and at the base - source text, or the bytes of a file that is not a Python source; None: absent (the
+    change deletes it, or adds it) - and, for a Python source, the functions checked in it."""
+
+    path: Path
+    now: Content
+    base: Content
+    jobs: tuple[_Job, ...] = ()
+
+    def as_base(self, base_name: str) -> str:
+        """The file as the base has it, for a message: "this file as HEAD has it"."""
+        if self.base is None:
+            return "without this file, which the change adds"
+        if self.now is None:
+            return f"with this file, which the change deletes, as {base_name} has it"
+        return f"with this file as {base_name} has it"
 
 
 def _functions_of(
@@ -370,7 +449,7 @@ def _error_report(job: _Job, exc: Exception, seconds: float) -> FunctionReport:
 
 def _suite_guard(
     verifier: Verifier,
-    changed: list[tuple[_FileToCheck, list[_Job]]],
+    changed: list[_Change],
     report: RunReport,
     base_name: str,
     timeout_s: float,
@@ -382,13 +461,13 @@ def _suite_guard(
 
     if not changed:
         return
-    first = changed[0][0]
+    first = changed[0]
     status.started("running the whole test suite on the change (for tests that reach a function unnamed)")
     try:
-        suite = verifier.suite(first.path, first.text, cancel)
+        suite = verifier.suite(first.path, first.now, cancel)
         if not suite:
             return
-        now = verifier.run_tests(first.path, first.text, suite, cancel, timeout_s=timeout_s)
+        now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s)
     except VerifyError as exc:
         report.notes.append(f"the whole test suite was not run on the change: {exc}")
         return
@@ -409,36 +488,36 @@ def _suite_guard(
     )
     if not failing:
         return
-    for item, jobs in changed:
+    for change in changed:
         cancel.raise_if_cancelled()
-        assert item.base_text is not None
+        relpath = relpath_in(change.path, verifier.root)
         try:
-            base = verifier.run_tests(item.path, item.base_text, failing, cancel, timeout_s=timeout_s)
+            base = verifier.run_tests(change.path, change.base, failing, cancel, timeout_s=timeout_s)
             broken = _passing(base, failing)
             blamed: set[str] = set()
-            for job in jobs:
-                if not broken or job.baseline == item.text:  # an unchanged function broke nothing
+            for job in change.jobs:
+                if not broken or job.baseline == change.now:  # an unchanged function broke nothing
                     continue
-                reverted = verifier.run_tests(item.path, job.baseline, broken, cancel, timeout_s=timeout_s)
+                reverted = verifier.run_tests(change.path, job.baseline, broken, cancel, timeout_s=timeout_s)
                 fixed = _passing(reverted, broken)
                 if fixed:
                     blamed.update(fixed)
                     _charge(report, job, fixed, now, base_name)
         except VerifyError as exc:
-            report.notes.append(f"the whole test suite's failures were not traced to {item.relpath}: {exc}")
+            report.notes.append(f"the whole test suite's failures were not traced to {relpath}: {exc}")
             continue
         left = tuple(nodeid for nodeid in broken if nodeid not in blamed)
         if left:
             more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+            alone = ", and no one function's change alone breaks it" if change.jobs else ""
             report.functions.append(
                 FunctionReport(
-                    relpath_in(item.path, verifier.root),
+                    relpath,
                     "<module>",
                     1,
                     "fail",
                     "tests",
-                    f"tests: {left[0]} failed{more}: it passes with this file as {base_name} has it, and no "
-                    "one function's change alone breaks it",
+                    f"tests: {left[0]} failed{more}: it passes {change.as_base(base_name)}{alone}",
                     tests_selected=left,
                     tests_failed=left,
                     details=_failure_lines(now, left),
@@ -448,7 +527,7 @@ def _suite_guard(
 
 def _collection_guard(
     verifier: Verifier,
-    changed: list[tuple[_FileToCheck, list[_Job]]],
+    changed: list[_Change],
     report: RunReport,
     base_name: str,
     cancel: CancelToken,
@@ -457,33 +536,32 @@ def _collection_guard(
     test: a module-level import that fails, a syntax error in a module every test file imports. When the
     collection with the change has errors (or files it could not import), each changed file's is made again
     as the base has it, and the file whose base collects what the change does not fails as a whole."""
-    now = verifier.collection(changed[0][0].path, changed[0][0].text, cancel)
-    for item, _ in changed:
-        failure = _collection_failure(verifier, item, now, base_name, cancel)
+    now = verifier.collection(changed[0].path, changed[0].now, cancel)
+    for change in changed:
+        failure = _collection_failure(verifier, change, now, base_name, cancel)
         if failure is not None:
             report.functions.append(failure)
 
 
 def _collection_failure(
-    verifier: Verifier, item: _FileToCheck, now: Collection, base_name: str, cancel: CancelToken
+    verifier: Verifier, change: _Change, now: Collection, base_name: str, cancel: CancelToken
 ) -> FunctionReport | None:
-    """The failure of ``item`` as a whole when the collection with ``item`` as the base has it holds what
+    """The failure of ``change``'s file as a whole when the collection with it as the base has it holds what
     ``now`` (the collection with the change) lost; None when ``now`` has no error to look into, or the base
     collection has the same (see :func:`_collection_guard`)."""
-    if not (now.problem or now.errors or now.unimported) or item.base_text is None:
+    if not (now.problem or now.errors or now.unimported):
         return None
     cancel.raise_if_cancelled()
-    lost = _collection_lost(verifier.collection(item.path, item.base_text, cancel, cached=False), now)
+    lost = _collection_lost(verifier.collection(change.path, change.base, cancel, cached=False), now)
     if not lost:
         return None
     return FunctionReport(
-        relpath_in(item.path, verifier.root),
+        relpath_in(change.path, verifier.root),
         "<module>",
         1,
         "fail",
         "tests",
-        f"the tests cannot be collected with this change ({lost}); they are with this file as {base_name} "
-        "has it",
+        f"the tests cannot be collected with this change ({lost}); they are {change.as_base(base_name)}",
     )
 
 
@@ -600,7 +678,7 @@ def check_text(
         # collection is kept while source files change (the editor's is long-lived): made afresh here.
         try:
             now = verifier.collection(path, text, cancel, cached=False)
-            failure = _collection_failure(verifier, item, now, "the base", cancel)
+            failure = _collection_failure(verifier, _Change(path, text, base_text), now, "the base", cancel)
         except VerifyError:
             failure = None  # the functions' own checks said why, if it matters to them
         if failure is not None:

@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .sourcefile import SourceError, decode_source
@@ -177,10 +177,14 @@ def touched_lines(diff: bytes) -> set[int]:
 
 def file_at(root: Path, rev: str, relpath: str) -> str | None:
     """The file as committed in ``rev``, or None when ``rev`` does not exist or does not have the file."""
+    data = file_bytes_at(root, rev, relpath)
+    return _source_text(data, relpath) if data is not None else None
+
+
+def file_bytes_at(root: Path, rev: str, relpath: str) -> bytes | None:
+    """:func:`file_at`'s bytes, undecoded (any kind of file)."""
     proc = run_git(["cat-file", "blob", f"{rev}:{relpath}"], root, check=False)
-    if proc.returncode != 0:
-        return None
-    return _source_text(proc.stdout, relpath)
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def head_text(root: Path, relpath: str) -> str | None:
@@ -189,7 +193,30 @@ def head_text(root: Path, relpath: str) -> str | None:
 
 
 def changed_python_files(root: Path, rev: str) -> list[str]:
-    """Tracked Python files whose work-tree bytes differ from ``rev`` (modified or added), relative.
+    """Tracked Python files whose work-tree bytes differ from ``rev`` (modified or added), relative."""
+    changes = changed_files(root, rev, lambda relpath: relpath.endswith(".py"))
+    return [change.relpath for change in changes if change.now is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileChange:
+    """A changed file of any kind, with its bytes on both sides: what a test run needs to put either back."""
+
+    relpath: str
+    """Relative to the repository root, as git names it (``/``-separated)."""
+    base: bytes | None
+    """As the base revision has it; None: not there (the change adds it)."""
+    now: bytes | None
+    """As the change has it (staged, or in the work tree); None: the change deletes it."""
+
+
+# Entries that are not a plain file's bytes: a symlink's blob is its target, a submodule is a commit.
+_NOT_FILES = ("120000", "160000")
+
+
+def changed_files(root: Path, rev: str, wanted: Callable[[str], bool] = lambda _: True) -> list[FileChange]:
+    """The ``wanted`` files whose work-tree bytes differ from ``rev``: modified, added (tracked, not in
+    ``rev``) and deleted (in ``rev``, gone from the work tree). Symlinks and submodules are left out.
 
     Compared here by blob hash instead of ``git diff REV``: diffing the work tree would run the
     repository's clean filters, which are commands of its choosing.
@@ -198,21 +225,61 @@ def changed_python_files(root: Path, rev: str) -> list[str]:
     if verify.returncode != 0:
         raise GitError(f"{rev!r} is not a commit in {root}")
     algorithm = run_git(["rev-parse", "--show-object-format"], root, check=False).stdout.decode().strip()
-    committed: dict[str, str] = {}
+    committed: dict[str, tuple[str, str]] = {}  # relpath -> (mode, blob id)
     for entry in run_git(["ls-tree", "-r", "-z", "--full-tree", rev], root).stdout.split(b"\0"):
         meta, _, name = entry.partition(b"\t")
-        if name and meta.split(b" ")[1:2] == [b"blob"]:
-            committed[os.fsdecode(name)] = meta.split(b" ")[2].decode()
-    changed = []
-    for relpath in tracked_python_files(root):
+        fields = meta.split(b" ")
+        if name and fields[1:2] == [b"blob"] and wanted(os.fsdecode(name)):
+            committed[os.fsdecode(name)] = (fields[0].decode(), fields[2].decode())
+    tracked: dict[str, str] = {}  # relpath -> mode in the index
+    for entry in run_git(["ls-files", "-z", "--stage"], root).stdout.split(b"\0"):
+        meta, _, name = entry.partition(b"\t")
+        if name and wanted(os.fsdecode(name)):
+            tracked[os.fsdecode(name)] = meta.split(b" ")[0].decode()
+    changes = []
+    for relpath in sorted(committed.keys() | tracked.keys()):
+        mode, oid = committed.get(relpath, ("", ""))
+        if mode in _NOT_FILES or tracked.get(relpath) in _NOT_FILES:
+            continue
+        path = root / relpath
         try:
-            data = (root / relpath).read_bytes()
+            data = path.read_bytes() if not path.is_symlink() else None
         except OSError:
-            continue  # deleted in the work tree
-        oid = hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest()
-        if committed.get(relpath) != oid:
-            changed.append(relpath)
-    return changed
+            data = None  # deleted in the work tree (or unreadable: as absent to the tests)
+        if data is None and not oid:
+            continue
+        if (
+            data is not None
+            and oid == hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest()
+        ):
+            continue
+        changes.append(FileChange(relpath, _blob(root, oid) if oid else None, data))
+    return changes
+
+
+def staged_changes(root: Path) -> list[FileChange]:
+    """Every file the index changes relative to HEAD (all of them before the first commit): modified, added
+    and deleted, with their bytes in HEAD and in the index. Symlinks and submodules are left out."""
+    out = run_git(
+        ["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff", "--no-textconv",
+         _diff_base(root), "--"],
+        root,
+    ).stdout.split(b"\0")  # fmt: skip
+    changes = []
+    # ":<old mode> <new mode> <old blob> <new blob> <status>", then the path.
+    for meta, name in zip(out[0::2], out[1::2], strict=False):
+        fields = meta.decode().lstrip(":").split(" ")
+        if len(fields) < 5 or fields[0] in _NOT_FILES or fields[1] in _NOT_FILES:
+            continue
+        old = None if fields[0] == "000000" else fields[2]  # 000000: not on that side
+        new = None if fields[1] == "000000" else fields[3]
+        changes.append(FileChange(os.fsdecode(name), _blob(root, old), _blob(root, new)))
+    return changes
+
+
+def _blob(root: Path, oid: str | None) -> bytes | None:
+    """The bytes of blob ``oid`` (None: None), read without filters or textconv."""
+    return run_git(["cat-file", "blob", oid], root).stdout if oid is not None else None
 
 
 def staged_text(root: Path, relpath: str) -> str | None:

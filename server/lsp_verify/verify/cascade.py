@@ -60,7 +60,7 @@ from .pytest_run import (
     not_installed,
 )
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
-from .shadow import Shadow, ShadowRoot, ShadowUnavailable
+from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
 
@@ -458,9 +458,10 @@ class Verifier:
             for (path, _), relative in zip(files, relatives, strict=True)
         }
 
-    def suite(self, path: Path, text: str, cancel: CancelToken) -> tuple[str, ...]:
+    def suite(self, path: Path, text: Content, cancel: CancelToken) -> tuple[str, ...]:
         """Node ids of every test pytest collects in the workspace with ``path`` holding ``text`` (none in an
-        untrusted workspace). Raises :class:`VerifyError` when nothing can be collected."""
+        untrusted workspace; ``text`` as :meth:`ShadowRoot.create` takes it). Raises :class:`VerifyError`
+        when nothing can be collected."""
         if not self.settings.trusted:
             return ()
         self._start_watching()
@@ -475,7 +476,9 @@ class Verifier:
         collection = self.collection(path, text, cancel)
         return frozenset(test.file for test in collection.tests if not test.doctest)
 
-    def collection(self, path: Path, text: str, cancel: CancelToken, *, cached: bool = True) -> Collection:
+    def collection(
+        self, path: Path, text: Content, cancel: CancelToken, *, cached: bool = True
+    ) -> Collection:
         """pytest's collection of the workspace with ``path`` holding ``text``: the index's cached one (made
         for whichever text asked first since the last change), or with ``cached=False`` one made for ``text``
         and kept nowhere (the base revision's, to compare). Empty in an untrusted workspace."""
@@ -490,13 +493,14 @@ class Verifier:
     def run_tests(
         self,
         path: Path,
-        text: str,
+        text: Content,
         node_ids: tuple[str, ...],
         cancel: CancelToken,
         *,
         timeout_s: float | None = None,
     ) -> TestRun:
-        """pytest on ``node_ids`` (no mypy) with ``path`` holding ``text``; ``timeout_s`` bounds the run."""
+        """pytest on ``node_ids`` (no mypy) with ``path`` holding ``text`` (source text, a data file's bytes,
+        or None: the file absent); ``timeout_s`` bounds the run."""
         shadow = self._shadows.create(self._relative(path), text)
         try:
             return self._pytest.run(shadow, node_ids, None, path, cancel, timeout_s=timeout_s)
@@ -538,13 +542,13 @@ class Verifier:
             or not_installed(problem, self.root, python)
         )
 
-    def _collected(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
+    def _collected(self, relative: Path, text: Content, cancel: CancelToken) -> Collection:
         """The index's cached collection, or a new one made in a shadow in which ``relative`` holds
         ``text`` (the shadow of the file at hand: any shadow shows pytest the whole workspace)."""
 
         return self._index.collection(lambda: self._collect_in(relative, text, cancel))
 
-    def _collect_in(self, relative: Path, text: str, cancel: CancelToken) -> Collection:
+    def _collect_in(self, relative: Path, text: Content, cancel: CancelToken) -> Collection:
         shadow = self._shadows.create(relative, text)
         try:
             return self._pytest.collect(shadow, cancel)

@@ -562,6 +562,8 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
     )
     if local is None:
         return None
+    if found is None and not _has_module(local, either[1].split(".")[1:] if either is not None else []):
+        return None  # the package is there and its module is not: the workspace lacks it (deleted, renamed)
     if found is not None:
         elsewhere = Path(found[2])
         installed = "site-packages" in elsewhere.parts  # a venv inside the workspace is still elsewhere
@@ -577,6 +579,15 @@ def installed_elsewhere(message: str, root: Path, python: str = sys.executable) 
         f"environment that runs its tests ({python}). Install it there (`{python} -m pip install -e .`), "
         "or set `python` to the interpreter of the project's own environment."
     )
+
+
+def _has_module(package: Path, inner: list[str]) -> bool:
+    """Whether the workspace's ``package`` (a directory or a module file) holds the module ``inner`` names
+    (``["io", "json"]``: ``package/io/json.py`` or ``package/io/json/``); the package itself when empty."""
+    if not inner:
+        return True
+    where = package.joinpath(*inner) if package.is_dir() else None
+    return where is not None and (where.with_suffix(".py").is_file() or where.is_dir())
 
 
 _FILTER_MODULE = re.compile(r"Failed to import filter module '([\w.]+)'")

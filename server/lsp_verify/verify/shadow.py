@@ -45,6 +45,16 @@ _PREFIX = "lsp-verify-"
 _FALLBACK_PARENTS = (Path("/var/tmp"), Path("/dev/shm"))
 
 
+Content = str | bytes | None
+"""What a shadow's one edited path holds (see :meth:`ShadowRoot.create`)."""
+
+
+def mirrored(relative: Path) -> bool:
+    """Whether a shadow shows the workspace's file at ``relative`` (a path inside it) as the tree has it:
+    nothing under a version-control, virtualenv or tool-cache directory is copied into one."""
+    return not any(part in _NOT_COPIED for part in relative.parts[:-1])
+
+
 class ShadowUnavailable(ValueError):
     """No place outside the workspace can hold the shadow directory (the message says which were tried)."""
 
@@ -95,8 +105,10 @@ class ShadowRoot:
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
-    def create(self, relative: Path, text: str) -> Shadow:
-        """A new shadow of the workspace in which ``relative`` (a path inside it) holds ``text``."""
+    def create(self, relative: Path, text: Content) -> Shadow:
+        """A new shadow of the workspace in which ``relative`` (a path inside it) holds ``text``: source text,
+        written in its declared encoding; bytes, written as they are (a data file as a revision has it); or
+        None, the file absent (a module as a change deletes it)."""
         parts = relative.parts
         if not parts or relative.is_absolute() or ".." in parts:
             raise ValueError(f"expected a path inside the workspace, got {relative}")
@@ -117,6 +129,11 @@ class ShadowRoot:
             _link_entries(source_dir, target_dir, keep=parts[-1])
             edited = target_dir / parts[-1]
         edited.unlink(missing_ok=True)
+        if text is None:
+            return Shadow(root=shadow_dir, relative=relative, edited=edited)
+        if isinstance(text, bytes):
+            edited.write_bytes(text)
+            return Shadow(root=shadow_dir, relative=relative, edited=edited)
         # In the file's declared encoding, or Python would read other text than the candidate's (a latin-1
         # file's "café" as "cafÃ©"); a candidate the encoding cannot hold stays UTF-8 and fails to decode.
         try:
