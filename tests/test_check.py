@@ -268,11 +268,17 @@ def rate(name: str) -> int:
 """
 
 TABLE_TESTS = """\
+from pathlib import Path
+
 from calc.table import rate
 
 
 def test_rate() -> None:
     assert rate("vat") == 20
+
+
+def test_rate_as_the_example_has_it() -> None:
+    assert rate("vat") == int((Path(__file__).parent / "examples" / "vat.txt").read_text())
 """
 
 CONFTEST = """\
@@ -299,8 +305,10 @@ OUTSIDE_FUNCTIONS = {
     "data": (
         "calc/rates.json",
         '{"vat": 21}\n',
-        "tests/test_table.py::test_rate failed: it passes with this file as",
+        "tests/test_table.py::test_rate failed (and 1 more): it passes with this file as",
     ),
+    # Beside a pyproject.toml that is a fixture of the tests, not a project of its own.
+    "test-data": ("tests/examples/vat.txt", "21\n", "::test_rate_as_the_example_has_it failed: it passes"),
     "deleted-module": ("calc/table.py", None, "cannot be collected with this change"),
     "new-conftest": (
         "tests/conftest.py",
@@ -328,6 +336,7 @@ def test_a_change_outside_every_function_is_checked_by_the_tests(
     # against a revision, unstaged) finds its changes another way.
     files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tests/test_table.py": TABLE_TESTS}
     files |= {"calc/table.py": TABLE, "calc/rates.json": '{"vat": 20}\n', "README.md": "# calc\n"}
+    files |= {"tests/examples/vat.txt": "20\n", "tests/examples/pyproject.toml": PYPROJECT}
     repo = make_repo(tmp_path / "repo", files)
     relpath, text, said = OUTSIDE_FUNCTIONS[kind]
     _write(repo, relpath, text)
@@ -339,7 +348,7 @@ def test_a_change_outside_every_function_is_checked_by_the_tests(
     verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
     if said is None:
         assert proc.returncode == 0 and not verdicts, proc.stdout + proc.stderr
-        assert "the whole test suite (3 tests) also ran on the change" in proc.stdout, proc.stdout
+        assert "the whole test suite (4 tests) also ran on the change" in proc.stdout, proc.stdout
         return
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert len(verdicts) == 1 and verdicts[0].startswith(f"FAIL  {relpath}:1 <module> — "), proc.stdout

@@ -144,8 +144,11 @@ def run_check(
     projects: dict[Path, tuple[list[_FileToCheck], list[_Change]]] = {}
     for item in files:
         projects.setdefault(find_project_root(item.path), ([], []))[0].append(item)
-    for other in others:
-        projects.setdefault(find_project_root(other.path), ([], []))[1].append(other)
+    if others:
+        assert git_root is not None
+        python_files = gitdiff.tracked_python_files(git_root)
+        for other in others:
+            projects.setdefault(_project_of(other.path, git_root, python_files), ([], []))[1].append(other)
     # Reported paths are relative to the repository's top (where CI annotations point), else to the
     # one project, or to the projects' common directory.
     root = git_root or (next(iter(projects)) if len(projects) == 1 else Path(os.path.commonpath(projects)))
@@ -335,6 +338,19 @@ def _select_files(
     return out, others
 
 
+def _project_of(path: Path, git_root: Path, python_files: list[str]) -> Path:
+    """The project whose tests may read ``path``, a changed file that is not a Python source: the one
+    :func:`find_project_root` finds above it, but never one inside a test directory (``tests/examples/
+    pyproject.toml`` is a fixture, not a project) nor one holding no Python file (no test of its own)."""
+    parts = path.relative_to(git_root).parts[:-1]
+    outside_tests = next((i for i, part in enumerate(parts) if part in ("tests", "test")), len(parts))
+    directory = git_root.joinpath(*parts[:outside_tests])
+    root = find_project_root(directory if directory.is_dir() else directory.parent)
+    while root != git_root and not any((git_root / relpath).is_relative_to(root) for relpath in python_files):
+        root = find_project_root(root.parent)
+    return root
+
+
 def _is_source(relpath: str) -> bool:
     """Whether ``relpath`` is a Python source file whose functions ``check`` verifies (not a test)."""
     return relpath.endswith((".py", ".pyi")) and not is_test_file(relpath)
@@ -466,6 +482,10 @@ def _suite_guard(
     try:
         suite = verifier.suite(first.path, first.now, cancel)
         if not suite:
+            if any(not change.jobs for change in changed):
+                report.notes.append(
+                    "no test is collected here: what the change to files without functions broke is unknown"
+                )
             return
         now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s)
     except VerifyError as exc:
