@@ -80,8 +80,10 @@ def test_hook_definitions() -> None:
     assert fix["entry"].split()[:2] == ["lsp-verify", "fix"]
     for hook in (check, fix):
         assert hook["language"] == "python"
-        assert hook["types"] == ["python"]
-        assert hook["pass_filenames"] is True
+    assert fix["types"] == ["python"] and fix["pass_filenames"] is True
+    # pre-commit never passes a deleted file, and a data file only without `types: [python]`: the check
+    # hook reads the staged change itself, on every commit.
+    assert check["pass_filenames"] is False and check["always_run"] is True and "types" not in check
     assert fix["stages"] == ["manual"], "the fix hook runs the model: only on request"
     assert "stages" not in check
 
@@ -118,7 +120,8 @@ def commits(repo: Path) -> int:
 def test_local_hooks_mirror_the_published_ones(tmp_path: Path) -> None:
     for published, local in zip(HOOKS, local_hooks("/venv/bin/lsp-verify"), strict=True):
         assert local["id"] == published["id"]
-        assert local["types"] == published["types"]
+        assert local.get("types") == published.get("types")
+        assert local.get("always_run") == published.get("always_run")
         assert local["pass_filenames"] == published["pass_filenames"]
         assert local.get("stages") == published.get("stages")
         assert local["entry"] == "/venv/bin/" + published["entry"]
@@ -136,6 +139,21 @@ def test_the_check_hook_blocks_a_commit_that_breaks_a_test(hooked_repo: tuple[Pa
     assert "lsp-verify-check" in output or "lsp-verify check" in output
     assert "Failed" in output
     assert "tests/test_calc.py::test_add" in output
+    assert commits(repo) == 1, "the commit was not created"
+
+
+def test_the_check_hook_blocks_a_commit_that_deletes_a_module_the_tests_import(
+    hooked_repo: tuple[Path, dict[str, str]],
+) -> None:
+    # pre-commit passes no deleted file: before (`check --changed FILES`, `types: [python]`) no hook ran.
+    repo, env = hooked_repo
+    git(repo, "rm", "-q", "calc.py", env=env)
+
+    commit = git(repo, "commit", "-m", "remove calc", check=False, env=env)
+
+    assert commit.returncode != 0
+    output = commit.stdout + commit.stderr
+    assert "FAIL  calc.py:1 <module> — the tests cannot be collected with this change" in output, output
     assert commits(repo) == 1, "the commit was not created"
 
 
