@@ -355,6 +355,50 @@ def test_a_change_outside_every_function_is_checked_by_the_tests(
     assert said in verdicts[0], verdicts[0]
 
 
+PAIR_TESTS = """\
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def test_the_two_switches_are_off() -> None:
+    on = [(HERE / name).read_text().strip() == "on" for name in ("left.txt", "right.txt")]
+    assert not any(on)
+"""
+
+PACKAGE_TESTS = """\
+from calc.extra import triple
+
+
+def test_triple() -> None:
+    assert triple(2) == 6
+"""
+
+
+@pytest.mark.parametrize("kind", ["two-data-files", "deleted-package"])
+def test_a_change_that_breaks_the_tests_only_as_a_whole_fails_as_a_whole(tmp_path: Path, kind: str) -> None:
+    # Before: each file was put back alone, none of them alone made the tests pass (both switches are on, or
+    # the package's other file is still gone), and check passed.
+    files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tests/test_pair.py": PAIR_TESTS}
+    files |= {"tests/left.txt": "off\n", "tests/right.txt": "off\n", "tests/test_extra.py": PACKAGE_TESTS}
+    files |= {"calc/extra/__init__.py": "from .impl import triple\n"}
+    files |= {"calc/extra/impl.py": "def triple(x: int) -> int:\n    return 3 * x\n"}
+    repo = make_repo(tmp_path / "repo", files)
+    if kind == "two-data-files":
+        stage(repo, "tests/left.txt", "on\n")
+        stage(repo, "tests/right.txt", "on\n")
+        said = "it passes with the whole change (tests/left.txt, tests/right.txt) as HEAD has it, and no one"
+    else:
+        git(repo, "rm", "-q", "-r", "calc/extra")
+        said = "they are with the whole change (calc/extra/__init__.py, calc/extra/impl.py) as HEAD has it"
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    assert len(verdicts) == 1 and said in verdicts[0], proc.stdout
+
+
 def test_a_test_file_the_hook_passes_is_checked_by_running_it(repo: Path, tmp_path: Path) -> None:
     # pre-commit passes every staged Python file, tests included (`check --changed FILES`): before, a test
     # file was skipped as "what functions are checked against", and "no Python source files given" passed.

@@ -47,6 +47,41 @@ def test_shadow_is_private_links_the_rest_and_makes_the_edited_path_real(tmp_pat
     assert (workspace / "calc" / "core.py").read_text() == original
 
 
+@pytest.mark.parametrize("copy", [False, True], ids=["link", "copy"])
+def test_a_shadow_holds_several_files_as_given_bytes_and_absences_included(
+    tmp_path: Path, copy: bool
+) -> None:
+    # What `check` needs to undo a whole change at once: a module back as it was, a data file's bytes, a
+    # deleted package's file absent - and no empty directory left where the package was.
+    workspace = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    (workspace / "calc" / "gone").mkdir()
+    (workspace / "calc" / "gone" / "__init__.py").write_text("")
+    shadows = ShadowRoot(workspace, copy=copy)
+    try:
+        shadow = shadows.create(
+            Path("calc/core.py"),
+            "X = 1\n",
+            {
+                Path("tests/data/table.bin"): b"\x00\xff",
+                Path("calc/__init__.py"): None,
+                Path("calc/new/sub/absent.py"): None,
+            },
+        )
+        assert shadow.edited.read_text() == "X = 1\n"
+        assert (shadow.root / "tests" / "data" / "table.bin").read_bytes() == b"\x00\xff"
+        assert not (shadow.root / "tests" / "data").is_symlink()
+        assert (shadow.root / "tests" / "test_calc.py").read_text() == (
+            workspace / "tests" / "test_calc.py"
+        ).read_text()
+        assert not (shadow.root / "calc" / "__init__.py").exists()
+        assert (shadow.root / "calc" / "gone" / "__init__.py").exists()
+        assert not (shadow.root / "calc" / "new").exists(), "a directory the workspace lacks was made"
+    finally:
+        shadows.close()
+    assert (workspace / "calc" / "__init__.py").exists() and not (workspace / "tests" / "data").exists()
+
+
 def test_shadow_root_refuses_to_live_inside_the_workspace(tmp_path: Path) -> None:
     try:
         ShadowRoot(tmp_path, parent=tmp_path)

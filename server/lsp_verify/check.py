@@ -227,12 +227,12 @@ def _check_project(
         if settings.trusted and settings.suite_guard_timeout_s > 0:
             _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
         if others and not (settings.trusted and settings.suite_guard_timeout_s > 0):
-            report.notes.append(_unguarded([relpath_in(o.path, root) for o in others], settings.trusted))
+            report.notes.append(_unguarded(others, root, settings.trusted))
 
 
-def _unguarded(relpaths: list[str], trusted: bool) -> str:
+def _unguarded(others: list[_Change], root: Path, trusted: bool) -> str:
     """The note for changed files no guard ran the tests on (see :class:`_Change`)."""
-    shown = ", ".join(relpaths[:3]) + (f" and {len(relpaths) - 3} more" if len(relpaths) > 3 else "")
+    shown = _named(others, root)
     if not trusted:
         return (
             f"the change to {shown} holds no function: only the tests can check it, and they do not run in "
@@ -487,7 +487,8 @@ def _suite_guard(
                     "no test is collected here: what the change to files without functions broke is unknown"
                 )
             return
-        now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s)
+        also = {change.path: change.now for change in changed[1:]}  # staged texts, not the work tree's
+        now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s, also=also)
     except VerifyError as exc:
         report.notes.append(f"the whole test suite was not run on the change: {exc}")
         return
@@ -508,17 +509,38 @@ def _suite_guard(
     )
     if not failing:
         return
+    now_of: dict[Path, Content] = {change.path: change.now for change in changed}
+    if len(changed) > 1:
+        # One run with the whole change undone tells the tests it broke from those that failed before it.
+        try:
+            undone = verifier.run_tests(
+                first.path, first.base, failing, cancel, timeout_s=timeout_s, also=_undone(changed[1:])
+            )
+        except VerifyError as exc:
+            report.notes.append(f"the whole test suite's failures were not traced to the change: {exc}")
+            return
+        failing = _passing(undone, failing)
+    explained: set[str] = set()
+    deadline = time.monotonic() + timeout_s
     for change in changed:
         cancel.raise_if_cancelled()
+        if not failing or time.monotonic() > deadline:
+            break
         relpath = relpath_in(change.path, verifier.root)
+        rest = {path: content for path, content in now_of.items() if path != change.path}
         try:
-            base = verifier.run_tests(change.path, change.base, failing, cancel, timeout_s=timeout_s)
+            base = verifier.run_tests(
+                change.path, change.base, failing, cancel, timeout_s=timeout_s, also=rest
+            )
             broken = _passing(base, failing)
+            explained.update(broken)
             blamed: set[str] = set()
             for job in change.jobs:
                 if not broken or job.baseline == change.now:  # an unchanged function broke nothing
                     continue
-                reverted = verifier.run_tests(change.path, job.baseline, broken, cancel, timeout_s=timeout_s)
+                reverted = verifier.run_tests(
+                    change.path, job.baseline, broken, cancel, timeout_s=timeout_s, also=rest
+                )
                 fixed = _passing(reverted, broken)
                 if fixed:
                     blamed.update(fixed)
@@ -528,21 +550,52 @@ def _suite_guard(
             continue
         left = tuple(nodeid for nodeid in broken if nodeid not in blamed)
         if left:
-            more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
             alone = ", and no one function's change alone breaks it" if change.jobs else ""
             report.functions.append(
-                FunctionReport(
-                    relpath,
-                    "<module>",
-                    1,
-                    "fail",
-                    "tests",
-                    f"tests: {left[0]} failed{more}: it passes {change.as_base(base_name)}{alone}",
-                    tests_selected=left,
-                    tests_failed=left,
-                    details=_failure_lines(now, left),
-                )
+                _suite_failure(relpath, left, f"it passes {change.as_base(base_name)}{alone}", now)
             )
+    whole = tuple(nodeid for nodeid in failing if nodeid not in explained)
+    if whole and len(changed) > 1:  # known to pass with the change undone: never left unsaid
+        why = (
+            "and no one file's change alone breaks it"
+            if time.monotonic() <= deadline
+            else f"not traced to one file within {timeout_s:g} s (suite_guard_timeout_s)"
+        )
+        report.functions.append(
+            _suite_failure(
+                relpath_in(first.path, verifier.root),
+                whole,
+                f"it passes with the whole change ({_named(changed, verifier.root)}) as {base_name} has it, "
+                + why,
+                now,
+            )
+        )
+
+
+def _named(changes: list[_Change], root: Path) -> str:
+    """The changed files, for a message: the first three, and how many more."""
+    files = ", ".join(relpath_in(change.path, root) for change in changes[:3])
+    return files + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
+def _undone(changes: list[_Change]) -> dict[Path, Content]:
+    return {change.path: change.base for change in changes}
+
+
+def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun) -> FunctionReport:
+    """The failure of ``relpath`` as a whole for the tests ``failed`` in the run ``now``, and ``why``."""
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return FunctionReport(
+        relpath,
+        "<module>",
+        1,
+        "fail",
+        "tests",
+        f"tests: {failed[0]} failed{more}: {why}",
+        tests_selected=failed,
+        tests_failed=failed,
+        details=_failure_lines(now, failed),
+    )
 
 
 def _collection_guard(
@@ -556,11 +609,27 @@ def _collection_guard(
     test: a module-level import that fails, a syntax error in a module every test file imports. When the
     collection with the change has errors (or files it could not import), each changed file's is made again
     as the base has it, and the file whose base collects what the change does not fails as a whole."""
-    now = verifier.collection(changed[0].path, changed[0].now, cancel)
-    for change in changed:
-        failure = _collection_failure(verifier, change, now, base_name, cancel)
-        if failure is not None:
-            report.functions.append(failure)
+    first = changed[0]
+    now = verifier.collection(first.path, first.now, cancel)
+    failures = [_collection_failure(verifier, change, now, base_name, cancel) for change in changed]
+    report.functions.extend(failure for failure in failures if failure is not None)
+    if len(changed) > 1 and not any(failures) and (now.problem or now.errors or now.unimported):
+        # A package deleted whole: putting back one of its files alone does not make it importable.
+        undone = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
+        lost = _collection_lost(undone, now)
+        if lost:
+            report.functions.append(
+                FunctionReport(
+                    relpath_in(first.path, verifier.root),
+                    "<module>",
+                    1,
+                    "fail",
+                    "tests",
+                    f"the tests cannot be collected with this change ({lost}); they are with the whole "
+                    f"change ({_named(changed, verifier.root)}) as {base_name} has it, and no one file's "
+                    "change alone stops them",
+                )
+            )
 
 
 def _collection_failure(

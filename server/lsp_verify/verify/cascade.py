@@ -37,7 +37,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
@@ -477,18 +477,25 @@ class Verifier:
         return frozenset(test.file for test in collection.tests if not test.doctest)
 
     def collection(
-        self, path: Path, text: Content, cancel: CancelToken, *, cached: bool = True
+        self,
+        path: Path,
+        text: Content,
+        cancel: CancelToken,
+        *,
+        cached: bool = True,
+        also: Mapping[Path, Content] | None = None,
     ) -> Collection:
         """pytest's collection of the workspace with ``path`` holding ``text``: the index's cached one (made
         for whichever text asked first since the last change), or with ``cached=False`` one made for ``text``
-        and kept nowhere (the base revision's, to compare). Empty in an untrusted workspace."""
+        (and the paths in ``also`` holding theirs) and kept nowhere (the base revision's, to compare). Empty
+        in an untrusted workspace."""
         if not self.settings.trusted:
             return Collection(tests=())
         self._start_watching()
         relative = self._relative(path)
-        if cached:
+        if cached and not also:
             return self._collected(relative, text, cancel)
-        return self._collect_in(relative, text, cancel)
+        return self._collect_in(relative, text, cancel, self._overlays(also))
 
     def run_tests(
         self,
@@ -498,10 +505,11 @@ class Verifier:
         cancel: CancelToken,
         *,
         timeout_s: float | None = None,
+        also: Mapping[Path, Content] | None = None,
     ) -> TestRun:
         """pytest on ``node_ids`` (no mypy) with ``path`` holding ``text`` (source text, a data file's bytes,
-        or None: the file absent); ``timeout_s`` bounds the run."""
-        shadow = self._shadows.create(self._relative(path), text)
+        or None: the file absent), and each path in ``also`` holding its own; ``timeout_s`` bounds the run."""
+        shadow = self._shadows.create(self._relative(path), text, self._overlays(also))
         try:
             return self._pytest.run(shadow, node_ids, None, path, cancel, timeout_s=timeout_s)
         finally:
@@ -548,8 +556,14 @@ class Verifier:
 
         return self._index.collection(lambda: self._collect_in(relative, text, cancel))
 
-    def _collect_in(self, relative: Path, text: Content, cancel: CancelToken) -> Collection:
-        shadow = self._shadows.create(relative, text)
+    def _collect_in(
+        self,
+        relative: Path,
+        text: Content,
+        cancel: CancelToken,
+        also: Mapping[Path, Content] | None = None,
+    ) -> Collection:
+        shadow = self._shadows.create(relative, text, also)
         try:
             return self._pytest.collect(shadow, cancel)
         finally:
@@ -584,6 +598,10 @@ class Verifier:
         if collection.fresh_process:
             return f"a fresh `python -m pytest` process per run ({found}{python}): {collection.fresh_process}"
         return f"pre-imported pytest fork server ({found}{python}; its collection matches `python -m pytest`)"
+
+    def _overlays(self, also: Mapping[Path, Content] | None) -> dict[Path, Content]:
+        """``also`` (absolute paths) relative to the root, as a shadow takes them."""
+        return {self._relative(path): content for path, content in (also or {}).items()}
 
     def _relative(self, path: Path) -> Path:
         try:

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import cache_home
@@ -105,43 +106,33 @@ class ShadowRoot:
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
-    def create(self, relative: Path, text: Content) -> Shadow:
+    def create(self, relative: Path, text: Content, also: Mapping[Path, Content] | None = None) -> Shadow:
         """A new shadow of the workspace in which ``relative`` (a path inside it) holds ``text``: source text,
         written in its declared encoding; bytes, written as they are (a data file as a revision has it); or
-        None, the file absent (a module as a change deletes it)."""
-        parts = relative.parts
-        if not parts or relative.is_absolute() or ".." in parts:
-            raise ValueError(f"expected a path inside the workspace, got {relative}")
+        None, the file absent (a module as a change deletes it). ``also``: more paths, each holding its own
+        content (a change of several files, all undone at once)."""
+        overlays = {relative: text, **(also or {})}
+        for path in overlays:
+            if not path.parts or path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"expected a path inside the workspace, got {path}")
         with self._lock:
             name = f"s{next(self._counter)}"
         shadow_dir = self.path / name
         if self.copy:
             _copy_tree(self.workspace, shadow_dir)
-            edited = shadow_dir / relative
-            edited.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         else:
             shadow_dir.mkdir(mode=0o700)
-            source_dir, target_dir = self.workspace, shadow_dir
-            for part in parts[:-1]:
-                _link_entries(source_dir, target_dir, keep=part)
-                source_dir, target_dir = source_dir / part, target_dir / part
-                target_dir.mkdir(mode=0o700)
-            _link_entries(source_dir, target_dir, keep=parts[-1])
-            edited = target_dir / parts[-1]
-        edited.unlink(missing_ok=True)
-        if text is None:
-            return Shadow(root=shadow_dir, relative=relative, edited=edited)
-        if isinstance(text, bytes):
-            edited.write_bytes(text)
-            return Shadow(root=shadow_dir, relative=relative, edited=edited)
-        # In the file's declared encoding, or Python would read other text than the candidate's (a latin-1
-        # file's "café" as "cafÃ©"); a candidate the encoding cannot hold stays UTF-8 and fails to decode.
-        try:
-            data = text.encode(declared_encoding(text))
-        except (UnicodeEncodeError, LookupError):
-            data = text.encode("utf-8", "surrogatepass")
-        edited.write_bytes(data)
-        return Shadow(root=shadow_dir, relative=relative, edited=edited)
+            _link_tree(self.workspace, shadow_dir, [path.parts for path in overlays])
+        for path, content in overlays.items():
+            target = shadow_dir / path
+            if content is None:
+                target.unlink(missing_ok=True)
+                _remove_made_directories(target.parent, shadow_dir, self.workspace / path.parent)
+                continue
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.write_bytes(_encoded(content))
+        return Shadow(root=shadow_dir, relative=relative, edited=shadow_dir / relative)
 
     def scratch(self, name: str) -> Path:
         """A file name inside the private directory (for results and logs)."""
@@ -202,14 +193,50 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _link_entries(source_dir: Path, target_dir: Path, keep: str) -> None:
+def _encoded(content: str | bytes) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    # In the file's declared encoding, or Python would read other text than the candidate's (a latin-1 file's
+    # "café" as "cafÃ©"); a candidate the encoding cannot hold stays UTF-8 and fails to decode.
+    try:
+        return content.encode(declared_encoding(content))
+    except (UnicodeEncodeError, LookupError):
+        return content.encode("utf-8", "surrogatepass")
+
+
+def _remove_made_directories(directory: Path, shadow_dir: Path, original: Path) -> None:
+    """Remove ``directory`` and its parents up to ``shadow_dir`` while they are empty and the workspace has no
+    such directory (``original``): made only on the way to a file that is to be absent, they would turn a
+    deleted package into an empty namespace package."""
+    while directory != shadow_dir and not original.is_dir():
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty (or not there)
+        directory, original = directory.parent, original.parent
+
+
+def _link_tree(source_dir: Path, target_dir: Path, paths: list[tuple[str, ...]]) -> None:
+    """Symlink ``source_dir``'s entries into ``target_dir`` except those on the way to ``paths`` (each a
+    tuple of parts below ``source_dir``): a directory on the way is made real and linked the same way, and
+    the files themselves are left for the caller to write."""
+    keep = {parts[0] for parts in paths}
+    _link_entries(source_dir, target_dir, keep)
+    for name in keep:
+        below = [parts[1:] for parts in paths if parts[0] == name and len(parts) > 1]
+        if below:
+            (target_dir / name).mkdir(mode=0o700)
+            _link_tree(source_dir / name, target_dir / name, below)
+
+
+def _link_entries(source_dir: Path, target_dir: Path, keep: set[str]) -> None:
     """Symlink every entry of ``source_dir`` into ``target_dir`` except ``keep`` (made real by the caller)."""
     try:
         entries = list(os.scandir(source_dir))
     except FileNotFoundError:
         entries = []  # the edited file's directory may not exist on disk yet (an unsaved new file)
     for entry in entries:
-        if entry.name == keep or entry.name in _SKIPPED:
+        if entry.name in keep or entry.name in _SKIPPED:
             continue
         os.symlink(entry.path, target_dir / entry.name)
 
