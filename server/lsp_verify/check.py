@@ -598,6 +598,12 @@ def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun
     )
 
 
+_TRACE_BUDGET_S = 60.0
+"""How long the collection guard looks for the one file whose change stops the tests from being collected,
+once it knows that the change as a whole does: a collection takes seconds, and a commit may delete a package
+of a hundred files."""
+
+
 def _collection_guard(
     verifier: Verifier,
     changed: list[_Change],
@@ -607,29 +613,53 @@ def _collection_guard(
 ) -> None:
     """A change that stops tests from being collected breaks every one of them, whichever function they
     test: a module-level import that fails, a syntax error in a module every test file imports. When the
-    collection with the change has errors (or files it could not import), each changed file's is made again
-    as the base has it, and the file whose base collects what the change does not fails as a whole."""
+    collection with the change has errors (or files it could not import) that the collection with the whole
+    change undone has not, the changed files are put back one at a time (those the error names first), and
+    the first whose base collects what the change does not fails as a whole; when none does alone (a package
+    deleted whole), the change fails as a whole."""
     first = changed[0]
     now = verifier.collection(first.path, first.now, cancel)
-    failures = [_collection_failure(verifier, change, now, base_name, cancel) for change in changed]
-    report.functions.extend(failure for failure in failures if failure is not None)
-    if len(changed) > 1 and not any(failures) and (now.problem or now.errors or now.unimported):
-        # A package deleted whole: putting back one of its files alone does not make it importable.
+    if not (now.problem or now.errors or now.unimported):
+        return
+    lost = ""
+    if len(changed) > 1:
         undone = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
         lost = _collection_lost(undone, now)
-        if lost:
-            report.functions.append(
-                FunctionReport(
-                    relpath_in(first.path, verifier.root),
-                    "<module>",
-                    1,
-                    "fail",
-                    "tests",
-                    f"the tests cannot be collected with this change ({lost}); they are with the whole "
-                    f"change ({_named(changed, verifier.root)}) as {base_name} has it, and no one file's "
-                    "change alone stops them",
-                )
+        if not lost:
+            return  # the tests collected no better before the change
+    deadline = time.monotonic() + _TRACE_BUDGET_S
+    for change in sorted(changed, key=lambda change: not _named_in(change, verifier.root, lost)):
+        failure = _collection_failure(verifier, change, now, base_name, cancel)
+        if failure is not None:
+            report.functions.append(failure)
+            return
+        if time.monotonic() > deadline:
+            break
+    if lost:
+        why = (
+            "and no one file's change alone stops them"
+            if time.monotonic() <= deadline
+            else f"not traced to one file within {_TRACE_BUDGET_S:g} s"
+        )
+        report.functions.append(
+            FunctionReport(
+                relpath_in(first.path, verifier.root),
+                "<module>",
+                1,
+                "fail",
+                "tests",
+                f"the tests cannot be collected with this change ({lost}); they are with the whole change "
+                f"({_named(changed, verifier.root)}) as {base_name} has it, {why}",
             )
+        )
+
+
+def _named_in(change: _Change, root: Path, message: str) -> bool:
+    """Whether ``message`` names ``change``'s file, by its path or as a module (``pkg.sub`` for
+    ``pkg/sub/__init__.py``)."""
+    relpath = relpath_in(change.path, root)
+    module = relpath.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    return bool(message) and (relpath in message or f"'{module}'" in message or f"{module}." in message)
 
 
 def _collection_failure(
