@@ -629,6 +629,37 @@ def test_check_never_imports_the_model(repo: Path, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- git helpers
 
 
+def test_changed_files_hold_both_sides_and_leave_out_what_they_cannot_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {
+        "data.json": "1\n",
+        "gone.py": "X = 1\n",
+        "big.txt": "small\n",
+        ".gitattributes": "*.bin filter=lfs\n",
+    }
+    repo = gitrepo.make_repo(tmp_path / "repo", {**files, "model.bin": "pointer\n"})
+    (repo / "data.json").write_text("2\n")
+    (repo / "gone.py").unlink()
+    (repo / "new.txt").write_text("new\n")
+    (repo / "model.bin").write_text("weights\n")
+    (repo / "big.txt").write_text("x" * 100)
+    git(repo, "add", "-A")
+    monkeypatch.setattr(gitdiff, "LOAD_LIMIT", 50)
+
+    for changes in (gitdiff.changed_files(repo, "HEAD"), gitdiff.staged_changes(repo)):
+        by_path = {change.relpath: change for change in changes}
+        assert set(by_path) == {"data.json", "gone.py", "new.txt", "model.bin", "big.txt"}
+        assert (by_path["data.json"].base, by_path["data.json"].now) == (b"1\n", b"2\n")
+        assert (by_path["gone.py"].base, by_path["gone.py"].now) == (b"X = 1\n", None)
+        assert (by_path["new.txt"].base, by_path["new.txt"].now) == (None, b"new\n")
+        # Git LFS keeps a pointer in the repository, not the file the tests read; a large file is not read.
+        assert by_path["model.bin"].skipped == "stored through the git filter 'lfs'"
+        assert by_path["big.txt"].skipped.startswith("larger than")
+        assert by_path["model.bin"].base is by_path["big.txt"].now is None
+    assert gitdiff.changed_python_files(repo, "HEAD") == []
+
+
 def test_touched_lines_of_a_zero_context_diff() -> None:
     diff = b"\n".join(
         [

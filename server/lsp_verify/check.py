@@ -130,11 +130,9 @@ def run_check(
         report.error = str(exc)
         return report
     # (A file no shadow shows - under .git, .venv, node_modules - is nothing the tests read there.)
-    others = [
-        _Change(git_root / change.relpath, change.now, change.base)
-        for change in changed
-        if git_root is not None and mirrored(Path(change.relpath))
-    ]
+    changed = [change for change in changed if git_root is not None and mirrored(Path(change.relpath))]
+    others = [_Change(git_root / c.relpath, c.now, c.base) for c in changed if git_root and not c.skipped]
+    report.notes.extend(f"{c.relpath}: not checked ({c.skipped})" for c in changed if c.skipped)
     if not files and not others:
         report.notes.append("no changes to check" if not options.paths else "no Python source files given")
         return report
@@ -302,14 +300,15 @@ def _select_files(
         out = []
         if options.base is not None:
             changes = gitdiff.changed_files(git_root, options.base)
-            for change in changes:
-                if _is_source(change.relpath) and change.now is not None:
-                    path = git_root / change.relpath
-                    text = read_source(path).text
-                    out.append(
-                        _FileToCheck(path, change.relpath, text, at_base(change.relpath), changed_only=True)
-                    )
-            return out, [change for change in changes if not _is_source(change.relpath) or change.now is None]
+            sources = {
+                c.relpath for c in changes if _is_source(c.relpath) and (git_root / c.relpath).is_file()
+            }
+            for relpath in sorted(sources):
+                text = read_source(git_root / relpath).text
+                out.append(
+                    _FileToCheck(git_root / relpath, relpath, text, at_base(relpath), changed_only=True)
+                )
+            return out, [change for change in changes if change.relpath not in sources]
         for staged_file in gitdiff.staged_python_files(git_root):
             staged = gitdiff.staged_text(git_root, staged_file.relpath)
             if staged is None or is_test_file(staged_file.relpath):
@@ -328,10 +327,9 @@ def _select_files(
         if not _is_source(relpath):
             # Tests are what functions are checked against, not functions to check; a changed one (or a
             # changed data file) is for the guards.
-            if git_root is not None:
-                committed = gitdiff.file_bytes_at(git_root, base, relpath)
-                if committed != (now := path.read_bytes()):
-                    others.append(gitdiff.FileChange(relpath, committed, now))
+            change = gitdiff.file_change(git_root, base, relpath) if git_root is not None else None
+            if change is not None:
+                others.append(change)
             continue
         text = read_source(path).text
         out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=options.changed_only))

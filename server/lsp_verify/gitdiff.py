@@ -52,14 +52,20 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_git(args: Sequence[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git <args>`` in ``cwd`` with repository-controlled commands disabled; output is bytes."""
+def run_git(
+    args: Sequence[str], cwd: Path, *, check: bool = True, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git <args>`` in ``cwd`` with repository-controlled commands disabled (``stdin``: its input);
+    output is bytes."""
     command = ["git"]
     for setting in _SAFE_CONFIG:
         command += ["-c", setting]
     command += ["--no-pager", *args]
     try:
-        proc = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL)
+        if stdin is None:
+            proc = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, stdin=subprocess.DEVNULL)
+        else:
+            proc = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, input=stdin)
     except FileNotFoundError as exc:
         raise GitError("git is not installed (needed to find the staged changes)") from exc
     if check and proc.returncode != 0:
@@ -195,7 +201,7 @@ def head_text(root: Path, relpath: str) -> str | None:
 def changed_python_files(root: Path, rev: str) -> list[str]:
     """Tracked Python files whose work-tree bytes differ from ``rev`` (modified or added), relative."""
     changes = changed_files(root, rev, lambda relpath: relpath.endswith(".py"))
-    return [change.relpath for change in changes if change.now is not None]
+    return [change.relpath for change in changes if (root / change.relpath).is_file()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,10 +214,16 @@ class FileChange:
     """As the base revision has it; None: not there (the change adds it)."""
     now: bytes | None
     """As the change has it (staged, or in the work tree); None: the change deletes it."""
+    skipped: str = ""
+    """Why its bytes were not read (then ``base`` and ``now`` are None): too large, or stored through a git
+    filter (Git LFS keeps a pointer in the repository, not the file the tests read)."""
 
 
 # Entries that are not a plain file's bytes: a symlink's blob is its target, a submodule is a commit.
 _NOT_FILES = ("120000", "160000")
+
+LOAD_LIMIT = 64 << 20
+"""A changed file larger than this (either side) is not read into memory to be put back in a test run."""
 
 
 def changed_files(root: Path, rev: str, wanted: Callable[[str], bool] = lambda _: True) -> list[FileChange]:
@@ -225,36 +237,81 @@ def changed_files(root: Path, rev: str, wanted: Callable[[str], bool] = lambda _
     if verify.returncode != 0:
         raise GitError(f"{rev!r} is not a commit in {root}")
     algorithm = run_git(["rev-parse", "--show-object-format"], root, check=False).stdout.decode().strip()
-    committed: dict[str, tuple[str, str]] = {}  # relpath -> (mode, blob id)
-    for entry in run_git(["ls-tree", "-r", "-z", "--full-tree", rev], root).stdout.split(b"\0"):
+    committed: dict[str, tuple[str, str, int]] = {}  # relpath -> (mode, blob id, size)
+    for entry in run_git(["ls-tree", "-r", "-z", "-l", "--full-tree", rev], root).stdout.split(b"\0"):
         meta, _, name = entry.partition(b"\t")
-        fields = meta.split(b" ")
+        fields = meta.split()
         if name and fields[1:2] == [b"blob"] and wanted(os.fsdecode(name)):
-            committed[os.fsdecode(name)] = (fields[0].decode(), fields[2].decode())
+            committed[os.fsdecode(name)] = (fields[0].decode(), fields[2].decode(), int(fields[3]))
     tracked: dict[str, str] = {}  # relpath -> mode in the index
     for entry in run_git(["ls-files", "-z", "--stage"], root).stdout.split(b"\0"):
         meta, _, name = entry.partition(b"\t")
         if name and wanted(os.fsdecode(name)):
             tracked[os.fsdecode(name)] = meta.split(b" ")[0].decode()
-    changes = []
+    found: list[tuple[str, str, int, int | None]] = []  # relpath, base blob id ("": none), sizes
     for relpath in sorted(committed.keys() | tracked.keys()):
-        mode, oid = committed.get(relpath, ("", ""))
+        mode, oid, size = committed.get(relpath, ("", "", 0))
         if mode in _NOT_FILES or tracked.get(relpath) in _NOT_FILES:
             continue
         path = root / relpath
         try:
-            data = path.read_bytes() if not path.is_symlink() else None
+            now_size = None if path.is_symlink() else path.stat().st_size
         except OSError:
-            data = None  # deleted in the work tree (or unreadable: as absent to the tests)
-        if data is None and not oid:
+            now_size = None  # deleted in the work tree (or unreadable: as absent to the tests)
+        if now_size is None and not oid:
             continue
-        if (
-            data is not None
-            and oid == hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest()
-        ):
+        if now_size == size and oid and now_size <= LOAD_LIMIT:
+            data = path.read_bytes()
+            if oid == hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest():
+                continue
+        found.append((relpath, oid, size, now_size))
+    filtered = _filtered(root, [relpath for relpath, *_ in found])
+    changes = []
+    for relpath, oid, size, now_size in found:
+        skipped = _skipped(filtered.get(relpath), max(size, now_size or 0))
+        if skipped:
+            changes.append(FileChange(relpath, None, None, skipped))
             continue
-        changes.append(FileChange(relpath, _blob(root, oid) if oid else None, data))
+        now = (root / relpath).read_bytes() if now_size is not None else None
+        changes.append(FileChange(relpath, _blob(root, oid) if oid else None, now))
     return changes
+
+
+def file_change(root: Path, rev: str, relpath: str) -> FileChange | None:
+    """The change of the work tree's file ``relpath`` since ``rev`` (None: none), as :func:`changed_files`
+    has it."""
+    path = root / relpath
+    size = path.stat().st_size
+    listed = (
+        run_git(["ls-tree", "-z", "-l", rev, "--", relpath], root, check=False).stdout.split(b"\t")[0].split()
+    )
+    committed = int(listed[3]) if len(listed) == 4 and listed[3].isdigit() else 0
+    skipped = _skipped(_filtered(root, [relpath]).get(relpath), max(size, committed))
+    if skipped:
+        return FileChange(relpath, None, None, skipped)
+    base, now = file_bytes_at(root, rev, relpath), path.read_bytes()
+    return FileChange(relpath, base, now) if base != now else None
+
+
+def _filtered(root: Path, relpaths: list[str]) -> dict[str, str]:
+    """The git filter (``filter=lfs`` in .gitattributes) of each of ``relpaths`` that has one."""
+    if not relpaths:
+        return {}
+    stdin = b"\0".join(os.fsencode(relpath) for relpath in relpaths) + b"\0"
+    out = run_git(["check-attr", "-z", "--stdin", "filter"], root, check=False, stdin=stdin).stdout
+    fields = out.split(b"\0")
+    return {
+        os.fsdecode(path): value.decode()
+        for path, _, value in zip(fields[0::3], fields[1::3], fields[2::3], strict=False)
+        if value not in (b"unspecified", b"unset", b"")
+    }
+
+
+def _skipped(filter_name: str | None, size: int) -> str:
+    """Why a changed file's bytes are not read (see :attr:`FileChange.skipped`); empty: they are."""
+    if filter_name is not None:
+        return f"stored through the git filter {filter_name!r}"
+    return f"larger than {LOAD_LIMIT >> 20} MiB" if size > LOAD_LIMIT else ""
 
 
 def staged_changes(root: Path) -> list[FileChange]:
@@ -265,7 +322,7 @@ def staged_changes(root: Path) -> list[FileChange]:
          _diff_base(root), "--"],
         root,
     ).stdout.split(b"\0")  # fmt: skip
-    changes = []
+    found: list[tuple[str, str | None, str | None]] = []
     # ":<old mode> <new mode> <old blob> <new blob> <status>", then the path.
     for meta, name in zip(out[0::2], out[1::2], strict=False):
         fields = meta.decode().lstrip(":").split(" ")
@@ -273,8 +330,31 @@ def staged_changes(root: Path) -> list[FileChange]:
             continue
         old = None if fields[0] == "000000" else fields[2]  # 000000: not on that side
         new = None if fields[1] == "000000" else fields[3]
-        changes.append(FileChange(os.fsdecode(name), _blob(root, old), _blob(root, new)))
+        found.append((os.fsdecode(name), old, new))
+    sizes = _sizes(root, [oid for _, old, new in found for oid in (old, new) if oid is not None])
+    filtered = _filtered(root, [relpath for relpath, _, _ in found])
+    changes = []
+    for relpath, old, new in found:
+        size = max((sizes.get(oid, 0) for oid in (old, new) if oid is not None), default=0)
+        skipped = _skipped(filtered.get(relpath), size)
+        if skipped:
+            changes.append(FileChange(relpath, None, None, skipped))
+        else:
+            changes.append(FileChange(relpath, _blob(root, old), _blob(root, new)))
     return changes
+
+
+def _sizes(root: Path, oids: list[str]) -> dict[str, int]:
+    """The size of each blob, from one ``git cat-file --batch-check``."""
+    if not oids:
+        return {}
+    out = run_git(["cat-file", "--batch-check"], root, stdin="".join(f"{oid}\n" for oid in oids).encode())
+    sizes = {}
+    for line in out.stdout.decode().splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[2].isdigit():
+            sizes[fields[0]] = int(fields[2])
+    return sizes
 
 
 def _blob(root: Path, oid: str | None) -> bytes | None:
