@@ -399,6 +399,33 @@ def test_a_change_that_breaks_the_tests_only_as_a_whole_fails_as_a_whole(tmp_pat
     assert len(verdicts) == 1 and said in verdicts[0], proc.stdout
 
 
+def test_the_staged_change_is_checked_without_the_work_trees_unstaged_changes(tmp_path: Path) -> None:
+    # `mul` now calls a helper that only the work tree has: the commit would break `mul`, and before, check
+    # ran its tests with the unstaged helpers.py and passed.
+    repo = make_repo(
+        tmp_path / "repo",
+        {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "calc/helpers.py": "X = 1\n"},
+    )
+    stage(
+        repo,
+        "calc/ops.py",
+        CALC.replace("return a * b", "return times(a, b)").replace(
+            '"""Arithmetic."""\n', '"""Arithmetic."""\n\nfrom calc.helpers import times\n'
+        ),
+    )
+    (repo / "calc" / "helpers.py").write_text(
+        "X = 1\n\n\ndef times(a: int, b: int) -> int:\n    return a * b\n"
+    )
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    said = "checked as staged: calc/helpers.py (the work tree's unstaged changes are no part of it)"
+    assert said in proc.stdout, proc.stdout
+    assert "FAIL  calc/ops.py:1 <module> — the tests cannot be collected with this change" in proc.stdout
+    assert "cannot import name 'times' from 'calc.helpers'" in proc.stdout and "PASS" not in proc.stdout
+
+
 def test_a_test_file_the_hook_passes_is_checked_by_running_it(repo: Path, tmp_path: Path) -> None:
     # pre-commit passes every staged Python file, tests included (`check --changed FILES`): before, a test
     # file was skipped as "what functions are checked against", and "no Python source files given" passed.

@@ -233,7 +233,11 @@ def test_nothing_outlives_the_server_process(tmp_path: Path, marker: str, how: s
     script = tmp_path / "server.py"
     script.write_text(SERVER)
     argv = [sys.executable, str(script), str(Path(__file__).parent), str(tmp_path / "repo"), str(body)]
-    env = {**os.environ, "LSP_VERIFY_TEST_MARKER": marker}
+    # A temporary directory of its own: another test's server, starting meanwhile, removes a dead server's
+    # shadow root from the shared one (as it should) before this test could see it left behind.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = {**os.environ, "LSP_VERIFY_TEST_MARKER": marker, "TMPDIR": str(private_tmp)}
     server = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env)
     try:
         assert wait_until(lambda: any(marker in argv for argv in _argvs(marker)), 120), "no run started"
@@ -246,9 +250,9 @@ def test_nothing_outlives_the_server_process(tmp_path: Path, marker: str, how: s
         server.wait(timeout=60)
         assert wait_until(lambda: not processes_with(marker)), f"processes outlived the server ({how})"
         # Its shadow root (candidates, results) is left behind; the next server's start removes it.
-        left = list(Path(tempfile.gettempdir()).glob(f"lsp-verify-{server.pid}-*"))
+        left = list(private_tmp.glob(f"lsp-verify-{server.pid}-*"))
         assert left, "the killed server's shadow root should still be there"
-        assert set(remove_stale_roots()) >= set(left)
+        assert set(remove_stale_roots(private_tmp)) >= set(left)
         assert not any(path.exists() for path in left)
     finally:
         server.kill()

@@ -151,10 +151,20 @@ def run_check(
     # one project, or to the projects' common directory.
     root = git_root or (next(iter(projects)) if len(projects) == 1 else Path(os.path.commonpath(projects)))
     report.root = str(root)
+    staged_tree = _staged_tree(options, git_root, report)
     for project, (items, project_others) in projects.items():
         part = RunReport(command="check", root=str(project))
         _check_project(
-            project, items, project_others, options, settings_for(project), part, status, cancel, root
+            project,
+            items,
+            project_others,
+            options,
+            settings_for(project),
+            part,
+            status,
+            cancel,
+            root,
+            staged_tree,
         )
         _merge(report, part, relpath_in(project, root))
     if not report.functions and report.error is None and not others:
@@ -172,15 +182,17 @@ def _check_project(
     status: StatusSink,
     cancel: CancelToken,
     shown_from: Path,
+    tree: dict[Path, Content],
 ) -> None:
     """Check ``files``, all of the project at ``root``, into ``report`` (paths relative to ``root``; the
     progress shown relative to ``shown_from``, the final report's root); ``others``, the project's changed
-    files that are not Python sources, only through the guards."""
+    files that are not Python sources, only through the guards; every run sees the files of ``tree`` with
+    that content instead of the work tree's (:func:`_staged_tree`)."""
     report.problems.extend(settings.problems)
     from .verify.cascade import Verifier, VerifyError
 
     try:
-        verifier = Verifier(root, settings)
+        verifier = Verifier(root, settings, tree=tree)
     except VerifyError as exc:  # e.g. sandbox = "bwrap" where bubblewrap cannot run: nothing ran
         report.error = str(exc)
         return
@@ -334,6 +346,27 @@ def _select_files(
         text = read_source(path).text
         out.append(_FileToCheck(path, relpath, text, at_base(relpath), changed_only=options.changed_only))
     return out, others
+
+
+def _staged_tree(options: CheckOptions, git_root: Path | None, report: RunReport) -> dict[Path, Content]:
+    """For a check of the staged change: the files whose work-tree bytes differ from the index, as staged -
+    what the commit will hold. A module changed and not staged must not make the staged change pass (or
+    fail): pre-commit stashes such changes before its hooks run; a check run by hand sees what it would."""
+    from . import gitdiff
+
+    if git_root is None or options.paths or options.base is not None or options.all_files:
+        return {}
+    unstaged = gitdiff.unstaged_files(git_root)
+    tree: dict[Path, Content] = {
+        git_root / c.relpath: c.base for c in unstaged if not c.skipped and mirrored(Path(c.relpath))
+    }
+    if tree:
+        shown = ", ".join(sorted(relpath_in(path, git_root) for path in tree)[:3])
+        more = f" and {len(tree) - 3} more" if len(tree) > 3 else ""
+        report.notes.append(
+            f"checked as staged: {shown}{more} (the work tree's unstaged changes are no part of it)"
+        )
+    return tree
 
 
 def _project_of(path: Path, git_root: Path, python_files: list[str]) -> Path:

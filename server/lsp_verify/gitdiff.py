@@ -236,22 +236,45 @@ def changed_files(root: Path, rev: str, wanted: Callable[[str], bool] = lambda _
     verify = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root, check=False)
     if verify.returncode != 0:
         raise GitError(f"{rev!r} is not a commit in {root}")
-    algorithm = run_git(["rev-parse", "--show-object-format"], root, check=False).stdout.decode().strip()
     committed: dict[str, tuple[str, str, int]] = {}  # relpath -> (mode, blob id, size)
     for entry in run_git(["ls-tree", "-r", "-z", "-l", "--full-tree", rev], root).stdout.split(b"\0"):
         meta, _, name = entry.partition(b"\t")
         fields = meta.split()
         if name and fields[1:2] == [b"blob"] and wanted(os.fsdecode(name)):
             committed[os.fsdecode(name)] = (fields[0].decode(), fields[2].decode(), int(fields[3]))
-    tracked: dict[str, str] = {}  # relpath -> mode in the index
+    return _work_tree_changes(root, committed, _index(root, wanted))
+
+
+def unstaged_files(root: Path) -> list[FileChange]:
+    """The tracked files whose work-tree bytes differ from the index (``base``: as staged), compared as
+    :func:`changed_files` compares them: what a check of the staged change must not see in the work tree."""
+    index = _index(root, lambda _: True)
+    sizes = _sizes(root, [oid for _, oid in index.values()])
+    staged = {relpath: (mode, oid, sizes.get(oid, -1)) for relpath, (mode, oid) in index.items()}
+    return _work_tree_changes(root, staged, index)
+
+
+def _index(root: Path, wanted: Callable[[str], bool]) -> dict[str, tuple[str, str]]:
+    """The ``wanted`` files of the index: relpath -> (mode, blob id)."""
+    entries = {}
     for entry in run_git(["ls-files", "-z", "--stage"], root).stdout.split(b"\0"):
         meta, _, name = entry.partition(b"\t")
-        if name and wanted(os.fsdecode(name)):
-            tracked[os.fsdecode(name)] = meta.split(b" ")[0].decode()
+        fields = meta.split(b" ")
+        if name and len(fields) >= 2 and wanted(os.fsdecode(name)):
+            entries[os.fsdecode(name)] = (fields[0].decode(), fields[1].decode())
+    return entries
+
+
+def _work_tree_changes(
+    root: Path, base: dict[str, tuple[str, str, int]], index: dict[str, tuple[str, str]]
+) -> list[FileChange]:
+    """The work tree's files that differ from ``base`` (relpath -> mode, blob id, size), among those in
+    ``base`` or the ``index``; compared by size, then by blob hash."""
+    algorithm = run_git(["rev-parse", "--show-object-format"], root, check=False).stdout.decode().strip()
     found: list[tuple[str, str, int, int | None]] = []  # relpath, base blob id ("": none), sizes
-    for relpath in sorted(committed.keys() | tracked.keys()):
-        mode, oid, size = committed.get(relpath, ("", "", 0))
-        if mode in _NOT_FILES or tracked.get(relpath) in _NOT_FILES:
+    for relpath in sorted(base.keys() | index.keys()):
+        mode, oid, size = base.get(relpath, ("", "", 0))
+        if mode in _NOT_FILES or index.get(relpath, ("",))[0] in _NOT_FILES:
             continue
         path = root / relpath
         try:

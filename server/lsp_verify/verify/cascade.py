@@ -157,9 +157,18 @@ class _TestBaseline:
 class Verifier:
     """Verifies candidates for one workspace. Thread-safe; close it (or use ``with``) to free the shadow."""
 
-    def __init__(self, root: Path, settings: Settings, workspace: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        workspace: Path | None = None,
+        *,
+        tree: Mapping[Path, Content] | None = None,
+    ) -> None:
         """``workspace``: the folder whose trust covers ``root`` (the editor's workspace folder), up to which
-        the project's own environment is looked for; None: up to the repository's top (the CLI)."""
+        the project's own environment is looked for; None: up to the repository's top (the CLI). ``tree``:
+        files (absolute paths) that every run sees with other content than the workspace has - the staged
+        tree, where it differs from the work tree; those outside ``root`` are no part of its runs."""
         self.root = root.resolve()
         self.settings = settings
         try:
@@ -178,7 +187,10 @@ class Verifier:
             raise VerifyError(str(exc)) from None
         # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
         try:
-            self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap")
+            inside = {
+                path: content for path, content in (tree or {}).items() if path.is_relative_to(self.root)
+            }
+            self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap", tree=self._overlays(inside))
         except ShadowUnavailable as exc:
             raise VerifyError(str(exc)) from None
         # mypy runs in lsp-verify's interpreter and finds the installed packages in the project's.

@@ -90,9 +90,19 @@ def shadow_parent(workspace: Path, parent: Path | None = None) -> Path:
 class ShadowRoot:
     """The private directory holding every shadow of one workspace; removed by :meth:`close`."""
 
-    def __init__(self, workspace: Path, parent: Path | None = None, *, copy: bool = False) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        parent: Path | None = None,
+        *,
+        copy: bool = False,
+        tree: Mapping[Path, Content] | None = None,
+    ) -> None:
+        """``tree``: paths (relative) every shadow shows with other content than the workspace's files - the
+        tree as git's index has it, for a check of the staged change (see :meth:`create`)."""
         self.workspace = workspace.resolve()
         self.copy = copy
+        self.tree = dict(tree or {})
         parent = shadow_parent(self.workspace, parent)
         remove_stale_roots(parent)
         # mkdtemp creates the directory with mode 0700, so no other user can read candidates or results.
@@ -110,8 +120,8 @@ class ShadowRoot:
         """A new shadow of the workspace in which ``relative`` (a path inside it) holds ``text``: source text,
         written in its declared encoding; bytes, written as they are (a data file as a revision has it); or
         None, the file absent (a module as a change deletes it). ``also``: more paths, each holding its own
-        content (a change of several files, all undone at once)."""
-        overlays = {relative: text, **(also or {})}
+        content (a change of several files, all undone at once). Both come before the root's ``tree``."""
+        overlays = {**self.tree, relative: text, **(also or {})}
         for path in overlays:
             if not path.parts or path.is_absolute() or ".." in path.parts:
                 raise ValueError(f"expected a path inside the workspace, got {path}")
