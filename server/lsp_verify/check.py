@@ -587,11 +587,7 @@ def _suite_guard(
             )
     whole = tuple(nodeid for nodeid in failing if nodeid not in explained)
     if whole and len(changed) > 1:  # known to pass with the change undone: never left unsaid
-        why = (
-            "and no one file's change alone breaks it"
-            if time.monotonic() <= deadline
-            else f"not traced to one file within {timeout_s:g} s (suite_guard_timeout_s)"
-        )
+        why = _untraced(deadline, "breaks it", f"{timeout_s:g} s (suite_guard_timeout_s)")
         report.functions.append(
             _suite_failure(
                 relpath_in(first.path, verifier.root),
@@ -601,6 +597,14 @@ def _suite_guard(
                 now,
             )
         )
+
+
+def _untraced(deadline: float, does: str, budget: str) -> str:
+    """Why a failure is the whole change's: no one file's change alone ``does`` it, or the time to find the
+    one (``budget``) ran out first."""
+    if time.monotonic() <= deadline:
+        return f"and no one file's change alone {does}"
+    return f"not traced to one file within {budget}"
 
 
 def _named(changes: list[_Change], root: Path) -> str:
@@ -667,11 +671,7 @@ def _collection_guard(
         if time.monotonic() > deadline:
             break
     if lost:
-        why = (
-            "and no one file's change alone stops them"
-            if time.monotonic() <= deadline
-            else f"not traced to one file within {_TRACE_BUDGET_S:g} s"
-        )
+        why = _untraced(deadline, "stops them", f"{_TRACE_BUDGET_S:g} s")
         report.functions.append(
             FunctionReport(
                 relpath_in(first.path, verifier.root),
