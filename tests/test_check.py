@@ -419,7 +419,7 @@ def test_the_staged_change_is_checked_without_the_work_trees_unstaged_changes(tm
 
     proc = run_check(repo, tmp_path)
 
-    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     said = "checked as staged: calc/helpers.py (the work tree's unstaged changes are no part of it)"
     assert said in proc.stdout, proc.stdout
     assert "FAIL  calc/ops.py:1 <module> — the tests cannot be collected with this change" in proc.stdout
@@ -435,6 +435,22 @@ def test_a_test_file_the_hook_passes_is_checked_by_running_it(repo: Path, tmp_pa
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL  tests/test_ops.py:1 <module> — tests: tests/test_ops.py::test_mul failed" in proc.stdout
+
+
+def test_a_function_whose_tests_the_change_stops_from_collecting_fails(repo: Path, tmp_path: Path) -> None:
+    # `add` renamed, its tests still import the old name: before, `plus` "could not be checked" (an error,
+    # exit 2, as for a broken environment) beside the file's failure.
+    stage(repo, "calc/ops.py", CALC.replace("def add(", "def plus("))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    assert verdicts[0].startswith(
+        "FAIL  calc/ops.py:4 plus — with this change, the tests cannot be collected"
+    )
+    assert verdicts[1].startswith("FAIL  calc/ops.py:1 <module> — the tests cannot be collected with this")
+    assert len(verdicts) == 2, proc.stdout
 
 
 def test_a_deleted_decorator_is_charged_to_its_function(tmp_path: Path) -> None:

@@ -231,7 +231,9 @@ def _check_project(
         base_name = options.base or "HEAD"
         if settings.trusted and changed:
             try:
-                _collection_guard(verifier, changed, report, base_name, cancel)
+                lost = _collection_guard(verifier, changed, report, base_name, cancel)
+                if lost:
+                    _failed_by_collection(report, lost)
             except VerifyError as exc:
                 report.notes.append(f"whether the change stops tests from being collected is unknown: {exc}")
         if settings.trusted and settings.suite_guard_timeout_s > 0:
@@ -645,29 +647,29 @@ def _collection_guard(
     report: RunReport,
     base_name: str,
     cancel: CancelToken,
-) -> None:
+) -> str:
     """A change that stops tests from being collected breaks every one of them, whichever function they
     test: a module-level import that fails, a syntax error in a module every test file imports. When the
     collection with the change has errors (or files it could not import) that the collection with the whole
     change undone has not, the changed files are put back one at a time (those the error names first), and
     the first whose base collects what the change does not fails as a whole; when none does alone (a package
-    deleted whole), the change fails as a whole."""
+    deleted whole), the change fails as a whole. Returns what the change lost (empty: nothing)."""
     first = changed[0]
     now = verifier.collection(first.path, first.now, cancel)
     if not (now.problem or now.errors or now.unimported):
-        return
+        return ""
     lost = ""
     if len(changed) > 1:
         undone = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
         lost = _collection_lost(undone, now)
         if not lost:
-            return  # the tests collected no better before the change
+            return ""  # the tests collected no better before the change
     deadline = time.monotonic() + _TRACE_BUDGET_S
     for change in sorted(changed, key=lambda change: not _named_in(change, verifier.root, lost)):
-        failure = _collection_failure(verifier, change, now, base_name, cancel)
-        if failure is not None:
-            report.functions.append(failure)
-            return
+        found = _collection_failure(verifier, change, now, base_name, cancel)
+        if found is not None:
+            report.functions.append(found[0])
+            return found[1]
         if time.monotonic() > deadline:
             break
     if lost:
@@ -683,6 +685,23 @@ def _collection_guard(
                 f"({_named(changed, verifier.root)}) as {base_name} has it, {why}",
             )
         )
+    return lost
+
+
+def _failed_by_collection(report: RunReport, lost: str) -> None:
+    """Once the change is known to stop tests from being collected (``lost``: where, then why): a function
+    that could not be checked for that reason (an error, exit 2, as for a broken environment) fails - the
+    change breaks its tests (a function renamed, its old name still imported by them)."""
+    where = lost.split(": ", 1)[0]
+    for n, function in enumerate(report.functions):
+        if (
+            function.status == "error"
+            and "cannot be collected" in function.message
+            and where in function.message
+        ):
+            report.functions[n] = dataclasses.replace(
+                function, status="fail", message=f"with this change, {function.message}"
+            )
 
 
 def _named_in(change: _Change, root: Path, message: str) -> bool:
@@ -695,10 +714,10 @@ def _named_in(change: _Change, root: Path, message: str) -> bool:
 
 def _collection_failure(
     verifier: Verifier, change: _Change, now: Collection, base_name: str, cancel: CancelToken
-) -> FunctionReport | None:
-    """The failure of ``change``'s file as a whole when the collection with it as the base has it holds what
-    ``now`` (the collection with the change) lost; None when ``now`` has no error to look into, or the base
-    collection has the same (see :func:`_collection_guard`)."""
+) -> tuple[FunctionReport, str] | None:
+    """The failure of ``change``'s file as a whole, and what was lost, when the collection with it as the
+    base has it holds what ``now`` (the collection with the change) lost; None when ``now`` has no error to
+    look into, or the base collection has the same (see :func:`_collection_guard`)."""
     if not (now.problem or now.errors or now.unimported):
         return None
     cancel.raise_if_cancelled()
@@ -712,7 +731,7 @@ def _collection_failure(
         "fail",
         "tests",
         f"the tests cannot be collected with this change ({lost}); they are {change.as_base(base_name)}",
-    )
+    ), lost
 
 
 def _outside_functions(text: str) -> list[str] | None:
@@ -828,7 +847,8 @@ def check_text(
         # collection is kept while source files change (the editor's is long-lived): made afresh here.
         try:
             now = verifier.collection(path, text, cancel, cached=False)
-            failure = _collection_failure(verifier, _Change(path, text, base_text), now, "the base", cancel)
+            found = _collection_failure(verifier, _Change(path, text, base_text), now, "the base", cancel)
+            failure = found[0] if found is not None else None
         except VerifyError:
             failure = None  # the functions' own checks said why, if it matters to them
         if failure is not None:
