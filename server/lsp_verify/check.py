@@ -229,6 +229,7 @@ def _check_project(
         ]
         changed += others  # after the sources: the suite runs with the first change as it is
         base_name = options.base or "HEAD"
+        lost = ""
         if settings.trusted and changed:
             try:
                 lost = _collection_guard(verifier, changed, report, base_name, cancel)
@@ -237,7 +238,8 @@ def _check_project(
             except VerifyError as exc:
                 report.notes.append(f"whether the change stops tests from being collected is unknown: {exc}")
         if settings.trusted and settings.suite_guard_timeout_s > 0:
-            _suite_guard(verifier, changed, report, base_name, settings.suite_guard_timeout_s, status, cancel)
+            timeout_s = settings.suite_guard_timeout_s
+            _suite_guard(verifier, changed, report, base_name, timeout_s, status, cancel, lost)
         if others and not (settings.trusted and settings.suite_guard_timeout_s > 0):
             report.notes.append(_unguarded(others, root, settings.trusted))
 
@@ -504,8 +506,10 @@ def _suite_guard(
     timeout_s: float,
     status: StatusSink,
     cancel: CancelToken,
+    collection_lost: str = "",
 ) -> None:
-    """The whole suite on the change (see the module docstring); adds what it finds to ``report``."""
+    """The whole suite on the change (see the module docstring); adds what it finds to ``report``.
+    ``collection_lost``: what the collection guard found the change stops from being collected."""
     from .verify.cascade import VerifyError
 
     if not changed:
@@ -523,7 +527,9 @@ def _suite_guard(
         also = {change.path: change.now for change in changed[1:]}  # staged texts, not the work tree's
         now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s, also=also)
     except VerifyError as exc:
-        report.notes.append(f"the whole test suite was not run on the change: {exc}")
+        # Said once: the collection guard's failure already says why, and what to do is to undo the change.
+        why = "its tests cannot be collected with it (above)" if collection_lost else str(exc)
+        report.notes.append(f"the whole test suite was not run on the change: {why}")
         return
     if now.timed_out or now.problem:
         why = f"it did not finish within {timeout_s:g} s" if now.timed_out else now.problem
