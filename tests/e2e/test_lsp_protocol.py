@@ -198,6 +198,8 @@ async def test_progress_cancel_stops_the_work(slow: EditorClient, project: Path)
     uri = slow.open(project / "mathutil.py")
     slow.progress_reports.clear()
     future = await _resolve_in_background(slow, uri, "add", "progress-cancel")
+    # The worker's child can start before the progress the server began reaches the client (a loaded machine).
+    assert await wait_until(lambda: bool(slow.progress_reports))
     (token,) = slow.progress_reports
 
     slow.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
