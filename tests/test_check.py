@@ -681,13 +681,17 @@ def test_changed_files_hold_both_sides_and_leave_out_what_they_cannot_put_back(
         "big.txt": "small\n",
         ".gitattributes": "*.bin filter=lfs\n",
     }
-    repo = gitrepo.make_repo(tmp_path / "repo", {**files, "model.bin": "pointer\n"})
+    files |= {"model.bin": "pointer\n", "photo.bin": "pointer\n", "huge.txt": "y" * 100}
+    repo = gitrepo.make_repo(tmp_path / "repo", files)
     (repo / "data.json").write_text("2\n")
     (repo / "gone.py").unlink()
     (repo / "new.txt").write_text("new\n")
     (repo / "model.bin").write_text("weights\n")
     (repo / "big.txt").write_text("x" * 100)
     git(repo, "add", "-A")
+    # Unchanged as git sees them: a file larger than the limit, and one whose filter (LFS) wrote the real
+    # bytes for the pointer that is committed and staged - neither is a change to name.
+    (repo / "photo.bin").write_text("the picture\n")
     monkeypatch.setattr(gitdiff, "LOAD_LIMIT", 50)
 
     for changes in (gitdiff.changed_files(repo, "HEAD"), gitdiff.staged_changes(repo)):

@@ -130,7 +130,7 @@ def run_check(
         report.error = str(exc)
         return report
     # (A file no shadow shows - under .git, .venv, node_modules - is nothing the tests read there.)
-    changed = [change for change in changed if git_root is not None and mirrored(Path(change.relpath))]
+    changed = [change for change in changed if mirrored(Path(change.relpath))] if git_root is not None else []
     others = [_Change(git_root / c.relpath, c.now, c.base) for c in changed if git_root and not c.skipped]
     report.notes.extend(f"{c.relpath}: not checked ({c.skipped})" for c in changed if c.skipped)
     if not files and not others:
@@ -332,7 +332,7 @@ def _select_files(
             head = None if staged_file.added else gitdiff.head_text(git_root, staged_file.relpath)
             out.append(_FileToCheck(staged_file.path, staged_file.relpath, staged, head, staged_file.lines))
         checked = {item.relpath for item in out}
-        return out, [change for change in gitdiff.staged_changes(git_root) if change.relpath not in checked]
+        return out, gitdiff.staged_changes(git_root, lambda relpath: relpath not in checked)
 
     out, others = [], []
     for given in options.paths:

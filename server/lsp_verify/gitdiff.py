@@ -283,14 +283,14 @@ def _work_tree_changes(
             now_size = None  # deleted in the work tree (or unreadable: as absent to the tests)
         if now_size is None and not oid:
             continue
-        if now_size == size and oid and now_size <= LOAD_LIMIT:
-            data = path.read_bytes()
-            if oid == hashlib.new(algorithm or "sha1", b"blob %d\0" % len(data) + data).hexdigest():
-                continue
+        if now_size == size and oid and oid == _blob_id(path, size, algorithm or "sha1"):
+            continue
         found.append((relpath, oid, size, now_size))
     filtered = _filtered(root, [relpath for relpath, *_ in found])
     changes = []
     for relpath, oid, size, now_size in found:
+        if relpath in filtered and index.get(relpath, ("", ""))[1] == oid:
+            continue  # the work tree holds the filter's output (Git LFS's file for its pointer): as staged
         skipped = _skipped(filtered.get(relpath), max(size, now_size or 0))
         if skipped:
             changes.append(FileChange(relpath, None, None, skipped))
@@ -298,6 +298,15 @@ def _work_tree_changes(
         now = (root / relpath).read_bytes() if now_size is not None else None
         changes.append(FileChange(relpath, _blob(root, oid) if oid else None, now))
     return changes
+
+
+def _blob_id(path: Path, size: int, algorithm: str) -> str:
+    """The blob id git would give ``path``'s bytes (``size`` of them), read in chunks."""
+    digest = hashlib.new(algorithm, b"blob %d\0" % size)
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def file_change(root: Path, rev: str, relpath: str) -> FileChange | None:
@@ -337,9 +346,10 @@ def _skipped(filter_name: str | None, size: int) -> str:
     return f"larger than {LOAD_LIMIT >> 20} MiB" if size > LOAD_LIMIT else ""
 
 
-def staged_changes(root: Path) -> list[FileChange]:
-    """Every file the index changes relative to HEAD (all of them before the first commit): modified, added
-    and deleted, with their bytes in HEAD and in the index. Symlinks and submodules are left out."""
+def staged_changes(root: Path, wanted: Callable[[str], bool] = lambda _: True) -> list[FileChange]:
+    """Every ``wanted`` file the index changes relative to HEAD (all of them before the first commit):
+    modified, added and deleted, with their bytes in HEAD and in the index. Symlinks and submodules are left
+    out."""
     out = run_git(
         ["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff", "--no-textconv",
          _diff_base(root), "--"],
@@ -349,7 +359,12 @@ def staged_changes(root: Path) -> list[FileChange]:
     # ":<old mode> <new mode> <old blob> <new blob> <status>", then the path.
     for meta, name in zip(out[0::2], out[1::2], strict=False):
         fields = meta.decode().lstrip(":").split(" ")
-        if len(fields) < 5 or fields[0] in _NOT_FILES or fields[1] in _NOT_FILES:
+        if (
+            len(fields) < 5
+            or fields[0] in _NOT_FILES
+            or fields[1] in _NOT_FILES
+            or not wanted(os.fsdecode(name))
+        ):
             continue
         old = None if fields[0] == "000000" else fields[2]  # 000000: not on that side
         new = None if fields[1] == "000000" else fields[3]
