@@ -156,12 +156,20 @@ export class VerifyServer implements vscode.Disposable {
             this.log.warn(problem);
             void vscode.window.showWarningMessage(`lsp-verify: ${problem}`);
         }
+        const cwd = folder?.uri.fsPath ?? (resource?.scheme === "file" ? path.dirname(resource.fsPath) : undefined);
         const commandLine = serverCommandLine(
             launch,
             launch.interpreter.length > 0 ? undefined : await this.interpreters.commandFor(resource),
             process.platform,
+            {
+                trusted: vscode.workspace.isTrusted,
+                folders: (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath),
+                cwd,
+            },
         );
-        const cwd = folder?.uri.fsPath ?? (resource?.scheme === "file" ? path.dirname(resource.fsPath) : undefined);
+        if (commandLine.passedOver !== "") {
+            this.log.warn(commandLine.passedOver);
+        }
         this.log.info(
             `server: ${[commandLine.command, ...commandLine.args].join(" ")} ` +
                 `(interpreter from ${commandLine.source}; cwd ${cwd ?? "inherited"}; ` +

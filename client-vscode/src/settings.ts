@@ -6,6 +6,8 @@
  * validates them (and reports bad ones with window/showMessage), so the rules live in one place.
  */
 
+import * as path from "node:path";
+
 /** The configuration section, also the LanguageClient id (so `lspVerify.trace.server` works). */
 export const SECTION = "lspVerify";
 
@@ -145,6 +147,15 @@ export interface ServerCommandLine {
     command: string;
     args: string[];
     source: InterpreterSource;
+    /** Why the Python extension's interpreter was passed over (empty: it was not). */
+    passedOver: string;
+}
+
+/** The workspace the server is started for: whether it is trusted, its folders, the server's cwd. */
+export interface LaunchWorkspace {
+    trusted: boolean;
+    folders: readonly string[];
+    cwd: string | undefined;
 }
 
 /**
@@ -161,20 +172,63 @@ export function defaultPython(platform: string): string {
 }
 
 /**
+ * The part of an interpreter command line that lies inside one of `folders`, or undefined: the program, and
+ * any other part written as a path (relative ones are taken from `cwd`, as the process would).
+ */
+export function insideFolders(
+    command: readonly string[],
+    folders: readonly string[],
+    cwd: string | undefined,
+    platform: string,
+): string | undefined {
+    const paths = platform === "win32" ? path.win32 : path.posix;
+    const fold = (value: string): string => (platform === "win32" || platform === "darwin" ? value.toLowerCase() : value);
+    return command.find((part) => {
+        const written = paths.isAbsolute(part) || part.includes("/") || (platform === "win32" && part.includes("\\"));
+        if (!written || (cwd === undefined && !paths.isAbsolute(part))) {
+            return false; // a bare program name is looked up on PATH, not in the workspace
+        }
+        const absolute = paths.resolve(cwd ?? "", part);
+        return folders.some((folder) => {
+            const relative = paths.relative(fold(folder), fold(absolute));
+            return relative === "" || (!relative.startsWith("..") && !paths.isAbsolute(relative));
+        });
+    });
+}
+
+/**
  * The process that runs the server: the interpreter setting wins, then the Python extension's
  * interpreter for the workspace, then the platform's default Python.
+ *
+ * In a workspace that is not trusted, the Python extension's interpreter is passed over when it lies
+ * inside the workspace: the repository would pick the program that runs the server before any trust
+ * decision - a `.venv` it ships runs its own `.pth` files at start-up, and its `bin/python` may be any
+ * program. (The interpreter setting a workspace gives is already left out there: it is a restricted
+ * configuration.)
  */
 export function serverCommandLine(
     launch: Pick<LaunchSettings, "interpreter" | "serverArgs">,
     pythonExtensionCommand: readonly string[] | undefined,
     platform: string,
+    workspace: LaunchWorkspace = { trusted: true, folders: [], cwd: undefined },
 ): ServerCommandLine {
     let source: InterpreterSource;
     let interpreter: readonly string[];
+    let passedOver = "";
+    const inside =
+        workspace.trusted || pythonExtensionCommand === undefined
+            ? undefined
+            : insideFolders(pythonExtensionCommand, workspace.folders, workspace.cwd, platform);
+    if (inside !== undefined) {
+        passedOver =
+            `not starting the Python extension's interpreter (${pythonExtensionCommand?.join(" ") ?? ""}): ` +
+            `${inside} lies inside the workspace, which is not trusted; trust the workspace to use it`;
+    }
     if (launch.interpreter.length > 0) {
         source = "setting";
         interpreter = launch.interpreter;
-    } else if (pythonExtensionCommand !== undefined && pythonExtensionCommand.length > 0) {
+        passedOver = "";
+    } else if (pythonExtensionCommand !== undefined && pythonExtensionCommand.length > 0 && inside === undefined) {
         source = "python-extension";
         interpreter = pythonExtensionCommand;
     } else {
@@ -182,7 +236,12 @@ export function serverCommandLine(
         interpreter = [defaultPython(platform)];
     }
     const [command = defaultPython(platform), ...prefix] = interpreter;
-    return { command, args: [...prefix, "-c", SERVER_BOOTSTRAP, "serve", ...launch.serverArgs], source };
+    return {
+        command,
+        args: [...prefix, "-c", SERVER_BOOTSTRAP, "serve", ...launch.serverArgs],
+        source,
+        passedOver,
+    };
 }
 
 /**

@@ -11,6 +11,7 @@ import {
     SECTION,
     SERVER_BOOTSTRAP,
     SERVER_COMMANDS,
+    insideFolders,
     serverCommandLine,
     serverSettings,
     type Variables,
@@ -124,6 +125,7 @@ describe("serverCommandLine", () => {
             command: "uv",
             args: ["run", "python", "-c", SERVER_BOOTSTRAP, "serve", "-v"],
             source: "setting",
+            passedOver: "",
         });
     });
 
@@ -134,11 +136,41 @@ describe("serverCommandLine", () => {
         assert.equal(line.source, "python-extension");
     });
 
+    it("passes over a Python extension interpreter inside a workspace that is not trusted", () => {
+        const untrusted = { trusted: false, folders: ["/work/repo"], cwd: "/work/repo" };
+        const planted = serverCommandLine(noArgs, ["/work/repo/.venv/bin/python"], "linux", untrusted);
+        assert.equal(planted.command, "python3");
+        assert.equal(planted.source, "default");
+        assert.match(planted.passedOver, /\/work\/repo\/\.venv\/bin\/python lies inside the workspace, which is not trusted/);
+        // The same interpreter once the workspace is trusted, and one outside it, are used as before.
+        const trusted = serverCommandLine(noArgs, ["/work/repo/.venv/bin/python"], "linux", { ...untrusted, trusted: true });
+        assert.deepEqual([trusted.command, trusted.source, trusted.passedOver], ["/work/repo/.venv/bin/python", "python-extension", ""]);
+        const outside = serverCommandLine(noArgs, ["/home/ada/.venvs/x/bin/python"], "linux", untrusted);
+        assert.deepEqual([outside.command, outside.passedOver], ["/home/ada/.venvs/x/bin/python", ""]);
+        // The user's own interpreter setting is theirs to choose (a workspace's is a restricted setting).
+        const setting = serverCommandLine({ interpreter: ["/work/repo/env/bin/python"], serverArgs: [] }, undefined, "linux", untrusted);
+        assert.deepEqual([setting.command, setting.source], ["/work/repo/env/bin/python", "setting"]);
+    });
+
+    it("finds the workspace part of an interpreter command line", () => {
+        const folders = ["/work/repo", "/work/other"];
+        assert.equal(insideFolders(["/work/repo/.venv/bin/python"], folders, "/work/repo", "linux"), "/work/repo/.venv/bin/python");
+        assert.equal(insideFolders([".venv/bin/python"], folders, "/work/repo", "linux"), ".venv/bin/python");
+        assert.equal(insideFolders(["conda", "run", "-p", "./env", "python"], folders, "/work/repo", "linux"), "./env");
+        assert.equal(insideFolders(["/work/other"], folders, "/work/repo", "linux"), "/work/other");
+        assert.equal(insideFolders(["python3"], folders, "/work/repo", "linux"), undefined);
+        assert.equal(insideFolders(["conda", "run", "-n", "dev", "python"], folders, "/work/repo", "linux"), undefined);
+        assert.equal(insideFolders(["/work/repository/bin/python"], folders, "/work/repo", "linux"), undefined);
+        assert.equal(insideFolders(["/usr/bin/python3"], folders, undefined, "linux"), undefined);
+        assert.equal(insideFolders(["C:\\Work\\Repo\\.venv\\Scripts\\python.exe"], ["c:\\work\\repo"], undefined, "win32"), "C:\\Work\\Repo\\.venv\\Scripts\\python.exe");
+    });
+
     it("falls back to the platform's Python", () => {
         assert.deepEqual(serverCommandLine(noArgs, undefined, "linux"), {
             command: "python3",
             args: ["-c", SERVER_BOOTSTRAP, "serve"],
             source: "default",
+            passedOver: "",
         });
         assert.equal(serverCommandLine(noArgs, [], "darwin").command, "python3");
         assert.equal(serverCommandLine(noArgs, undefined, "win32").command, "python");
