@@ -630,3 +630,76 @@ ValueError: bad
     assert summary == "AssertionError: assert [5, '', 9] == ['', 5, '', 9]"
     assert failure_summary("skipped for a reason") == "skipped for a reason"
     assert failure_summary("") == ""
+
+
+def _doubling_project(root: Path) -> str:
+    """A package whose functions are tested only by doctests outside their own module: a text file's
+    (``--doctest-glob``) and another module's docstring (``--doctest-modules``, through a relative import
+    under another name)."""
+    (root / "nums").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--doctest-glob=*.rst --doctest-modules"\n'
+    )
+    (root / "nums" / "__init__.py").write_text("")
+    text = f"def double(x: int) -> int:\n{STUB}\n\ndef triple(x: int) -> int:\n    return x * 3\n"
+    (root / "nums" / "core.py").write_text(text)
+    (root / "nums" / "api.py").write_text(
+        "from .core import triple as thrice\n\n\ndef six(x: int) -> int:\n"
+        '    """Six times.\n\n    >>> thrice(2)\n    6\n    """\n    return thrice(2 * x)\n'
+    )
+    (root / "docs" / "usage.rst").write_text(
+        "Usage\n=====\n\n>>> from nums.core import double\n>>> double(4)\n8\n"
+    )
+    return text
+
+
+def test_doctests_elsewhere_that_use_the_function_test_its_candidates(tmp_path: Path) -> None:
+    """A README's examples test the functions they call as a test function does: a candidate they fail is
+    not shown (it was, as "types only"), and one they pass is verified by tests."""
+    root = tmp_path / "doubling"
+    text = _doubling_project(root)
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        plan = project.verifier.prepare(target_for(root / "nums" / "core.py", "double"), text, CancelToken())
+        assert plan.tests_selected == ("docs/usage.rst::usage.rst",), plan.tests_selected
+        wrong = project.verifier.verify(plan, candidate(0, text, STUB, "    return x + 2\n"), CancelToken())
+        assert not wrong.passed
+        assert "docs/usage.rst::usage.rst" in (wrong.first_error or ""), wrong.first_error
+        right = project.verifier.verify(plan, candidate(1, text, STUB, "    return x * 2\n"), CancelToken())
+        assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+    finally:
+        project.close()
+
+
+def test_a_namespace_packages_functions_are_tested_by_their_doctests_and_tests(tmp_path: Path) -> None:
+    """jaraco.functools: ``jaraco/`` has no ``__init__.py`` (PEP 420), so pytest names the module
+    ``jaraco.functools`` where the packages above the file say ``functools``. Its docstrings' examples and
+    the tests that import ``jaraco.functools`` were not near its functions: candidates passed as "types
+    only" whatever their own examples said."""
+    root = tmp_path / "nsproject"
+    (root / "acme" / "tools").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pytest.ini").write_text(
+        "[pytest]\naddopts = --doctest-modules --import-mode importlib\nconsider_namespace_packages = true\n"
+    )
+    text = f'def double(x: int) -> int:\n    """\n    >>> double(4)\n    8\n    """\n{STUB}'
+    (root / "acme" / "tools" / "__init__.py").write_text(text)
+    (root / "tests" / "test_tools.py").write_text(
+        "from acme.tools import double\n\n\ndef test_double() -> None:\n    assert double(0) == 0\n"
+    )
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    try:
+        path = root / "acme" / "tools" / "__init__.py"
+        plan = project.verifier.prepare(target_for(path, "double"), text, CancelToken())
+        assert set(plan.tests_selected) == {
+            "acme/tools/__init__.py::acme.tools.double",
+            "tests/test_tools.py::test_double",
+        }, plan.tests_selected
+        wrong = project.verifier.verify(plan, candidate(0, text, STUB, "    return x * 3\n"), CancelToken())
+        assert not wrong.passed
+        assert "acme.tools.double" in (wrong.first_error or ""), wrong.first_error
+        right = project.verifier.verify(plan, candidate(1, text, STUB, "    return x * 2\n"), CancelToken())
+        assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+    finally:
+        project.close()

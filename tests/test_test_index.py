@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsp_verify.verify.pytest_run import CollectedTest, Collection
-from lsp_verify.verify.test_index import TestIndex, module_name, scan_test_file
+from lsp_verify.verify.test_index import TestIndex, module_name, module_names, scan_test_file
 
 Collect = Callable[[Path], Collection]
 
@@ -133,3 +133,94 @@ def test_only_changes_that_can_alter_what_pytest_collects_drop_the_collection(tm
         index.invalidate([tmp_path / changed])
         index.collection(collect)
         assert len(collections) == drops, changed
+
+
+def test_doctests_outside_the_functions_module_are_near_the_functions_they_use(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    """A text file's examples (``--doctest-glob``) and another module's docstring (``--doctest-modules``)
+    are tests of what they call, when they import its module (a relative import, an alias); a function's
+    own module's doctests are run with it already, and examples that never import it are not near it."""
+    root = tmp_path / "doubling"
+    (root / "nums").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--doctest-glob=*.rst --doctest-modules"\n'
+    )
+    (root / "nums" / "__init__.py").write_text('"""\n>>> from nums.core import halve\n>>> halve(4)\n2\n"""\n')
+    (root / "nums" / "core.py").write_text(
+        "def double(x):\n    return x * 2\n\n\ndef triple(x):\n    return x * 3\n\n\n"
+        'def halve(x):\n    """\n    >>> double(halve(4))\n    4\n    """\n    return x // 2\n\n\n'
+        "def unused(x):\n    return x\n"
+    )
+    (root / "nums" / "api.py").write_text(
+        "from .core import triple as thrice\n\n\nclass Six:\n    def of(self, x):\n"
+        '        """\n        >>> thrice(2)\n        6\n        """\n        return thrice(2 * x)\n'
+    )
+    (root / "docs" / "usage.rst").write_text(
+        "Usage\n=====\n\n>>> from nums import core\n>>> core.double(4)\n8\n"
+    )
+    (root / "docs" / "other.rst").write_text(">>> unused(3)  # never imported\n3\n")
+    collection = collect_tests(root)
+    assert {t.nodeid for t in collection.tests if t.doctest} >= {
+        "docs/usage.rst::usage.rst",
+        "nums/api.py::nums.api.Six.of",
+        "nums/__init__.py::nums",
+    }
+    index = TestIndex(root)
+    core = root / "nums" / "core.py"
+    assert index.nearby(core, "double", None, collection) == [("docs/usage.rst::usage.rst", True)]
+    assert index.nearby(core, "triple", None, collection) == [("nums/api.py::nums.api.Six.of", True)]
+    assert index.nearby(core, "halve", None, collection) == [("nums/__init__.py::nums", True)]
+    assert index.nearby(core, "unused", None, collection) == []
+
+
+def test_a_doctests_scan_reads_its_examples_and_the_imports_they_run_with() -> None:
+    from lsp_verify.syntax.doctests_scan import read_doctests
+
+    module = '''"""The package.
+
+>>> halve(4)
+2
+"""
+from . import core
+from .core import halve, double as twice
+from ..elsewhere import far
+
+
+class Six:
+    def of(self, x):
+        """
+        >>> import json
+        >>> Six().of(json.loads("1"), key=twice)
+        6
+        """
+'''
+    source = read_doctests(module, "nums", package="nums")  # an __init__.py: relative to itself
+    assert source is not None
+    own = source.item("nums")
+    assert own is not None and {"halve"} <= own.function.names_used
+    assert {"nums.core", "nums.core.halve", "nums.core.double"} <= own.imported_modules
+    assert own.aliases["twice"] == "nums.core.double"
+    assert "elsewhere" not in " ".join(own.imported_modules)  # above the top package: not resolved
+    method = source.item("nums.Six.of")
+    assert method is not None
+    assert {"Six", "of", "loads", "key", "twice"} <= method.function.names_used
+    assert "json" in method.imported_modules and "json" not in own.imported_modules
+    # pytest may name the module longer than its packages say (rootdir layouts): matched by qualname.
+    assert source.item("src.nums.Six.of") is not None
+    assert source.item("nums.Seven") is None
+    assert read_doctests("def broken(:\n", "nums.bad") is None
+    text = read_doctests("Usage\n\n   >>> core.double(1,\n  ...     2)\n", None)
+    assert text is not None and text.item("usage.rst") is None  # inconsistent indentation: pytest's error
+
+
+def test_module_names_include_a_namespace_packages_full_name(tmp_path: Path) -> None:
+    for relative in ("acme/tools/__init__.py", "src/nums/__init__.py", "src/nums/core.py", "scripts/run.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("")
+    assert module_names(tmp_path, tmp_path / "acme/tools/__init__.py") == ("tools", "acme.tools")
+    assert module_names(tmp_path, tmp_path / "src/nums/core.py") == ("nums.core",)
+    assert module_names(tmp_path, tmp_path / "scripts/run.py") == ("run", "scripts.run")
+    (tmp_path / "my-scripts").mkdir()
+    assert module_names(tmp_path, tmp_path / "my-scripts/run.py") == ("run",)  # not importable as a package

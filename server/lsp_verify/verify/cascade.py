@@ -949,7 +949,7 @@ def _is_direct_in(
     nodeid: str, direct_tests: tuple[str, ...], doctest_file: str | None, module: str, target: EditTarget
 ) -> bool:
     if doctest_file is not None and nodeid.startswith(f"{doctest_file}::"):
-        return nodeid.split("::", 1)[1] == f"{module}.{target.qualname}"
+        return _docstring_item(nodeid.split("::", 1)[1], module, target.qualname)
     function = nodeid.split("[", 1)[0]
     return function in direct_tests
 
@@ -1027,7 +1027,16 @@ def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTa
     if doctest_file is None or not nodeid.startswith(f"{doctest_file}::"):
         return True
     name = nodeid.split("::", 1)[1]
-    return name in (module, f"{module}.{target.qualname}")
+    return _docstring_item(name, module, None) or _docstring_item(name, module, target.qualname)
+
+
+def _docstring_item(item: str, module: str, qualname: str | None) -> bool:
+    """Whether doctest item ``item`` of the edited file is the docstring of ``qualname`` (None: the module's
+    own). pytest names it after the module as it imported it, which can be longer than the packages above
+    the file say: ``jaraco.functools.compose`` in a namespace package (PEP 420), where ``module`` is
+    ``functools``."""
+    expected = f"{module}.{qualname}" if qualname else module
+    return bool(expected) and (item == expected or item.endswith(f".{expected}"))
 
 
 def _leak_message(files: Iterable[str]) -> str:

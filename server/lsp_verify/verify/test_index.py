@@ -40,9 +40,10 @@ import tree_sitter
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
+from ..syntax.doctests_scan import DoctestSource, read_doctests
 from ..syntax.parse import parse
 from ..syntax.tests_scan import TestFunction, test_functions
-from .pytest_run import DEFAULT_PYTHON_FILES, UNITTEST_FILES, Collection
+from .pytest_run import DEFAULT_PYTHON_FILES, UNITTEST_FILES, CollectedTest, Collection
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
@@ -90,6 +91,28 @@ def module_name(root: Path, path: Path) -> str:
         parts.insert(0, directory.name)
         directory = directory.parent
     return ".".join(parts)
+
+
+def module_names(root: Path, path: Path) -> tuple[str, ...]:
+    """The dotted names ``path`` may be imported as: :func:`module_name`'s first, then - where a directory
+    between it and the root has no ``__init__.py`` - its name from the root (from ``src/`` in a src layout),
+    as a namespace package (PEP 420) gives it: ``jaraco/functools/__init__.py`` is ``jaraco.functools``, not
+    ``functools``."""
+    name = module_name(root, path)
+    root = root.resolve()
+    absolute = (path if path.is_absolute() else root / path).resolve()
+    try:
+        parts = list(absolute.relative_to(root).with_suffix("").parts)
+    except ValueError:
+        return (name,)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    if len(parts) > 1 and parts[0] == "src":
+        parts.pop(0)
+    full = ".".join(parts)
+    if full == name or not parts or not all(part.isidentifier() for part in parts):
+        return (name,)
+    return (name, full)
 
 
 def scan_test_file(relative: Path, source: bytes) -> TestFile:
@@ -142,6 +165,10 @@ class TestIndex:
         """Bumped by every invalidation: a collection that started before one is not cached."""
         self._scanned: dict[Path, TestFile] = {}
         """Relative path -> scan of a file that holds collected tests (dropped when it changes)."""
+        self._doctests: dict[str, TestFile | None] = {}
+        """Node id -> scan of a collected doctest's examples (dropped when its file changes)."""
+        self._doctest_files: dict[Path, DoctestSource | None] = {}
+        """Relative path -> the doctests of a file, read once for all its items (dropped when it changes)."""
         self._listeners: list[Listener] = []
         self._observer: Any = None
         self._lookups: tuple[Collection, int, _Lookup] | None = None
@@ -196,6 +223,9 @@ class TestIndex:
             changed.add(absolute)
             with self._lock:
                 self._scanned.pop(relative, None)
+                self._doctest_files.pop(relative, None)
+                for node_id in [n for n in self._doctests if n.split("::", 1)[0] == relative.as_posix()]:
+                    del self._doctests[node_id]
                 if self._collection is not None and _may_change(self._collection, relative):
                     self._collection = None
                 self._generation += 1
@@ -235,6 +265,44 @@ class TestIndex:
             self._scanned[relative] = scanned
         return scanned
 
+    def _scanned_doctest(self, test: CollectedTest) -> TestFile | None:
+        """The scan of a collected doctest's examples (cached until its file changes): a text file's
+        (``--doctest-glob``) or one docstring's of a module (``--doctest-modules``)."""
+        with self._lock:
+            if test.nodeid in self._doctests:
+                return self._doctests[test.nodeid]
+        relative = Path(test.file)
+        with self._lock:
+            known = relative in self._doctest_files
+            source = self._doctest_files.get(relative)
+        if not known:
+            source = self._read_doctests(relative)
+        item_name = test.nodeid.split("::", 1)[1] if "::" in test.nodeid else relative.name
+        found = source.item(item_name) if source is not None else None
+        scanned = (
+            None
+            if found is None
+            else TestFile(relative, found.imported_modules, found.aliases, (found.function,))
+        )
+        with self._lock:
+            self._doctests[test.nodeid] = scanned
+        return scanned
+
+    def _read_doctests(self, relative: Path) -> DoctestSource | None:
+        try:
+            text = (self.root / relative).read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            return None  # not cached: a file that cannot be read now may be readable later
+        module: str | None = None
+        package = ""
+        if relative.suffix == ".py":
+            module = module_name(self.root, relative)
+            package = module if relative.stem == "__init__" else module.rpartition(".")[0]
+        source = read_doctests(text, module, package)
+        with self._lock:
+            self._doctest_files[relative] = source
+        return source
+
     def node_ids(
         self, target_path: Path, name: str, class_name: str | None, collection: Collection
     ) -> list[str]:
@@ -263,15 +331,15 @@ class TestIndex:
                 found.update(lookup.by_name.get(key, ()))
         for file_name in conventional:
             found.update(lookup.by_file_name.get(file_name, ()))
-        module = module_name(self.root, absolute) if found else ""
+        modules = module_names(self.root, absolute) if found else ()
         selected: dict[str, bool] = {}
         for position in sorted(found):
             entry = lookup.entries[position]
             if entry.file == absolute:
                 continue
-            calls = self._uses(entry.scanned, entry.function, absolute, {name}, module)
+            calls = self._uses(entry.scanned, entry.function, absolute, {name}, modules)
             builds = bool(class_name) and self._uses(
-                entry.scanned, entry.function, absolute, {str(class_name)}, module
+                entry.scanned, entry.function, absolute, {str(class_name)}, modules
             )
             direct = calls or (builds and name.startswith("__") and name.endswith("__"))
             if calls or builds or entry.file_name in conventional:
@@ -290,13 +358,17 @@ class TestIndex:
         by_file_name: dict[str, list[int]] = {}
         resolved: dict[str, Path] = {}  # many tests per file: resolve each file once
         for test in collection.tests:
-            if not test.qualname or not test.file:
-                continue  # not a Python function (a doctest, a plugin's item): nothing to scan
-            scanned = self.scanned(Path(test.def_file or test.file))
-            # Defined outside the workspace (a base class from an installed package): its line is not a
-            # line of the collected file, so only the qualname can match.
-            line = test.line if test.def_file else -1
-            function = scanned.function(test.qualname, line) if scanned is not None else None
+            if test.doctest and test.file:
+                scanned = self._scanned_doctest(test)
+                function = scanned.functions[0] if scanned is not None else None
+            elif not test.qualname or not test.file:
+                continue  # not a Python function (a plugin's item): nothing to scan
+            else:
+                scanned = self.scanned(Path(test.def_file or test.file))
+                # Defined outside the workspace (a base class from an installed package): its line is not a
+                # line of the collected file, so only the qualname can match.
+                line = test.line if test.def_file else -1
+                function = scanned.function(test.qualname, line) if scanned is not None else None
             if scanned is None or function is None:
                 continue
             if test.file not in resolved:
@@ -316,7 +388,8 @@ class TestIndex:
             )
             for key in keys:
                 by_name.setdefault(key, []).append(position)
-            by_file_name.setdefault(file_name, []).append(position)
+            if not test.doctest:  # a conventional module's doctests are not its guard tests
+                by_file_name.setdefault(file_name, []).append(position)
         lookup = _Lookup(
             tuple(entries),
             {key: tuple(found) for key, found in by_name.items()},
@@ -335,7 +408,7 @@ class TestIndex:
         if not collection.errors:
             return []
         absolute = (target_path if target_path.is_absolute() else self.root / target_path).resolve()
-        module = module_name(self.root, absolute)
+        modules = module_names(self.root, absolute)
         names = {name, class_name} if class_name else {name}
         broken = []
         for where, reason in collection.errors:
@@ -346,17 +419,22 @@ class TestIndex:
             scanned = self.scanned(relative)
             if relative.name in _conventional(absolute) or (
                 scanned is not None
-                and any(self._uses(scanned, f, absolute, names, module) for f in scanned.functions)
+                and any(self._uses(scanned, f, absolute, names, modules) for f in scanned.functions)
             ):
                 broken.append((where, reason))
         return broken
 
     def _uses(
-        self, scanned: TestFile, function: TestFunction, target: Path, names: set[str], module: str
+        self,
+        scanned: TestFile,
+        function: TestFunction,
+        target: Path,
+        names: set[str],
+        modules: tuple[str, ...],
     ) -> bool:
         """Whether ``function`` (in ``scanned``) uses one of ``names`` (defined in the ``target`` file, or
-        imported under another name) and its file imports the target's module (``module``, its dotted
-        name)."""
+        imported under another name) and its file imports the target's module (one of ``modules``, the
+        dotted names it may be imported as: :func:`module_names`)."""
         wanted = names | {
             local for local, origin in scanned.aliases.items() if origin.rsplit(".", 1)[-1] in names
         }
@@ -364,13 +442,16 @@ class TestIndex:
             return False
         if Path(scanned.path).name in _conventional(target):
             return True
-        parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
         imported = scanned.imported_modules
-        return (
-            module in imported
-            or bool({f"{module}.{n}" for n in names} & imported)
-            or bool(parents & imported)
-        )
+        for module in modules:
+            parents = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+            if (
+                module in imported
+                or bool({f"{module}.{n}" for n in names} & imported)
+                or bool(parents & imported)
+            ):
+                return True
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,7 +509,7 @@ def _may_change(collection: Collection, relative: Path) -> bool:
 class _Handler(FileSystemEventHandler):
     """Forwards changes of Python and configuration files to :meth:`TestIndex.invalidate`."""
 
-    _SUFFIXES = (".py", ".toml", ".ini", ".cfg")
+    _SUFFIXES = (".py", ".toml", ".ini", ".cfg", ".txt", ".rst", ".md")  # the last three: doctest files
 
     def __init__(self, index: TestIndex) -> None:
         super().__init__()
