@@ -676,30 +676,33 @@ def test_a_namespace_packages_functions_are_tested_by_their_doctests_and_tests(t
     """jaraco.functools: ``jaraco/`` has no ``__init__.py`` (PEP 420), so pytest names the module
     ``jaraco.functools`` where the packages above the file say ``functools``. Its docstrings' examples and
     the tests that import ``jaraco.functools`` were not near its functions: candidates passed as "types
-    only" whatever their own examples said."""
+    only" whatever their own examples said, and their probes imported the standard library's functools."""
     root = tmp_path / "nsproject"
-    (root / "acme" / "tools").mkdir(parents=True)
+    (root / "acme" / "functools").mkdir(parents=True)
     (root / "tests").mkdir()
     (root / "pytest.ini").write_text(
         "[pytest]\naddopts = --doctest-modules --import-mode importlib\nconsider_namespace_packages = true\n"
     )
     text = f'def double(x: int) -> int:\n    """\n    >>> double(4)\n    8\n    """\n{STUB}'
-    (root / "acme" / "tools" / "__init__.py").write_text(text)
-    (root / "tests" / "test_tools.py").write_text(
-        "from acme.tools import double\n\n\ndef test_double() -> None:\n    assert double(0) == 0\n"
+    (root / "acme" / "functools" / "__init__.py").write_text(text)
+    (root / "tests" / "test_functools.py").write_text(
+        "from acme.functools import double\n\n\ndef test_double() -> None:\n    assert double(0) == 0\n"
     )
-    project = Project(root, Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0))
+    project = Project(root, Settings(trusted=True, test_timeout_s=20.0))
     try:
-        path = root / "acme" / "tools" / "__init__.py"
+        path = root / "acme" / "functools" / "__init__.py"
         plan = project.verifier.prepare(target_for(path, "double"), text, CancelToken())
         assert set(plan.tests_selected) == {
-            "acme/tools/__init__.py::acme.tools.double",
-            "tests/test_tools.py::test_double",
+            "acme/functools/__init__.py::acme.functools.double",
+            "tests/test_functools.py::test_double",
         }, plan.tests_selected
         wrong = project.verifier.verify(plan, candidate(0, text, STUB, "    return x * 3\n"), CancelToken())
         assert not wrong.passed
-        assert "acme.tools.double" in (wrong.first_error or ""), wrong.first_error
+        assert "acme.functools.double" in (wrong.first_error or ""), wrong.first_error
         right = project.verifier.verify(plan, candidate(1, text, STUB, "    return x * 2\n"), CancelToken())
         assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+        # Probed as acme.functools: as `functools` it was the standard library's, and probed nothing.
+        assert plan.probe is not None and plan.probe.module == "acme.functools"
+        assert right.probe_shown[:3] == ("0", "180", "-8"), right.probe_shown
     finally:
         project.close()

@@ -8,7 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsp_verify.verify.pytest_run import CollectedTest, Collection
-from lsp_verify.verify.test_index import TestIndex, module_name, module_names, scan_test_file
+from lsp_verify.verify.test_index import (
+    TestIndex,
+    import_name,
+    module_name,
+    module_names,
+    scan_test_file,
+)
 
 Collect = Callable[[Path], Collection]
 
@@ -224,3 +230,8 @@ def test_module_names_include_a_namespace_packages_full_name(tmp_path: Path) -> 
     assert module_names(tmp_path, tmp_path / "scripts/run.py") == ("run", "scripts.run")
     (tmp_path / "my-scripts").mkdir()
     assert module_names(tmp_path, tmp_path / "my-scripts/run.py") == ("run",)  # not importable as a package
+    # Imported on its own (a probe): a package inside a namespace package by its full name, a script by its
+    # short one (it imports its neighbours so).
+    assert import_name(tmp_path, tmp_path / "acme/tools/__init__.py") == "acme.tools"
+    assert import_name(tmp_path, tmp_path / "scripts/run.py") == "run"
+    assert import_name(tmp_path, tmp_path / "src/nums/core.py") == "nums.core"

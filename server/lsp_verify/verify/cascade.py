@@ -61,7 +61,7 @@ from .pytest_run import (
 )
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
 from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
-from .test_index import TestIndex, module_name
+from .test_index import TestIndex, import_name, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
 
 _FAILING = frozenset({"failed", "error", "timeout"})
@@ -386,7 +386,7 @@ class Verifier:
                 probe_plan(
                     target,
                     self.root,
-                    module_name(self.root, target.path),
+                    import_name(self.root, target.path),
                     self.settings.probe_inputs,
                     original_text,
                 )

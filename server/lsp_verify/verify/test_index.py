@@ -115,6 +115,16 @@ def module_names(root: Path, path: Path) -> tuple[str, ...]:
     return (name, full)
 
 
+def import_name(root: Path, path: Path) -> str:
+    """The dotted name to import ``path`` by on its own (a probe does): :func:`module_name`'s, unless the file
+    lies in a package inside a namespace package (``jaraco/functools/__init__.py``) - then the full name,
+    since the short one may be another module altogether (``functools``, from the standard library). A file
+    outside any package (a script beside its helpers) keeps its short name: it imports its neighbours so."""
+    names = module_names(root, path)
+    absolute = (path if path.is_absolute() else root / path).resolve()
+    return names[-1] if (absolute.parent / "__init__.py").exists() else names[0]
+
+
 def scan_test_file(relative: Path, source: bytes) -> TestFile:
     """Imports and test functions of one test file."""
     tree = parse(source)
