@@ -235,3 +235,40 @@ def test_module_names_include_a_namespace_packages_full_name(tmp_path: Path) -> 
     assert import_name(tmp_path, tmp_path / "acme/tools/__init__.py") == "acme.tools"
     assert import_name(tmp_path, tmp_path / "scripts/run.py") == "run"
     assert import_name(tmp_path, tmp_path / "src/nums/core.py") == "nums.core"
+
+
+def test_a_doctest_file_edited_is_read_again_and_other_text_files_cost_nothing(
+    tmp_path: Path, collect_tests: Collect
+) -> None:
+    root = tmp_path / "doubling"
+    (root / "nums").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--doctest-glob=*.rst"\n')
+    (root / "nums" / "__init__.py").write_text("")
+    (root / "nums" / "core.py").write_text(
+        "def double(x):\n    return x * 2\n\n\ndef triple(x):\n    return x * 3\n"
+    )
+    (root / "docs" / "usage.rst").write_text(">>> from nums.core import double\n>>> double(4)\n8\n")
+    index = TestIndex(root)
+    changed: list[frozenset[Path]] = []
+    arrived = threading.Event()
+
+    def listener(paths: frozenset[Path]) -> None:
+        changed.append(paths)
+        arrived.set()
+
+    index.add_listener(listener)
+    index.start()
+    core = root / "nums" / "core.py"
+    try:
+        assert index.nearby(core, "triple", None, index.collection(lambda: collect_tests(root))) == []
+        (root / "README.md").write_text("not collected\n")  # a README the project does not doctest
+        (root / "notes.txt").write_text("a log line\n")
+        assert not arrived.wait(2), changed  # every cached baseline would have gone
+        (root / "docs" / "usage.rst").write_text(">>> from nums.core import triple\n>>> triple(2)\n6\n")
+        assert arrived.wait(10), "no change notification for the doctest file"
+        collection = index.collection(lambda: collect_tests(root))
+        assert index.nearby(core, "triple", None, collection) == [("docs/usage.rst::usage.rst", True)]
+        assert index.nearby(core, "double", None, collection) == []
+    finally:
+        index.stop()

@@ -219,6 +219,17 @@ class TestIndex:
 
         return unregister
 
+    def holds_doctests(self, path: Path) -> bool:
+        """Whether the cached collection holds doctests from ``path`` (absolute or relative)."""
+        absolute = path if path.is_absolute() else self.root / path
+        try:
+            relative = absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            return False
+        with self._lock:
+            collection = self._collection
+        return collection is not None and any(t.doctest and t.file == relative for t in collection.tests)
+
     def invalidate(self, paths: Iterable[Path]) -> None:
         """Forget what is known about ``paths`` (absolute or relative) and tell the listeners."""
         changed: set[Path] = set()
@@ -519,7 +530,10 @@ def _may_change(collection: Collection, relative: Path) -> bool:
 class _Handler(FileSystemEventHandler):
     """Forwards changes of Python and configuration files to :meth:`TestIndex.invalidate`."""
 
-    _SUFFIXES = (".py", ".toml", ".ini", ".cfg", ".txt", ".rst", ".md")  # the last three: doctest files
+    _SUFFIXES = (".py", ".toml", ".ini", ".cfg")
+    _DOCTEST_SUFFIXES = (".txt", ".rst", ".md")
+    """Reported only for a file the collection holds doctests from: a README edited, a log written, must
+    not cost every cached baseline."""
 
     def __init__(self, index: TestIndex) -> None:
         super().__init__()
@@ -529,6 +543,17 @@ class _Handler(FileSystemEventHandler):
         if event.event_type in ("opened", "closed_no_write") or event.is_directory:
             return
         paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
-        changed = [Path(os.fsdecode(p)) for p in paths if p and os.fsdecode(p).endswith(self._SUFFIXES)]
+        changed = [
+            Path(os.fsdecode(p))
+            for p in paths
+            if p
+            and (
+                os.fsdecode(p).endswith(self._SUFFIXES)
+                or (
+                    os.fsdecode(p).endswith(self._DOCTEST_SUFFIXES)
+                    and self._index.holds_doctests(Path(os.fsdecode(p)))
+                )
+            )
+        ]
         if changed:
             self._index.invalidate(changed)
