@@ -17,7 +17,10 @@ A collected test is selected for a target function ``name`` in module ``pkg.mod`
   its tests, as a guard for the rest of the module (direct only when they use the name); or
 - the file defining it imports ``pkg.mod`` or a package above it (``import pkg.mod``, ``import pkg as p``,
   ``from pkg import mod``, ``from pkg.mod import name``) and the test uses ``name`` (or the name it was
-  imported as): ``Box(1, 2, 3).volume()`` names ``Box.volume``.
+  imported as): ``Box(1, 2, 3).volume()`` names ``Box.volume``. A collected doctest outside the target's
+  file - a text file's examples (``--doctest-glob``), another module's docstring (``--doctest-modules``) -
+  is matched the same way, its examples as the test function (:mod:`..syntax.doctests_scan`). A module is
+  known by every name it may be imported as (:func:`module_names`: a namespace package's full name too).
 
 For a method, a test that uses its class but never its name (it builds a ``Box`` and calls ``label``) is
 the hard case: it may reach the method indirectly, or not at all. It is selected, so it must still pass,
