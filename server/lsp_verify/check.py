@@ -698,16 +698,23 @@ def _failed_by_collection(report: RunReport, lost: str) -> None:
     """Once the change is known to stop tests from being collected (``lost``: where, then why): a function
     that could not be checked for that reason (an error, exit 2, as for a broken environment) fails - the
     change breaks its tests (a function renamed, its old name still imported by them)."""
-    where = lost.split(": ", 1)[0]
-    for n, function in enumerate(report.functions):
-        if (
-            function.status == "error"
-            and "cannot be collected" in function.message
-            and where in function.message
-        ):
-            report.functions[n] = dataclasses.replace(
-                function, status="fail", message=f"with this change, {function.message}"
-            )
+    report.functions[:] = [_blamed_on_collection(function, lost) for function in report.functions]
+
+
+def _blamed_on_collection(function: FunctionReport, lost: str) -> FunctionReport:
+    """``function`` failed, when it could not be checked because its tests cannot be collected where the
+    change lost them (``lost``: where, then why); else as it is."""
+    from .verify.pytest_run import NOTHING_COLLECTED
+
+    # The function's own check may have seen the file's error where the change's collection saw nothing at
+    # all collect ("no test could be collected; tests/test_x.py: ..."): the file is what they share.
+    where = lost.removeprefix(NOTHING_COLLECTED).split(": ", 1)[0]
+    if function.status == "error" and "cannot be collected" in function.message and where in function.message:
+        from .verify.cascade import FIX_COLLECTION, FIX_TEST_FILES
+
+        message = function.message.removesuffix(f" {FIX_TEST_FILES}").removesuffix(f" {FIX_COLLECTION}")
+        return dataclasses.replace(function, status="fail", message=f"with this change, {message}")
+    return function
 
 
 def _named_in(change: _Change, root: Path, message: str) -> bool:
@@ -854,10 +861,15 @@ def check_text(
         try:
             now = verifier.collection(path, text, cancel, cached=False)
             found = _collection_failure(verifier, _Change(path, text, base_text), now, "the base", cancel)
-            failure = found[0] if found is not None else None
         except VerifyError:
-            failure = None  # the functions' own checks said why, if it matters to them
-        if failure is not None:
+            found = None  # the functions' own checks said why, if it matters to them
+        if found is not None:
+            failure, lost = found
+            # A function whose tests the change stops from being collected (renamed, its old name still
+            # imported by them) fails, as `check` says, rather than "could not be checked".
+            out = [
+                dataclasses.replace(check, report=_blamed_on_collection(check.report, lost)) for check in out
+            ]
             out.append(FunctionCheck(failure))
     return out
 

@@ -224,6 +224,31 @@ async def test_a_change_that_stops_the_tests_from_being_collected_is_one_diagnos
     assert await checked(client, uri, version, mark) == []
 
 
+async def test_a_function_renamed_from_under_its_tests_is_an_error_at_its_name(
+    client: EditorClient, repo: Path
+) -> None:
+    # The tests still import `double`: they cannot be collected. It was a warning ("could not check"), where
+    # `lsp-verify check` fails the function.
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    renamed = MODULE.replace("def double(", "def twice(")
+    version = save(client, uri, path, renamed)
+
+    found = await checked(client, uri, version, mark)
+
+    by_code = {d.code: d for d in found if d.range.start.line == line_of(renamed, "def twice")}
+    function = by_code.get("collection")
+    assert function is not None, "\n".join(f"{d.severity} {d.code} {d.message}" for d in found)
+    assert function.severity == types.DiagnosticSeverity.Error
+    assert function.message.startswith("twice: with this change, the tests "), function.message
+    assert "cannot be collected" in function.message and "cannot import name 'double'" in function.message
+    assert "Fix the test files" not in function.message  # the change is what to fix
+    assert any(d.range.start.line == 0 and d.code == "collection" for d in found), found
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
 async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
     client: EditorClient, repo: Path
 ) -> None:

@@ -11,7 +11,9 @@ version; an edit, a newer save or closing the file cancels it. What is published
 - the nearby tests the change breaks: one diagnostic at the function's name ("test_ordinal fails: expected
   'st', got 'th'", "(and 3 more failing tests)"), with ``relatedInformation`` at each test; a test killed at
   ``test_timeout_s`` is a timeout there;
-- a function that could not be checked at all (its tests cannot be collected): a warning at its name;
+- a function that could not be checked at all (its tests cannot be collected): a warning at its name - an
+  error when the change itself stops them from collecting (the function renamed, its tests still importing
+  the old name), as ``lsp-verify check`` fails it;
 - a change that stops the tests from being collected (a module-level import that fails): one diagnostic on
   the first line.
 
@@ -194,6 +196,10 @@ def to_diagnostics(
         if report.status == "pass":
             continue
         where = def_line(target)
+        if check.result is None and report.status == "fail":  # the change stops its tests from collecting
+            message = f"{target.qualname}: {report.message}"
+            out.append(_diagnostic(doc, lines, where, message, "collection", target.name))
+            continue
         if check.result is None:
             message = f"lsp-verify could not check {target.qualname}: {report.message}"
             out.append(_diagnostic(doc, lines, where, message, "not-checked", target.name, warning=True))

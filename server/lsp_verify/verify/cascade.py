@@ -68,6 +68,12 @@ _FAILING = frozenset({"failed", "error", "timeout"})
 _CONFIG_NAMES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "conftest.py")
 
 
+FIX_COLLECTION = "Fix it so that `python -m pytest --collect-only` succeeds."
+FIX_TEST_FILES = "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
+"""What a collection error that is no one's change asks the user to do (``check`` drops it where the change
+is what stops the tests from being collected)."""
+
+
 class VerifyError(Exception):
     """The request cannot be verified at all (message says why and what to fix)."""
 
@@ -540,16 +546,12 @@ class Verifier:
 
     def _no_collection(self, problem: str) -> str:
         """Why nothing can be collected, and what to do about it."""
-        advice = (
-            self._environment_advice(problem) or "Fix it so that `python -m pytest --collect-only` succeeds."
-        )
+        advice = self._environment_advice(problem) or FIX_COLLECTION
         return f"the tests cannot be collected: {problem}. {advice}"
 
     def _uncollectable(self, target: EditTarget, where: str, message: str) -> str:
         """Why the tests near ``target`` cannot be collected, and what to do about it."""
-        advice = self._environment_advice(message) or (
-            "Fix the test files or conftest.py so that `python -m pytest --collect-only` succeeds."
-        )
+        advice = self._environment_advice(message) or FIX_TEST_FILES
         return f"the tests near {target.qualname} cannot be collected ({where}): {message}. {advice}"
 
     def _environment_advice(self, problem: str) -> str | None:

@@ -75,6 +75,9 @@ class TestRun:
         return {outcome.nodeid: outcome for outcome in self.outcomes}
 
 
+NOTHING_COLLECTED = "no test could be collected; "
+"""How :attr:`Collection.problem` begins when every test file failed to collect (the first one follows)."""
+
 DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
 UNITTEST_FILES = "test*.py"
 """unittest's discovery pattern: with the default ``python_files``, files it matches that hold ``TestCase``
@@ -484,7 +487,7 @@ def _collection(
             problem = f"{config_file}: {problem}"
     elif errors and not tests:
         where, message = errors[0]
-        problem = f"no test could be collected; {where}: {message}"
+        problem = f"{NOTHING_COLLECTED}{where}: {message}"
     return Collection(
         tests=tests,
         errors=errors,
