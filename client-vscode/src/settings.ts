@@ -212,25 +212,21 @@ export function serverCommandLine(
     platform: string,
     workspace: LaunchWorkspace = { trusted: true, folders: [], cwd: undefined },
 ): ServerCommandLine {
+    const extension = launch.interpreter.length === 0 && pythonExtensionCommand !== undefined ? pythonExtensionCommand : [];
+    const inside = workspace.trusted ? undefined : insideFolders(extension, workspace.folders, workspace.cwd, platform);
+    const passedOver =
+        inside === undefined
+            ? ""
+            : `not starting the Python extension's interpreter (${extension.join(" ")}): ` +
+              `${inside} lies inside the workspace, which is not trusted; trust the workspace to use it`;
     let source: InterpreterSource;
     let interpreter: readonly string[];
-    let passedOver = "";
-    const inside =
-        workspace.trusted || pythonExtensionCommand === undefined
-            ? undefined
-            : insideFolders(pythonExtensionCommand, workspace.folders, workspace.cwd, platform);
-    if (inside !== undefined) {
-        passedOver =
-            `not starting the Python extension's interpreter (${pythonExtensionCommand?.join(" ") ?? ""}): ` +
-            `${inside} lies inside the workspace, which is not trusted; trust the workspace to use it`;
-    }
     if (launch.interpreter.length > 0) {
         source = "setting";
         interpreter = launch.interpreter;
-        passedOver = "";
-    } else if (pythonExtensionCommand !== undefined && pythonExtensionCommand.length > 0 && inside === undefined) {
+    } else if (extension.length > 0 && inside === undefined) {
         source = "python-extension";
-        interpreter = pythonExtensionCommand;
+        interpreter = extension;
     } else {
         source = "default";
         interpreter = [defaultPython(platform)];
