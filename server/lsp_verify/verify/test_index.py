@@ -546,17 +546,12 @@ class _Handler(FileSystemEventHandler):
         if event.event_type in ("opened", "closed_no_write") or event.is_directory:
             return
         paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
+        named = [Path(os.fsdecode(p)) for p in paths if p]
         changed = [
-            Path(os.fsdecode(p))
-            for p in paths
-            if p
-            and (
-                os.fsdecode(p).endswith(self._SUFFIXES)
-                or (
-                    os.fsdecode(p).endswith(self._DOCTEST_SUFFIXES)
-                    and self._index.holds_doctests(Path(os.fsdecode(p)))
-                )
-            )
+            path
+            for path in named
+            if path.name.endswith(self._SUFFIXES)
+            or (path.name.endswith(self._DOCTEST_SUFFIXES) and self._index.holds_doctests(path))
         ]
         if changed:
             self._index.invalidate(changed)
