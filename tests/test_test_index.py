@@ -217,6 +217,12 @@ class Six:
     assert source.item("src.nums.Six.of") is not None
     assert source.item("nums.Seven") is None
     assert read_doctests("def broken(:\n", "nums.bad") is None
+    # Only imports that bind the module's globals count: not one inside a function. And in a namespace
+    # package pytest names the module docstring's item longer than the packages say (jaraco.functools).
+    inside = read_doctests('"""\n>>> far(1)\n1\n"""\ndef f():\n    from elsewhere import far\n', "tools")
+    assert inside is not None and (found := inside.item("tools")) is not None
+    assert "elsewhere" not in found.imported_modules and "far" not in found.aliases
+    assert inside.item("jaraco.tools") is not None
     text = read_doctests("Usage\n\n   >>> core.double(1,\n  ...     2)\n", None)
     assert text is not None and text.item("usage.rst") is None  # inconsistent indentation: pytest's error
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import doctest
+from collections.abc import Iterable, Iterator
 
 from . import pyast
 from .tests_scan import TestFunction
@@ -55,7 +56,10 @@ class DoctestSource:
             # pytest may import the module under another dotted name than the packages above it say
             # (rootdir layouts, import modes): match the qualname.
             tails = [name for name in self.docstrings if name and item_name.endswith(f".{name}")]
-            docstring = self.docstrings[max(tails, key=len)] if tails else None
+            if tails:
+                docstring = self.docstrings[max(tails, key=len)]
+            else:  # the module docstring's (``jaraco.functools`` where the packages say ``functools``)
+                docstring = self.docstrings.get("") if item_name.endswith(f".{self.module}") else None
         if docstring is None:
             return None
         try:
@@ -133,20 +137,21 @@ class _Imports:
         self.aliases = aliases
 
     def visit_all(self, body: list[ast.stmt]) -> None:
-        for statement in body:
-            for node in ast.walk(statement):
-                if isinstance(node, ast.Import):
-                    self.modules.update(alias.name for alias in node.names)
-                elif isinstance(node, ast.ImportFrom):
-                    base = self._absolute(node.module or "", node.level)
-                    if base is None:
+        """The imports that bind names where the examples run: at the top level (``if``/``try`` blocks
+        included), not inside a function or class body."""
+        for node in _outside_definitions(body):
+            if isinstance(node, ast.Import):
+                self.modules.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = self._absolute(node.module or "", node.level)
+                if base is None:
+                    continue
+                self.modules.add(base)
+                for alias in node.names:
+                    if alias.name == "*":
                         continue
-                    self.modules.add(base)
-                    for alias in node.names:
-                        if alias.name == "*":
-                            continue
-                        self.modules.add(f"{base}.{alias.name}")
-                        self.aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+                    self.modules.add(f"{base}.{alias.name}")
+                    self.aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
 
     def _absolute(self, name: str, level: int) -> str | None:
         """The dotted module a ``from`` import names; None for a relative one outside a package."""
@@ -159,6 +164,15 @@ class _Imports:
             return None
         package = parts[: len(parts) - level + 1]
         return ".".join([*package, name] if name else package)
+
+
+def _outside_definitions(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
+    """``nodes`` and what they hold, in source order, leaving out function, lambda and class bodies."""
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        yield node
+        yield from _outside_definitions(ast.iter_child_nodes(node))
 
 
 def _names_in(tree: ast.AST) -> set[str]:
