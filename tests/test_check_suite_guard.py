@@ -149,3 +149,32 @@ def test_a_test_that_failed_before_the_change_too_is_not_charged(tmp_path: Path)
 
     assert report.exit_code == 0, report.functions
     assert statuses(report) == {"area": "pass", "perimeter": "pass"}
+
+
+@pytest.mark.usefixtures("cache")
+def test_parametrised_cases_whose_ids_differ_from_run_to_run_still_fail_the_change(tmp_path: Path) -> None:
+    """isodate draws its cases' ids from a set: each process names them differently, so a run asked for the
+    ids one collection gave found nothing ("not found", exit 4) and the whole suite "ran" without a failure:
+    a change its own suite fails was let through. The suite is run by test function, and a case is matched
+    to its function where its id is not found again."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": AREA,
+            "tests/conftest.py": "import pytest\nfrom geo.shapes import area\n\n\n@pytest.fixture\n"
+            "def calc():\n    return area\n",
+            "tests/test_calc.py": "import time\n\nimport pytest\n\n\n"
+            "@pytest.mark.parametrize('w', [2, 3], ids=lambda w: f'{w}-{time.monotonic_ns()}')\n"
+            "def test_calc(calc, w):\n    assert calc(w, 3) == w * 3\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(AREA.replace("w * h", "w + h"), encoding="utf-8")
+
+    report = check(repo)
+
+    (area,) = report.functions
+    assert report.exit_code == 1, report.notes
+    assert area.status == "fail"
+    assert "(found by the whole test suite" in area.message, area.message
+    assert area.tests_failed[0].startswith("tests/test_calc.py::test_calc[2-"), area.tests_failed
+    assert "the whole test suite (2 tests) also ran on the change: 2 failing" in report.notes[-1]

@@ -192,7 +192,9 @@ def _check_project(
     from .verify.cascade import Verifier, VerifyError
 
     try:
-        verifier = Verifier(root, settings, tree=tree)
+        # No traced run: the whole suite runs on the change anyway (the suite guard), and a map that a
+        # background run delivers halfway through would make one function's verdict depend on timing.
+        verifier = Verifier(root, settings, tree=tree, reach="off")
     except VerifyError as exc:  # e.g. sandbox = "bwrap" where bubblewrap cannot run: nothing ran
         report.error = str(exc)
         return
@@ -511,6 +513,7 @@ def _suite_guard(
     """The whole suite on the change (see the module docstring); adds what it finds to ``report``.
     ``collection_lost``: what the collection guard found the change stops from being collected."""
     from .verify.cascade import VerifyError
+    from .verify.pytest_run import function_ids
 
     if not changed:
         return
@@ -542,10 +545,14 @@ def _suite_guard(
     # function's own baseline had the rest of the change in it) is looked at again.
     caught = {nodeid for f in report.functions if f.status != "pass" for nodeid in f.tests_failed}
     failing = tuple(o.nodeid for o in now.outcomes if o.outcome in _FAILING and o.nodeid not in caught)
+    ran = len(now.outcomes)
     report.notes.append(
-        f"the whole test suite ({len(suite)} test{'s' if len(suite) != 1 else ''}) also ran on the change"
+        f"the whole test suite ({ran} test{'s' if ran != 1 else ''}) also ran on the change"
         + (f": {len(failing)} failing that no function's own check ran" if failing else "")
     )
+    if now.collect_errors and not collection_lost:
+        where, message = now.collect_errors[0]
+        report.notes.append(f"part of the whole test suite did not run ({where}): {message}")
     if not failing:
         return
     now_of: dict[Path, Content] = {change.path: change.now for change in changed}
@@ -553,8 +560,9 @@ def _suite_guard(
         # One run with the whole change undone tells the tests it broke from those that failed before it.
         try:
             undone = verifier.run_tests(
-                first.path, first.base, failing, cancel, timeout_s=timeout_s, also=_undone(changed[1:])
-            )
+                first.path, first.base, function_ids(failing), cancel, timeout_s=timeout_s,
+                also=_undone(changed[1:]),
+            )  # fmt: skip
         except VerifyError as exc:
             report.notes.append(f"the whole test suite's failures were not traced to the change: {exc}")
             return
@@ -569,7 +577,7 @@ def _suite_guard(
         rest = {path: content for path, content in now_of.items() if path != change.path}
         try:
             base = verifier.run_tests(
-                change.path, change.base, failing, cancel, timeout_s=timeout_s, also=rest
+                change.path, change.base, function_ids(failing), cancel, timeout_s=timeout_s, also=rest
             )
             broken = _passing(base, failing)
             explained.update(broken)
@@ -578,7 +586,7 @@ def _suite_guard(
                 if not broken or job.baseline == change.now:  # an unchanged function broke nothing
                     continue
                 reverted = verifier.run_tests(
-                    change.path, job.baseline, broken, cancel, timeout_s=timeout_s, also=rest
+                    change.path, job.baseline, function_ids(broken), cancel, timeout_s=timeout_s, also=rest
                 )
                 fixed = _passing(reverted, broken)
                 if fixed:
@@ -776,8 +784,21 @@ def _collection_lost(base: Collection, now: Collection) -> str:
 
 
 def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``node_ids`` (from another run) that pass in ``run``. A parametrised case whose id ``run``
+    does not give (ids that differ from run to run: :func:`~.verify.pytest_run.function_ids`) passes when
+    every case of its function does."""
     outcomes = run.by_nodeid
-    return tuple(n for n in node_ids if n in outcomes and outcomes[n].outcome == "passed")
+    cases: dict[str, list[str]] = {}
+    for outcome in run.outcomes:
+        cases.setdefault(outcome.nodeid.split("[", 1)[0], []).append(outcome.outcome)
+
+    def passes(node_id: str) -> bool:
+        if node_id in outcomes:
+            return outcomes[node_id].outcome == "passed"
+        found = cases.get(node_id.split("[", 1)[0], [])
+        return bool(found) and all(outcome == "passed" for outcome in found)
+
+    return tuple(n for n in node_ids if passes(n))
 
 
 def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:

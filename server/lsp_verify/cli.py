@@ -422,7 +422,8 @@ def _doctor(args: argparse.Namespace) -> int:
     from .cancel import CancelToken
     from .verify.cascade import Verifier
 
-    with Verifier(root, settings) as verifier:  # collects the project's tests: runs its conftest.py
+    # Collects the project's tests: runs its conftest.py.
+    with Verifier(root, settings, reach="off") as verifier:
         line("test runs", verifier.describe_test_runs(CancelToken()))
 
     try:

@@ -57,6 +57,12 @@ class Settings:
     """``check`` also runs the whole test suite on a change, for the tests that reach a changed function
     without naming it (through a fixture, another function, a re-export); the suite run may take this
     long. 0: only the nearby tests (the report then says so)."""
+    trace_timeout_s: float = 120.0
+    """How long the one traced run of the whole test suite may take that finds, for each function, the tests
+    that reach it through other functions (a test of ``slugify`` runs its helper ``_normalize``): those run
+    on its candidates too, and one that passes makes a suggestion tested, not types only. Made once per
+    project and session, in the background (the CLI's ``fix`` waits for it). 0: only the tests that name a
+    function, its module's test module and its doctests."""
     memory_limit_mb: int = 2048
     lead_sequence: bool = True
     """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as
@@ -195,6 +201,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             raise ValueError("expected a number >= 0")
         if key == "suite_guard_timeout_s" and value < 0:
             raise ValueError("expected 0 (nearby tests only) or a number of seconds")
+        if key == "trace_timeout_s" and value < 0:
+            raise ValueError("expected 0 (no traced run) or a number of seconds")
         if key == "top_p" and not 0 < value <= 1:
             raise ValueError("expected a number in (0, 1]")
         return value
@@ -213,6 +221,7 @@ UNTRUSTED_PROJECT_IGNORES: dict[str, str] = {
     "test_timeout_s": "sets how long workspace code may run",
     "mypy_timeout_s": "sets how long a check may run",
     "suite_guard_timeout_s": "sets how long workspace code may run, and whether check runs the whole suite",
+    "trace_timeout_s": "sets how long workspace code may run",
     "memory_limit_mb": "sets the memory checks may take",
     "python": "picks the program that runs the workspace's tests",
     "trusted": "only the editor can trust a workspace",

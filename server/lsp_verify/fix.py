@@ -12,6 +12,7 @@ in the file's own encoding: :mod:`.sourcefile`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -117,7 +118,8 @@ def run_fix(
     if pipeline_factory is None:
         from .pipeline import Pipeline
 
-        pipeline_factory = Pipeline
+        # One run, judged once: it waits for the tests that reach each function through others.
+        pipeline_factory = functools.partial(Pipeline, reach="wait")
     pipeline = pipeline_factory(settings)
     try:
         status.started("loading the model")
@@ -393,7 +395,7 @@ def generate_candidates(
     except TargetError as exc:
         raise UsageError(str(exc)) from exc
     relpath = relpath_in(path, root)
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings, reach="wait")
     try:
         status.started(f"selecting the tests near {target.qualname}")
         request = FixRequest(path=path, text=text, root=root, line=line)

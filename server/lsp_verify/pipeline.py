@@ -29,6 +29,7 @@ from .syntax.context import nearby_tests_source, prompt_pieces
 from .syntax.splice import extract_body, normalise, splice_body
 from .syntax.target import EditTarget, TargetError
 from .syntax.targets import find_stub_targets, target_at
+from .verify.callers import ReachMode
 from .verify.cascade import TestSelection, Verifier, VerifyPlan
 from .verify.probe import ProbePlan
 from .verify.rank import agreeing_samples, rank
@@ -126,8 +127,11 @@ class Pipeline:
         *,
         engine_factory: Callable[[Settings], GenerationEngine] | None = None,
         overlap_baseline: bool = False,
+        reach: ReachMode = "background",
     ) -> None:
         self.settings = settings
+        self.reach: ReachMode = reach
+        """How verifiers use the tests that reach a function through others (see ``Verifier``)."""
         self.overlap_baseline = overlap_baseline
         """Generate while the baseline runs. Off: on 2 cores the baseline's mypy and pytest slow the decoding
         as much as starting earlier gains (``bench/results/latency-overlap.md``); an engine that decodes
@@ -193,7 +197,7 @@ class Pipeline:
         with self._lock:
             verifier = self._verifiers.pop(root, None)
             if verifier is None:
-                verifier = Verifier(root, self.settings, workspace)
+                verifier = Verifier(root, self.settings, workspace, reach=self.reach)
             self._verifiers[root] = verifier  # the most recently used last
             idle = [self._verifiers.pop(key) for key in list(self._verifiers)[:-LIVE_VERIFIERS]]
         for old in idle:
@@ -467,7 +471,9 @@ def prompt_tests(plan: TestSelection | VerifyPlan) -> list[str]:
     """The selected tests in the order the prompt shows them: those that name the function first (they say
     what it must do; the module's guard tests only what it must not break), each group in file order."""
     direct = set(plan.direct_tests)
-    return sorted(plan.pytest_targets, key=lambda node_id: node_id not in direct)  # stable: file order kept
+    # The tests that reach it through other functions say how those are used, not what it must do.
+    shown = [node_id for node_id in plan.pytest_targets if node_id not in plan.reaching_tests]
+    return sorted(shown, key=lambda node_id: node_id not in direct)  # stable: file order kept
 
 
 def agreeing_votes(results: Sequence[CandidateResult], seen: dict[str, Candidate]) -> int:

@@ -44,6 +44,7 @@ from ..cancel import CancelToken
 from ..config import Settings, repository_top
 from ..syntax import pyast
 from ..syntax.target import EditTarget
+from .callers import Reach, ReachMode, Tracing, reach_of
 from .interpreter import InterpreterError, project_python
 from .mypy_check import MypyChecker, MypyError, MypyRun, added_errors, config_digest, restricted_config
 from .mypy_check import default_cache_dir as default_mypy_cache_dir
@@ -55,6 +56,7 @@ from .pytest_run import (
     PytestRunner,
     TestRun,
     failure_summary,
+    function_ids,
     installed_elsewhere,
     missing_plugin,
     not_installed,
@@ -97,6 +99,8 @@ class TestSelection:
     """How the tests were found (collection problems) and, untrusted, what mypy leaves out."""
     mypy_config_file: Path | None
     started_at: float
+    reaching_tests: tuple[str, ...] = ()
+    """Those of them that reach the target through other functions (see :attr:`VerifyPlan.reaching_tests`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +130,10 @@ class VerifyPlan:
     """Node ids (of ``pytest_targets``) of the tests that name the target: they must pass. Other selected
     tests (the rest of the conventional test module, the module docstring's doctests) must only not break:
     one that already failed on the original code is not the candidate's fault."""
+    reaching_tests: tuple[str, ...] = ()
+    """Node ids (of ``pytest_targets``) of the tests that never name the target but entered it when the
+    whole suite was traced (:mod:`.callers`): judged as guard tests are (one that fails on the original code
+    need not pass), but one that passes is evidence - it ran the candidate."""
     probe: ProbePlan | None = None
     """Inputs every passing candidate is called on, to rank by agreement (None: no probe; see probe.py)."""
     own_tests_first: bool = True
@@ -170,12 +178,19 @@ class Verifier:
         workspace: Path | None = None,
         *,
         tree: Mapping[Path, Content] | None = None,
+        reach: ReachMode = "off",
     ) -> None:
         """``workspace``: the folder whose trust covers ``root`` (the editor's workspace folder), up to which
         the project's own environment is looked for; None: up to the repository's top (the CLI). ``tree``:
         files (absolute paths) that every run sees with other content than the workspace has - the staged
-        tree, where it differs from the work tree; those outside ``root`` are no part of its runs."""
+        tree, where it differs from the work tree; those outside ``root`` are no part of its runs.
+        ``reach``: whether and how requests use the traced run of the suite that finds the tests reaching each
+        function through others (:mod:`.callers`): "background" (the editor: a request that comes before it
+        is done goes without them), "wait" (the CLI's ``fix``), "off" (``check``, which runs the whole suite
+        anyway)."""
         self.root = root.resolve()
+        self.reach_mode = reach
+        self._tracing = Tracing()
         self.settings = settings
         try:
             self.isolation = choose_isolation(settings.sandbox)
@@ -254,6 +269,7 @@ class Verifier:
 
     def close(self) -> None:
         """Stop the workers and the file watcher and remove the shadow directory."""
+        self._tracing.close()
         self._unlisten()
         self._index.stop()
         self._mypy_worker.close()
@@ -299,10 +315,12 @@ class Verifier:
         notes: list[str] = []
         mypy_config: Path | None = None
         nearby: list[tuple[str, bool]] = []
+        reaching: tuple[str, ...] = ()
         doctest_file = relative.as_posix() if ">>>" in original_text else None
         if self.settings.trusted:  # collecting imports conftest.py and the test modules: workspace code
             collection = self._collection(target, relative, original_text, cancel)
             nearby = self._nearby_in(target, collection)
+            reaching = self._reaching(target, relative, original_text, collection, nearby)
             notes += _collection_notes(collection)
             if doctest_file is not None and _doctests_left_out(collection, doctest_file):
                 notes.append(
@@ -320,12 +338,13 @@ class Verifier:
             target=target,
             original_text=original_text,
             relative_path=relative,
-            pytest_targets=tuple(node_id for node_id, _ in nearby),
+            pytest_targets=(*(node_id for node_id, _ in nearby), *reaching),
             direct_tests=tuple(node_id for node_id, is_direct in nearby if is_direct),
             doctest_file=doctest_file,
             notes=tuple(notes),
             mypy_config_file=mypy_config,
             started_at=started,
+            reaching_tests=reaching,
         )
 
     def baseline(
@@ -373,7 +392,11 @@ class Verifier:
                 )
                 run_tests = False
             elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
-                notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
+                reached = [o for o in baseline if o.nodeid.split("[", 1)[0] in selection.reaching_tests]
+                if reached:
+                    notes.append(_reached_summary(target, reached))
+                else:
+                    notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
         return VerifyPlan(
             target=target,
             original_text=original_text,
@@ -388,6 +411,7 @@ class Verifier:
             pytest_targets=node_ids,
             doctest_file=doctest_file,
             direct_tests=direct,
+            reaching_tests=selection.reaching_tests,
             probe=(
                 probe_plan(
                     target,
@@ -416,6 +440,45 @@ class Verifier:
         self._start_watching()
         collection = self._collection(target, self._relative(target.path), text, cancel)
         return tuple(node_id for node_id, _ in self._nearby_in(target, collection))
+
+    def _reaching(
+        self,
+        target: EditTarget,
+        relative: Path,
+        text: str,
+        collection: Collection,
+        nearby: list[tuple[str, bool]],
+    ) -> tuple[str, ...]:
+        """The tests besides ``nearby`` that reach ``target`` through other functions, from the traced run of
+        the suite (started here the first time; see :class:`~.callers.Tracing`)."""
+        if self.settings.trace_timeout_s <= 0 or self.reach_mode == "off":
+            return ()
+        self._tracing.start(lambda cancel: self._trace(relative, text, cancel))
+        reach = self._tracing.reach(self.reach_mode == "wait", CancelToken())
+        if reach is None:
+            return ()
+        chosen = {node_id for node_id, _ in nearby}
+        runnable = {test.nodeid.split("[", 1)[0] for test in collection.tests if not test.doctest}
+        found = reach.reaching(relative.as_posix(), target.qualname, runnable)
+        return tuple(node_id for node_id in found if node_id not in chosen)
+
+    def _trace(self, relative: Path, text: str, cancel: CancelToken) -> Reach:
+        """The whole suite, traced (:mod:`.callers`), with ``relative`` holding ``text`` (the editor's
+        buffer, which may be ahead of the disk). Bounded by ``trace_timeout_s``: a run cut short gives the
+        tests that finished."""
+        collection = self._collected(relative, text, cancel)
+        node_ids = function_ids(test.nodeid for test in collection.tests if not test.doctest)
+        if collection.problem or not node_ids:
+            return reach_of(TestRun(()), complete=True)
+        shadow = self._shadows.create(relative, text)
+        try:
+            run = self._pytest.run(
+                shadow, node_ids, None, self.root / relative, cancel,
+                timeout_s=self.settings.trace_timeout_s, trace_calls=True,
+            )  # fmt: skip
+        finally:
+            shadow.remove()
+        return reach_of(run, complete=not run.timed_out)
 
     def _nearby_in(self, target: EditTarget, collection: Collection) -> list[tuple[str, bool]]:
         key = (target.path, target.name, target.class_name)
@@ -477,16 +540,19 @@ class Verifier:
         }
 
     def suite(self, path: Path, text: Content, cancel: CancelToken) -> tuple[str, ...]:
-        """Node ids of every test pytest collects in the workspace with ``path`` holding ``text`` (none in an
-        untrusted workspace; ``text`` as :meth:`ShadowRoot.create` takes it). Raises :class:`VerifyError`
-        when nothing can be collected."""
+        """Node ids of every test function pytest collects in the workspace with ``path`` holding ``text``
+        (none in an untrusted workspace; ``text`` as :meth:`ShadowRoot.create` takes it): a parametrised
+        test's function, not its cases, whose ids another process may not give alike (cases from a set,
+        ids from an object's address: isodate's ``test_parse[4-1985-expected1-%Y]`` names another case in
+        each run, and a run asked for it finds nothing). Raises :class:`VerifyError` when nothing can be
+        collected."""
         if not self.settings.trusted:
             return ()
         self._start_watching()
         collection = self._collected(self._relative(path), text, cancel)
         if collection.problem:
             raise VerifyError(self._no_collection(collection.problem))
-        return tuple(dict.fromkeys(test.nodeid for test in collection.tests))
+        return function_ids(test.nodeid for test in collection.tests)
 
     def test_modules(self, path: Path, text: str, cancel: CancelToken) -> frozenset[str]:
         """The files (relative to the root) pytest collects tests from, doctests aside: the project's test
@@ -921,9 +987,17 @@ def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
         others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
         message = failure_summary(first.message)
         detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
-    # Tests that merely guard the rest of the module say nothing about the target's own behaviour.
+    # Tests that merely guard the rest of the module say nothing about the target's own behaviour; one that
+    # ran it (through another function) and passes does.
+    reaching = set(plan.reaching_tests)
     evidence = (
-        Evidence.TESTS if any(_is_direct(o.nodeid, plan, module) for o in outcomes) else Evidence.TYPES_ONLY
+        Evidence.TESTS
+        if any(
+            _is_direct(o.nodeid, plan, module)
+            or (o.outcome == "passed" and o.nodeid.split("[", 1)[0] in reaching)
+            for o in outcomes
+        )
+        else Evidence.TYPES_ONLY
     )
     return _Verdict(outcomes, passed, fixed, broken, detail, evidence)
 
@@ -965,6 +1039,15 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
         counts[path] = counts.get(path, 0) + 1
     files = ", ".join(sorted(counts))
     return f"no test calls `{target.name}`; {_count(sum(counts.values()), 'test')} of {files} {verb}"
+
+
+def _reached_summary(target: EditTarget, reached: Sequence[TestOutcome]) -> str:
+    """What stands for a test of its own when none names the target: "no test calls `_normalize`; 2 tests
+    reach it through other functions (tests/test_text.py::test_slugify, ...)"."""
+    names = list(dict.fromkeys(o.nodeid.split("[", 1)[0] for o in reached))
+    shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
+    reach = f"{_count(len(names), 'test')} reach it through other functions"
+    return f"no test calls `{target.name}`; {reach} ({shown})"
 
 
 def _count(number: int, noun: str) -> str:

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class TestRun:
     """Why the run produced no usable result (worker failure, broken configuration), else empty."""
     log: str = ""
     seconds: float = 0.0
+    calls: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """With ``trace_calls``: per test item, the workspace's functions it entered - (file relative to the
+    root, qualified name without ``<locals>``) - as :mod:`.callers` reads them."""
 
     @property
     def by_nodeid(self) -> dict[str, TestOutcome]:
@@ -133,6 +136,14 @@ class Collection:
     """(node id or file, one-line reason) of what failed to collect in the whole suite only: collected on
     its own, the file collects (another test file changed global state first, e.g. turned warnings into
     errors at import). Its tests are in ``tests``: a run by name collects them as pytest alone would."""
+
+
+def function_ids(node_ids: Iterable[str]) -> tuple[str, ...]:
+    """The test functions of ``node_ids``, each once, in order: what a run is asked for. A parametrised
+    case's id is what one collection called it, and another process need not call it alike (cases drawn
+    from a set or a dict, an id made from an object's address): isodate's ``test_parse[4-1985-expected1-%Y]``
+    names another case in each run, and a run asked for it finds nothing ("not found", exit 4)."""
+    return tuple(dict.fromkeys(node_id.split("[", 1)[0] for node_id in node_ids))
 
 
 def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
@@ -247,7 +258,7 @@ class PytestRunner:
         timeout: float,
         cancel: CancelToken,
         fresh: bool,
-        extra: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
         """Send one request to the fork server or run it in a fresh process: (events, answer, log)."""
         result_file = self._shadows.scratch(f"{op}-result")
@@ -310,12 +321,17 @@ class PytestRunner:
         cancel: CancelToken,
         *,
         timeout_s: float | None = None,
+        trace_calls: bool = False,
     ) -> TestRun:
-        """``timeout_s``: how long the whole run may take (default: the runner's test timeout)."""
+        """``timeout_s``: how long the whole run may take (default: the runner's test timeout).
+        ``trace_calls``: record which of the workspace's functions each test enters (:attr:`TestRun.calls`),
+        in a process of its own, so that the fork server stays free for the runs that verify candidates."""
         timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
-        files = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
-        fresh = bool(self._fresh_reason)
+        files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
+        if trace_calls:
+            files["trace_calls"] = True
+        fresh = bool(self._fresh_reason) or trace_calls
         try:
             events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, fresh, files)
         except WorkerError:
@@ -328,9 +344,13 @@ class PytestRunner:
         started: list[str] = []
         collect_errors: list[tuple[str, str]] = []
         leaked: list[str] = []
+        calls: list[tuple[str, tuple[tuple[str, str], ...]]] = []
         for event in events:
             kind = event.get("event")
-            if kind == "start":
+            if kind == "calls":
+                entered = tuple((str(path), str(name)) for path, name in event.get("functions", []))
+                calls.append((str(event["nodeid"]), entered))
+            elif kind == "start":
                 started.append(str(event["nodeid"]))
             elif kind == "report":
                 nodeid = str(event["nodeid"])
@@ -376,6 +396,7 @@ class PytestRunner:
             problem=problem,
             log=log[-4000:],
             seconds=float(answer.get("seconds", 0.0)),
+            calls=tuple(calls),
         )
 
 
