@@ -52,7 +52,7 @@ def source_files(root: Path, test_modules: frozenset[str]) -> list[Path]:
     return found
 
 
-def classify(verifier: Verifier, path: Path, text: str, target: EditTarget) -> str:
+def classify(verifier: Verifier, text: str, target: EditTarget) -> str:
     selection = verifier.select(target, text, CancelToken())
     if selection.direct_tests:
         return "named"
@@ -83,10 +83,11 @@ def main() -> int:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"revision {revision.stdout.strip()}; {os.cpu_count()} cores; load {load}\n")
     print(
-        "| library | functions | named | reached only | guard only | none | first select s (traced run) "
-        "| mutated: refused before | after | verify s before / after |"
+        "| library | functions | named | reached, before: guard tests only | reached, before: none "
+        "| guard only | none | first select s (traced run) | mutated: refused before | after "
+        "| verify s before / after |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     names = args.libraries or sorted(p.name for p in args.libs.iterdir() if (p / ".venv").is_dir())
     settings = Settings(trusted=True, probe_inputs=0, test_timeout_s=60.0)
     for name in names:
@@ -94,23 +95,22 @@ def main() -> int:
         counts: Counter[str] = Counter()
         reached: list[tuple[Path, str, EditTarget]] = []
         try:
-            with Verifier(root, settings, reach="wait") as verifier:
+            with Verifier(root, settings, reach="wait") as verifier, Verifier(root, settings) as untraced:
                 started = time.monotonic()
-                first = True
-                modules = frozenset()
-                for path in source_files(root, modules):
+                traced = None
+                for path in source_files(root, verifier.test_modules(root / "x.py", "", CancelToken())):
                     text = path.read_text(encoding="utf-8")
                     for target in function_targets(text, path):
                         try:
-                            kind = classify(verifier, path, text, target)
+                            kind = classify(verifier, text, target)
+                            if kind == "reached":
+                                kind += f", before: {classify(untraced, text, target)}"
                         except VerifyError as exc:
                             kind = "error"
                             print(f"{name} {target.qualname}: {exc}", file=sys.stderr)
-                        if first:
-                            traced = time.monotonic() - started
-                            first = False
+                        traced = time.monotonic() - started if traced is None else traced
                         counts[kind] += 1
-                        if kind == "reached":
+                        if kind.startswith("reached"):
                             reached.append((path, text, target))
                 random.Random(0).shuffle(reached)
                 sample = reached[: args.mutate]
@@ -123,8 +123,9 @@ def main() -> int:
         total = sum(counts.values())
         mean = lambda runs: sum(s for _, s in runs) / len(runs) if runs else 0.0  # noqa: E731
         print(
-            f"| {name} | {total} | {counts['named']} | {counts['reached']} | {counts['guard only']} | "
-            f"{counts['none']} | {traced:.1f} | {sum(r for r, _ in before)}/{len(sample)} | "
+            f"| {name} | {total} | {counts['named']} | {counts['reached, before: guard only']} | "
+            f"{counts['reached, before: none']} | {counts['guard only']} | "
+            f"{counts['none']} | {traced or 0:.1f} | {sum(r for r, _ in before)}/{len(sample)} | "
             f"{sum(r for r, _ in after)}/{len(sample)} | {mean(before):.1f} / {mean(after):.1f} |",
             flush=True,
         )

@@ -122,3 +122,25 @@ def test_the_most_specific_reaching_tests_are_chosen_first() -> None:
     assert reach.reaching("pkg/mod.py", "_helper", runnable, limit=1) == ("tests/test_a.py::test_unit",)
     assert reach.reaching("pkg/mod.py", "missing", runnable) == ()
     assert reach.traced == 6 and reach.complete
+
+
+def test_a_guard_test_known_to_run_the_function_is_evidence(tmp_path: Path) -> None:
+    """``tests/test_text.py``, the conventional test module of ``slugs/text.py``, ran for ``_normalize`` as a
+    guard only: "types only", though it tests ``slugify`` and so ``_normalize``. Known now to enter it, it
+    is evidence when it passes; ``test_shout`` stays a guard."""
+    root = tmp_path / "slugs-project"
+    text = _slugs_project(root)
+    (root / "tests" / "test_api.py").rename(root / "tests" / "test_text.py")
+    settings = Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0)
+    with Verifier(root, settings, reach="wait") as verifier:
+        plan = verifier.prepare(target_for(root / "slugs" / "text.py", "_normalize"), text, CancelToken())
+        selected = {"tests/test_text.py::test_slugify", "tests/test_text.py::test_shout"}
+        assert set(plan.tests_selected) == selected, plan.tests_selected
+        assert plan.reaching_tests == ("tests/test_text.py::test_slugify",)
+        fixed = candidate(1, text, HELPER, "    return words.lower().strip()\n")
+        right = verifier.verify(plan, fixed, CancelToken())
+        assert right.passed and right.evidence is Evidence.TESTS, right.first_error
+    with Verifier(root, settings, reach="off") as verifier:
+        plan = verifier.prepare(target_for(root / "slugs" / "text.py", "_normalize"), text, CancelToken())
+        right = verifier.verify(plan, fixed, CancelToken())
+        assert right.passed and right.evidence is Evidence.TYPES_ONLY

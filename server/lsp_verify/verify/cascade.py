@@ -338,7 +338,7 @@ class Verifier:
             target=target,
             original_text=original_text,
             relative_path=relative,
-            pytest_targets=(*(node_id for node_id, _ in nearby), *reaching),
+            pytest_targets=tuple(dict.fromkeys((*(node_id for node_id, _ in nearby), *reaching))),
             direct_tests=tuple(node_id for node_id, is_direct in nearby if is_direct),
             doctest_file=doctest_file,
             notes=tuple(notes),
@@ -449,18 +449,18 @@ class Verifier:
         collection: Collection,
         nearby: list[tuple[str, bool]],
     ) -> tuple[str, ...]:
-        """The tests besides ``nearby`` that reach ``target`` through other functions, from the traced run of
-        the suite (started here the first time; see :class:`~.callers.Tracing`)."""
+        """The tests that reach ``target`` without naming it, from the traced run of the suite (started here
+        the first time; see :class:`~.callers.Tracing`): some may be among ``nearby`` already, as guard tests
+        of its module - known now to run it, they are evidence too."""
         if self.settings.trace_timeout_s <= 0 or self.reach_mode == "off":
             return ()
         self._tracing.start(lambda cancel: self._trace(relative, text, cancel))
         reach = self._tracing.reach(self.reach_mode == "wait", CancelToken())
         if reach is None:
             return ()
-        chosen = {node_id for node_id, _ in nearby}
-        runnable = {test.nodeid.split("[", 1)[0] for test in collection.tests if not test.doctest}
-        found = reach.reaching(relative.as_posix(), target.qualname, runnable)
-        return tuple(node_id for node_id in found if node_id not in chosen)
+        direct = {node_id for node_id, is_direct in nearby if is_direct}
+        runnable = {test.nodeid.split("[", 1)[0] for test in collection.tests if not test.doctest} - direct
+        return reach.reaching(relative.as_posix(), target.qualname, runnable)
 
     def _trace(self, relative: Path, text: str, cancel: CancelToken) -> Reach:
         """The whole suite, traced (:mod:`.callers`), with ``relative`` holding ``text`` (the editor's
