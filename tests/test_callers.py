@@ -3,13 +3,14 @@ the whole suite, run on the function's candidates, and evidence when they pass."
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from lsp_verify.cancel import CancelToken
 from lsp_verify.config import Settings
-from lsp_verify.verify.callers import Reach, ReachMode, reach_of
-from lsp_verify.verify.cascade import Verifier
+from lsp_verify.verify.callers import Reach, ReachMode, Tracing, reach_of
+from lsp_verify.verify.cascade import Verifier, VerifyError
 from lsp_verify.verify.pytest_run import TestRun
 from lsp_verify.verify.types import Evidence
 from test_cascade import candidate, snapshot, target_for
@@ -144,3 +145,49 @@ def test_a_guard_test_known_to_run_the_function_is_evidence(tmp_path: Path) -> N
         plan = verifier.prepare(target_for(root / "slugs" / "text.py", "_normalize"), text, CancelToken())
         right = verifier.verify(plan, fixed, CancelToken())
         assert right.passed and right.evidence is Evidence.TYPES_ONLY
+
+
+def test_a_map_out_of_date_is_made_again_at_most_once_per_refresh_interval() -> None:
+    """A long editor session: after a change the next request starts a new traced run, unless the last one
+    started less than ``refresh_after_s`` ago; the old map serves meanwhile, and one that fails keeps it."""
+    made: list[int] = []
+    release = threading.Event()
+
+    def trace(cancel: CancelToken) -> Reach:
+        made.append(len(made))
+        if len(made) == 2:
+            release.wait(10)
+        if len(made) == 3:
+            raise VerifyError("the tests cannot be collected")
+        return Reach(tests={("m.py", "f"): (f"t{len(made)}",)}, traced=1, complete=True, seconds=0.0)
+
+    tracing = Tracing(refresh_after_s=0.0)
+    tracing.start(trace)
+    first = tracing.reach(True, CancelToken())
+    assert first is not None and first.tests[("m.py", "f")] == ("t1",)
+    tracing.start(trace)  # current: not made again
+    assert tracing.runs == 1
+    tracing.invalidate()
+    tracing.start(trace)  # out of date: made again, the old map serving until it is done
+    assert tracing.runs == 2 and tracing.reach(True, CancelToken()) is first
+    tracing.start(trace)  # still running: not started twice
+    assert tracing.runs == 2
+    release.set()
+    deadline = time.monotonic() + 10
+    while tracing.reach(False, CancelToken()) is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = tracing.reach(False, CancelToken())
+    assert second is not None and second.tests[("m.py", "f")] == ("t2",)
+    tracing.invalidate()
+    tracing.start(trace)  # fails: the map before it stays
+    while tracing.problem == "" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "cannot be collected" in tracing.problem and tracing.reach(False, CancelToken()) is second
+    slow = Tracing(refresh_after_s=3600.0)
+    slow.start(trace)
+    slow.reach(True, CancelToken())
+    slow.invalidate()
+    slow.start(trace)  # changed, but made less than an hour ago
+    assert slow.runs == 1
+    tracing.close()
+    slow.close()

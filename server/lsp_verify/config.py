@@ -60,8 +60,9 @@ class Settings:
     trace_timeout_s: float = 120.0
     """How long the one traced run of the whole test suite may take that finds, for each function, the tests
     that reach it through other functions (a test of ``slugify`` runs its helper ``_normalize``): those run
-    on its candidates too, and one that passes makes a suggestion tested, not types only. Made once per
-    project and session, in the background (the CLI's ``fix`` waits for it). 0: only the tests that name a
+    on its candidates too, and one that passes makes a suggestion tested, not types only. Made when a
+    request first needs it and again after changes (at most every 5 minutes), in the background (the CLI's
+    ``fix`` waits for it). 0: only the tests that name a
     function, its module's test module and its doctests."""
     memory_limit_mb: int = 2048
     lead_sequence: bool = True

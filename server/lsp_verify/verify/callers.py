@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
@@ -72,33 +73,51 @@ def reach_of(run: TestRun, complete: bool) -> Reach:
 
 class Tracing:
     """A project's one traced run of its suite: started by the first request that could use it, on a thread
-    of its own (a process of its own, too: the fork server stays free for the runs that verify candidates),
-    and kept for the verifier's life. A request that comes before it is done goes without it, unless it
-    asks to wait (the CLI's ``fix``: one request, and the map decides which tests judge it)."""
+    of its own (a process of its own, too: the fork server stays free for the runs that verify candidates).
+    A request that comes before it is done goes without it, unless it asks to wait (the CLI's ``fix``: one
+    request, and the map decides which tests judge it). In a long editor session the workspace changes under
+    the map: after a change (:meth:`invalidate`) the next request starts the run again, at most once per
+    ``refresh_after_s``, and the old map serves until the new one is done (a run that fails keeps it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refresh_after_s: float = 300.0) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._cancel = CancelToken()
         self._reach: Reach | None = None
+        self._refresh_after_s = refresh_after_s
+        self._stale = False
+        self._last_start = 0.0
+        self.runs = 0
+        """How many traced runs were started."""
         self.problem = ""
-        """Why there is no map (the suite could not be collected or run), else empty."""
+        """Why the last run made no map (the suite could not be collected or run), else empty."""
 
     def start(self, trace: Callable[[CancelToken], Reach]) -> None:
-        """Start ``trace`` unless it was started before."""
+        """Start ``trace`` unless it was started before (and is current, or was started too recently)."""
         with self._lock:
             if self._thread is not None:
-                return
+                running = self._thread.is_alive()
+                recent = time.monotonic() - self._last_start < self._refresh_after_s
+                if running or not self._stale or recent or self._cancel.cancelled:
+                    return
+            self._stale = False
+            self._last_start = time.monotonic()
+            self.runs += 1
             self._thread = threading.Thread(
                 target=self._run, args=(trace,), name="lsp-verify-trace", daemon=True
             )
             self._thread.start()
 
+    def invalidate(self) -> None:
+        """The workspace changed: the map may be out of date (see the class docstring)."""
+        self._stale = True
+
     def _run(self, trace: Callable[[CancelToken], Reach]) -> None:
         try:
             self._reach = trace(self._cancel)
-        except Exception as exc:  # without the map, tests are chosen as before it
+            self.problem = ""
+        except Exception as exc:  # without a new map, tests are chosen from the old one or as before it
             self.problem = str(exc) or type(exc).__name__
         finally:
             self._done.set()

@@ -286,6 +286,7 @@ class Verifier:
         with self._lock:
             self._test_baselines.clear()
             self._mypy_baselines.clear()
+        self._tracing.invalidate()
 
     # -- prepare -----------------------------------------------------------------------------------------
 
