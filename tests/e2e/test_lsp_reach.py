@@ -8,13 +8,14 @@ Real: the server process, the pipeline, the verifier (mypy, pytest in the sandbo
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
+
+import gitrepo
 
 from .conftest import EditorClient, config, line_of, start
 from .test_lsp_onsave import checked, opened, save
@@ -51,19 +52,15 @@ def test_suffix() -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``last_digit`` has no test of its own and no ``test_digits.py``: only ``test_suffix`` runs it."""
-    root = tmp_path_factory.mktemp("reach") / "ordinal"
-    (root / "tests").mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[project]\nname = "ordinal"\nversion = "0"\n', encoding="utf-8")
-    (root / "digits.py").write_text(DIGITS, encoding="utf-8")
-    (root / "ordinal.py").write_text(ORDINAL, encoding="utf-8")
-    (root / "tests" / "test_ordinal.py").write_text(TESTS, encoding="utf-8")
-    for command in (
-        ["git", "init", "-q", "."],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "start"],
-    ):
-        subprocess.run(command, cwd=root, check=True, capture_output=True)
-    return root
+    return gitrepo.make_repo(
+        tmp_path_factory.mktemp("reach") / "ordinal",
+        {
+            "pyproject.toml": '[project]\nname = "ordinal"\nversion = "0"\n',
+            "digits.py": DIGITS,
+            "ordinal.py": ORDINAL,
+            "tests/test_ordinal.py": TESTS,
+        },
+    )
 
 
 @pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
