@@ -159,7 +159,7 @@ def test_a_map_out_of_date_is_made_again_at_most_once_per_refresh_interval() -> 
             release.wait(10)
         if len(made) == 3:
             raise VerifyError("the tests cannot be collected")
-        return Reach(tests={("m.py", "f"): (f"t{len(made)}",)}, traced=1, complete=True, seconds=0.0)
+        return Reach(tests={("m.py", "f"): (f"t{len(made)}",)}, traced=1, complete=True)
 
     tracing = Tracing(refresh_after_s=0.0)
     tracing.start(trace)

@@ -62,8 +62,8 @@ class Settings:
     that reach it through other functions (a test of ``slugify`` runs its helper ``_normalize``): those run
     on its candidates too, and one that passes makes a suggestion tested, not types only. Made when a
     request first needs it and again after changes (at most every 5 minutes), in the background (the CLI's
-    ``fix`` waits for it). 0: only the tests that name a
-    function, its module's test module and its doctests."""
+    ``fix`` waits for it). 0: only the tests that name a function, its module's test module and its
+    doctests."""
     memory_limit_mb: int = 2048
     lead_sequence: bool = True
     """Decode one greedy candidate alone ahead of the other k - 1, so the first suggestion can be verified as

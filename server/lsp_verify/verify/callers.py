@@ -43,7 +43,6 @@ class Reach:
     """Test items whose calls were recorded."""
     complete: bool
     """The traced run finished within its time (else the map holds the tests that ran before it stopped)."""
-    seconds: float
 
     def reaching(
         self, relative: str, qualname: str, runnable: Iterable[str], limit: int = REACHING_LIMIT
@@ -68,7 +67,7 @@ def reach_of(run: TestRun, complete: bool) -> Reach:
         function: tuple(sorted(found, key=lambda test: (breadth[test], test)))
         for function, found in entered_by.items()
     }
-    return Reach(tests=tests, traced=len(run.calls), complete=complete, seconds=run.seconds)
+    return Reach(tests=tests, traced=len(run.calls), complete=complete)
 
 
 class Tracing:

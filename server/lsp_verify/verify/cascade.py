@@ -543,10 +543,8 @@ class Verifier:
     def suite(self, path: Path, text: Content, cancel: CancelToken) -> tuple[str, ...]:
         """Node ids of every test function pytest collects in the workspace with ``path`` holding ``text``
         (none in an untrusted workspace; ``text`` as :meth:`ShadowRoot.create` takes it): a parametrised
-        test's function, not its cases, whose ids another process may not give alike (cases from a set,
-        ids from an object's address: isodate's ``test_parse[4-1985-expected1-%Y]`` names another case in
-        each run, and a run asked for it finds nothing). Raises :class:`VerifyError` when nothing can be
-        collected."""
+        test's function, not its cases (:func:`~.pytest_run.function_ids` says why). Raises
+        :class:`VerifyError` when nothing can be collected."""
         if not self.settings.trusted:
             return ()
         self._start_watching()
