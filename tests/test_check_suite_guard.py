@@ -178,3 +178,81 @@ def test_parametrised_cases_whose_ids_differ_from_run_to_run_still_fail_the_chan
     assert "(found by the whole test suite" in area.message, area.message
     assert area.tests_failed[0].startswith("tests/test_calc.py::test_calc[2-"), area.tests_failed
     assert "the whole test suite (2 tests) also ran on the change: 2 failing" in report.notes[-1]
+
+
+SHAPES = AREA + "\n\ndef perimeter(w: int, h: int) -> int:\n    return 2 * (w + h)\n"
+BY_FIXTURE = {
+    "geo/shapes.py": SHAPES,
+    "tests/conftest.py": "import pytest\nfrom geo import shapes\n\n\n@pytest.fixture\ndef calc():\n"
+    "    return shapes.area\n\n\n@pytest.fixture\ndef per():\n    return shapes.perimeter\n",
+    "tests/test_a.py": "def test_calc(calc):\n    assert calc(2, 3) == 6\n",
+    "tests/test_b.py": "def test_per(per):\n    assert per(2, 3) == 10\n",
+}
+
+
+def check_quickly(repo: Path) -> RunReport:
+    """``check`` with short limits: the whole suite may take 8 s, one test 3 s."""
+
+    def settings_for(root: Path) -> Settings:
+        settings = project_settings(root, trusted=True)
+        settings.trusted = True
+        settings.suite_guard_timeout_s = 8.0
+        settings.test_timeout_s = 3.0
+        return settings
+
+    return run_check(CheckOptions(paths=(repo / "geo/shapes.py",)), settings_for=settings_for, cwd=repo)
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_change_that_makes_an_unnamed_test_hang_fails_and_the_rest_of_the_suite_still_runs(
+    tmp_path: Path,
+) -> None:
+    """mistune: a change made one test of the suite loop without end; the suite run was cut at its time
+    limit and the change passed, "the whole test suite was not run". The test that was running when the
+    suite was cut is run again on its own: hanging with the change and passing without it, it fails the
+    change; and the tests after it still run."""
+    repo = make_repo(tmp_path / "repo", BY_FIXTURE)
+    changed = SHAPES.replace("    return w * h", "    while w > 0:\n        pass\n    return w * h")
+    (repo / "geo/shapes.py").write_text(changed.replace("2 * (w + h)", "w + h"), encoding="utf-8")
+
+    report = check_quickly(repo)
+
+    assert report.exit_code == 1, (report.functions, report.notes)
+    assert statuses(report) == {"area": "fail", "perimeter": "fail"}, report.notes
+    area = next(f for f in report.functions if f.qualname == "area")
+    assert area.tests_failed == ("tests/test_a.py::test_calc",)
+    assert "tests: tests/test_a.py::test_calc timeout" in area.message or "timed out" in area.message, area
+    assert any("stopped in tests/test_a.py::test_calc" in note for note in report.notes), report.notes
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_change_that_crashes_the_test_process_fails_and_the_rest_of_the_suite_still_runs(
+    tmp_path: Path,
+) -> None:
+    """mistune: a change made the suite's test process run out of memory (exit 70) after a test's call had
+    passed; the change passed, "the whole test suite was not run". A crash (here a segmentation fault, in a
+    fixture's teardown) is charged to the test it happened in when that test passes without the change."""
+    in_teardown = "@pytest.fixture\ndef calc():\n    yield shapes.area\n    assert shapes.area(2, 3) == 6\n"
+    conftest = BY_FIXTURE["tests/conftest.py"].replace(
+        "@pytest.fixture\ndef calc():\n    return shapes.area\n", in_teardown
+    )
+    assert conftest != BY_FIXTURE["tests/conftest.py"]
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            **BY_FIXTURE,
+            "tests/conftest.py": conftest,
+            "tests/test_a.py": "def test_calc(calc):\n    assert calc(3, 3) == 9\n",
+        },
+    )
+    crash = "    if w == 2:\n        import ctypes\n\n        ctypes.string_at(0)\n    return w * h"
+    changed = SHAPES.replace("    return w * h", crash)
+    (repo / "geo/shapes.py").write_text(changed.replace("2 * (w + h)", "w + h"), encoding="utf-8")
+
+    report = check_quickly(repo)
+
+    assert report.exit_code == 1, (report.functions, report.notes)
+    assert statuses(report) == {"area": "fail", "perimeter": "fail"}, report.notes
+    area = next(f for f in report.functions if f.qualname == "area")
+    assert area.tests_failed == ("tests/test_a.py::test_calc",)
+    assert "crashed" in area.details[0], area.details

@@ -513,7 +513,6 @@ def _suite_guard(
     """The whole suite on the change (see the module docstring); adds what it finds to ``report``.
     ``collection_lost``: what the collection guard found the change stops from being collected."""
     from .verify.cascade import VerifyError
-    from .verify.pytest_run import function_ids
 
     if not changed:
         return
@@ -528,19 +527,27 @@ def _suite_guard(
                 )
             return
         also = {change.path: change.now for change in changed[1:]}  # staged texts, not the work tree's
-        now = verifier.run_tests(first.path, first.now, suite, cancel, timeout_s=timeout_s, also=also)
+        now, unfinished = _run_through(verifier, first.path, first.now, suite, also, timeout_s, cancel)
     except VerifyError as exc:
         # Said once: the collection guard's failure already says why, and what to do is to undo the change.
         why = "its tests cannot be collected with it (above)" if collection_lost else str(exc)
         report.notes.append(f"the whole test suite was not run on the change: {why}")
         return
-    if now.timed_out or now.problem:
-        why = f"it did not finish within {timeout_s:g} s" if now.timed_out else now.problem
+    if unfinished and not now.outcomes:
         report.notes.append(
-            f"the whole test suite was not run on the change ({why}; suite_guard_timeout_s): only the tests "
-            "near each function guarded it"
+            f"the whole test suite was not run on the change ({unfinished}; suite_guard_timeout_s): only the "
+            "tests near each function guarded it"
         )
         return
+    for nodeid in now.stopped:
+        report.notes.append(
+            f"the whole test suite stopped in {nodeid}; run again on its own: {_stop(now, nodeid)}"
+        )
+    if unfinished:
+        report.notes.append(
+            f"the whole test suite did not finish on the change ({unfinished}; suite_guard_timeout_s): the "
+            "tests that did not run guarded only the functions they are near"
+        )
     # Failing tests a function's check already failed for; one it forgave (failing before too, as that
     # function's own baseline had the rest of the change in it) is looked at again.
     caught = {nodeid for f in report.functions if f.status != "pass" for nodeid in f.tests_failed}
@@ -559,10 +566,16 @@ def _suite_guard(
     if len(changed) > 1:
         # One run with the whole change undone tells the tests it broke from those that failed before it.
         try:
-            undone = verifier.run_tests(
-                first.path, first.base, function_ids(failing), cancel, timeout_s=timeout_s,
-                also=_undone(changed[1:]),
-            )  # fmt: skip
+            undone = _rerun(
+                verifier,
+                first.path,
+                first.base,
+                failing,
+                now.stopped,
+                _undone(changed[1:]),
+                timeout_s,
+                cancel,
+            )
         except VerifyError as exc:
             report.notes.append(f"the whole test suite's failures were not traced to the change: {exc}")
             return
@@ -576,17 +589,15 @@ def _suite_guard(
         relpath = relpath_in(change.path, verifier.root)
         rest = {path: content for path, content in now_of.items() if path != change.path}
         try:
-            base = verifier.run_tests(
-                change.path, change.base, function_ids(failing), cancel, timeout_s=timeout_s, also=rest
-            )
+            base = _rerun(verifier, change.path, change.base, failing, now.stopped, rest, timeout_s, cancel)
             broken = _passing(base, failing)
             explained.update(broken)
             blamed: set[str] = set()
             for job in change.jobs:
                 if not broken or job.baseline == change.now:  # an unchanged function broke nothing
                     continue
-                reverted = verifier.run_tests(
-                    change.path, job.baseline, function_ids(broken), cancel, timeout_s=timeout_s, also=rest
+                reverted = _rerun(
+                    verifier, change.path, job.baseline, broken, now.stopped, rest, timeout_s, cancel
                 )
                 fixed = _passing(reverted, broken)
                 if fixed:
@@ -613,6 +624,101 @@ def _suite_guard(
                 now,
             )
         )
+
+
+def _run_through(
+    verifier: Verifier,
+    path: Path,
+    content: Content,
+    node_ids: tuple[str, ...],
+    also: dict[Path, Content],
+    timeout_s: float,
+    cancel: CancelToken,
+) -> tuple[TestRun, str]:
+    """``node_ids`` (test functions) run with ``path`` holding ``content``, as far as ``timeout_s`` allows.
+    A test that stops the run - still running at the time limit, or the test process crashed in it (a change
+    that loops without end, runs out of memory, crashes an extension) - is run again on its own within one
+    run's time limit (``test_timeout_s``), for its own outcome, and the tests after it run next, within
+    ``timeout_s`` of their own (the stopped run may have spent it all waiting): at most :data:`_STOPS` times.
+    Returns the runs as one (:attr:`TestRun.stopped`: the tests that stopped a run) and why some tests did
+    not run (empty: all ran)."""
+    from .verify.pytest_run import function_ids
+
+    runs: list[TestRun] = []
+    stopped: list[str] = []
+    left = node_ids
+    while True:
+        run = verifier.run_tests(path, content, left, cancel, timeout_s=timeout_s, also=also)
+        runs.append(run)
+        if not run.stopped:
+            why = f"it did not finish within {timeout_s:g} s" if run.timed_out else run.problem
+            return _merged(runs, stopped), why
+        stopped += run.stopped
+        runs.append(verifier.run_tests(path, content, function_ids(run.stopped), cancel, also=also))
+        done = set(function_ids(o.nodeid for r in runs for o in r.outcomes))
+        left = tuple(node_id for node_id in node_ids if node_id not in done)
+        if not left:
+            return _merged(runs, stopped), ""
+        if len(stopped) >= _STOPS:
+            return _merged(runs, stopped), f"{len(left)} test functions left after {len(stopped)} stopped it"
+
+
+_STOPS = 3
+"""How many tests may stop the whole suite's run (each costs up to ``suite_guard_timeout_s`` and
+``test_timeout_s``) before the rest is left unrun."""
+
+
+def _rerun(
+    verifier: Verifier,
+    path: Path,
+    content: Content,
+    node_ids: tuple[str, ...],
+    stuck: tuple[str, ...],
+    also: dict[Path, Content],
+    timeout_s: float,
+    cancel: CancelToken,
+) -> TestRun:
+    """``node_ids`` (from the whole suite's run) again with ``path`` holding ``content``: the ``stuck``
+    among them (tests that stopped the suite's run) in a run of their own within one run's time limit, so
+    that one still hanging there does not hold up the rest for ``timeout_s``."""
+    from .verify.pytest_run import function_ids
+
+    hung = set(function_ids(stuck))
+    plain = tuple(node_id for node_id in function_ids(node_ids) if node_id not in hung)
+    held = tuple(node_id for node_id in function_ids(node_ids) if node_id in hung)
+    runs = [_run_through(verifier, path, content, plain, also, timeout_s, cancel)[0]] if plain else []
+    if held:
+        runs.append(verifier.run_tests(path, content, held, cancel, also=also))
+    return _merged(runs, [])
+
+
+def _merged(runs: list[TestRun], stopped: list[str]) -> TestRun:
+    """Runs of the same workspace as one: a test's last outcome stands (a stopped test's own run after the
+    run it stopped)."""
+    from .verify.pytest_run import TestRun
+
+    outcomes: dict[str, TestOutcome] = {}
+    for run in runs:
+        outcomes.update((o.nodeid, o) for o in run.outcomes if o.nodeid != "<session>")
+    last = runs[-1] if runs else TestRun(())
+    return dataclasses.replace(
+        last,
+        outcomes=tuple(outcomes.values()),
+        collect_errors=runs[0].collect_errors if runs else (),
+        leaked_imports=tuple(sorted({path for run in runs for path in run.leaked_imports})),
+        seconds=sum(run.seconds for run in runs),
+        stopped=tuple(stopped),
+    )
+
+
+def _stop(run: TestRun, nodeid: str) -> str:
+    """How a test stopped the whole suite's run, and how it fared on its own."""
+    outcome = run.by_nodeid.get(nodeid)
+    if outcome is None or outcome.outcome == "passed":
+        return "it passes"
+    from .verify.pytest_run import failure_summary
+
+    return failure_summary(outcome.message) or outcome.outcome
 
 
 def _untraced(deadline: float, does: str, budget: str) -> str:
@@ -642,7 +748,7 @@ def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun
         1,
         "fail",
         "tests",
-        f"tests: {failed[0]} failed{more}: {why}",
+        f"tests: {failed[0]} {_failed(now, failed[0])}{more}: {why}",
         tests_selected=failed,
         tests_failed=failed,
         details=_failure_lines(now, failed),
@@ -805,7 +911,12 @@ def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
     from .verify.pytest_run import failure_summary
 
     outcomes = run.by_nodeid
-    return tuple(f"{n} failed: {failure_summary(outcomes[n].message)}" for n in node_ids)
+    return tuple(f"{n} {_failed(run, n)}: {failure_summary(outcomes[n].message)}" for n in node_ids)
+
+
+def _failed(run: TestRun, nodeid: str) -> str:
+    """How a test failed in ``run``: "failed", or "timed out" (still running at its time limit)."""
+    return "timed out" if run.by_nodeid[nodeid].outcome == "timeout" else "failed"
 
 
 def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, base_name: str) -> None:
@@ -822,7 +933,8 @@ def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, 
             status="fail",
             evidence="tests",
             message=(
-                f"tests: {fixed[0]} failed{more}: it passes with {job.target.qualname} as {base_name} has it "
+                f"tests: {fixed[0]} {_failed(now, fixed[0])}{more}: it passes with {job.target.qualname} as "
+                f"{base_name} has it "
                 f"(found by the whole test suite: the test does not name {job.target.qualname})"
             ),
             tests_selected=function.tests_selected + fixed,

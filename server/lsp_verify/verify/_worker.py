@@ -96,6 +96,11 @@ class _ResultPlugin:
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self._write({"event": "start", "nodeid": nodeid})
 
+    def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
+        # After its teardown: a test whose call passed can still hang or crash the run in its teardown or
+        # its report (mistune: a MemoryError after the call had passed).
+        self._write({"event": "finish", "nodeid": nodeid})
+
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when == "call" or report.outcome != "passed":
             if report.when == "call":

@@ -1012,6 +1012,7 @@ def _joined(first: TestRun, second: TestRun) -> TestRun:
         problem=first.problem or second.problem,
         log=(first.log + second.log)[-4000:],
         seconds=first.seconds + second.seconds,
+        stopped=first.stopped + second.stopped,
     )
 
 

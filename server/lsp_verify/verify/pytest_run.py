@@ -23,11 +23,13 @@ the user's tree (an installed or editable copy winning over the shadow) cannot p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -72,11 +74,17 @@ class TestRun:
     calls: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     """With ``trace_calls``: per test item, the workspace's functions it entered - (file relative to the
     root, qualified name without ``<locals>``) - as :mod:`.callers` reads them."""
+    stopped: tuple[str, ...] = ()
+    """The tests that were running when the run was cut at its time limit (outcome ``timeout``) or its
+    process crashed (outcome ``error``): the tests after them did not run."""
 
     @property
     def by_nodeid(self) -> dict[str, TestOutcome]:
         return {outcome.nodeid: outcome for outcome in self.outcomes}
 
+
+_NO_OUTCOME = TestOutcome("", "passed", "")
+"""Stands for a test that has no outcome yet, where one that passed may be overwritten."""
 
 NOTHING_COLLECTED = "no test could be collected; "
 """How :attr:`Collection.problem` begins when every test file failed to collect (the first one follows)."""
@@ -342,6 +350,7 @@ class PytestRunner:
         timed_out = answer.get("status") == "timeout"
         outcomes: dict[str, TestOutcome] = {}
         started: list[str] = []
+        finished: set[str] = set()
         collect_errors: list[tuple[str, str]] = []
         leaked: list[str] = []
         calls: list[tuple[str, tuple[tuple[str, str], ...]]] = []
@@ -352,6 +361,8 @@ class PytestRunner:
                 calls.append((str(event["nodeid"]), entered))
             elif kind == "start":
                 started.append(str(event["nodeid"]))
+            elif kind == "finish":
+                finished.add(str(event["nodeid"]))
             elif kind == "report":
                 nodeid = str(event["nodeid"])
                 previous = outcomes.get(nodeid)
@@ -367,12 +378,15 @@ class PytestRunner:
                 )
             elif kind == "imports":
                 leaked += [str(path) for path in event.get("leaked", [])]
+        # A test that started and did not finish stopped the run, though its call may have passed.
+        unfinished = tuple(nodeid for nodeid in dict.fromkeys(started) if nodeid not in finished)
         if timed_out:
-            for nodeid in started:
-                if nodeid not in outcomes:
-                    outcomes[nodeid] = TestOutcome(
-                        nodeid, "timeout", f"still running after {timeout:g} s (killed)"
-                    )
+            for nodeid in unfinished:
+                if outcomes.get(nodeid, _NO_OUTCOME).outcome not in ("passed", "skipped"):
+                    continue  # its failure says more
+                outcomes[nodeid] = TestOutcome(
+                    nodeid, "timeout", f"still running after {timeout:g} s (killed)"
+                )
             if not started:
                 outcomes["<session>"] = TestOutcome(
                     "<session>", "timeout", f"collection still running after {timeout:g} s"
@@ -382,7 +396,15 @@ class PytestRunner:
         if not timed_out and exit_code in _BROKEN_EXIT_CODES and not collect_errors:
             collect_errors.append(("pytest", _last_lines(log) or f"pytest exited with code {exit_code}"))
         if not timed_out and (exit_code < 0 or exit_code == 70):
-            problem = f"the test run crashed (exit {exit_code}): {_last_lines(log)}"
+            problem = f"the test run crashed {_crash(exit_code, log)}"
+            for nodeid in unfinished:
+                if outcomes.get(nodeid, _NO_OUTCOME).outcome not in ("passed", "skipped"):
+                    continue
+                outcomes[nodeid] = TestOutcome(
+                    nodeid,
+                    "error",
+                    f"the test run crashed while this test ran {_crash(exit_code, log)}",
+                )
         elif not timed_out and exit_code == 1 and not outcomes and not collect_errors:
             # Exit 1 is "tests failed", but none ran: pytest stopped on an exception of its own.
             why = _one_line(log, shadow.root) or _last_lines(log)
@@ -397,6 +419,7 @@ class PytestRunner:
             log=log[-4000:],
             seconds=float(answer.get("seconds", 0.0)),
             calls=tuple(calls),
+            stopped=unfinished if timed_out or problem else (),
         )
 
 
@@ -454,6 +477,22 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+_LAST_WORDS = re.compile(r"(Fatal Python error: |lsp-verify worker child failed: ).*")
+"""faulthandler's first line, or the worker's own (pytest's progress dots may come before it on its line)."""
+
+
+def _crash(exit_code: int, log: str) -> str:
+    """Why a test process ended without its result: the signal that killed it and Python's fatal error
+    (faulthandler's first line: the traceback after it is the runner's own frames), or the worker's last
+    words (``MemoryError()`` under ``memory_limit_mb``), or the log's last lines."""
+    how = f"exit {exit_code}"
+    if exit_code < 0:
+        with contextlib.suppress(ValueError):
+            how += f", {signal.Signals(-exit_code).name}"
+    said = _LAST_WORDS.search(log)
+    return f"({how}): {said.group(0).strip() if said else _last_lines(log)}"
 
 
 def _last_lines(text: str, count: int = 4) -> str:
