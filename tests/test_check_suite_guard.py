@@ -256,3 +256,27 @@ def test_a_change_that_crashes_the_test_process_fails_and_the_rest_of_the_suite_
     area = next(f for f in report.functions if f.qualname == "area")
     assert area.tests_failed == ("tests/test_a.py::test_calc",)
     assert "crashed" in area.details[0], area.details
+
+
+@pytest.mark.usefixtures("cache")
+@pytest.mark.parametrize("addopts", ["-x", "--maxfail=1", "--sw"])
+def test_a_project_that_stops_its_runs_at_the_first_failure_still_has_every_test_run(
+    tmp_path: Path, addopts: str
+) -> None:
+    """A project's ``addopts = -x`` (or ``--maxfail``, ``--stepwise``) stopped every run at its first
+    failing test: a test that failed before the change too ended the whole suite's run, and a test after it
+    that the change breaks never ran - the change passed. Every run goes on to the end."""
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            **BY_FIXTURE,
+            "pytest.ini": f"[pytest]\naddopts = {addopts}\n",
+            "tests/test_0.py": "def test_known_bug():\n    assert False\n",  # fails at HEAD
+        },
+    )
+    (repo / "geo/shapes.py").write_text(SHAPES.replace("2 * (w + h)", "w + h"), encoding="utf-8")
+
+    report = check(repo)
+
+    assert report.exit_code == 1, (report.functions, report.notes)
+    assert statuses(report) == {"area": "pass", "perimeter": "fail"}

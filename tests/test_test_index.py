@@ -7,7 +7,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from lsp_verify.verify.pytest_run import CollectedTest, Collection
+import pytest
+
+from lsp_verify.verify.pytest_run import CollectedTest, Collection, function_id
 from lsp_verify.verify.test_index import (
     TestIndex,
     import_name,
@@ -278,3 +280,21 @@ def test_a_doctest_file_edited_is_read_again_and_other_text_files_cost_nothing(
         assert index.nearby(core, "double", None, collection) == []
     finally:
         index.stop()
+
+
+@pytest.mark.parametrize(
+    ("node_id", "function"),
+    [
+        ("tests/test_a.py::test_x", "tests/test_a.py::test_x"),
+        ("tests/test_a.py::test_x[1-2]", "tests/test_a.py::test_x"),
+        ("tests/test_a.py::Case::test_x[a::b]", "tests/test_a.py::Case::test_x"),
+        ("tests/test_a.py::test_x[x[1]]", "tests/test_a.py::test_x"),
+        # pytest-mypy-testing names its items so: the bracket is the name's, not a case's (pydash)
+        ("tests/typing/test_a.py::[mypy]test_x", "tests/typing/test_a.py::[mypy]test_x"),
+        ("tests/typing/test_a.py::[mypy]test_x[p]", "tests/typing/test_a.py::[mypy]test_x"),
+        ("tests/v[2]/test_a.py::test_x", "tests/v[2]/test_a.py::test_x"),
+        ("docs/intro.txt::intro.txt", "docs/intro.txt::intro.txt"),
+    ],
+)
+def test_a_node_id_names_its_test_function(node_id: str, function: str) -> None:
+    assert function_id(node_id) == function

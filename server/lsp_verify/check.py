@@ -893,15 +893,17 @@ def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
     """Those of ``node_ids`` (from another run) that pass in ``run``. A parametrised case whose id ``run``
     does not give (ids that differ from run to run: :func:`~.verify.pytest_run.function_ids`) passes when
     every case of its function does."""
+    from .verify.pytest_run import function_id
+
     outcomes = run.by_nodeid
     cases: dict[str, list[str]] = {}
     for outcome in run.outcomes:
-        cases.setdefault(outcome.nodeid.split("[", 1)[0], []).append(outcome.outcome)
+        cases.setdefault(function_id(outcome.nodeid), []).append(outcome.outcome)
 
     def passes(node_id: str) -> bool:
         if node_id in outcomes:
             return outcomes[node_id].outcome == "passed"
-        found = cases.get(node_id.split("[", 1)[0], [])
+        found = cases.get(function_id(node_id), [])
         return bool(found) and all(outcome == "passed" for outcome in found)
 
     return tuple(n for n in node_ids if passes(n))
@@ -1109,6 +1111,8 @@ def _passing_subset(
     function's baseline is the very text the run was made on, so that run is its baseline too, and a
     failure in it is one it has before and after alike (what its own two runs would find, without them:
     dateutil's tz.py, 45 tests failing in this environment, took 87 separate runs of ~2 s)."""
+    from .verify.pytest_run import function_id
+
     rank = {node_id: n for n, node_id in enumerate(node_ids)}
     kept: list[tuple[int, TestOutcome]] = []
     seen: set[str] = set()
@@ -1116,7 +1120,7 @@ def _passing_subset(
         if doctest_file is not None and outcome.nodeid.startswith(f"{doctest_file}::"):
             position = -1
         else:
-            function = outcome.nodeid.split("[", 1)[0]
+            function = function_id(outcome.nodeid)
             if function not in rank:
                 continue
             position = rank[function]

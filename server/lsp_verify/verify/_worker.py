@@ -314,18 +314,52 @@ def _prefer_shadow(request: dict[str, Any]) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*inherited, *filter(None, [existing])]))
 
 
+_CACHE_OPTIONS = frozenset(
+    {
+        "--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first", "--cache-clear",
+        "--sw", "--stepwise", "--sw-skip", "--stepwise-skip", "--sw-reset", "--stepwise-reset",
+    }
+)  # fmt: skip
+"""The cacheprovider's and stepwise's flags that take no value."""
+
+
+def _without_cache_options(args: list[str]) -> list[str]:
+    """``args`` without the cacheprovider's and stepwise's options (``--lfnf`` with its value, given as
+    ``--lfnf=all`` or as the next argument)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--lfnf", "--last-failed-no-failures"):
+            skip = True
+        elif not (
+            arg in _CACHE_OPTIONS or arg.startswith(("--lfnf=", "--last-failed-no-failures=", "--cache-show"))
+        ):
+            out.append(arg)
+    return out
+
+
 def _plain_runs() -> object:
     """A plugin that switches off, for every run, the installed plugins that change how tests are run but
     never whether one passes: pytest-cov (coverage tracing slows each run several-fold, its report files may
     be read-only symlinks in a shadow, and ``--cov-fail-under`` fails a run of a few tests) and pytest-xdist
     (``-n auto`` in addopts starts that many more interpreters per run, whose imports the result plugin
     never sees). Their own switches, added after the project's addopts, so the last word is ours; only when
-    the plugin is loaded (an option of a plugin that is not would be a usage error)."""
+    the plugin is loaded (an option of a plugin that is not would be a usage error).
+
+    And every run goes on to its end: ``-x`` or ``--maxfail`` in addopts stopped a run at its first failure,
+    so a test that failed before the change too hid every test after it (a change that broke one passed).
+    The options of the plugins our ``-p no:cacheprovider`` blocks (``--lf``, ``--ff``, ``--sw``: which tests
+    run first, or which alone, from the cache a run must not write) are taken out: pytest would refuse
+    them, and nothing could be checked."""
     import pytest
 
     class PlainRuns:
         @pytest.hookimpl(hookwrapper=True)
         def pytest_load_initial_conftests(self, early_config: Any, parser: Any, args: list[str]) -> Any:
+            args[:] = _without_cache_options(args)
+            args.append("--maxfail=0")
             plugins = early_config.pluginmanager
             if plugins.hasplugin("pytest_cov"):
                 args.append("--no-cov")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from ..cancel import CancelToken
-from .pytest_run import TestRun
+from .pytest_run import TestRun, function_id
 
 ReachMode = Literal["background", "wait", "off"]
 
@@ -59,7 +59,7 @@ def reach_of(run: TestRun, complete: bool) -> Reach:
     breadth: dict[str, int] = {}  # per test function: how many functions its items entered (the fewest)
     entered_by: dict[tuple[str, str], set[str]] = {}
     for nodeid, functions in run.calls:
-        test = nodeid.split("[", 1)[0]
+        test = function_id(nodeid)
         breadth[test] = min(breadth.get(test, len(functions)), len(functions))
         for function in functions:
             entered_by.setdefault(function, set()).add(test)

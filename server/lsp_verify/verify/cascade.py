@@ -56,6 +56,7 @@ from .pytest_run import (
     PytestRunner,
     TestRun,
     failure_summary,
+    function_id,
     function_ids,
     installed_elsewhere,
     missing_plugin,
@@ -393,7 +394,7 @@ class Verifier:
                 )
                 run_tests = False
             elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
-                reached = [o for o in baseline if o.nodeid.split("[", 1)[0] in selection.reaching_tests]
+                reached = [o for o in baseline if function_id(o.nodeid) in selection.reaching_tests]
                 if reached:
                     notes.append(_reached_summary(target, reached))
                 else:
@@ -460,7 +461,7 @@ class Verifier:
         if reach is None:
             return ()
         direct = {node_id for node_id, is_direct in nearby if is_direct}
-        runnable = {test.nodeid.split("[", 1)[0] for test in collection.tests if not test.doctest} - direct
+        runnable = {function_id(test.nodeid) for test in collection.tests if not test.doctest} - direct
         return reach.reaching(relative.as_posix(), target.qualname, runnable)
 
     def _trace(self, relative: Path, text: str, cancel: CancelToken) -> Reach:
@@ -923,7 +924,7 @@ class Verifier:
             baseline=tuple(
                 o
                 for o in plan.baseline
-                if o.nodeid.split("[", 1)[0] in direct
+                if function_id(o.nodeid) in direct
                 or (plan.doctest_file is not None and o.nodeid.startswith(f"{plan.doctest_file}::"))
             ),
         )
@@ -993,7 +994,7 @@ def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
         Evidence.TESTS
         if any(
             _is_direct(o.nodeid, plan, module)
-            or (o.outcome == "passed" and o.nodeid.split("[", 1)[0] in reaching)
+            or (o.outcome == "passed" and function_id(o.nodeid) in reaching)
             for o in outcomes
         )
         else Evidence.TYPES_ONLY
@@ -1026,7 +1027,7 @@ def _is_direct_in(
 ) -> bool:
     if doctest_file is not None and nodeid.startswith(f"{doctest_file}::"):
         return _docstring_item(nodeid.split("::", 1)[1], module, target.qualname)
-    function = nodeid.split("[", 1)[0]
+    function = function_id(nodeid)
     return function in direct_tests
 
 
@@ -1044,7 +1045,7 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
 def _reached_summary(target: EditTarget, reached: Sequence[TestOutcome]) -> str:
     """What stands for a test of its own when none names the target: "no test calls `_normalize`; 2 tests
     reach it through other functions (tests/test_text.py::test_slugify, ...)"."""
-    names = list(dict.fromkeys(o.nodeid.split("[", 1)[0] for o in reached))
+    names = list(dict.fromkeys(function_id(o.nodeid) for o in reached))
     shown = ", ".join(names[:2]) + (", ..." if len(names) > 2 else "")
     reach = f"{_count(len(names), 'test')} reach it through other functions"
     return f"no test calls `{target.name}`; {reach} ({shown})"

@@ -151,7 +151,20 @@ def function_ids(node_ids: Iterable[str]) -> tuple[str, ...]:
     case's id is what one collection called it, and another process need not call it alike (cases drawn
     from a set or a dict, an id made from an object's address): isodate's ``test_parse[4-1985-expected1-%Y]``
     names another case in each run, and a run asked for it finds nothing ("not found", exit 4)."""
-    return tuple(dict.fromkeys(node_id.split("[", 1)[0] for node_id in node_ids))
+    return tuple(dict.fromkeys(function_id(node_id) for node_id in node_ids))
+
+
+_CASE = re.compile(r"(?<=[^:\[])\[.*\]\Z", re.DOTALL)
+"""A parametrised case's ``[...]`` suffix: after a name (not the ``[`` that starts the name of a plugin's
+item, pytest-mypy-testing's ``test_x.py::[mypy]test_y``), up to the end (an id may hold ``::`` or ``[``)."""
+
+
+def function_id(node_id: str) -> str:
+    """The test function a node id names: the id without a parametrised case's ``[...]`` (a directory's
+    brackets before the first ``::`` are the path's own)."""
+    start = node_id.find("::")
+    case = _CASE.search(node_id, start + 2) if start >= 0 else None
+    return node_id[: case.start()] if case else node_id
 
 
 def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:

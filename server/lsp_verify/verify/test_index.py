@@ -46,7 +46,7 @@ from watchdog.observers import Observer
 from ..syntax.doctests_scan import DoctestSource, read_doctests
 from ..syntax.parse import parse
 from ..syntax.tests_scan import TestFunction, test_functions
-from .pytest_run import DEFAULT_PYTHON_FILES, UNITTEST_FILES, CollectedTest, Collection
+from .pytest_run import DEFAULT_PYTHON_FILES, UNITTEST_FILES, CollectedTest, Collection, function_id
 
 _SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
@@ -400,7 +400,7 @@ class TestIndex:
             position = len(entries)
             file_name = Path(test.file).name
             entries.append(
-                _Entry(test.nodeid.split("[", 1)[0], resolved[test.file], file_name, scanned, function)
+                _Entry(function_id(test.nodeid), resolved[test.file], file_name, scanned, function)
             )
             # Under every name :meth:`_uses` could match: each name used, and for a local alias also the
             # name it was imported as (``from pkg.mod import name as local``).
