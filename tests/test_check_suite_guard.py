@@ -190,14 +190,14 @@ BY_FIXTURE = {
 }
 
 
-def check_quickly(repo: Path) -> RunReport:
-    """``check`` with short limits: the whole suite may take 8 s, one test 3 s."""
+def check_quickly(repo: Path, *, test_s: float = 3.0) -> RunReport:
+    """``check`` with short limits: the whole suite may take 8 s, one test ``test_s``."""
 
     def settings_for(root: Path) -> Settings:
         settings = project_settings(root, trusted=True)
         settings.trusted = True
         settings.suite_guard_timeout_s = 8.0
-        settings.test_timeout_s = 3.0
+        settings.test_timeout_s = test_s
         return settings
 
     return run_check(CheckOptions(paths=(repo / "geo/shapes.py",)), settings_for=settings_for, cwd=repo)
@@ -280,3 +280,20 @@ def test_a_project_that_stops_its_runs_at_the_first_failure_still_has_every_test
 
     assert report.exit_code == 1, (report.functions, report.notes)
     assert statuses(report) == {"area": "pass", "perimeter": "fail"}
+
+
+@pytest.mark.usefixtures("cache")
+def test_a_suite_that_is_only_slow_is_cut_at_its_limit_once(tmp_path: Path) -> None:
+    """A suite longer than ``suite_guard_timeout_s`` is not a hang: the test running at the limit finishes
+    on its own, so the rest is left unrun (said in the notes) rather than run again and again."""
+    slow = "import time\n\n\ndef test_slow_{n}(calc):\n    time.sleep(5)\n    assert calc(2, 3) == 6\n"
+    repo = make_repo(
+        tmp_path / "repo",
+        {**BY_FIXTURE, "tests/test_a.py": slow.format(n=1), "tests/test_a2.py": slow.format(n=2)},
+    )
+    (repo / "geo/shapes.py").write_text(SHAPES.replace("2 * (w + h)", "w + h"), encoding="utf-8")
+
+    report = check_quickly(repo, test_s=7.0)
+
+    assert not any("stopped in" in note for note in report.notes), report.notes
+    assert any("did not finish on the change (it did not finish within 8 s" in n for n in report.notes)
