@@ -13,7 +13,7 @@ import pytest
 import gitrepo
 from lsp_verify.check import CheckOptions, run_check
 from lsp_verify.config import Settings, project_settings
-from lsp_verify.report import RunReport
+from lsp_verify.report import FunctionReport, RunReport
 
 AREA = "def area(w: int, h: int) -> int:\n    return w * h\n"
 
@@ -203,6 +203,20 @@ def check_quickly(repo: Path, *, test_s: float = 3.0) -> RunReport:
     return run_check(CheckOptions(paths=(repo / "geo/shapes.py",)), settings_for=settings_for, cwd=repo)
 
 
+def break_both(repo: Path, area_body: str) -> FunctionReport:
+    """Change ``area``'s body to ``area_body`` and break ``perimeter`` (its test runs after ``area``'s),
+    check quickly, and return ``area``'s report once both are known to fail."""
+    changed = SHAPES.replace("    return w * h", area_body)
+    (repo / "geo/shapes.py").write_text(changed.replace("2 * (w + h)", "w + h"), encoding="utf-8")
+    report = check_quickly(repo)
+    assert report.exit_code == 1, (report.functions, report.notes)
+    assert statuses(report) == {"area": "fail", "perimeter": "fail"}, report.notes
+    area = next(f for f in report.functions if f.qualname == "area")
+    assert area.tests_failed == ("tests/test_a.py::test_calc",)
+    assert any("stopped in tests/test_a.py::test_calc" in note for note in report.notes), report.notes
+    return area
+
+
 @pytest.mark.usefixtures("cache")
 def test_a_change_that_makes_an_unnamed_test_hang_fails_and_the_rest_of_the_suite_still_runs(
     tmp_path: Path,
@@ -212,17 +226,10 @@ def test_a_change_that_makes_an_unnamed_test_hang_fails_and_the_rest_of_the_suit
     suite was cut is run again on its own: hanging with the change and passing without it, it fails the
     change; and the tests after it still run."""
     repo = make_repo(tmp_path / "repo", BY_FIXTURE)
-    changed = SHAPES.replace("    return w * h", "    while w > 0:\n        pass\n    return w * h")
-    (repo / "geo/shapes.py").write_text(changed.replace("2 * (w + h)", "w + h"), encoding="utf-8")
 
-    report = check_quickly(repo)
+    area = break_both(repo, "    while w > 0:\n        pass\n    return w * h")
 
-    assert report.exit_code == 1, (report.functions, report.notes)
-    assert statuses(report) == {"area": "fail", "perimeter": "fail"}, report.notes
-    area = next(f for f in report.functions if f.qualname == "area")
-    assert area.tests_failed == ("tests/test_a.py::test_calc",)
-    assert "tests: tests/test_a.py::test_calc timeout" in area.message or "timed out" in area.message, area
-    assert any("stopped in tests/test_a.py::test_calc" in note for note in report.notes), report.notes
+    assert area.message.startswith("tests: tests/test_a.py::test_calc timed out: it passes with area"), area
 
 
 @pytest.mark.usefixtures("cache")
@@ -245,17 +252,12 @@ def test_a_change_that_crashes_the_test_process_fails_and_the_rest_of_the_suite_
             "tests/test_a.py": "def test_calc(calc):\n    assert calc(3, 3) == 9\n",
         },
     )
-    crash = "    if w == 2:\n        import ctypes\n\n        ctypes.string_at(0)\n    return w * h"
-    changed = SHAPES.replace("    return w * h", crash)
-    (repo / "geo/shapes.py").write_text(changed.replace("2 * (w + h)", "w + h"), encoding="utf-8")
 
-    report = check_quickly(repo)
+    area = break_both(
+        repo, "    if w == 2:\n        import ctypes\n\n        ctypes.string_at(0)\n    return w * h"
+    )
 
-    assert report.exit_code == 1, (report.functions, report.notes)
-    assert statuses(report) == {"area": "fail", "perimeter": "fail"}, report.notes
-    area = next(f for f in report.functions if f.qualname == "area")
-    assert area.tests_failed == ("tests/test_a.py::test_calc",)
-    assert "crashed" in area.details[0], area.details
+    assert "crashed while this test ran (exit -11, SIGSEGV)" in area.details[0], area.details
 
 
 @pytest.mark.usefixtures("cache")
