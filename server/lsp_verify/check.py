@@ -689,8 +689,9 @@ def _rerun(
     from .verify.pytest_run import function_ids
 
     hung = set(function_ids(stuck))
-    plain = tuple(node_id for node_id in function_ids(node_ids) if node_id not in hung)
-    held = tuple(node_id for node_id in function_ids(node_ids) if node_id in hung)
+    functions = function_ids(node_ids)
+    plain = tuple(node_id for node_id in functions if node_id not in hung)
+    held = tuple(node_id for node_id in functions if node_id in hung)
     runs = [_run_through(verifier, path, content, plain, also, timeout_s, cancel)[0]] if plain else []
     if held:
         runs.append(verifier.run_tests(path, content, held, cancel, also=also))
@@ -753,7 +754,7 @@ def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun
         1,
         "fail",
         "tests",
-        f"tests: {failed[0]} {_failed(now, failed[0])}{more}: {why}",
+        f"tests: {failed[0]} {_failed(now.by_nodeid[failed[0]])}{more}: {why}",
         tests_selected=failed,
         tests_failed=failed,
         details=_failure_lines(now, failed),
@@ -918,12 +919,12 @@ def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
     from .verify.pytest_run import failure_summary
 
     outcomes = run.by_nodeid
-    return tuple(f"{n} {_failed(run, n)}: {failure_summary(outcomes[n].message)}" for n in node_ids)
+    return tuple(f"{n} {_failed(outcomes[n])}: {failure_summary(outcomes[n].message)}" for n in node_ids)
 
 
-def _failed(run: TestRun, nodeid: str) -> str:
-    """How a test failed in ``run``: "failed", or "timed out" (still running at its time limit)."""
-    return "timed out" if run.by_nodeid[nodeid].outcome == "timeout" else "failed"
+def _failed(outcome: TestOutcome) -> str:
+    """How a test failed: "failed", or "timed out" (still running at its time limit)."""
+    return "timed out" if outcome.outcome == "timeout" else "failed"
 
 
 def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, base_name: str) -> None:
@@ -940,7 +941,8 @@ def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, 
             status="fail",
             evidence="tests",
             message=(
-                f"tests: {fixed[0]} {_failed(now, fixed[0])}{more}: it passes with {job.target.qualname} as "
+                f"tests: {fixed[0]} {_failed(now.by_nodeid[fixed[0]])}{more}: it passes with "
+                f"{job.target.qualname} as "
                 f"{base_name} has it "
                 f"(found by the whole test suite: the test does not name {job.target.qualname})"
             ),

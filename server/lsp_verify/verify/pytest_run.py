@@ -83,9 +83,6 @@ class TestRun:
         return {outcome.nodeid: outcome for outcome in self.outcomes}
 
 
-_NO_OUTCOME = TestOutcome("", "passed", "")
-"""Stands for a test that has no outcome yet, where one that passed may be overwritten."""
-
 NOTHING_COLLECTED = "no test could be collected; "
 """How :attr:`Collection.problem` begins when every test file failed to collect (the first one follows)."""
 
@@ -393,13 +390,9 @@ class PytestRunner:
                 leaked += [str(path) for path in event.get("leaked", [])]
         # A test that started and did not finish stopped the run, though its call may have passed.
         unfinished = tuple(nodeid for nodeid in dict.fromkeys(started) if nodeid not in finished)
+        stop: TestOutcome | None = None  # the outcome of an unfinished test (its node id aside)
         if timed_out:
-            for nodeid in unfinished:
-                if outcomes.get(nodeid, _NO_OUTCOME).outcome not in ("passed", "skipped"):
-                    continue  # its failure says more
-                outcomes[nodeid] = TestOutcome(
-                    nodeid, "timeout", f"still running after {timeout:g} s (killed)"
-                )
+            stop = TestOutcome("", "timeout", f"still running after {timeout:g} s (killed)")
             if not started:
                 outcomes["<session>"] = TestOutcome(
                     "<session>", "timeout", f"collection still running after {timeout:g} s"
@@ -409,19 +402,18 @@ class PytestRunner:
         if not timed_out and exit_code in _BROKEN_EXIT_CODES and not collect_errors:
             collect_errors.append(("pytest", _last_lines(log) or f"pytest exited with code {exit_code}"))
         if not timed_out and (exit_code < 0 or exit_code == 70):
-            problem = f"the test run crashed {_crash(exit_code, log)}"
-            for nodeid in unfinished:
-                if outcomes.get(nodeid, _NO_OUTCOME).outcome not in ("passed", "skipped"):
-                    continue
-                outcomes[nodeid] = TestOutcome(
-                    nodeid,
-                    "error",
-                    f"the test run crashed while this test ran {_crash(exit_code, log)}",
-                )
+            crash = _crash(exit_code, log)
+            problem = f"the test run crashed {crash}"
+            stop = TestOutcome("", "error", f"the test run crashed while this test ran {crash}")
         elif not timed_out and exit_code == 1 and not outcomes and not collect_errors:
             # Exit 1 is "tests failed", but none ran: pytest stopped on an exception of its own.
             why = _one_line(log, shadow.root) or _last_lines(log)
             problem = f"pytest stopped before any test ran (exit 1): {why}"
+        if stop is not None:
+            for nodeid in unfinished:
+                previous = outcomes.get(nodeid)
+                if previous is None or previous.outcome in ("passed", "skipped"):  # a failure says more
+                    outcomes[nodeid] = dataclasses.replace(stop, nodeid=nodeid)
         return TestRun(
             outcomes=tuple(outcomes.values()),
             collect_errors=tuple(collect_errors),
@@ -432,7 +424,7 @@ class PytestRunner:
             log=log[-4000:],
             seconds=float(answer.get("seconds", 0.0)),
             calls=tuple(calls),
-            stopped=unfinished if timed_out or problem else (),
+            stopped=unfinished if stop else (),
         )
 
 
