@@ -673,6 +673,8 @@ PLAIN_RUNS_TESTS = """\
     def test_runs_in_one_process_without_tracing(pytestconfig: pytest.Config) -> None:
         assert not hasattr(pytestconfig, "workerinput")  # an xdist worker's configuration has it
         assert sys.gettrace() is None
+        # __main__ is not lsp-verify's worker script, whose constants Hypothesis would draw from.
+        assert "lsp_verify" not in getattr(sys.modules["__main__"], "__file__", "")
 """
 
 

@@ -323,6 +323,20 @@ _CACHE_OPTIONS = frozenset(
 """The cacheprovider's and stepwise's flags that take no value."""
 
 
+def _bare_main() -> None:
+    """Make ``__main__`` what ``python -m pytest`` gives a test: not this script. A test that looks at it
+    would otherwise see the worker's file, and Hypothesis draws from the constants of every module outside
+    the environment's site-packages: this script's ~160 (an editable install's path is such a place) made a
+    project's own edge values (``x == 1234567``) several times rarer than under plain pytest, so a property
+    test that pytest fails every time passed the change most runs. The script keeps running: its functions
+    hold its globals."""
+    import types
+
+    bare = types.ModuleType("__main__")
+    bare.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = bare
+
+
 def _without_cache_options(args: list[str]) -> list[str]:
     """``args`` without the cacheprovider's and stepwise's options (``--lfnf`` with its value, given as
     ``--lfnf=all`` or as the next argument)."""
@@ -565,6 +579,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
     # pygments), when it is the project's own, comes from the candidate's copy, as `python -m pytest` in the
     # user's tree imports the edited one.
     _prefer_shadow(request)
+    _bare_main()
     sys.path.insert(0, request["cwd"])
     import pytest
 
@@ -606,6 +621,7 @@ def _run_collect(request: dict[str, Any]) -> int:
     preloaded = sorted({name.split(".", 1)[0] for name in _workspace_modules(request)})
     sys.dont_write_bytecode = True
     _prefer_shadow(request)
+    _bare_main()
     sys.path.insert(0, request["cwd"])
     import pytest
 
