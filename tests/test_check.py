@@ -399,6 +399,72 @@ def test_a_change_that_breaks_the_tests_only_as_a_whole_fails_as_a_whole(tmp_pat
     assert len(verdicts) == 1 and said in verdicts[0], proc.stdout
 
 
+def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_failure(tmp_path: Path) -> None:
+    # Before, all three passed (exit 0, "2 failing that no function's own check ran"): the suite guard blamed a
+    # test only when it passed with a file as HEAD has it. A test the change adds has no outcome there, a
+    # skipped one is not "passed" - and the run that traced the other failures named the new test at HEAD,
+    # where pytest found no such test and ran none, so the broken `mul` (reached through a fixture) passed too.
+    files = {"pyproject.toml": PYPROJECT, "tests/test_skipped.py": SKIPPED_TEST}
+    files |= {"tests/conftest.py": TIMES_FIXTURE, "tests/test_fixture.py": TIMES_TEST}
+    repo = make_repo(tmp_path / "repo", files)
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a + b"))
+    stage(repo, "tests/test_new.py", "def test_new() -> None:\n    assert 1 + 1 == 3\n")
+    stage(repo, "tests/test_skipped.py", SKIPPED_TEST.replace('@pytest.mark.skip(reason="later")\n', ""))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    assert len(verdicts) == 3, proc.stdout
+    said = (
+        "mul — tests: tests/test_fixture.py::test_times failed: it passes with mul as HEAD has it",
+        "FAIL  tests/test_new.py:1 <module> — tests: tests/test_new.py::test_new failed: the change adds it "
+        "(HEAD has no such test)",
+        "FAIL  tests/test_skipped.py:1 <module> — tests: tests/test_skipped.py::test_big failed: it is skipped "
+        "with this file as HEAD has it",
+    )
+    for line in said:
+        assert any(line in verdict for verdict in verdicts), proc.stdout
+    # Once they are in HEAD, they fail there too: not the change's.
+    git(repo, "commit", "-q", "-m", "failing")
+    stage(repo, "tests/test_skipped.py", (repo / "tests" / "test_skipped.py").read_text() + "\n")
+
+    assert run_check(repo, tmp_path).returncode == 0
+
+
+SKIPPED_TEST = """\
+import pytest
+
+from calc.ops import mul
+
+
+@pytest.mark.skip(reason="later")
+def test_big() -> None:
+    assert mul(10**3, 10**3) == 10**5
+"""
+
+TIMES_FIXTURE = """\
+from collections.abc import Callable
+
+import pytest
+
+from calc import ops
+
+
+@pytest.fixture
+def times() -> Callable[[int, int], int]:
+    return ops.mul
+"""
+
+TIMES_TEST = """\
+from collections.abc import Callable
+
+
+def test_times(times: Callable[[int, int], int]) -> None:
+    assert times(2, 3) == 6
+"""
+
+
 def test_the_staged_change_is_checked_without_the_work_trees_unstaged_changes(tmp_path: Path) -> None:
     # `mul` now calls a helper that only the work tree has: the commit would break `mul`, and before, check
     # ran its tests with the unstaged helpers.py and passed.

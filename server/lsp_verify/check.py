@@ -562,6 +562,14 @@ def _suite_guard(
         report.notes.append(f"part of the whole test suite did not run ({where}): {message}")
     if not failing:
         return
+    added = _added(verifier, changed, failing, cancel)
+    if added:
+        # Not in the base at all: nothing to put back, and a run that names them there finds nothing (pytest
+        # then runs none of the tests it is asked for).
+        failing = tuple(nodeid for nodeid in failing if nodeid not in added)
+        report.functions.extend(_added_failures(added, base_name, now))
+    if not failing:
+        return
     now_of: dict[Path, Content] = {change.path: change.now for change in changed}
     if len(changed) > 1:
         # One run with the whole change undone tells the tests it broke from those that failed before it.
@@ -579,7 +587,7 @@ def _suite_guard(
         except VerifyError as exc:
             report.notes.append(f"the whole test suite's failures were not traced to the change: {exc}")
             return
-        failing = _passing(undone, failing)
+        failing = _not_failing(undone, failing)
     explained: set[str] = set()
     deadline = time.monotonic() + timeout_s
     for change in changed:
@@ -590,7 +598,7 @@ def _suite_guard(
         rest = {path: content for path, content in now_of.items() if path != change.path}
         try:
             base = _rerun(verifier, change.path, change.base, failing, now.stopped, rest, timeout_s, cancel)
-            broken = _passing(base, failing)
+            broken = _not_failing(base, failing)
             explained.update(broken)
             blamed: set[str] = set()
             for job in change.jobs:
@@ -599,10 +607,10 @@ def _suite_guard(
                 reverted = _rerun(
                     verifier, change.path, job.baseline, broken, now.stopped, rest, timeout_s, cancel
                 )
-                fixed = _passing(reverted, broken)
+                fixed = _not_failing(reverted, broken)
                 if fixed:
                     blamed.update(fixed)
-                    _charge(report, job, fixed, now, base_name)
+                    _charge(report, job, fixed, now, _fares(reverted, fixed[0]), base_name)
         except VerifyError as exc:
             report.notes.append(f"the whole test suite's failures were not traced to {relpath}: {exc}")
             continue
@@ -610,7 +618,9 @@ def _suite_guard(
         if left:
             alone = ", and no one function's change alone breaks it" if change.jobs else ""
             report.functions.append(
-                _suite_failure(relpath, left, f"it passes {change.as_base(base_name)}{alone}", now)
+                _suite_failure(
+                    relpath, left, f"{_fares(base, left[0])} {change.as_base(base_name)}{alone}", now
+                )
             )
     whole = tuple(nodeid for nodeid in failing if nodeid not in explained)
     if whole and len(changed) > 1:  # known to pass with the change undone: never left unsaid
@@ -619,8 +629,8 @@ def _suite_guard(
             _suite_failure(
                 relpath_in(first.path, verifier.root),
                 whole,
-                f"it passes with the whole change ({_named(changed, verifier.root)}) as {base_name} has it, "
-                + why,
+                f"{_fares(undone, whole[0])} with the whole change ({_named(changed, verifier.root)}) as "
+                f"{base_name} has it, " + why,
                 now,
             )
         )
@@ -715,6 +725,16 @@ def _merged(runs: list[TestRun], stopped: list[str]) -> TestRun:
         seconds=sum(run.seconds for run in runs),
         stopped=tuple(stopped),
     )
+
+
+def _fares(run: TestRun, nodeid: str) -> str:
+    """How ``nodeid``, which does not fail in ``run``, fares there: "it passes" or "it is skipped" (also an
+    expected failure's outcome) - as its function's cases do, when ``run`` names it otherwise."""
+    from .verify.pytest_run import function_id
+
+    outcomes = [o.outcome for o in run.outcomes if function_id(o.nodeid) == function_id(nodeid)]
+    outcome = run.by_nodeid[nodeid].outcome if nodeid in run.by_nodeid else min(outcomes, default="passed")
+    return "it passes" if outcome == "passed" else "it is skipped"
 
 
 def _stop(run: TestRun, nodeid: str) -> str:
@@ -895,10 +915,12 @@ def _collection_lost(base: Collection, now: Collection) -> str:
     return ""
 
 
-def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
-    """Those of ``node_ids`` (from another run) that pass in ``run``. A parametrised case whose id ``run``
-    does not give (ids that differ from run to run: :func:`~.verify.pytest_run.function_ids`) passes when
-    every case of its function does."""
+def _not_failing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``node_ids`` (from another run) that do not fail in ``run``: they pass, or are skipped or
+    expected to fail there (a change that takes a skip off a failing test breaks the suite as surely as one
+    that breaks a passing test). A parametrised case whose id ``run`` does not give (ids that differ from run
+    to run: :func:`~.verify.pytest_run.function_ids`) does not fail when no case of its function does; one
+    whose function ``run`` did not run at all is not known not to fail."""
     from .verify.pytest_run import function_id
 
     outcomes = run.by_nodeid
@@ -906,13 +928,46 @@ def _passing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
     for outcome in run.outcomes:
         cases.setdefault(function_id(outcome.nodeid), []).append(outcome.outcome)
 
-    def passes(node_id: str) -> bool:
+    def holds(node_id: str) -> bool:
         if node_id in outcomes:
-            return outcomes[node_id].outcome == "passed"
+            return outcomes[node_id].outcome not in _FAILING
         found = cases.get(function_id(node_id), [])
-        return bool(found) and all(outcome == "passed" for outcome in found)
+        return bool(found) and not any(outcome in _FAILING for outcome in found)
 
-    return tuple(n for n in node_ids if passes(n))
+    return tuple(n for n in node_ids if holds(n))
+
+
+def _added(
+    verifier: Verifier, changed: list[_Change], failing: tuple[str, ...], cancel: CancelToken
+) -> tuple[str, ...]:
+    """Those of ``failing`` (tests that fail with the change) that the base does not have: the change adds
+    them (a test file, a test function, a doctest in a text file), failing. Pytest's collection with the
+    whole change undone says which tests the base has; a file that could not be collected there is not
+    known to lack any."""
+    from .verify.pytest_run import function_id, function_ids
+
+    first = changed[0]
+    base = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
+    if base.problem:
+        return ()
+    known = set(function_ids(test.nodeid for test in base.tests))
+    unknown = {where for where, _ in (*base.errors, *base.unimported)}
+    return tuple(
+        nodeid
+        for nodeid in failing
+        if function_id(nodeid) not in known and nodeid.split("::", 1)[0] not in unknown
+    )
+
+
+def _added_failures(added: tuple[str, ...], base_name: str, now: TestRun) -> list[FunctionReport]:
+    """The failure of each test file for the failing tests the change adds to it (``added``)."""
+    by_file: dict[str, list[str]] = {}
+    for nodeid in added:
+        by_file.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
+    return [
+        _suite_failure(relpath, tuple(tests), f"the change adds it ({base_name} has no such test)", now)
+        for relpath, tests in by_file.items()
+    ]
 
 
 def _failure_lines(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -927,8 +982,11 @@ def _failed(outcome: TestOutcome) -> str:
     return "timed out" if outcome.outcome == "timeout" else "failed"
 
 
-def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, base_name: str) -> None:
-    """Turn ``job``'s report into a failure for the tests ``fixed`` by reverting it alone."""
+def _charge(
+    report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, fares: str, base_name: str
+) -> None:
+    """Turn ``job``'s report into a failure for the tests ``fixed`` by reverting it alone (``fares``: how
+    the first of them fares then, "it passes")."""
     relpath, line = job.relpath, def_line(job.target) + 1
     for n, function in enumerate(report.functions):
         if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
@@ -941,7 +999,7 @@ def _charge(report: RunReport, job: _Job, fixed: tuple[str, ...], now: TestRun, 
             status="fail",
             evidence="tests",
             message=(
-                f"tests: {fixed[0]} {_failed(now.by_nodeid[fixed[0]])}{more}: it passes with "
+                f"tests: {fixed[0]} {_failed(now.by_nodeid[fixed[0]])}{more}: {fares} with "
                 f"{job.target.qualname} as "
                 f"{base_name} has it "
                 f"(found by the whole test suite: the test does not name {job.target.qualname})"
