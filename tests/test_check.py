@@ -399,11 +399,14 @@ def test_a_change_that_breaks_the_tests_only_as_a_whole_fails_as_a_whole(tmp_pat
     assert len(verdicts) == 1 and said in verdicts[0], proc.stdout
 
 
-def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_failure(tmp_path: Path) -> None:
-    # Before, all three passed (exit 0, "2 failing that no function's own check ran"): the suite guard blamed a
-    # test only when it passed with a file as HEAD has it. A test the change adds has no outcome there, a
-    # skipped one is not "passed" - and the run that traced the other failures named the new test at HEAD,
-    # where pytest found no such test and ran none, so the broken `mul` (reached through a fixture) passed too.
+def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_failure(
+    tmp_path: Path,
+) -> None:
+    # Before, all three passed (exit 0, "2 failing that no function's own check ran"): the suite guard
+    # blamed a test only when it passed with a file as HEAD has it. A test the change adds has no outcome
+    # there, a skipped one is not "passed" - and the run that traced the other failures named the new test
+    # at HEAD, where pytest found no such test and ran none, so the broken `mul` (reached through a fixture)
+    # passed too.
     files = {"pyproject.toml": PYPROJECT, "tests/test_skipped.py": SKIPPED_TEST}
     files |= {"tests/conftest.py": TIMES_FIXTURE, "tests/test_fixture.py": TIMES_TEST}
     repo = make_repo(tmp_path / "repo", files)
@@ -420,8 +423,8 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
         "mul — tests: tests/test_fixture.py::test_times failed: it passes with mul as HEAD has it",
         "FAIL  tests/test_new.py:1 <module> — tests: tests/test_new.py::test_new failed: the change adds it "
         "(HEAD has no such test)",
-        "FAIL  tests/test_skipped.py:1 <module> — tests: tests/test_skipped.py::test_big failed: it is skipped "
-        "with this file as HEAD has it",
+        "FAIL  tests/test_skipped.py:1 <module> — tests: tests/test_skipped.py::test_big failed: it is "
+        "skipped with this file as HEAD has it",
     )
     for line in said:
         assert any(line in verdict for verdict in verdicts), proc.stdout
@@ -430,6 +433,52 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
     stage(repo, "tests/test_skipped.py", (repo / "tests" / "test_skipped.py").read_text() + "\n")
 
     assert run_check(repo, tmp_path).returncode == 0
+
+
+LOGGED = """\
+import functools
+from collections.abc import Callable
+
+
+def logged(f: Callable[[int, int], int]) -> Callable[[int, int], int]:
+    @functools.wraps(f)
+    def wrapper(a: int, b: int) -> int:
+        return f(a, b)
+
+    return wrapper
+
+
+"""
+
+
+@pytest.mark.parametrize("kind", ["decorator", "table", "decorator-type-error"])
+def test_a_new_function_the_module_calls_as_it_loads_is_checked_not_uncollectable(
+    repo: Path, tmp_path: Path, kind: str
+) -> None:
+    # A new function is judged against a stub that raises NotImplementedError; the module called the stub as
+    # it loaded, so nothing could be collected with it: exit 2, "the tests near logged cannot be collected
+    # (tests/test_ops.py): NotImplementedError. Fix the test files or conftest.py ...", for a change whose
+    # tests all pass.
+    if kind == "table":
+        ops = CALC.replace(
+            "def mul(",
+            "def squares() -> dict[int, int]:\n    return {n: n * n for n in range(9)}"
+            "\n\n\nSQUARES = squares()\n\n\ndef mul(",
+        )
+    else:
+        ops = LOGGED + CALC.replace("def add(", "@logged\ndef add(")
+        if kind == "decorator-type-error":
+            ops = ops.replace("    @functools.wraps(f)", "    name: str = 1\n    @functools.wraps(f)")
+    stage(repo, "calc/ops.py", ops)
+
+    proc = run_check(repo, tmp_path)
+
+    if kind == "decorator-type-error":
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "FAIL  calc/ops.py:5 logged — mypy: line 6: Incompatible types in assignment" in proc.stdout
+    else:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cannot be collected" not in proc.stdout, proc.stdout
 
 
 SKIPPED_TEST = """\

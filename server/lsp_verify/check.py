@@ -486,13 +486,34 @@ def _verify_job(
 ) -> tuple[CandidateResult, VerifyPlan]:
     """The cascade on the function as it is, against its baseline; raises VerifyError."""
 
+    from .verify.cascade import VerifyError
+
     target, text = job.target, job.item.text
     # The probe only feeds ranking, which a check does not do. Every selected test runs at once: a failure
     # that also failed before is forgiven (see _judge_check) only when no other selected test broke.
-    plan = verifier.prepare(target, job.baseline, cancel, known, probe=False)
+    try:
+        plan = verifier.prepare(target, job.baseline, cancel, known, probe=False)
+    except VerifyError:
+        if not job.is_new or job.baseline == text:
+            raise
+        plan = _called_at_import(verifier, job, cancel)
     plan = dataclasses.replace(plan, own_tests_first=False)
     candidate = Candidate(index=0, body=target.current_body, new_text=text, key=job.item.key)
     return verifier.verify(plan, candidate, cancel, known=known), plan
+
+
+def _called_at_import(verifier: Verifier, job: _Job, cancel: CancelToken) -> VerifyPlan:
+    """The plan for a new function whose stub baseline cannot be imported: the module calls the function as
+    it loads (a decorator the change adds, a table built at import), so with the stub no test could even be
+    collected - and "the tests cannot be collected" said of a change whose tests all pass. Its tests are
+    selected and run on the file as it is (a test that fails there fails it, as any new function's does;
+    one that guards the rest of the module and fails as it is was failing before the function was used),
+    and mypy's errors are still new relative to the stub. Raises VerifyError as ``prepare`` does."""
+    plan = verifier.prepare(job.target, job.item.text, cancel, probe=False)
+    stub = verifier.run_once(job.target.path, job.baseline, (), None, cancel).mypy
+    if stub.crashed:
+        return plan
+    return dataclasses.replace(plan, original_text=job.baseline, baseline_mypy_errors=stub.errors)
 
 
 def _error_report(job: _Job, exc: Exception, seconds: float) -> FunctionReport:
