@@ -435,6 +435,33 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
     assert run_check(repo, tmp_path).returncode == 0
 
 
+def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
+    # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,
+    # read-only; Hypothesis warned that it could not use it, `filterwarnings = error` made that an error of
+    # the property test with and without the change, and "failing before this change too" passed a change
+    # that breaks the property.
+    pytest.importorskip("hypothesis")
+    pyproject = PYPROJECT + (
+        '[tool.pytest.ini_options]\nfilterwarnings = ["error", "ignore::pytest.PytestDeprecationWarning"]\n'
+    )
+    prop = (
+        "from hypothesis import given, strategies as st\n\nfrom calc.ops import add\n\n\n"
+        "@given(st.integers(1, 9), st.integers(1, 9))\ndef test_add_commutes(a: int, b: int) -> None:\n"
+        "    assert add(a, b) == add(b, a)\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": pyproject, "tests/test_prop.py": prop})
+    (repo / ".git" / "info" / "exclude").write_text(".hypothesis/\n")
+    (repo / ".hypothesis" / "examples").mkdir(parents=True)
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  calc/ops.py:4 add — tests: tests/test_prop.py::test_add_commutes failed" in proc.stdout
+    assert sorted(p.name for p in (repo / ".hypothesis").iterdir()) == ["examples"]
+    assert not any((repo / ".hypothesis" / "examples").iterdir())
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

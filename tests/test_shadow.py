@@ -47,6 +47,30 @@ def test_shadow_is_private_links_the_rest_and_makes_the_edited_path_real(tmp_pat
     assert (workspace / "calc" / "core.py").read_text() == original
 
 
+def test_a_linked_shadow_has_its_own_copy_of_hypothesiss_example_database(tmp_path: Path) -> None:
+    # Linked, it was read-only: Hypothesis refused it with a warning, an error of every @given test under
+    # `filterwarnings = error` (see test_check.py), and the failures it saved were not replayed.
+    workspace = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    saved = workspace / ".hypothesis" / "examples" / "0a1b" / "2c3d"
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"\x00\x01 a failing example")
+    (workspace / ".hypothesis" / "constants").mkdir()
+    shadows = ShadowRoot(workspace)
+    try:
+        shadow = shadows.create(Path("calc/core.py"), "X = 1\n")
+        home = shadow.root / ".hypothesis"
+        assert not home.is_symlink() and not (home / "examples").is_symlink()
+        assert (home / "examples" / "0a1b" / "2c3d").read_bytes() == saved.read_bytes()
+        assert not (home / "constants").exists()  # a cache: Hypothesis rebuilds it
+        (home / "examples" / "0a1b" / "2c3d").write_bytes(b"shrunk further")
+        (home / "examples" / "new").mkdir()
+    finally:
+        shadows.close()
+    assert saved.read_bytes() == b"\x00\x01 a failing example"
+    assert sorted(p.name for p in saved.parent.parent.iterdir()) == ["0a1b"]
+
+
 @pytest.mark.parametrize("copy", [False, True], ids=["link", "copy"])
 def test_a_shadow_holds_several_files_as_given_bytes_and_absences_included(
     tmp_path: Path, copy: bool

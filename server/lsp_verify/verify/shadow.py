@@ -11,7 +11,8 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   path to the edited file are real directories, every other entry is a symlink to the user's entry. A few
   dozen ``symlink`` calls, however large the tree. Real directories on the path matter because Python and
   pytest name modules after the path they were found at, while ``realpath`` of anything inside a symlinked
-  directory points back into the user's tree.
+  directory points back into the user's tree. Hypothesis's ``.hypothesis`` is the one directory copied
+  (its example database: :func:`_copy_examples`).
 - *copy* (no bubblewrap: nothing else stops a write through a symlink - or a hard link - from reaching the
   user's file): real directories and copied files, except version-control, virtualenv, tool-cache and
   ``node_modules`` directories, which are left out (tests reading them are rare; copying them is costly).
@@ -42,6 +43,8 @@ _SKIPPED = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cach
 # Also left out of a copied shadow: large, not source, and never needed to import or test the project.
 _NOT_COPIED = _SKIPPED | {".git", ".hg", ".svn", ".tox", ".nox", ".eggs", "node_modules", ".venv", "venv"}
 _PREFIX = "lsp-verify-"
+# Hypothesis's directory (in the directory a run starts in): copied into a linked shadow, not linked.
+_HYPOTHESIS = ".hypothesis"
 # Where a shadow root goes when the temporary directory lies inside the workspace.
 _FALLBACK_PARENTS = (Path("/var/tmp"), Path("/dev/shm"))
 
@@ -248,7 +251,22 @@ def _link_entries(source_dir: Path, target_dir: Path, keep: set[str]) -> None:
     for entry in entries:
         if entry.name in keep or entry.name in _SKIPPED:
             continue
+        if entry.name == _HYPOTHESIS and entry.is_dir(follow_symlinks=False):
+            _copy_examples(Path(entry.path), target_dir / entry.name)
+            continue
         os.symlink(entry.path, target_dir / entry.name)
+
+
+def _copy_examples(source: Path, target: Path) -> None:
+    """The shadow's own Hypothesis directory, holding a copy of the workspace's example database. pytest in
+    the user's tree replays the failures Hypothesis saved there, and saves new ones; linked, the directory
+    is read-only, and Hypothesis refuses it with a HypothesisWarning - which a project's ``filterwarnings =
+    error`` turns into an error of every ``@given`` test, with and without the change alike, so a change
+    that broke a property passed. Its caches (``constants``) are not copied: Hypothesis rebuilds them."""
+    os.mkdir(target, 0o700)
+    with contextlib.suppress(OSError):
+        if (source / "examples").is_dir():
+            _copy_tree(source / "examples", target / "examples")
 
 
 def _copy_tree(source_dir: Path, target_dir: Path) -> None:
