@@ -462,6 +462,50 @@ def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp
     assert not any((repo / ".hypothesis" / "examples").iterdir())
 
 
+THERMOMETER = """\
+class Thermometer:
+    def __init__(self) -> None:
+        self._celsius = 0.0
+
+    @property
+    def celsius(self) -> float:
+        return self._celsius
+
+    @celsius.setter
+    def celsius(self, value: float) -> None:
+        self._celsius = value
+"""
+
+
+@pytest.mark.parametrize("suite_guard", [True, False], ids=["guard", "no-guard"])
+def test_a_changed_setter_is_judged_against_its_own_old_body_not_the_getters(
+    tmp_path: Path, suite_guard: bool
+) -> None:
+    # The staged diff touches only the setter, the second `celsius`; counted among the touched functions it
+    # was the first, and its baseline was the getter's body in its place - no setter, so its test failed
+    # "before this change too" and was forgiven: PASS without the suite guard, and with it only the file as
+    # a whole failed.
+    config = PYPROJECT + ("" if suite_guard else "\n[tool.lsp-verify]\nsuite_guard_timeout_s = 0\n")
+    test = "from calc.temp import Thermometer\n\n\ndef test_set() -> None:\n    t = Thermometer()\n"
+    test += "    t.celsius = 20.0\n    assert t.celsius == 20.0\n"
+    repo = make_repo(
+        tmp_path / "repo",
+        {"pyproject.toml": config, "calc/temp.py": THERMOMETER, "tests/test_temp.py": test},
+    )
+    stage(
+        repo, "calc/temp.py", THERMOMETER.replace("self._celsius = value", "self._celsius = value + 273.15")
+    )
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL", "ERROR"))]
+    assert verdicts == [
+        "FAIL  calc/temp.py:10 Thermometer.celsius — tests: tests/test_temp.py::test_set failed: "
+        "assert 293.15 == 20.0"
+    ], proc.stdout
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

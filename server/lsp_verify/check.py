@@ -449,11 +449,13 @@ def _functions_of(
         return [FunctionReport(relpath, "<module>", 1, "fail", "none", str(exc))], []
 
     old_targets = _targets_by_name(item.base_text, item.path) if item.base_text is not None else {}
+    # Redefinitions (a property's getter and setter, overloads, `if`/`else` pairs) are told apart by their
+    # order among all of the file's functions, not among those the diff touches: the setter alone is the
+    # second `value`, and matched as the first it was judged against the getter.
+    occurrences = _occurrences(targets if item.lines is None else function_targets(item.text, item.path))
     jobs = []
-    seen: dict[str, int] = {}
     for target in targets:
-        occurrence = seen.get(target.qualname, 0)
-        seen[target.qualname] = occurrence + 1
+        occurrence = occurrences[(target.qualname, target.def_start_line)]
         old = old_targets.get((target.qualname, occurrence))
         unchanged = old is not None and _source(item.text, target) == _source(item.base_text or "", old)
         if (item.changed_only or item.lines is not None) and unchanged:
@@ -1251,6 +1253,16 @@ def _judge_check(
     return function_report(target, passed, relpath, message=message, details=plan.notes)
 
 
+def _occurrences(targets: Iterable[EditTarget]) -> dict[tuple[str, int], int]:
+    """(qualname, def line) -> which definition of that name it is, in the file's order (0: the first)."""
+    counts: dict[str, int] = {}
+    out: dict[tuple[str, int], int] = {}
+    for target in targets:
+        out[(target.qualname, target.def_start_line)] = counts.get(target.qualname, 0)
+        counts[target.qualname] = out[(target.qualname, target.def_start_line)] + 1
+    return out
+
+
 def _targets_by_name(text: str, path: Path) -> dict[tuple[str, int], EditTarget]:
     """Every function of ``text`` keyed by (qualname, occurrence): redefinitions are told apart by order."""
     from .syntax.targets import function_targets
@@ -1259,13 +1271,10 @@ def _targets_by_name(text: str, path: Path) -> dict[tuple[str, int], EditTarget]
         targets = function_targets(text, path)
     except TargetError:
         return {}
-    out: dict[tuple[str, int], EditTarget] = {}
-    counts: dict[str, int] = {}
-    for target in targets:
-        n = counts.get(target.qualname, 0)
-        counts[target.qualname] = n + 1
-        out[(target.qualname, n)] = target
-    return out
+    occurrences = _occurrences(targets)
+    return {
+        (target.qualname, occurrences[(target.qualname, target.def_start_line)]): target for target in targets
+    }
 
 
 def _source(text: str, target: EditTarget) -> str:
