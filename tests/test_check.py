@@ -506,6 +506,26 @@ def test_a_changed_setter_is_judged_against_its_own_old_body_not_the_getters(
     ], proc.stdout
 
 
+def test_a_test_that_writes_beside_itself_guards_the_change(tmp_path: Path) -> None:
+    # Under bubblewrap the shadow linked tests/ to the user's read-only tree: the test failed for writing
+    # its output ("Read-only file system") before and after the change alike, and the change passed.
+    test = (
+        "import json\nfrom pathlib import Path\n\nfrom calc.ops import mul\n\n\n"
+        "def test_mul_written() -> None:\n    out = Path(__file__).parent / 'out.json'\n"
+        "    out.write_text(json.dumps(mul(2, 3)))\n    assert json.loads(out.read_text()) == 6\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "tests/test_out.py": test})
+    (repo / "tests" / "out.json").write_text("6")  # the user's last run left it (ignored by git)
+    (repo / ".git" / "info" / "exclude").write_text("out.json\n")
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a * b + 1"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  calc/ops.py:8 mul — tests: tests/test_out.py::test_mul_written failed" in proc.stdout
+    assert (repo / "tests" / "out.json").read_text() == "6"
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

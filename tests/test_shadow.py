@@ -71,6 +71,28 @@ def test_a_linked_shadow_has_its_own_copy_of_hypothesiss_example_database(tmp_pa
     assert sorted(p.name for p in saved.parent.parent.iterdir()) == ["0a1b"]
 
 
+def test_a_linked_shadow_made_a_copy_in_place_links_nothing_back(tmp_path: Path) -> None:
+    workspace = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    (workspace / "tests" / "out.json").write_text("left by the user's last run\n")
+    (workspace / ".venv").mkdir()
+    shadows = ShadowRoot(workspace)
+    try:
+        shadow = shadows.create(Path("calc/core.py"), "X = 1\n")
+        assert shadow.linked == workspace.resolve() and (shadow.root / "tests").is_symlink()
+        shadow.materialize()
+        assert shadow.linked is None
+        links = [p for p in shadow.root.rglob("*") if p.is_symlink()]
+        assert links == [shadow.root / ".venv"]  # left out of copies, as a copied shadow leaves it out
+        assert (shadow.root / "calc" / "core.py").read_text() == "X = 1\n"
+        (shadow.root / "tests" / "out.json").write_text("this run's\n")
+        (shadow.root / "tests" / "new.txt").write_text("new\n")
+    finally:
+        shadows.close()
+    assert (workspace / "tests" / "out.json").read_text() == "left by the user's last run\n"
+    assert not (workspace / "tests" / "new.txt").exists()
+
+
 @pytest.mark.parametrize("copy", [False, True], ids=["link", "copy"])
 def test_a_shadow_holds_several_files_as_given_bytes_and_absences_included(
     tmp_path: Path, copy: bool

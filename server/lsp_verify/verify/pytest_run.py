@@ -343,7 +343,30 @@ class PytestRunner:
     ) -> TestRun:
         """``timeout_s``: how long the whole run may take (default: the runner's test timeout).
         ``trace_calls``: record which of the workspace's functions each test enters (:attr:`TestRun.calls`),
-        in a process of its own, so that the fork server stays free for the runs that verify candidates."""
+        in a process of its own, so that the fork server stays free for the runs that verify candidates.
+
+        A linked shadow is read-only where it links to the workspace (bubblewrap mounts it so): a test that
+        writes beside itself (``Path(__file__).parent / "out.json"``) fails there with and without a change
+        alike, and so guards nothing - a change it would fail passed. When a run's failures say so, the
+        shadow is made a copy and the run made again, and every later shadow is a copy (as without
+        bubblewrap: the writes stay in the shadow)."""
+        run = self._run(shadow, node_ids, doctest_file, original_file, cancel, timeout_s, trace_calls)
+        if shadow.linked is None or not _writes_refused(run):
+            return run
+        self._shadows.copy = True
+        shadow.materialize()
+        return self._run(shadow, node_ids, doctest_file, original_file, cancel, timeout_s, trace_calls)
+
+    def _run(
+        self,
+        shadow: Shadow,
+        node_ids: Sequence[str],
+        doctest_file: str | None,
+        original_file: Path,
+        cancel: CancelToken,
+        timeout_s: float | None,
+        trace_calls: bool,
+    ) -> TestRun:
         timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
         files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
@@ -426,6 +449,14 @@ class PytestRunner:
             calls=tuple(calls),
             stopped=unfinished if stop else (),
         )
+
+
+def _writes_refused(run: TestRun) -> bool:
+    """Whether a test of ``run`` failed, or a file failed to collect, for writing to a read-only file."""
+    refused = "Read-only file system"
+    return any(o.outcome in ("failed", "error") and refused in o.message for o in run.outcomes) or any(
+        refused in message for _, message in run.collect_errors
+    )
 
 
 def failure_summary(message: str) -> str:

@@ -12,7 +12,9 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   dozen ``symlink`` calls, however large the tree. Real directories on the path matter because Python and
   pytest name modules after the path they were found at, while ``realpath`` of anything inside a symlinked
   directory points back into the user's tree. Hypothesis's ``.hypothesis`` is the one directory copied
-  (its example database: :func:`_copy_examples`).
+  (its example database: :func:`_copy_examples`). The links are read-only: for a project whose tests write
+  beside themselves, the runner turns a linked shadow into a copy (:meth:`Shadow.materialize`) and makes
+  every later one a copy.
 - *copy* (no bubblewrap: nothing else stops a write through a symlink - or a hard link - from reaching the
   user's file): real directories and copied files, except version-control, virtualenv, tool-cache and
   ``node_modules`` directories, which are left out (tests reading them are rare; copying them is costly).
@@ -145,7 +147,8 @@ class ShadowRoot:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
             target.write_bytes(_encoded(content))
-        return Shadow(root=shadow_dir, relative=relative, edited=shadow_dir / relative)
+        linked = None if self.copy else self.workspace
+        return Shadow(root=shadow_dir, relative=relative, edited=shadow_dir / relative, linked=linked)
 
     def scratch(self, name: str) -> Path:
         """A file name inside the private directory (for results and logs)."""
@@ -157,12 +160,39 @@ class ShadowRoot:
 
 
 class Shadow:
-    """One shadow workspace: ``root`` mirrors the workspace, ``edited`` is the candidate's file."""
+    """One shadow workspace: ``root`` mirrors the workspace, ``edited`` is the candidate's file;
+    ``linked``: the workspace its symlinks point into (None: a copied shadow)."""
 
-    def __init__(self, root: Path, relative: Path, edited: Path) -> None:
+    def __init__(self, root: Path, relative: Path, edited: Path, linked: Path | None = None) -> None:
         self.root = root
         self.relative = relative
         self.edited = edited
+        self.linked = linked
+
+    def materialize(self) -> None:
+        """Turn this linked shadow into a copied one, in place: every symlink into the workspace becomes a
+        copy of what it points to (left out as a copied shadow leaves them out: version control,
+        virtualenvs, tool caches). For a project whose tests write beside themselves, which a read-only
+        link refuses (see ``pytest_run.PytestRunner.run``)."""
+        workspace = self.linked
+        if workspace is None:
+            return
+        for directory, names, files in os.walk(self.root):
+            for name in [*names, *files]:
+                path = os.path.join(directory, name)
+                if not os.path.islink(path) or name in _NOT_COPIED:
+                    continue
+                target = os.readlink(path)
+                if not (target == str(workspace) or target.startswith(f"{workspace}{os.sep}")):
+                    continue
+                os.unlink(path)
+                with contextlib.suppress(OSError):  # vanished meanwhile: missing, as it would be
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        if not os.path.exists(f"{target}/pyvenv.cfg"):
+                            _copy_tree(Path(target), Path(path))
+                    elif os.path.isfile(target):
+                        _copy_file(target, path)
+        self.linked = None
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
