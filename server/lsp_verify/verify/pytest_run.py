@@ -350,28 +350,27 @@ class PytestRunner:
         alike, and so guards nothing - a change it would fail passed. When a run's failures say so, the
         shadow is made a copy and the run made again, and every later shadow is a copy (as without
         bubblewrap: the writes stay in the shadow)."""
-        run = self._run(shadow, node_ids, doctest_file, original_file, cancel, timeout_s, trace_calls)
-        if shadow.linked is None or not _writes_refused(run):
-            return run
-        self._shadows.copy = True
-        shadow.materialize()
-        return self._run(shadow, node_ids, doctest_file, original_file, cancel, timeout_s, trace_calls)
-
-    def _run(
-        self,
-        shadow: Shadow,
-        node_ids: Sequence[str],
-        doctest_file: str | None,
-        original_file: Path,
-        cancel: CancelToken,
-        timeout_s: float | None,
-        trace_calls: bool,
-    ) -> TestRun:
         timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
         files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
         if trace_calls:
             files["trace_calls"] = True
+        run = self._run(shadow, args, files, timeout, cancel, trace_calls)
+        if shadow.linked is None or not _writes_refused(run):
+            return run
+        self._shadows.copy = True
+        shadow.materialize()
+        return self._run(shadow, args, files, timeout, cancel, trace_calls)
+
+    def _run(
+        self,
+        shadow: Shadow,
+        args: list[str],
+        files: dict[str, object],
+        timeout: float,
+        cancel: CancelToken,
+        trace_calls: bool,
+    ) -> TestRun:
         fresh = bool(self._fresh_reason) or trace_calls
         try:
             events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, fresh, files)
