@@ -69,6 +69,15 @@ def test_a_linked_shadow_has_its_own_copy_of_hypothesiss_example_database(tmp_pa
         shadows.close()
     assert saved.read_bytes() == b"\x00\x01 a failing example"
     assert sorted(p.name for p in saved.parent.parent.iterdir()) == ["0a1b"]
+    # A large database is not copied into every shadow; the directory is still the shadow's own.
+    for n in range(501):
+        (saved.parent / f"{n:04}").write_bytes(b"")
+    shadows = ShadowRoot(workspace)
+    try:
+        home = shadows.create(Path("calc/core.py"), "X = 1\n").root / ".hypothesis"
+        assert home.is_dir() and not home.is_symlink() and not (home / "examples").exists()
+    finally:
+        shadows.close()
 
 
 def test_a_linked_shadow_made_a_copy_in_place_links_nothing_back(tmp_path: Path) -> None:
