@@ -174,24 +174,8 @@ class Shadow:
         copy of what it points to (left out as a copied shadow leaves them out: version control,
         virtualenvs, tool caches). For a project whose tests write beside themselves, which a read-only
         link refuses (see ``pytest_run.PytestRunner.run``)."""
-        workspace = self.linked
-        if workspace is None:
-            return
-        for directory, names, files in os.walk(self.root):
-            for name in [*names, *files]:
-                path = os.path.join(directory, name)
-                if not os.path.islink(path) or name in _NOT_COPIED:
-                    continue
-                target = os.readlink(path)
-                if not (target == str(workspace) or target.startswith(f"{workspace}{os.sep}")):
-                    continue
-                os.unlink(path)
-                with contextlib.suppress(OSError):  # vanished meanwhile: missing, as it would be
-                    if os.path.isdir(target) and not os.path.islink(target):
-                        if not os.path.exists(f"{target}/pyvenv.cfg"):
-                            _copy_tree(Path(target), Path(path))
-                    elif os.path.isfile(target):
-                        _copy_file(target, path)
+        if self.linked is not None:
+            _unlink_tree(self.linked, self.root)
         self.linked = None
 
     def remove(self) -> None:
@@ -322,15 +306,36 @@ def _copy_tree(source_dir: Path, target_dir: Path) -> None:
     for entry in entries:
         if entry.name in _NOT_COPIED:
             continue
-        target = f"{target_dir}/{entry.name}"
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                if not os.path.exists(f"{entry.path}/pyvenv.cfg"):  # a virtualenv under another name
-                    _copy_tree(Path(entry.path), Path(target))
-            elif entry.is_file():  # follows a symlink: its content is copied, the link is not
-                _copy_file(entry.path, target)
-        except OSError:
-            continue  # unreadable or vanished meanwhile: the run sees it missing, as it would be
+        with contextlib.suppress(OSError):  # unreadable or vanished meanwhile: the run sees it missing
+            _copy_entry(entry, f"{target_dir}/{entry.name}")
+
+
+def _copy_entry(entry: os.DirEntry[str], target: str) -> None:
+    """One of the workspace's entries copied to ``target``: a directory whole (not a symlinked one, nor a
+    virtualenv), a file's content; anything else left out. Raises OSError."""
+    if entry.is_dir(follow_symlinks=False):
+        if not os.path.exists(f"{entry.path}/pyvenv.cfg"):  # a virtualenv under another name
+            _copy_tree(Path(entry.path), Path(target))
+    elif entry.is_file():  # follows a symlink: its content is copied, the link is not
+        _copy_file(entry.path, target)
+
+
+def _unlink_tree(source_dir: Path, target_dir: Path) -> None:
+    """Replace each link of ``target_dir`` (a directory of a linked shadow) to an entry of ``source_dir``
+    with a copy of that entry, as a copied shadow holds it, and do the same in its real directories."""
+    try:
+        entries = list(os.scandir(source_dir))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        target = target_dir / entry.name
+        if target.is_symlink():
+            if entry.name not in _NOT_COPIED:
+                target.unlink()
+                with contextlib.suppress(OSError):
+                    _copy_entry(entry, str(target))
+        elif target.is_dir() and entry.is_dir(follow_symlinks=False):
+            _unlink_tree(Path(entry.path), target)
 
 
 def _copy_file(source: str, target: str) -> None:
