@@ -526,6 +526,36 @@ def test_a_test_that_writes_beside_itself_guards_the_change(tmp_path: Path) -> N
     assert (repo / "tests" / "out.json").read_text() == "6"
 
 
+@pytest.mark.parametrize("finds_itself", ["Path.resolve", "os.path.realpath in conftest.py"])
+def test_tests_that_put_their_resolved_directory_on_sys_path_judge_the_change(
+    tmp_path: Path, finds_itself: str
+) -> None:
+    # Under bubblewrap the shadow linked tests/ to the user's tree: the resolved path of a test file (or of
+    # its conftest.py) led back to the workspace, so the tests imported the user's calc/ops.py, never the
+    # change - every function of such a project was an ERROR ("imports resolved outside the shadow
+    # workspace"), a breaking change never a FAIL.
+    finder = "sys.path.insert(0, str(Path(__file__).resolve().parents[1]))\n"
+    if finds_itself == "Path.resolve":
+        files = {"tests/test_ops.py": "import sys\nfrom pathlib import Path\n\n" + finder + TESTS}
+    else:
+        conftest = "import os\nimport sys\n\n"
+        conftest += "sys.path.insert(0, os.path.realpath(os.path.join(os.path.dirname(__file__), '..')))\n"
+        files = {"tests/conftest.py": conftest, "tests/test_ops.py": TESTS}
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, **files})
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return b * a"))
+
+    passed = run_check(repo, tmp_path)
+
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "PASS  calc/ops.py:8 mul" in passed.stdout
+    stage(repo, "calc/ops.py", CALC.replace("return a * b", "return a * b + 1"))
+
+    failed = run_check(repo, tmp_path)
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAIL  calc/ops.py:8 mul — tests: tests/test_ops.py::test_mul failed" in failed.stdout
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

@@ -349,14 +349,20 @@ class PytestRunner:
         writes beside itself (``Path(__file__).parent / "out.json"``) fails there with and without a change
         alike, and so guards nothing - a change it would fail passed. When a run's failures say so, the
         shadow is made a copy and the run made again, and every later shadow is a copy (as without
-        bubblewrap: the writes stay in the shadow)."""
+        bubblewrap: the writes stay in the shadow).
+
+        The same holds for tests that find the project through their own resolved path
+        (``sys.path.insert(0, str(Path(__file__).resolve().parents[1]))``, ``os.path.realpath`` in a
+        conftest.py): a link resolves into the workspace, so they imported the user's module in place of the
+        candidate (:attr:`TestRun.leaked_imports`) and the run could not judge it. In a copy they resolve
+        inside the shadow."""
         timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
         files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
         if trace_calls:
             files["trace_calls"] = True
         run = self._run(shadow, args, files, timeout, cancel, trace_calls)
-        if shadow.linked is None or not _writes_refused(run):
+        if shadow.linked is None or not (_writes_refused(run) or _resolved_into(run, shadow.linked)):
             return run
         self._shadows.copy = True
         shadow.materialize()
@@ -456,6 +462,12 @@ def _writes_refused(run: TestRun) -> bool:
     return any(o.outcome in ("failed", "error") and refused in o.message for o in run.outcomes) or any(
         refused in message for _, message in run.collect_errors
     )
+
+
+def _resolved_into(run: TestRun, workspace: Path) -> bool:
+    """Whether ``run`` imported the edited module from inside ``workspace``: through a link of the shadow
+    that its tests resolved (an installed copy elsewhere is not mended by copying the shadow)."""
+    return any(Path(path).is_relative_to(workspace.resolve()) for path in run.leaked_imports)
 
 
 def failure_summary(message: str) -> str:

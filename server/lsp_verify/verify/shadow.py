@@ -13,8 +13,9 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   pytest name modules after the path they were found at, while ``realpath`` of anything inside a symlinked
   directory points back into the user's tree. Hypothesis's ``.hypothesis`` is the one directory copied
   (its example database: :func:`_copy_examples`). The links are read-only: for a project whose tests write
-  beside themselves, the runner turns a linked shadow into a copy (:meth:`Shadow.materialize`) and makes
-  every later one a copy.
+  beside themselves, or resolve their own path into the user's tree and import the project from there,
+  the runner turns a linked shadow into a copy (:meth:`Shadow.materialize`) and makes every later one a
+  copy.
 - *copy* (no bubblewrap: nothing else stops a write through a symlink - or a hard link - from reaching the
   user's file): real directories and copied files, except version-control, virtualenv, tool-cache and
   ``node_modules`` directories, which are left out (tests reading them are rare; copying them is costly).
