@@ -151,6 +151,43 @@ def test_a_test_that_failed_before_the_change_too_is_not_charged(tmp_path: Path)
     assert statuses(report) == {"area": "pass", "perimeter": "pass"}
 
 
+REGISTRY = "REG: dict[str, int] = {}\n\n\ndef register(name: str) -> None:\n    REG[name] = len(REG)\n"
+
+
+@pytest.mark.usefixtures("cache")
+@pytest.mark.parametrize("before", ["passing", "failing"])
+def test_a_test_that_needs_the_tests_before_it_is_judged_in_the_suites_order(
+    tmp_path: Path, before: str
+) -> None:
+    # test_seen passes only after test_reg has filled the registry. The change broke it in the suite, but
+    # run alone at HEAD to find the change that broke it, it failed there too: "failing before the change",
+    # and the change passed. In the suite's order at HEAD it passes - unless it fails there as well.
+    expected = "{'a': 0}" if before == "passing" else "{'a': 7}"
+    seen = f"from geo.shapes import REG\n\n\ndef test_seen():\n    assert REG == {expected}\n"
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": REGISTRY,
+            "tests/test_1.py": "from geo.shapes import register\n\n\ndef test_reg():\n    register('a')\n",
+            "tests/test_2.py": seen,
+        },
+    )
+    (repo / "geo/shapes.py").write_text(REGISTRY.replace("len(REG)", "len(REG) + 1"), encoding="utf-8")
+
+    report = check(repo)
+
+    if before == "failing":
+        assert report.exit_code == 0, report.functions
+        assert statuses(report) == {"register": "pass"}
+        return
+    assert report.exit_code == 1, report.functions
+    assert statuses(report) == {"register": "pass", "<module>": "fail"}
+    assert report.functions[-1].message == (
+        "tests: tests/test_2.py::test_seen failed: it passes in the whole test suite with this file as HEAD "
+        "has it (alone it fails there too: it depends on the tests run before it)"
+    )
+
+
 @pytest.mark.usefixtures("cache")
 def test_parametrised_cases_whose_ids_differ_from_run_to_run_still_fail_the_change(tmp_path: Path) -> None:
     """isodate draws its cases' ids from a set: each process names them differently, so a run asked for the

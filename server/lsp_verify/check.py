@@ -24,7 +24,9 @@ change also runs the project's whole test suite on it once (:func:`_suite_guard`
 ``suite_guard_timeout_s``): a test that fails now, that no function's own check ran, and that passes with the
 file as the base has it, is charged to the changed function whose revert alone makes it pass again, or to
 the file (``<module>``) when no single revert does (a change outside any function, or several together).
-A change that stops tests from being collected at all (a module-level import that fails) breaks them
+A test that fails alone with the base too may need the tests before it (a registry an earlier test fills):
+it is run in the suite's order without the change (:func:`_in_order`), and fails the file when it passes
+there. A change that stops tests from being collected at all (a module-level import that fails) breaks them
 without any test failing: :func:`_collection_guard` compares the collection with the base revision's, with
 or without the suite guard, and fails the file whose base collects what the change does not. A changed file
 that holds no function to check (a data file, a deleted module, conftest.py, a test module) goes through the
@@ -585,7 +587,8 @@ def _suite_guard(
         report.notes.append(f"part of the whole test suite did not run ({where}): {message}")
     if not failing:
         return
-    added = _added(verifier, changed, failing, cancel)
+    at_base = _base_tests(verifier, changed, cancel)
+    added = _added(at_base, failing)
     if added:
         # Not in the base at all: nothing to put back, and a run that names them there finds nothing (pytest
         # then runs none of the tests it is asked for).
@@ -593,6 +596,7 @@ def _suite_guard(
         report.functions.extend(_added_failures(added, base_name, now))
     if not failing:
         return
+    unexplained = failing
     now_of: dict[Path, Content] = {change.path: change.now for change in changed}
     if len(changed) > 1:
         # One run with the whole change undone tells the tests it broke from those that failed before it.
@@ -657,6 +661,73 @@ def _suite_guard(
                 now,
             )
         )
+    reported = set(explained) | (set(whole) if len(changed) > 1 else set())
+    left = tuple(nodeid for nodeid in unexplained if nodeid not in reported)
+    if left:
+        _in_order(verifier, changed, suite, left, at_base, now, report, base_name, deadline, cancel)
+
+
+def _in_order(
+    verifier: Verifier,
+    changed: list[_Change],
+    suite: tuple[str, ...],
+    failing: tuple[str, ...],
+    at_base: tuple[set[str], set[str]] | None,
+    now: TestRun,
+    report: RunReport,
+    base_name: str,
+    deadline: float,
+    cancel: CancelToken,
+) -> None:
+    """Tests that fail in the whole suite with the change and fail alone without it (``failing``), run
+    again without the change in the suite's order: those that pass there depend on the tests before them
+    (a registry, a cache, a module's state that an earlier test fills) and the change broke them in the
+    suite - run alone, they only looked as if they were failing before it. Within what is left of the
+    suite guard's time (``deadline``), one run of the suite up to the last of them, without the change's
+    own new tests (pytest runs none of the tests it is asked for when one is missing)."""
+    from .verify.cascade import VerifyError
+    from .verify.pytest_run import function_id
+
+    if at_base is None or time.monotonic() > deadline:
+        return
+    known, _ = at_base
+    wanted = {function_id(nodeid) for nodeid in failing}
+    last = max(index for index, nodeid in enumerate(suite) if nodeid in wanted) if wanted & set(suite) else -1
+    prefix = tuple(nodeid for nodeid in suite[: last + 1] if nodeid in known)
+    if not prefix:
+        return
+    first = changed[0]
+    try:
+        base, _ = _run_through(
+            verifier,
+            first.path,
+            first.base,
+            prefix,
+            _undone(changed[1:]),
+            max(deadline - time.monotonic(), 1.0),
+            cancel,
+        )
+    except VerifyError as exc:
+        report.notes.append(
+            f"the whole test suite's failures were not run in its order without the change: {exc}"
+        )
+        return
+    broken = _not_failing(base, failing)
+    if not broken:
+        return
+    if len(changed) == 1:
+        what = first.as_base(base_name)
+    else:
+        what = f"with the whole change ({_named(changed, verifier.root)}) as {base_name} has it"
+    report.functions.append(
+        _suite_failure(
+            relpath_in(first.path, verifier.root),
+            broken,
+            f"{_fares(base, broken[0])} in the whole test suite {what} (alone it fails there too: it "
+            "depends on the tests run before it)",
+            now,
+        )
+    )
 
 
 def _run_through(
@@ -960,21 +1031,30 @@ def _not_failing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in node_ids if holds(n))
 
 
-def _added(
-    verifier: Verifier, changed: list[_Change], failing: tuple[str, ...], cancel: CancelToken
-) -> tuple[str, ...]:
-    """Those of ``failing`` (tests that fail with the change) that the base does not have: the change adds
-    them (a test file, a test function, a doctest in a text file), failing. Pytest's collection with the
-    whole change undone says which tests the base has; a file that could not be collected there is not
-    known to lack any."""
-    from .verify.pytest_run import function_id, function_ids
+def _base_tests(
+    verifier: Verifier, changed: list[_Change], cancel: CancelToken
+) -> tuple[set[str], set[str]] | None:
+    """The test functions the base has and the files that could not be collected there (not known to lack
+    any), from pytest's collection with the whole change undone; None when nothing could be collected."""
+    from .verify.pytest_run import function_ids
 
     first = changed[0]
     base = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
     if base.problem:
-        return ()
+        return None
     known = set(function_ids(test.nodeid for test in base.tests))
-    unknown = {where for where, _ in (*base.errors, *base.unimported)}
+    return known, {where for where, _ in (*base.errors, *base.unimported)}
+
+
+def _added(at_base: tuple[set[str], set[str]] | None, failing: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``failing`` (tests that fail with the change) that the base (``at_base``: see
+    :func:`_base_tests`) does not have: the change adds them (a test file, a test function, a doctest in a
+    text file), failing."""
+    from .verify.pytest_run import function_id
+
+    if at_base is None:
+        return ()
+    known, unknown = at_base
     return tuple(
         nodeid
         for nodeid in failing
