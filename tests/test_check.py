@@ -556,6 +556,23 @@ def test_tests_that_put_their_resolved_directory_on_sys_path_judge_the_change(
     assert "FAIL  calc/ops.py:8 mul — tests: tests/test_ops.py::test_mul failed" in failed.stdout
 
 
+def test_another_functions_docstring_example_guards_the_function_it_calls(tmp_path: Path) -> None:
+    # Of the edited module's doctests only the module's and the function's own counted: `square`'s example,
+    # which calls `mul`, ran and failed on the change, and mul passed as "types only (no nearby tests)".
+    square = (
+        '\n\ndef square(a: int) -> int:\n    """\n    >>> square(3)\n    9\n    """\n    return mul(a, a)\n'
+    )
+    config = PYPROJECT + "\n[tool.lsp-verify]\nsuite_guard_timeout_s = 0\n"
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": config, "calc/ops.py": CALC + square})
+    stage(repo, "calc/ops.py", (CALC + square).replace("return a * b", "return a * b + 1"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failure = "calc/ops.py::calc.ops.square failed: >>> square(3) expected 9, got 10"
+    assert f"FAIL  calc/ops.py:8 mul — tests: {failure}" in proc.stdout
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

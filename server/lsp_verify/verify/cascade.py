@@ -384,7 +384,9 @@ class Verifier:
                 run, doctest_file = tested.run, tested.doctest_file
                 notes += [tested.note] if tested.note else []
             module = module_name(self.root, target.path)
-            baseline = tuple(o for o in run.outcomes if _selected(o.nodeid, doctest_file, module, target))
+            # Every doctest of the edited module counts: the target's own must pass, and another function's
+            # (one that calls the target, say) guards it like any other selected test.
+            baseline = run.outcomes
             run_tests = True
             if not baseline:
                 notes.append(
@@ -955,11 +957,7 @@ def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
     before = plan.baseline_by_nodeid
     now = run.by_nodeid
     outcomes = tuple(now.get(nodeid) or TestOutcome(nodeid, "error", "not run") for nodeid in before)
-    outcomes += tuple(
-        o
-        for o in run.outcomes
-        if o.nodeid not in before and _selected(o.nodeid, plan.doctest_file, module, plan.target)
-    )
+    outcomes += tuple(o for o in run.outcomes if o.nodeid not in before)
     passed = tuple(o.nodeid for o in outcomes if o.outcome == "passed")
     fixed = tuple(nodeid for nodeid in passed if nodeid in before and before[nodeid].outcome in _FAILING)
     broken = tuple(
@@ -1105,15 +1103,6 @@ def _only_the_module_fails(run: TestRun, doctest_file: str) -> bool:
     return bool(run.collect_errors) and all(
         where.split("::", 1)[0] == doctest_file for where, _ in run.collect_errors
     )
-
-
-def _selected(nodeid: str, doctest_file: str | None, module: str, target: EditTarget) -> bool:
-    """Whether a collected item counts: of the edited module's doctests, only the module docstring's and
-    the target's own - another function's doctest says nothing about this candidate."""
-    if doctest_file is None or not nodeid.startswith(f"{doctest_file}::"):
-        return True
-    name = nodeid.split("::", 1)[1]
-    return _docstring_item(name, module, None) or _docstring_item(name, module, target.qualname)
 
 
 def _docstring_item(item: str, module: str, qualname: str | None) -> bool:
