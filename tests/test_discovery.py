@@ -808,6 +808,34 @@ def test_a_collection_that_fails_says_pytests_own_reason_and_what_is_missing(
     assert "ResourceWarning" not in message and "collected" not in message.split(said)[1], message
 
 
+def test_a_monorepo_member_whose_tests_reach_a_sibling_by_a_relative_path_is_told_so(
+    tmp_path: Path, verifier: Callable[..., Verifier]
+) -> None:
+    # pytest's `pythonpath = ["../a/src"]` leads nowhere in a shadow of packages/b alone; it said "`alib` is
+    # not installed ...: install the project's test dependencies", and the user would look for a missing
+    # third-party package.
+    (tmp_path / ".git").mkdir()
+    write(
+        tmp_path,
+        {
+            "packages/a/pyproject.toml": "[project]\nname = 'a'\nversion = '0'\n",
+            "packages/a/src/alib/__init__.py": "def double(x: int) -> int:\n    return x * 2\n",
+            "packages/b/pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['../a/src']\n",
+            "packages/b/shapes/__init__.py": "",
+            "packages/b/shapes/geo.py": GEO,
+            "packages/b/tests/test_geo.py": "import alib\n\n\ndef test_alib() -> None:\n"
+            "    assert alib.double(2) == 4\n",
+        },
+    )
+    root = tmp_path / "packages" / "b"
+    with pytest.raises(VerifyError) as raised:
+        verifier(root).prepare(target(root / "shapes" / "geo.py", "area"), GEO, CancelToken())
+    message = str(raised.value)
+    assert "No module named 'alib'" in message, message
+    assert "the repository has it beside this project, in ../a/src/alib" in message, message
+    assert "-m pip install -e ../a`" in message, message
+
+
 def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:

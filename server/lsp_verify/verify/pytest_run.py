@@ -715,10 +715,52 @@ def not_installed(message: str, root: Path, python: str = sys.executable) -> str
     for base in (root, root / "src", root / "tests", root / "test"):
         if (base / f"{top}.py").is_file() or (base / top).is_dir():
             return None  # a module of the workspace: a path problem, not a missing install
-    return (
-        f"`{top}` is not installed in the environment that runs the tests ({python}): install the project's "
-        "test dependencies there, or set `python` to the interpreter of the project's own environment."
+    said = f"`{top}` is not installed in the environment that runs the tests ({python})"
+    sibling = _in_repository(root, top)
+    if sibling is None:
+        return (
+            f"{said}: install the project's test dependencies there, or set `python` to the interpreter "
+            + ("of the project's own environment.")
+        )
+    # A monorepo member whose pytest `pythonpath` (or conftest.py) reaches a sibling with "../a/src": the
+    # tests run in a copy of this project alone, where that path leads nowhere.
+    holder = next(
+        (d for d in sibling.parents if any((d / name).is_file() for name in ("pyproject.toml", "setup.py"))),
+        sibling.parent,
     )
+    project = os.path.relpath(holder, root)
+    return (
+        f"{said}; the repository has it beside this project, in {os.path.relpath(sibling, root)}, but the "
+        "tests run in a copy of this project alone, where a path out of it (pytest's `pythonpath`, a "
+        f"conftest.py's sys.path) leads nowhere. Install it there (`{python} -m pip install -e {project}`), "
+        "or set `python` to an interpreter that has it."
+    )
+
+
+def _in_repository(root: Path, top: str) -> Path | None:
+    """Where the repository around ``root`` holds the package or module ``top`` outside ``root``: in one of
+    the directories above it up to the repository's top, in their ``src/``, or in a sibling project's (a
+    monorepo's ``packages/a/src/alib``); None when nowhere (or not in a repository)."""
+    from ..config import repository_top
+
+    repository = repository_top(root)
+    if repository is None or repository == root.resolve():
+        return None
+    above = root.resolve()
+    while above != repository:
+        above = above.parent
+        bases = [above, above / "src"]
+        with contextlib.suppress(OSError):
+            bases += [
+                child / part for child in sorted(above.iterdir()) if child.is_dir() for part in ("", "src")
+            ]
+        for base in bases:
+            if base.is_relative_to(root.resolve()):
+                continue
+            for path in (base / top, base / f"{top}.py"):
+                if (path / "__init__.py").is_file() or path.is_file():
+                    return path
+    return None
 
 
 # Options that a project's addopts commonly hold, by the plugin that provides them.
