@@ -242,3 +242,25 @@ def test_only_the_verifiers_of_the_projects_used_last_are_kept(tmp_path: Path) -
         assert pipeline.verifier(members[1]) is not second  # the least recently used was closed
     finally:
         pipeline.close()
+
+
+def test_a_change_to_a_member_that_another_member_imports_says_its_tests_did_not_run(tmp_path: Path) -> None:
+    # Each member is checked with its own tests alone: a change to alpha that breaks beta's tests (beta
+    # imports alpha) passed with nothing said about beta.
+    uses = (
+        "from alpha.core import clamp\n\n\ndef bounded(value: int) -> int:\n    return clamp(value, 0, 9)\n"
+    )
+    repo = gitrepo.make_repo(tmp_path / "mono", {**WORKSPACE, "packages/beta/src/beta/uses.py": uses})
+    make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    core = "packages/alpha/src/alpha/core.py"
+    stage(repo, core, WORKSPACE[core].replace("cm * units.MM_PER_CM", "units.MM_PER_CM * cm"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 0, report
+    notes = report["notes"]
+    assert isinstance(notes, list)
+    assert (
+        "packages/beta imports `alpha`, which this change touches (packages/alpha), and is a project of its "
+        "own: its tests were not run on the change (run `python -m pytest` there)"
+    ) in notes, notes

@@ -41,7 +41,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -169,9 +169,72 @@ def run_check(
             staged_tree,
         )
         _merge(report, part, relpath_in(project, root))
+    if git_root is not None and len(projects) < _MAX_DEPENDENT_SCAN_PROJECTS:
+        report.notes.extend(_unchecked_dependents(git_root, projects, root))
     if not report.functions and report.error is None and not others:
         report.notes.append("the change touches no function: nothing to verify")
     return report
+
+
+_MAX_DEPENDENT_SCAN_PROJECTS = 8
+_MAX_DEPENDENT_SCAN_FILES = 5000
+"""How far :func:`_unchecked_dependents` looks: a change to more projects, or a repository of more Python
+files, is not read for the members that import it."""
+
+
+def _unchecked_dependents(
+    git_root: Path, projects: Mapping[Path, tuple[list[_FileToCheck], list[_Change]]], shown_from: Path
+) -> list[str]:
+    """What the check did not run: the other projects of the repository (a monorepo's members) whose code
+    imports a package this change touches. Each project is checked with its own tests alone, so a change to
+    ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passes here; say so, naming where to run
+    them."""
+    from . import gitdiff
+    from .verify.test_index import module_name
+
+    touched: dict[str, Path] = {}  # top-level package -> its project
+    for project, (items, others) in projects.items():
+        paths = [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]
+        for path in paths:
+            top = module_name(project, path).split(".", 1)[0]
+            if top and not is_test_file(relpath_in(path, project)):
+                touched.setdefault(top, project)
+    if not touched:
+        return []
+    try:
+        files = gitdiff.tracked_python_files(git_root)
+    except gitdiff.GitError:
+        return []
+    if len(files) > _MAX_DEPENDENT_SCAN_FILES:
+        return []
+    imports = re.compile(rf"^\s*(?:from|import)\s+({'|'.join(map(re.escape, touched))})\b", re.MULTILINE)
+    roots: dict[Path, Path] = {}
+    found: dict[Path, set[str]] = {}
+    for relpath in files:
+        path = git_root / relpath
+        if path.parent not in roots:
+            roots[path.parent] = find_project_root(path.parent)
+        project = roots[path.parent]
+        if project in projects:
+            continue
+        try:
+            with path.open("rb") as source:
+                text = source.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for match in imports.finditer(text):
+            if not path.is_relative_to(touched[match[1]]):  # the changed project's own file
+                found.setdefault(project, set()).add(match[1])
+
+    def named(path: Path) -> str:
+        return relpath_in(path, shown_from) or "."
+
+    return [
+        f"{named(project)} imports {', '.join(f'`{t}`' for t in sorted(tops))}, which this change touches "
+        f"({', '.join(sorted({named(touched[top]) for top in tops}))}), and is a project of its own: its "
+        "tests were not run on the change (run `python -m pytest` there)"
+        for project, tops in sorted(found.items())
+    ]
 
 
 def _check_project(
