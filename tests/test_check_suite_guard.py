@@ -336,3 +336,33 @@ def test_a_suite_that_is_only_slow_is_cut_at_its_limit_once(tmp_path: Path) -> N
 
     assert not any("stopped in" in note for note in report.notes), report.notes
     assert any("did not finish on the change (it did not finish within 8 s" in n for n in report.notes)
+
+
+def test_when_the_suite_guards_time_is_spent_the_tests_not_run_in_order_are_named() -> None:
+    # Nothing is run past the deadline (the verifier is never asked), and the report says what is unknown.
+    from lsp_verify.check import _Change, _in_order
+    from lsp_verify.verify.pytest_run import TestRun
+
+    report = RunReport(command="check", root="/nowhere")
+    changed = [_Change(Path("/nowhere/geo/shapes.py"), "x = 1\n", "x = 0\n")]
+    failing = ("tests/test_2.py::test_seen", "tests/test_2.py::test_other")
+
+    _in_order(
+        None,  # type: ignore[arg-type]
+        changed,
+        ("tests/test_1.py::test_reg", *failing),
+        failing,
+        ({"tests/test_1.py::test_reg", *failing}, set()),
+        TestRun(()),
+        report,
+        "HEAD",
+        deadline=0.0,
+        cancel=None,  # type: ignore[arg-type]
+    )
+
+    assert report.functions == []
+    assert report.notes == [
+        "tests/test_2.py::test_seen and 1 more, failing with the change and alone at HEAD too, did not run "
+        "in the suite's order at HEAD (suite_guard_timeout_s ran out): whether the change broke one that "
+        "needs the tests before it is unknown"
+    ]

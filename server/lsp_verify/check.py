@@ -751,7 +751,15 @@ def _in_order(
     from .verify.cascade import VerifyError
     from .verify.pytest_run import function_id
 
-    if at_base is None or time.monotonic() > deadline:
+    if at_base is None:
+        return
+    if time.monotonic() > deadline:
+        more = f" and {len(failing) - 1} more" if len(failing) > 1 else ""
+        report.notes.append(
+            f"{failing[0]}{more}, failing with the change and alone at {base_name} too, did not run in "
+            f"the suite's order at {base_name} (suite_guard_timeout_s ran out): whether the change broke one "
+            "that needs the tests before it is unknown"
+        )
         return
     known, _ = at_base
     wanted = {function_id(nodeid) for nodeid in failing}
