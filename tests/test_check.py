@@ -422,7 +422,7 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
     said = (
         "mul — tests: tests/test_fixture.py::test_times failed: it passes with mul as HEAD has it",
         "FAIL  tests/test_new.py:1 <module> — tests: tests/test_new.py::test_new failed: the change adds it "
-        "(HEAD has no such test)",
+        "(HEAD collects no such test)",
         "FAIL  tests/test_skipped.py:1 <module> — tests: tests/test_skipped.py::test_big failed: it is "
         "skipped with this file as HEAD has it",
     )

@@ -1139,7 +1139,7 @@ def _added_failures(added: tuple[str, ...], base_name: str, now: TestRun) -> lis
     for nodeid in added:
         by_file.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
     return [
-        _suite_failure(relpath, tuple(tests), f"the change adds it ({base_name} has no such test)", now)
+        _suite_failure(relpath, tuple(tests), f"the change adds it ({base_name} collects no such test)", now)
         for relpath, tests in by_file.items()
     ]
 
