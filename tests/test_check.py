@@ -573,6 +573,25 @@ def test_another_functions_docstring_example_guards_the_function_it_calls(tmp_pa
     assert f"FAIL  calc/ops.py:8 mul — tests: {failure}" in proc.stdout
 
 
+def test_a_pass_whose_sibling_example_failed_before_says_so(tmp_path: Path) -> None:
+    # `square`'s example is stale (it fails at HEAD); a good change to `mul` passes, and said only
+    # "tests: 1/2 passed" - a failing count on a PASS, unexplained.
+    square = (
+        '\n\ndef square(a: int) -> int:\n    """\n    >>> square(3)\n    10\n    """\n    return mul(a, a)\n'
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "calc/ops.py": CALC + square})
+    stage(repo, "calc/ops.py", (CALC + square).replace("return a * b", "return b * a"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "PASS  calc/ops.py:8 mul — mypy: no new errors, types only (no test names it; guard tests: 0/1 "
+        in (proc.stdout)
+    )
+    assert "passed, 1 failing before this change too (not counted))" in proc.stdout
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

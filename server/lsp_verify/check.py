@@ -1399,8 +1399,7 @@ def _judge_check(
     if not only_old_failures:
         return function_report(target, result, relpath, details=plan.notes)
     passed = dataclasses.replace(result, passed=True, evidence=Evidence.TESTS)
-    old = ", ".join(already)
-    message = f"{describe(passed)}; failing before this change too (not counted): {old}"
+    message = f"{describe(passed)}: {', '.join(already)}"  # "..., 1 failing before this change too (...)"
     return function_report(target, passed, relpath, message=message, details=plan.notes)
 
 

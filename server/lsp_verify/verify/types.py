@@ -104,15 +104,21 @@ class CandidateResult:
     def evidence_parts(self) -> list[str]:
         """What backs a passing candidate, as every report says it: mypy, then the tests (or why none)."""
         parts = [self.mypy_evidence]
+        # A passing candidate's selected tests that fail failed on the original code too (a sibling's stale
+        # docstring example, a broken guard test): said, so that "1/2 passed" on a pass is not a riddle.
+        old = (
+            sum(1 for o in self.outcomes if o.outcome in ("failed", "error", "timeout")) if self.passed else 0
+        )
+        already = f", {old} failing before this change too (not counted)" if old else ""
         if self.evidence is Evidence.TESTS:
-            parts.append(f"tests: {len(self.tests_passed)}/{len(self.tests_selected)} passed")
+            parts.append(f"tests: {len(self.tests_passed)}/{len(self.tests_selected)} passed{already}")
             if self.tests_fixed:
                 parts.append(f"fixed {len(self.tests_fixed)}")
         elif self.evidence is Evidence.TYPES_ONLY:
             if self.tests_selected:  # the module's tests ran as a guard, but none of them names the function
                 parts.append(
                     f"types only (no test names it; guard tests: "
-                    f"{len(self.tests_passed)}/{len(self.tests_selected)} passed)"
+                    f"{len(self.tests_passed)}/{len(self.tests_selected)} passed{already})"
                 )
             else:
                 parts.append("types only (no nearby tests)")
