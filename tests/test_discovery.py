@@ -808,12 +808,14 @@ def test_a_collection_that_fails_says_pytests_own_reason_and_what_is_missing(
     assert "ResourceWarning" not in message and "collected" not in message.split(said)[1], message
 
 
-def test_a_monorepo_member_whose_tests_reach_a_sibling_by_a_relative_path_is_told_so(
-    tmp_path: Path, verifier: Callable[..., Verifier]
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_a_monorepo_member_whose_tests_reach_a_sibling_by_a_relative_path(
+    tmp_path: Path, verifier: Callable[..., Verifier], sandbox: str
 ) -> None:
-    # pytest's `pythonpath = ["../a/src"]` leads nowhere in a shadow of packages/b alone; it said "`alib` is
-    # not installed ...: install the project's test dependencies", and the user would look for a missing
-    # third-party package.
+    # pytest's `pythonpath = ["../a/src"]` led nowhere in a shadow of packages/b alone: every function of b
+    # was an error saying "`alib` is not installed ...: install the project's test dependencies". A linked
+    # shadow (bubblewrap) now shows the repository around the member, as the user's tree has it; a copied
+    # one (no bubblewrap: a link would let a test write into the sibling) still cannot, and says so plainly.
     (tmp_path / ".git").mkdir()
     write(
         tmp_path,
@@ -828,12 +830,32 @@ def test_a_monorepo_member_whose_tests_reach_a_sibling_by_a_relative_path_is_tol
         },
     )
     root = tmp_path / "packages" / "b"
+    checked = verifier(root, sandbox=sandbox)
+    if checked.isolation == "bwrap":
+        plan = checked.prepare(target(root / "shapes" / "geo.py", "area"), GEO, CancelToken())
+        assert {o.nodeid: o.outcome for o in plan.baseline} == {"tests/test_geo.py::test_alib": "passed"}
+        return
     with pytest.raises(VerifyError) as raised:
-        verifier(root).prepare(target(root / "shapes" / "geo.py", "area"), GEO, CancelToken())
+        checked.prepare(target(root / "shapes" / "geo.py", "area"), GEO, CancelToken())
     message = str(raised.value)
     assert "No module named 'alib'" in message, message
     assert "the repository has it beside this project, in ../a/src/alib" in message, message
     assert "-m pip install -e ../a`" in message, message
+
+
+def test_a_repository_at_the_home_directory_is_never_shown_around_a_project(
+    tmp_path: Path, verifier: Callable[..., Verifier], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A dotfiles repository at ~ holds every project below it: shown around one, a test could read ~/.ssh,
+    # which bubblewrap hides. The shadow then mirrors the project alone.
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, {"proj/pyproject.toml": "[project]\nname = 'p'\n", "proj/shapes/geo.py": GEO})
+    root = tmp_path / "proj"
+    assert verifier(root)._shadows.top == tmp_path.resolve()
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    assert verifier(root)._shadows.top is None
 
 
 def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(

@@ -47,6 +47,35 @@ def test_shadow_is_private_links_the_rest_and_makes_the_edited_path_real(tmp_pat
     assert (workspace / "calc" / "core.py").read_text() == original
 
 
+def test_a_linked_shadow_of_a_member_shows_the_repository_around_it(tmp_path: Path) -> None:
+    # packages/b's tests reach ../a/src (pytest's pythonpath): in a shadow of b alone that led nowhere.
+    (tmp_path / "packages" / "a" / "src").mkdir(parents=True)
+    (tmp_path / "packages" / "a" / "src" / "alib.py").write_text("X = 1\n")
+    (tmp_path / "README.md").write_text("top\n")
+    workspace = tmp_path / "packages" / "b"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    shadows = ShadowRoot(workspace, top=tmp_path)
+    try:
+        shadow = shadows.create(Path("calc/core.py"), "X = 2\n")
+        assert shadow.root.parts[-2:] == ("packages", "b") and shadow.outer in shadow.root.parents
+        assert (shadow.root / ".." / "a" / "src" / "alib.py").read_text() == "X = 1\n"
+        assert (shadow.outer / "README.md").is_symlink() and (shadow.outer / "packages" / "a").is_symlink()
+        assert (
+            not (shadow.outer / "packages").is_symlink()
+            and not (shadow.outer / "packages" / "b").is_symlink()
+        )
+        assert shadow.edited.read_text() == "X = 2\n"
+        shadow.remove()
+        assert not shadow.outer.exists()
+        # A copied shadow (no bubblewrap: a link would let a test write into the sibling) is the member alone.
+        shadows.copy = True
+        copied = shadows.create(Path("calc/core.py"), "X = 3\n")
+        assert copied.root == copied.outer and not (copied.root / ".." / "a").exists()
+    finally:
+        shadows.close()
+    assert (tmp_path / "packages" / "a" / "src" / "alib.py").read_text() == "X = 1\n"
+
+
 def test_a_linked_shadow_has_its_own_copy_of_hypothesiss_example_database(tmp_path: Path) -> None:
     # Linked, it was read-only: Hypothesis refused it with a warning, an error of every @given test under
     # `filterwarnings = error` (see test_check.py), and the failures it saved were not replayed.

@@ -62,7 +62,7 @@ from .pytest_run import (
     missing_plugin,
     not_installed,
 )
-from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation
+from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation, hidden_paths
 from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, import_name, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
@@ -207,12 +207,19 @@ class Verifier:
             )
         except InterpreterError as exc:
             raise VerifyError(str(exc)) from None
-        # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links.
+        # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links. A linked
+        # shadow of a trusted project below the repository's top (a monorepo's member) shows what lies
+        # around it there too, read-only; never above the editor's workspace folder.
+        self._top = (workspace or repository_top(self.root)) if settings.trusted else None
+        if self._top is not None and _shows_hidden(self._top):
+            self._top = None  # a repository at a home directory (dotfiles) or above one: never shown whole
         try:
             inside = {
                 path: content for path, content in (tree or {}).items() if path.is_relative_to(self.root)
             }
-            self._shadows = ShadowRoot(self.root, copy=self.isolation != "bwrap", tree=self._overlays(inside))
+            self._shadows = ShadowRoot(
+                self.root, copy=self.isolation != "bwrap", tree=self._overlays(inside), top=self._top
+            )
         except ShadowUnavailable as exc:
             raise VerifyError(str(exc)) from None
         # mypy runs in lsp-verify's interpreter and finds the installed packages in the project's.
@@ -231,7 +238,7 @@ class Verifier:
         # Under bwrap home directories and /tmp are hidden: what the interpreter imports from there is
         # mounted back read-only. Only the mypy worker may write the (per workspace, per trust) mypy cache.
         python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        readable = [self.root, *(Path(p) for p in python_path if p)]
+        readable = [self.root, *(Path(p) for p in python_path if p), *([self._top] if self._top else [])]
         env = {"TMPDIR": str(self._shadows.tmp)}
         # The mypy worker starts outside every shadow and nothing relative to a shadow is on its sys.path, so
         # a repository's sitecustomize.py or .pth never loads - unless the user's PYTHONPATH names the
@@ -1112,6 +1119,15 @@ def _docstring_item(item: str, module: str, qualname: str | None) -> bool:
     ``functools``."""
     expected = f"{module}.{qualname}" if qualname else module
     return bool(expected) and (item == expected or item.endswith(f".{expected}"))
+
+
+def _shows_hidden(top: Path) -> bool:
+    """Whether mounting ``top`` would show a directory the sandbox hides whole: a home directory (a dotfiles
+    repository at ``~``), ``/tmp``, or a directory above one."""
+    home = os.environ.get("HOME", "")
+    hidden = [*hidden_paths(), *([Path(home).resolve()] if os.path.isabs(home) else [])]
+    real = top.resolve()
+    return any(real == path or real in path.parents for path in hidden)
 
 
 def _leak_message(files: Iterable[str]) -> str:

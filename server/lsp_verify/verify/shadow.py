@@ -12,7 +12,10 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   dozen ``symlink`` calls, however large the tree. Real directories on the path matter because Python and
   pytest name modules after the path they were found at, while ``realpath`` of anything inside a symlinked
   directory points back into the user's tree. Hypothesis's ``.hypothesis`` is the one directory copied
-  (its example database: :func:`_copy_examples`). The links are read-only: for a project whose tests write
+  (its example database: :func:`_copy_examples`). A project below the repository's top (a monorepo's
+  member; ``top``) is mirrored at its place in a mirror of the directories above it, whose other entries
+  are linked: a path out of the project (``../a/src``) leads where it leads in the user's tree. The links
+  are read-only: for a project whose tests write
   beside themselves, or resolve their own path into the user's tree and import the project from there,
   the runner turns a linked shadow into a copy (:meth:`Shadow.materialize`) and makes every later one a
   copy.
@@ -103,12 +106,20 @@ class ShadowRoot:
         *,
         copy: bool = False,
         tree: Mapping[Path, Content] | None = None,
+        top: Path | None = None,
     ) -> None:
         """``tree``: paths (relative) every shadow shows with other content than the workspace's files - the
-        tree as git's index has it, for a check of the staged change (see :meth:`create`)."""
+        tree as git's index has it, for a check of the staged change (see :meth:`create`). ``top``: a
+        directory above the workspace (the repository's top) whose other entries a linked shadow shows
+        around its mirror of the workspace, as the user's tree has them."""
         self.workspace = workspace.resolve()
         self.copy = copy
         self.tree = dict(tree or {})
+        self.nest = Path()
+        """Where the workspace's mirror lies in each shadow, below the mirror of ``top`` (empty: none)."""
+        if top is not None and self.workspace.is_relative_to(top.resolve()):
+            self.nest = self.workspace.relative_to(top.resolve())
+        self.top = top.resolve() if top is not None and self.nest.parts else None
         parent = shadow_parent(self.workspace, parent)
         remove_stale_roots(parent)
         # mkdtemp creates the directory with mode 0700, so no other user can read candidates or results.
@@ -133,10 +144,19 @@ class ShadowRoot:
                 raise ValueError(f"expected a path inside the workspace, got {path}")
         with self._lock:
             name = f"s{next(self._counter)}"
-        shadow_dir = self.path / name
+        outer = self.path / name
+        shadow_dir = outer
         if self.copy:
             _copy_tree(self.workspace, shadow_dir)
         else:
+            if self.top is not None:
+                # The directories from the repository's top down to the workspace, their other entries linked:
+                # a path out of the project (pytest's `pythonpath = ["../a/src"]`, a conftest.py's
+                # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree.
+                for depth, part in enumerate(self.nest.parts):
+                    shadow_dir.mkdir(mode=0o700)
+                    _link_entries(self.top.joinpath(*self.nest.parts[:depth]), shadow_dir, {part})
+                    shadow_dir = shadow_dir / part
             shadow_dir.mkdir(mode=0o700)
             _link_tree(self.workspace, shadow_dir, [path.parts for path in overlays])
         for path, content in overlays.items():
@@ -149,7 +169,9 @@ class ShadowRoot:
             target.unlink(missing_ok=True)
             target.write_bytes(_encoded(content))
         linked = None if self.copy else self.workspace
-        return Shadow(root=shadow_dir, relative=relative, edited=shadow_dir / relative, linked=linked)
+        return Shadow(
+            root=shadow_dir, relative=relative, edited=shadow_dir / relative, linked=linked, outer=outer
+        )
 
     def scratch(self, name: str) -> Path:
         """A file name inside the private directory (for results and logs)."""
@@ -164,11 +186,15 @@ class Shadow:
     """One shadow workspace: ``root`` mirrors the workspace, ``edited`` is the candidate's file;
     ``linked``: the workspace its symlinks point into (None: a copied shadow)."""
 
-    def __init__(self, root: Path, relative: Path, edited: Path, linked: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, relative: Path, edited: Path, linked: Path | None = None, outer: Path | None = None
+    ) -> None:
         self.root = root
         self.relative = relative
         self.edited = edited
         self.linked = linked
+        self.outer = outer or root
+        """The directory holding the whole shadow: ``root``, or the mirror of the repository around it."""
 
     def materialize(self) -> None:
         """Turn this linked shadow into a copied one, in place: every symlink into the workspace becomes a
@@ -180,7 +206,7 @@ class Shadow:
         self.linked = None
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.outer, ignore_errors=True)
 
 
 def remove_stale_roots(parent: Path | None = None) -> list[Path]:
