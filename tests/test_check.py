@@ -592,6 +592,48 @@ def test_a_pass_whose_sibling_example_failed_before_says_so(tmp_path: Path) -> N
     assert "passed, 1 failing before this change too (not counted))" in proc.stdout
 
 
+@pytest.mark.parametrize("change", ["good", "bad"])
+def test_a_project_below_the_repositorys_top_reaches_what_lies_beside_it(tmp_path: Path, change: str) -> None:
+    # python/ is the project (its own pytest configuration), shared/ beside it; its conftest.py puts
+    # `tests/../../shared` on sys.path. Tests that resolve their path (`tests/..` through a linked tests/)
+    # make the shadow a copy, and a copy of python/ alone had no ../shared: the candidate could not be
+    # collected, a good change failed. Under bubblewrap every shadow now shows what lies around the project.
+    from test_interpreter import ISOLATION
+
+    if ISOLATION != "bwrap":
+        pytest.skip("without bubblewrap a shadow is a copy of the project alone")
+    conftest = "import os\nimport sys\n\nhere = os.path.dirname(__file__)\n"
+    conftest += "sys.path.insert(0, os.path.join(here, '..', '..', 'shared'))\n"
+    conftest += "sys.path.insert(0, os.path.join(here, '..'))\n"
+    ops = "from factors import FACTOR\n\n\ndef scale(a: int) -> int:\n    return a * FACTOR\n"
+    test = "from calc.ops import scale\n\n\ndef test_scale() -> None:\n    assert scale(3) == 6\n"
+    repo = gitrepo.make_repo(
+        tmp_path / "repo",
+        {
+            "shared/factors.py": "FACTOR = 2\n",
+            "python/pyproject.toml": "[tool.pytest.ini_options]\ntestpaths = ['tests']\n",
+            "python/calc/__init__.py": "",
+            "python/calc/ops.py": ops,
+            "python/tests/conftest.py": conftest,
+            "python/tests/test_ops.py": test,
+        },
+    )
+    stage(
+        repo,
+        "python/calc/ops.py",
+        ops.replace("a * FACTOR", "FACTOR * a" if change == "good" else "a + FACTOR"),
+    )
+
+    proc = run_check(repo, tmp_path)
+
+    if change == "good":
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "PASS  python/calc/ops.py:4 scale — mypy: no new errors, tests: 1/1 passed" in proc.stdout
+    else:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "tests/test_ops.py::test_scale failed: assert 5 == 6" in proc.stdout
+
+
 LOGGED = """\
 import functools
 from collections.abc import Callable

@@ -851,7 +851,9 @@ def test_a_repository_at_the_home_directory_is_never_shown_around_a_project(
     (tmp_path / ".git").mkdir()
     write(tmp_path, {"proj/pyproject.toml": "[project]\nname = 'p'\n", "proj/shapes/geo.py": GEO})
     root = tmp_path / "proj"
-    assert verifier(root)._shadows.top == tmp_path.resolve()
+    around = verifier(root)
+    # Only where bubblewrap keeps the links read-only is anything shown around the project.
+    assert around._shadows.top == (tmp_path.resolve() if around.isolation == "bwrap" else None)
 
     monkeypatch.setenv("HOME", str(tmp_path))
 

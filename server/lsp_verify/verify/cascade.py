@@ -210,7 +210,8 @@ class Verifier:
         # Without bubblewrap nothing mounts the workspace read-only: shadows are copies, not links. A linked
         # shadow of a trusted project below the repository's top (a monorepo's member) shows what lies
         # around it there too, read-only; never above the editor's workspace folder.
-        self._top = (workspace or repository_top(self.root)) if settings.trusted else None
+        linked = settings.trusted and self.isolation == "bwrap"
+        self._top = (workspace or repository_top(self.root)) if linked else None
         if self._top is not None and _shows_hidden(self._top):
             self._top = None  # a repository at a home directory (dotfiles) or above one: never shown whole
         try:

@@ -110,8 +110,10 @@ class ShadowRoot:
     ) -> None:
         """``tree``: paths (relative) every shadow shows with other content than the workspace's files - the
         tree as git's index has it, for a check of the staged change (see :meth:`create`). ``top``: a
-        directory above the workspace (the repository's top) whose other entries a linked shadow shows
-        around its mirror of the workspace, as the user's tree has them."""
+        directory above the workspace (the repository's top) whose other entries every shadow shows, linked,
+        around its mirror of the workspace, as the user's tree has them - only where something keeps writes
+        from going through a link (bubblewrap), also once the shadows are copies (``copy`` set later, for
+        tests that write beside themselves)."""
         self.workspace = workspace.resolve()
         self.copy = copy
         self.tree = dict(tree or {})
@@ -146,17 +148,17 @@ class ShadowRoot:
             name = f"s{next(self._counter)}"
         outer = self.path / name
         shadow_dir = outer
+        if self.top is not None:
+            # The directories from the repository's top down to the workspace, their other entries linked: a
+            # path out of the project (pytest's `pythonpath = ["../a/src"]`, a conftest.py's
+            # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree.
+            for depth, part in enumerate(self.nest.parts):
+                shadow_dir.mkdir(mode=0o700)
+                _link_entries(self.top.joinpath(*self.nest.parts[:depth]), shadow_dir, {part})
+                shadow_dir = shadow_dir / part
         if self.copy:
             _copy_tree(self.workspace, shadow_dir)
         else:
-            if self.top is not None:
-                # The directories from the repository's top down to the workspace, their other entries linked:
-                # a path out of the project (pytest's `pythonpath = ["../a/src"]`, a conftest.py's
-                # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree.
-                for depth, part in enumerate(self.nest.parts):
-                    shadow_dir.mkdir(mode=0o700)
-                    _link_entries(self.top.joinpath(*self.nest.parts[:depth]), shadow_dir, {part})
-                    shadow_dir = shadow_dir / part
             shadow_dir.mkdir(mode=0o700)
             _link_tree(self.workspace, shadow_dir, [path.parts for path in overlays])
         for path, content in overlays.items():
