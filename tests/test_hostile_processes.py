@@ -273,6 +273,21 @@ def _argvs(marker: str) -> list[str]:
 # -- what a run can read, reach and write -----------------------------------------------------------------
 
 
+def test_doctor_names_the_repository_shown_around_a_project_below_its_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ISOLATION != "bwrap":
+        pytest.skip("without bubblewrap nothing is mounted: the shadow is a copy of the project alone")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "proj").mkdir()
+    line = f"around the workspace: {tmp_path.resolve()} (read-only: what lies beside a project below it)"
+
+    assert line in isolation_report("auto", tmp_path / "proj")
+    assert "around the workspace" not in isolation_report("auto", tmp_path)  # the project is the top
+    monkeypatch.setenv("HOME", str(tmp_path))  # a dotfiles repository at ~: never shown
+    assert "around the workspace" not in isolation_report("auto", tmp_path / "proj")
+
+
 def test_a_test_cannot_read_secrets_in_home_or_other_projects(
     repo: Callable[..., Repo], tmp_path: Path
 ) -> None:

@@ -62,7 +62,7 @@ from .pytest_run import (
     missing_plugin,
     not_installed,
 )
-from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation, hidden_paths
+from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation, shows_hidden
 from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, import_name, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
@@ -212,7 +212,7 @@ class Verifier:
         # around it there too, read-only; never above the editor's workspace folder.
         linked = settings.trusted and self.isolation == "bwrap"
         self._top = (workspace or repository_top(self.root)) if linked else None
-        if self._top is not None and _shows_hidden(self._top):
+        if self._top is not None and shows_hidden(self._top):
             self._top = None  # a repository at a home directory (dotfiles) or above one: never shown whole
         try:
             inside = {
@@ -1120,15 +1120,6 @@ def _docstring_item(item: str, module: str, qualname: str | None) -> bool:
     ``functools``."""
     expected = f"{module}.{qualname}" if qualname else module
     return bool(expected) and (item == expected or item.endswith(f".{expected}"))
-
-
-def _shows_hidden(top: Path) -> bool:
-    """Whether mounting ``top`` would show a directory the sandbox hides whole: a home directory (a dotfiles
-    repository at ``~``), ``/tmp``, or a directory above one."""
-    home = os.environ.get("HOME", "")
-    hidden = [*hidden_paths(), *([Path(home).resolve()] if os.path.isabs(home) else [])]
-    real = top.resolve()
-    return any(real == path or real in path.parents for path in hidden)
 
 
 def _leak_message(files: Iterable[str]) -> str:

@@ -197,6 +197,27 @@ def hidden_paths() -> list[Path]:
     return found
 
 
+def shows_hidden(top: Path) -> bool:
+    """Whether mounting ``top`` back would show a directory the sandbox hides whole: a home directory (a
+    dotfiles repository at ``~``), ``/tmp``, or a directory above one."""
+    home = os.environ.get("HOME", "")
+    hidden = [*hidden_paths(), *([Path(home).resolve()] if os.path.isabs(home) else [])]
+    real = top.resolve()
+    return any(real == path or real in path.parents for path in hidden)
+
+
+def around(workspace: Path) -> Path | None:
+    """What a linked shadow of the trusted project at ``workspace`` shows around it, read-only: the
+    repository's top, when the project lies below it and mounting it hides nothing the sandbox hides (see
+    ``ShadowRoot(top=...)``); None otherwise."""
+    from ..config import repository_top
+
+    top = repository_top(workspace)
+    if top is None or top == workspace.resolve() or shows_hidden(top):
+        return None
+    return top
+
+
 def _under(path: Path, roots: Sequence[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
@@ -221,6 +242,7 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
     place = str(workspace) if workspace is not None else "the workspace"
     if chosen == "bwrap":
         hidden = ", ".join(str(p) for p in hidden_paths())
+        top = around(workspace) if workspace is not None else None
         lines = [
             f"isolation: bubblewrap ({shutil.which('bwrap')})",
             "network: none (own network namespace; even 127.0.0.1 is unreachable)",
@@ -229,6 +251,11 @@ def isolation_report(mode: str = "auto", workspace: Path | None = None) -> str:
             f"readable: the system (read-only), {place}, the Python interpreter and its libraries "
             "(read-only, mounted back even when they live under a hidden directory)",
             f"mounted back read-only: {_mounted_back(workspace, hidden_paths()) or 'nothing'}",
+            *(
+                [f"around the workspace: {top} (read-only: what lies beside a project below it)"]
+                if top
+                else []
+            ),
             "writable: only the private shadow directory (a per-request view of the workspace and a private "
             "TMPDIR); the mypy worker also this workspace's own mypy cache",
             "processes: own PID namespace; every process of a run, detached ones included, is killed with it",
