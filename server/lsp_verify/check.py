@@ -763,7 +763,7 @@ def _in_order(
         return
     known, _ = at_base
     wanted = {function_id(nodeid) for nodeid in failing}
-    last = max(index for index, nodeid in enumerate(suite) if nodeid in wanted) if wanted & set(suite) else -1
+    last = max((index for index, nodeid in enumerate(suite) if nodeid in wanted), default=-1)
     prefix = tuple(nodeid for nodeid in suite[: last + 1] if nodeid in known)
     if not prefix:
         return

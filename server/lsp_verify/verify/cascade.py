@@ -62,7 +62,7 @@ from .pytest_run import (
     missing_plugin,
     not_installed,
 )
-from .sandbox import Limits, SandboxUnavailable, WorkerProcess, choose_isolation, shows_hidden
+from .sandbox import Limits, SandboxUnavailable, WorkerProcess, around, choose_isolation
 from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, import_name, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
@@ -211,9 +211,7 @@ class Verifier:
         # shadow of a trusted project below the repository's top (a monorepo's member) shows what lies
         # around it there too, read-only; never above the editor's workspace folder.
         linked = settings.trusted and self.isolation == "bwrap"
-        self._top = (workspace or repository_top(self.root)) if linked else None
-        if self._top is not None and shows_hidden(self._top):
-            self._top = None  # a repository at a home directory (dotfiles) or above one: never shown whole
+        self._top = around(self.root, workspace) if linked else None
         try:
             inside = {
                 path: content for path, content in (tree or {}).items() if path.is_relative_to(self.root)

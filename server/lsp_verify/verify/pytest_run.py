@@ -719,8 +719,8 @@ def not_installed(message: str, root: Path, python: str = sys.executable) -> str
     sibling = _in_repository(root, top)
     if sibling is None:
         return (
-            f"{said}: install the project's test dependencies there, or set `python` to the interpreter "
-            + ("of the project's own environment.")
+            f"{said}: install the project's test dependencies there, or set `python` to the interpreter of "
+            "the project's own environment."
         )
     # A monorepo member whose pytest `pythonpath` (or conftest.py) reaches a sibling with "../a/src": the
     # tests run in a copy of this project alone, where that path leads nowhere.

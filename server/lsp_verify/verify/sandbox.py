@@ -206,14 +206,15 @@ def shows_hidden(top: Path) -> bool:
     return any(real == path or real in path.parents for path in hidden)
 
 
-def around(workspace: Path) -> Path | None:
+def around(workspace: Path, within: Path | None = None) -> Path | None:
     """What a linked shadow of the trusted project at ``workspace`` shows around it, read-only: the
-    repository's top, when the project lies below it and mounting it hides nothing the sandbox hides (see
-    ``ShadowRoot(top=...)``); None otherwise."""
+    repository's top (or ``within``, the editor's workspace folder: nothing above it is trusted), when the
+    project lies below it and mounting it shows nothing the sandbox hides (see ``ShadowRoot(top=...)``);
+    None otherwise."""
     from ..config import repository_top
 
-    top = repository_top(workspace)
-    if top is None or top == workspace.resolve() or shows_hidden(top):
+    top = within or repository_top(workspace)
+    if top is None or top.resolve() == workspace.resolve() or shows_hidden(top):
         return None
     return top
 

@@ -15,10 +15,9 @@ How the rest of the workspace appears depends on what stops writes (``copy``):
   (its example database: :func:`_copy_examples`). A project below the repository's top (a monorepo's
   member; ``top``) is mirrored at its place in a mirror of the directories above it, whose other entries
   are linked: a path out of the project (``../a/src``) leads where it leads in the user's tree. The links
-  are read-only: for a project whose tests write
-  beside themselves, or resolve their own path into the user's tree and import the project from there,
-  the runner turns a linked shadow into a copy (:meth:`Shadow.materialize`) and makes every later one a
-  copy.
+  are read-only: for a project whose tests write beside themselves, or resolve their own path into the
+  user's tree and import the project from there, the runner turns a linked shadow into a copy
+  (:meth:`Shadow.materialize`) and makes every later one a copy.
 - *copy* (no bubblewrap: nothing else stops a write through a symlink - or a hard link - from reaching the
   user's file): real directories and copied files, except version-control, virtualenv, tool-cache and
   ``node_modules`` directories, which are left out (tests reading them are rare; copying them is costly).
