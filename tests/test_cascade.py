@@ -166,6 +166,30 @@ def test_candidate_adding_a_type_error_is_rejected_at_mypy(project: Project) -> 
     assert result.new_mypy_errors
 
 
+def test_a_candidate_of_the_last_ones_size_written_in_the_same_second_is_type_checked_afresh(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mypy trusts a cached module whose path, size and mtime (whole seconds) match: with the same relative
+    # path in every shadow, the second candidate got the first one's verdict - a type error passed.
+    _, text, target = calc(project, "mul")
+    plan = project.verifier.prepare(target, text, CancelToken())
+    write_bytes = Path.write_bytes
+
+    def in_one_second(path: Path, data: bytes) -> int:
+        written = write_bytes(path, data)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+        return written
+
+    monkeypatch.setattr(Path, "write_bytes", in_one_second)
+    old = "    return a * b\n"
+    good = project.verifier.verify(plan, candidate(0, text, old, "    return a * b * 1\n"), CancelToken())
+    bad = project.verifier.verify(plan, candidate(1, text, old, "    return a * b / 1\n"), CancelToken())
+
+    assert good.passed, good.first_error
+    assert not bad.passed and bad.stages[-1].stage == "mypy", bad
+    assert 'Incompatible return value type (got "float", expected "int")' in (bad.first_error or "")
+
+
 def test_syntax_error_is_rejected_at_parse(project: Project) -> None:
     _, text, target = calc(project)
     plan = project.verifier.prepare(target, text, CancelToken())

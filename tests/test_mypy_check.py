@@ -26,6 +26,9 @@ def test_parse_output_keeps_errors_of_the_edited_file_only() -> None:
         MypyError(2, 'Incompatible return value type (got "str", expected "int")', "return-value"),
         MypyError(8, "Function is missing a type annotation", "no-untyped-def"),
     )
+    # mypy was given absolute paths (in the shadow) and printed one as it got it.
+    absolute = OUTPUT.replace("pkg/core.py:3:", "/shadow/s1/pkg/core.py:3:")
+    assert parse_output(absolute, Path("pkg/core.py"), Path("/shadow/s1")) == errors
 
 
 def test_added_errors_ignore_line_shifts_and_count_repeats() -> None:
@@ -35,6 +38,22 @@ def test_added_errors_ignore_line_shifts_and_count_repeats() -> None:
         MypyError(13, "Function is missing a type annotation", "no-untyped-def"),  # a second one: new
     ]
     assert added_errors(baseline, candidate) == [candidate[1]]
+
+
+def test_an_error_naming_a_line_that_moved_is_not_new() -> None:
+    baseline = [MypyError(9, 'Name "total" already defined on line 3', "no-redef")]
+    moved = [MypyError(11, 'Name "total" already defined on line 5', "no-redef")]
+    assert added_errors(baseline, moved) == []
+
+
+def test_in_a_file_the_change_left_alone_an_error_is_known_by_its_line_and_code() -> None:
+    # The message names the changed function's signature: reworded, it is the same error.
+    baseline = [MypyError(4, 'Argument 1 to "rate" has incompatible type "str"; expected "int"', "arg-type")]
+    reworded = [
+        MypyError(4, 'Argument 1 to "rate" has incompatible type "str"; expected "float"', "arg-type")
+    ]
+    assert added_errors(baseline, reworded, same_lines=True) == []
+    assert added_errors(baseline, reworded) == reworded
 
 
 def test_the_project_configuration_is_found_as_mypy_finds_it(tmp_path: Path) -> None:

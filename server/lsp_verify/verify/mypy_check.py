@@ -56,6 +56,8 @@ _LINE = re.compile(
     r"(?:  \[(?P<code>[a-z0-9-]+)\])?$"
 )
 
+_LINE_REFERENCE = re.compile(r"\bline \d+\b")
+
 # mypy reads its configuration from the first of these that parses: mypy.ini and .mypy.ini even without a
 # [mypy] section, the shared files only with one (mypy/config_parser.py, _find_config_file).
 _CONFIG_FILES = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
@@ -105,7 +107,8 @@ class MypyError:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.message, self.code)
+        # "already defined on line 3": a line elsewhere in the file, which moves when a body changes length.
+        return (_LINE_REFERENCE.sub("line N", self.message), self.code)
 
     def __str__(self) -> str:
         code = f"  [{self.code}]" if self.code else ""
@@ -121,27 +124,38 @@ class MypyRun:
     seconds: float = 0.0
 
 
-def parse_output(output: str, relative: Path) -> tuple[MypyError, ...]:
-    """The errors in ``output`` that mypy reported for the file ``relative`` (paths as mypy prints them)."""
-    wanted = relative.as_posix()
+def parse_output(output: str, relative: Path, root: Path | None = None) -> tuple[MypyError, ...]:
+    """The errors in ``output`` that mypy reported for the file ``relative`` (paths as mypy prints them:
+    relative to its working directory ``root``, or absolute where it could not make them so)."""
+    wanted = {relative.as_posix()}
+    if root is not None:
+        wanted |= {(root / relative).as_posix(), (root.resolve() / relative).as_posix()}
     errors = []
     for line in output.splitlines():
         match = _LINE.match(line)
         if match is None or match["severity"] != "error":
             continue
-        if Path(match["path"]).as_posix() != wanted:
+        if Path(match["path"]).as_posix() not in wanted:
             continue
         errors.append(MypyError(int(match["line"]) - 1, match["message"], match["code"] or ""))
     return tuple(errors)
 
 
-def added_errors(baseline: Sequence[MypyError], candidate: Sequence[MypyError]) -> list[MypyError]:
-    """Errors of ``candidate`` beyond those of ``baseline``, matched by (message, code) as a multiset."""
-    remaining = collections.Counter(error.key for error in baseline)
+def added_errors(
+    baseline: Sequence[MypyError], candidate: Sequence[MypyError], *, same_lines: bool = False
+) -> list[MypyError]:
+    """Errors of ``candidate`` beyond those of ``baseline``, matched by (message, code) as a multiset; with
+    ``same_lines`` (the file is the same in both runs, only what it imports changed) by (line, code): an
+    error that was there already may name a changed signature in its message."""
+
+    def key(error: MypyError) -> tuple[object, str]:
+        return (error.line, error.code) if same_lines else error.key
+
+    remaining = collections.Counter(key(error) for error in baseline)
     added = []
     for error in candidate:
-        if remaining[error.key] > 0:
-            remaining[error.key] -= 1
+        if remaining[key(error)] > 0:
+            remaining[key(error)] -= 1
         else:
             added.append(error)
     return added
@@ -392,7 +406,11 @@ class MypyChecker:
             "--show-traceback",
             *(["--python-executable", self._python_executable] if self._python_executable else []),
             *(["--config-file", str(config_file)] if config_file is not None else []),
-            *(relative.as_posix() for relative in relatives),
+            # Absolute: mypy trusts a cached module whose path, size and mtime (in whole seconds) match, and
+            # a relative path is the same in every shadow - a candidate of the baseline's size written in
+            # the same second would get the baseline's errors. A shadow's own path makes mypy compare the
+            # file's hash instead.
+            *(str(shadow.root / relative) for relative in relatives),
         ]
         request = {
             "op": "mypy",
@@ -426,7 +444,10 @@ class MypyChecker:
             # 2 is mypy's "usage or configuration error / crash"; 1 means "found errors".
             reason = (stderr or stdout).strip().splitlines()
             return every(MypyRun((), crashed="mypy failed: " + " | ".join(reason[-3:]), seconds=seconds))
-        return {relative: MypyRun(parse_output(stdout, relative), seconds=seconds) for relative in relatives}
+        return {
+            relative: MypyRun(parse_output(stdout, relative, shadow.root), seconds=seconds)
+            for relative in relatives
+        }
 
 
 def _read_tail(path: Path) -> str:
