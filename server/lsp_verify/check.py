@@ -67,6 +67,7 @@ from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
 if TYPE_CHECKING:
     from .gitdiff import FileChange
     from .verify.cascade import KnownRuns, Verifier, VerifyPlan
+    from .verify.mypy_check import MypyError, MypyRun
     from .verify.pytest_run import Collection, TestRun
 
 BATCH_ABOVE = 3
@@ -264,6 +265,7 @@ def _check_project(
         report.error = str(exc)
         return
     with verifier:
+        tests: frozenset[str] = frozenset()
         if settings.trusted and files:
             # A module pytest collects tests from is a test module, whatever its name (`python_files =
             # check_*.py`, Django's tests.py): what functions are checked against, not functions to check.
@@ -309,6 +311,8 @@ def _check_project(
             _suite_guard(verifier, changed, report, base_name, timeout_s, status, cancel, lost)
         if others and not (settings.trusted and settings.suite_guard_timeout_s > 0):
             report.notes.append(_unguarded(others, root, settings.trusted))
+        if changed:
+            _type_guard(verifier, changed, tests, report, base_name, status, cancel)
 
 
 def _unguarded(others: list[_Change], root: Path, trusted: bool) -> str:
@@ -394,7 +398,7 @@ def _select_files(
             return out, [change for change in changes if change.relpath not in sources]
         for staged_file in gitdiff.staged_python_files(git_root):
             staged = gitdiff.staged_text(git_root, staged_file.relpath)
-            if staged is None or is_test_file(staged_file.relpath):
+            if staged is None or not _is_source(staged_file.relpath):
                 continue
             head = None if staged_file.added else gitdiff.head_text(git_root, staged_file.relpath)
             out.append(_FileToCheck(staged_file.path, staged_file.relpath, staged, head, staged_file.lines))
@@ -454,8 +458,9 @@ def _project_of(path: Path, git_root: Path, python_files: list[str]) -> Path:
 
 
 def _is_source(relpath: str) -> bool:
-    """Whether ``relpath`` is a Python source file whose functions ``check`` verifies (not a test)."""
-    return relpath.endswith((".py", ".pyi")) and not is_test_file(relpath)
+    """Whether ``relpath`` is a Python source file whose functions ``check`` verifies (not a test). A stub
+    (``.pyi``) holds no code to run: mypy alone reads it, and the type guard checks its change."""
+    return relpath.endswith(".py") and not is_test_file(relpath)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -944,6 +949,223 @@ def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun
         tests_failed=failed,
         details=_failure_lines(now, failed),
     )
+
+
+_TYPE_GUARD_FILES = 200
+"""At most this many modules that import the change are type-checked with it (:func:`_type_guard`), those
+those beside the changed files first."""
+
+
+def _type_guard(
+    verifier: Verifier,
+    changed: list[_Change],
+    tests: frozenset[str],
+    report: RunReport,
+    base_name: str,
+    status: StatusSink,
+    cancel: CancelToken,
+) -> None:
+    """A change breaks code that no test runs: a caller of a function whose signature changed, a module that
+    imports a name the change removes, a module-level statement mypy rejects - and each function's own
+    check sees only its file, with the rest of the change in its baseline too. So mypy runs once over the
+    changed modules and the modules that import them (:func:`~.syntax.imports.importers`) with the change,
+    and once with the whole change undone; an error only the first run has, that no function's check
+    already charged, is charged to the changed function whose revert alone removes it, else to the file
+    (``<module>``) whose revert does, else to the change as a whole."""
+    from .verify.mypy_check import added_errors
+
+    root = verifier.root
+    sources = [
+        c for c in changed if c.path.suffix in (".py", ".pyi") and not _is_test_module(c.path, root, tests)
+    ]
+    if not sources:
+        return
+    dependents, more = _dependents(root, sources, tests)
+    if more:
+        report.notes.append(
+            f"{len(dependents) + more} modules import the changed ones: mypy checked the change in the "
+            f"{len(dependents)} nearest (and the changed modules)"
+        )
+    importing = f"{len(dependents)} module{'s' if len(dependents) != 1 else ''} that import it"
+    status.started(f"type-checking the change and the {importing}")
+    now_of: dict[Path, Content] = {change.path: change.now for change in changed}
+    files = [change.path for change in sources if change.now is not None] + dependents
+    now = verifier.type_check(files, now_of, cancel)
+    if not any(run.errors or run.crashed for run in now.values()):
+        return  # no error at all with the change: none is new
+    base: dict[Path, MypyRun] = {}
+    if not any(run.crashed for run in now.values()):
+        at_base = [change.path for change in sources if change.base is not None] + dependents
+        base = verifier.type_check(at_base, _undone(changed), cancel)
+    crashed = next((run.crashed for run in (*now.values(), *base.values()) if run.crashed), "")
+    if crashed:
+        report.notes.append(f"the modules that import the change were not type-checked with it: {crashed}")
+        return
+    new: dict[Path, list[MypyError]] = {}
+    for path in files:
+        charged = [
+            error for f in report.functions if f.file == relpath_in(path, root) for error in f.mypy_new_errors
+        ]
+        before = base[path].errors if path in base else ()
+        added = added_errors(before, now[path].errors, same_lines=path in dependents)
+        errors = [error for error in added if not _charged(error, charged)]
+        if errors:
+            new[path] = errors
+    deadline = time.monotonic() + _TRACE_BUDGET_S
+    for change in sources:
+        for job in change.jobs:
+            if not new or job.baseline == change.now or time.monotonic() > deadline:
+                continue
+            cancel.raise_if_cancelled()
+            reverted_job = verifier.type_check(list(new), {**now_of, change.path: job.baseline}, cancel)
+            gone = _gone(new, reverted_job, sources)
+            if gone:
+                _charge_types(report, job, gone, root, base_name)
+        if not new:
+            break
+        if len(sources) == 1:  # the run with the change undone is the run with this file undone
+            reverted, new = new, {}
+        elif time.monotonic() <= deadline:
+            cancel.raise_if_cancelled()
+            reverted_file = verifier.type_check(list(new), {**now_of, change.path: change.base}, cancel)
+            reverted = _gone(new, reverted_file, sources)
+        else:
+            continue
+        if reverted:
+            _fail_file(report, relpath_in(change.path, root), reverted, root, change.as_base(base_name))
+    if new:
+        whole = f"with the whole change ({_named(changed, root)}) as {base_name} has it"
+        _fail_file(report, relpath_in(sources[0].path, root), new, root, whole)
+
+
+def _is_test_module(path: Path, root: Path, tests: frozenset[str]) -> bool:
+    relpath = relpath_in(path, root)
+    return relpath in tests or is_test_file(relpath)
+
+
+def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tuple[list[Path], int]:
+    """The project's tracked modules (test modules aside) that import one of ``sources``, at most
+    :data:`_TYPE_GUARD_FILES` of them, and how many more there are."""
+    from . import gitdiff
+    from .syntax.imports import ModuleImports, imported_modules, importers
+    from .verify.test_index import module_name, module_names
+
+    top = gitdiff.repo_root(root)
+    if top is None:
+        return [], 0
+    try:
+        tracked = gitdiff.tracked_python_files(top)
+    except gitdiff.GitError:
+        return [], 0
+    if len(tracked) > _MAX_DEPENDENT_SCAN_FILES:
+        tracked = []
+    changed = {name for change in sources for name in module_names(root, change.path)}
+    paths = {change.path for change in sources}
+    # Read only files that name a changed module or a package above one: the rest cannot import it.
+    words = {part for name in changed for part in name.split(".")}
+    mentions = re.compile(rf"\b({'|'.join(map(re.escape, sorted(words)))})\b")
+    files: dict[str, ModuleImports] = {}
+    for relpath in tracked:
+        path = top / relpath
+        if not path.is_relative_to(root) or path in paths or not mirrored(path.relative_to(root)):
+            continue
+        if _is_test_module(path, root, tests):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "import" not in text or not mentions.search(text):
+            continue
+        is_package = path.name == "__init__.py"
+        imported = imported_modules(text, module_name(root, path), is_package)
+        if imported is not None:
+            files[str(path)] = ModuleImports(frozenset(module_names(root, path)), imported, is_package)
+    near = {change.path.parent for change in sources}
+    found = sorted(
+        (Path(path) for path in importers(files, changed)), key=lambda p: (p.parent not in near, p)
+    )
+    return found[:_TYPE_GUARD_FILES], max(0, len(found) - _TYPE_GUARD_FILES)
+
+
+def _charged(error: MypyError, charged: list[str]) -> bool:
+    """Whether a function's own check already reported ``error`` (its report's ``mypy_new_errors``)."""
+    shown = str(error).split(": ", 1)[1]
+    return any(line.split(": ", 1)[-1] == shown for line in charged)
+
+
+def _gone(
+    new: dict[Path, list[MypyError]], run: Mapping[Path, MypyRun], sources: list[_Change]
+) -> dict[Path, list[MypyError]]:
+    """The errors of ``new`` that ``run`` (another mypy run of the same files) does not have; taken out of
+    ``new``."""
+    from .verify.mypy_check import added_errors
+
+    gone: dict[Path, list[MypyError]] = {}
+    for path, errors in list(new.items()):
+        if run[path].crashed:
+            continue
+        same_lines = all(path != change.path for change in sources)
+        vanished = added_errors(run[path].errors, errors, same_lines=same_lines)
+        if vanished:
+            gone[path] = vanished
+            left = added_errors(vanished, errors, same_lines=same_lines)
+            if left:
+                new[path] = left
+            else:
+                del new[path]
+    return gone
+
+
+def _shown_errors(errors: Mapping[Path, list[MypyError]], root: Path) -> tuple[str, ...]:
+    return tuple(f"{relpath_in(path, root)}: {error}" for path, found in errors.items() for error in found)
+
+
+def _fail_file(
+    report: RunReport, relpath: str, errors: Mapping[Path, list[MypyError]], root: Path, why: str
+) -> None:
+    """``relpath`` fails as a whole for the mypy ``errors`` (per file) that are gone ``why`` - unless it
+    failed as a whole already (its tests cannot be collected, say): that reason stands."""
+    if any(f.file == relpath and f.qualname == "<module>" and f.status == "fail" for f in report.functions):
+        return
+    shown = _shown_errors(errors, root)
+    more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
+    report.functions.append(
+        FunctionReport(
+            relpath,
+            "<module>",
+            1,
+            "fail",
+            "none",
+            f"mypy: {shown[0]}{more}: not reported {why}",
+            mypy_new_errors=shown,
+        )
+    )
+
+
+def _charge_types(
+    report: RunReport, job: _Job, errors: Mapping[Path, list[MypyError]], root: Path, base_name: str
+) -> None:
+    """Turn ``job``'s report into a failure for the mypy ``errors`` that reverting it alone removes."""
+    relpath, line = job.relpath, def_line(job.target) + 1
+    shown = _shown_errors(errors, root)
+    elsewhere = sorted({relpath_in(path, root) for path in errors} - {relpath})
+    where = f" (found by type-checking {', '.join(elsewhere)}, which imports the change)" if elsewhere else ""
+    for n, function in enumerate(report.functions):
+        if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
+            continue
+        if function.status != "pass":
+            return
+        more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
+        report.functions[n] = dataclasses.replace(
+            function,
+            status="fail",
+            evidence="none",
+            message=f"mypy: {shown[0]}{more}: not reported with {job.target.qualname} as {base_name} has "
+            f"it{where}",
+            mypy_new_errors=function.mypy_new_errors + shown,
+        )
+        return
 
 
 _TRACE_BUDGET_S = 60.0

@@ -607,6 +607,25 @@ class Verifier:
         finally:
             shadow.remove()
 
+    def type_check(
+        self,
+        files: Sequence[Path],
+        overlays: Mapping[Path, Content],
+        cancel: CancelToken,
+    ) -> dict[Path, MypyRun]:
+        """mypy over ``files`` (absolute paths) in one run, each path of ``overlays`` (at least one) holding
+        its content (None: absent): each file's errors, keyed as given. In an untrusted workspace with our
+        restricted configuration (see :meth:`select`)."""
+        relatives = [self._relative(path) for path in files]
+        config = None if self.settings.trusted else restricted_config(self.root).write(self._shadows.path)
+        (first, text), *rest = self._overlays(overlays).items()
+        shadow = self._shadows.create(first, text, dict(rest))
+        try:
+            checked = self._mypy.check_files(shadow, relatives, cancel, config)
+        finally:
+            shadow.remove()
+        return {path: checked[relative] for path, relative in zip(files, relatives, strict=True)}
+
     def _collection(self, target: EditTarget, relative: Path, text: str, cancel: CancelToken) -> Collection:
         """pytest's collection of the workspace (cached by the index); raises :class:`VerifyError` when it
         fails as a whole or for a file that would hold tests near the target."""
