@@ -268,3 +268,43 @@ def test_importers_follow_packages_that_import_the_change() -> None:
 
     assert importers(files, ["pkg.core"]) == ["app.py", "pkg/__init__.py", "pkg/direct.py", "sub.py"]
     assert importers(files, ["other"]) == []
+
+
+def test_a_stub_that_now_disagrees_with_its_users_fails_the_stub(tmp_path: Path) -> None:
+    # A stub holds no code to run: no test runs it, mypy alone reads it (before: every function of the .pyi
+    # was an ERROR, "imports resolved outside the shadow workspace").
+    repo = make_shop(
+        tmp_path / "repo",
+        **{"shop/rates.pyi": "def rate(base: int) -> int: ...\ndef bonus(base: int) -> int: ...\n"},
+    )
+    stage(repo, {"shop/rates.pyi": "def rate(base: int) -> str: ...\ndef bonus(base: int) -> int: ...\n"})
+
+    code, report = check(repo, tmp_path)
+
+    assert code == 1, report
+    assert verdicts(report) == {
+        "shop/rates.pyi:<module>": (
+            "fail",
+            'mypy: shop/billing.py: line 5: Unsupported operand types for + ("str" and "int")  [operator]: '
+            "not reported with this file as HEAD has it",
+        )
+    }
+
+
+def test_importers_of_one_module_name_are_type_checked_one_by_one(tmp_path: Path) -> None:
+    # Two scripts named tool.py: mypy refuses them in one run ("Duplicate module named 'tool'").
+    script = "from shop.rates import rate\n\nTOTAL: int = rate({})\n"
+    scripts = {"scripts/a/tool.py": script.format(2), "scripts/b/tool.py": script.format(3)}
+    repo = make_shop(tmp_path / "repo", **scripts)
+    stage(repo, {"shop/rates.py": STRING_RATE, "tests/test_rates.py": STRING_TESTS})
+
+    code, report = check(repo, tmp_path)
+
+    assert code == 1, report
+    status, message = verdicts(report)["shop/rates.py:rate"]
+    assert status == "fail"
+    assert (
+        "(and 2 more)" in message
+        and "scripts/a/tool.py, scripts/b/tool.py, shop/billing.py, which import" in message
+    )
+    assert not [note for note in report["notes"] if "not type-checked" in note], report["notes"]

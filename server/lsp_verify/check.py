@@ -990,13 +990,13 @@ def _type_guard(
     status.started(f"type-checking the change and the {importing}")
     now_of: dict[Path, Content] = {change.path: change.now for change in changed}
     files = [change.path for change in sources if change.now is not None] + dependents
-    now = verifier.type_check(files, now_of, cancel)
+    now = _type_check(verifier, files, now_of, cancel)
     if not any(run.errors or run.crashed for run in now.values()):
         return  # no error at all with the change: none is new
     base: dict[Path, MypyRun] = {}
     if not any(run.crashed for run in now.values()):
         at_base = [change.path for change in sources if change.base is not None] + dependents
-        base = verifier.type_check(at_base, _undone(changed), cancel)
+        base = _type_check(verifier, at_base, _undone(changed), cancel)
     crashed = next((run.crashed for run in (*now.values(), *base.values()) if run.crashed), "")
     if crashed:
         report.notes.append(f"the modules that import the change were not type-checked with it: {crashed}")
@@ -1017,7 +1017,7 @@ def _type_guard(
             if not new or job.baseline == change.now or time.monotonic() > deadline:
                 continue
             cancel.raise_if_cancelled()
-            reverted_job = verifier.type_check(list(new), {**now_of, change.path: job.baseline}, cancel)
+            reverted_job = _type_check(verifier, list(new), {**now_of, change.path: job.baseline}, cancel)
             gone = _gone(new, reverted_job, sources)
             if gone:
                 _charge_types(report, job, gone, root, base_name)
@@ -1027,7 +1027,7 @@ def _type_guard(
             reverted, new = new, {}
         elif time.monotonic() <= deadline:
             cancel.raise_if_cancelled()
-            reverted_file = verifier.type_check(list(new), {**now_of, change.path: change.base}, cancel)
+            reverted_file = _type_check(verifier, list(new), {**now_of, change.path: change.base}, cancel)
             reverted = _gone(new, reverted_file, sources)
         else:
             continue
@@ -1036,6 +1036,21 @@ def _type_guard(
     if new:
         whole = f"with the whole change ({_named(changed, root)}) as {base_name} has it"
         _fail_file(report, relpath_in(sources[0].path, root), new, root, whole)
+
+
+_TYPE_CHECK_ALONE = 20
+"""When mypy cannot check the type guard's files in one run (two scripts of one module name, a module found
+twice under two names), each is checked in a run of its own - up to this many files."""
+
+
+def _type_check(
+    verifier: Verifier, files: list[Path], overlays: Mapping[Path, Content], cancel: CancelToken
+) -> dict[Path, MypyRun]:
+    """mypy over ``files`` in one run (see :meth:`Verifier.type_check`), else one run each."""
+    runs = verifier.type_check(files, overlays, cancel)
+    if len(files) < 2 or len(files) > _TYPE_CHECK_ALONE or not any(run.crashed for run in runs.values()):
+        return runs
+    return {path: verifier.type_check([path], overlays, cancel)[path] for path in files}
 
 
 def _is_test_module(path: Path, root: Path, tests: frozenset[str]) -> bool:
@@ -1150,7 +1165,8 @@ def _charge_types(
     relpath, line = job.relpath, def_line(job.target) + 1
     shown = _shown_errors(errors, root)
     elsewhere = sorted({relpath_in(path, root) for path in errors} - {relpath})
-    where = f" (found by type-checking {', '.join(elsewhere)}, which imports the change)" if elsewhere else ""
+    verb = "imports" if len(elsewhere) == 1 else "import"
+    where = f" (found by type-checking {', '.join(elsewhere)}, which {verb} the change)" if elsewhere else ""
     for n, function in enumerate(report.functions):
         if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
             continue
