@@ -36,6 +36,7 @@ two guards alone, and fails as a whole when putting it back as the base has it i
 from __future__ import annotations
 
 import ast
+import collections
 import dataclasses
 import functools
 import os
@@ -953,7 +954,7 @@ def _suite_failure(relpath: str, failed: tuple[str, ...], why: str, now: TestRun
 
 _TYPE_GUARD_FILES = 200
 """At most this many modules that import the change are type-checked with it (:func:`_type_guard`), those
-those beside the changed files first."""
+beside the changed files first."""
 
 
 def _type_guard(
@@ -981,7 +982,12 @@ def _type_guard(
     if not sources:
         return
     dependents, more = _dependents(root, sources, tests)
-    if more:
+    if more < 0:
+        report.notes.append(
+            f"the repository has {-more} Python files: the modules that import the change were not looked "
+            "for (mypy checked the changed modules alone)"
+        )
+    elif more:
         report.notes.append(
             f"{len(dependents) + more} modules import the changed ones: mypy checked the change in the "
             f"{len(dependents)} nearest (and the changed modules)"
@@ -1003,12 +1009,22 @@ def _type_guard(
         return
     new: dict[Path, list[MypyError]] = {}
     for path in files:
-        charged = [
-            error for f in report.functions if f.file == relpath_in(path, root) for error in f.mypy_new_errors
-        ]
-        before = base[path].errors if path in base else ()
-        added = added_errors(before, now[path].errors, same_lines=path in dependents)
-        errors = [error for error in added if not _charged(error, charged)]
+        # What a function's own check reported is its failure already ("line 3: message  [code]").
+        charged = collections.Counter(
+            shown.split(": ", 1)[-1]
+            for f in report.functions
+            if f.file == relpath_in(path, root)
+            for shown in f.mypy_new_errors
+        )
+        errors = []
+        for error in added_errors(
+            base[path].errors if path in base else (), now[path].errors, same_lines=path in dependents
+        ):
+            shown = str(error).split(": ", 1)[-1]
+            if charged[shown] > 0:
+                charged[shown] -= 1
+            else:
+                errors.append(error)
         if errors:
             new[path] = errors
     deadline = time.monotonic() + _TRACE_BUDGET_S
@@ -1060,7 +1076,8 @@ def _is_test_module(path: Path, root: Path, tests: frozenset[str]) -> bool:
 
 def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tuple[list[Path], int]:
     """The project's tracked modules (test modules aside) that import one of ``sources``, at most
-    :data:`_TYPE_GUARD_FILES` of them, and how many more there are."""
+    :data:`_TYPE_GUARD_FILES` of them, and how many more there are (negative: the repository has more than
+    :data:`_MAX_DEPENDENT_SCAN_FILES` Python files, this many, and none was read)."""
     from . import gitdiff
     from .syntax.imports import ModuleImports, imported_modules, importers
     from .verify.test_index import module_name, module_names
@@ -1073,7 +1090,7 @@ def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tu
     except gitdiff.GitError:
         return [], 0
     if len(tracked) > _MAX_DEPENDENT_SCAN_FILES:
-        tracked = []
+        return [], -len(tracked)
     changed = {name for change in sources for name in module_names(root, change.path)}
     paths = {change.path for change in sources}
     # Read only files that name a changed module or a package above one: the rest cannot import it.
@@ -1101,12 +1118,6 @@ def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tu
         (Path(path) for path in importers(files, changed)), key=lambda p: (p.parent not in near, p)
     )
     return found[:_TYPE_GUARD_FILES], max(0, len(found) - _TYPE_GUARD_FILES)
-
-
-def _charged(error: MypyError, charged: list[str]) -> bool:
-    """Whether a function's own check already reported ``error`` (its report's ``mypy_new_errors``)."""
-    shown = str(error).split(": ", 1)[1]
-    return any(line.split(": ", 1)[-1] == shown for line in charged)
 
 
 def _gone(
@@ -1186,8 +1197,8 @@ def _charge_types(
 
 _TRACE_BUDGET_S = 60.0
 """How long the collection guard looks for the one file whose change stops the tests from being collected,
-once it knows that the change as a whole does: a collection takes seconds, and a commit may delete a package
-of a hundred files."""
+once it knows that the change as a whole does (and the type guard for the function or file whose change
+adds an error): a collection takes seconds, and a commit may delete a package of a hundred files."""
 
 
 def _collection_guard(
