@@ -1494,6 +1494,14 @@ def check_text(
                 dataclasses.replace(check, report=_blamed_on_collection(check.report, lost)) for check in out
             ]
             out.append(FunctionCheck(failure))
+    if base_text is not None and base_text != text and not early:
+        # What imports this module, type-checked with the saved text and without it (see _type_guard).
+        judged = RunReport(command="check", root=str(verifier.root), functions=[c.report for c in out])
+        change = _Change(path, text, base_text, tuple(jobs))
+        _type_guard(verifier, [change], frozenset(), judged, "the base", Quiet(), cancel)
+        kept = judged.functions[: len(out)]
+        out = [dataclasses.replace(check, report=now) for check, now in zip(out, kept, strict=True)]
+        out += [FunctionCheck(added) for added in judged.functions[len(out) :]]
     return out
 
 

@@ -249,6 +249,46 @@ async def test_a_function_renamed_from_under_its_tests_is_an_error_at_its_name(
     assert await checked(client, uri, version, mark) == []
 
 
+async def test_a_signature_that_breaks_a_caller_no_test_runs_is_a_type_error_at_the_function(
+    client: EditorClient, repo: Path
+) -> None:
+    # Every test passes (21 * 2 == 42 as a float too) and ordinal.py alone type-checks: only the module that
+    # imports it breaks. Before, the save showed nothing.
+    (repo / "billing.py").write_text(BILLING, encoding="utf-8")
+    for command in (
+        ["git", "add", "billing.py"],
+        ["git", "-c", "user.email=t@e.com", "-c", "user.name=t", "commit", "-qm", "billing"],
+    ):
+        subprocess.run(command, cwd=repo, check=True, capture_output=True)
+    path = repo / "ordinal.py"
+    uri = opened(client, path)
+    mark = len(client.log_messages)
+    floats = MODULE.replace("def double(x: int) -> int:", "def double(x: float) -> float:")
+    version = save(client, uri, path, floats)
+
+    (diagnostic,) = await checked(client, uri, version, mark)
+
+    assert diagnostic.code == "type-error" and diagnostic.severity == types.DiagnosticSeverity.Error
+    assert diagnostic.range.start.line == line_of(floats, "def double")
+    assert diagnostic.message == (
+        'double: mypy: billing.py: line 5: Incompatible return value type (got "float", expected "int")  '
+        "[return-value]: not reported with double as the base has it (found by type-checking billing.py, "
+        "which imports the change)"
+    )
+    assert diagnostic.data is None  # no quick fix: a new body would not mend the caller
+    version = save(client, uri, path, MODULE)
+    assert await checked(client, uri, version, mark) == []
+
+
+BILLING = """\
+from ordinal import double
+
+
+def invoice(amount: int) -> int:
+    return double(amount)
+"""
+
+
 async def test_open_with_uncommitted_hanging_change_reports_a_timeout(
     client: EditorClient, repo: Path
 ) -> None:

@@ -189,8 +189,9 @@ def to_diagnostics(
     out: list[types.Diagnostic] = []
     for check in checks:
         report, target = check.report, check.target
-        if target is None:  # the module: it does not parse, or the tests cannot be collected with it
-            code = "syntax" if report.evidence == "none" else "collection"
+        if target is None:  # the module: it does not parse, the tests cannot be collected, or mypy
+            code = "type-error" if report.message.startswith("mypy: ") else "collection"
+            code = "syntax" if report.evidence == "none" and code != "type-error" else code
             out.append(_diagnostic(doc, lines, report.line - 1, report.message, code))
             continue
         if report.status == "pass":
@@ -211,6 +212,12 @@ def to_diagnostics(
             diagnostic = _diagnostic(doc, lines, line, message, "type-error")
             diagnostic.data = FixHint(uri, where, target.name, f"{message} (line {line + 1})").to_json()
             out.append(diagnostic)
+        if check.result.passed and report.status == "fail":
+            # Its own check passed; what imports the module does not type-check with it (a changed
+            # signature): no quick fix, which would only rewrite the body.
+            message = f"{target.qualname}: {report.message}"
+            out.append(_diagnostic(doc, lines, where, message, "type-error", target.name))
+            continue
         if check.charged:
             out.append(_test_diagnostic(doc, lines, uri, target, where, check.charged, root))
         if not check.result.new_mypy_errors and not check.charged:
