@@ -190,8 +190,10 @@ def to_diagnostics(
     for check in checks:
         report, target = check.report, check.target
         if target is None:  # the module: it does not parse, the tests cannot be collected, or mypy
-            code = "type-error" if report.message.startswith("mypy: ") else "collection"
-            code = "syntax" if report.evidence == "none" and code != "type-error" else code
+            if report.message.startswith("mypy: "):
+                code = "type-error"
+            else:
+                code = "syntax" if report.evidence == "none" else "collection"
             out.append(_diagnostic(doc, lines, report.line - 1, report.message, code))
             continue
         if report.status == "pass":
