@@ -1033,7 +1033,8 @@ def _type_guard(
             if not new or job.baseline == change.now or time.monotonic() > deadline:
                 continue
             cancel.raise_if_cancelled()
-            reverted_job = _type_check(verifier, list(new), {**now_of, change.path: job.baseline}, cancel)
+            overlays = {**now_of, change.path: job.baseline}
+            reverted_job = _type_check(verifier, _with_sources(new, sources, overlays), overlays, cancel)
             gone = _gone(new, reverted_job, sources)
             if gone:
                 _charge_types(report, job, gone, root, base_name)
@@ -1043,7 +1044,8 @@ def _type_guard(
             reverted, new = new, {}
         elif time.monotonic() <= deadline:
             cancel.raise_if_cancelled()
-            reverted_file = _type_check(verifier, list(new), {**now_of, change.path: change.base}, cancel)
+            overlays = {**now_of, change.path: change.base}
+            reverted_file = _type_check(verifier, _with_sources(new, sources, overlays), overlays, cancel)
             reverted = _gone(new, reverted_file, sources)
         else:
             continue
@@ -1052,6 +1054,16 @@ def _type_guard(
     if new:
         whole = f"with the whole change ({_named(changed, root)}) as {base_name} has it"
         _fail_file(report, relpath_in(sources[0].path, root), new, root, whole)
+
+
+def _with_sources(
+    new: Mapping[Path, list[MypyError]], sources: list[_Change], overlays: Mapping[Path, Content]
+) -> list[Path]:
+    """The files of ``new`` and the changed modules present in ``overlays``: given by their paths in the
+    shadow, never found through a relative ``mypy_path``, whose path would be the same in every shadow (see
+    ``MypyChecker.check_files``)."""
+    present = [change.path for change in sources if overlays.get(change.path) is not None]
+    return list(dict.fromkeys([*new, *present]))
 
 
 _TYPE_CHECK_ALONE = 20
