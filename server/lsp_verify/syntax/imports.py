@@ -44,10 +44,12 @@ def imported_modules(text: str, module: str, is_package: bool) -> frozenset[str]
     return frozenset(names)
 
 
-def imports_any(imported: Iterable[str], modules: frozenset[str]) -> bool:
+def imports_any(
+    imported: Iterable[str], modules: frozenset[str], within: frozenset[str] = frozenset()
+) -> bool:
     """Whether a module importing ``imported`` (:func:`imported_modules`) sees one of ``modules``: it imports
-    one of them, or a submodule of one (which runs the package's ``__init__.py`` first)."""
-    return any(name in modules or _within(name, modules) for name in imported)
+    one of them, or a submodule of one of ``within`` (which runs that package's ``__init__.py`` first)."""
+    return any(name in modules or _within(name, within) for name in imported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,22 +65,27 @@ class ModuleImports:
 
 def importers(files: Mapping[str, ModuleImports], changed: Iterable[str]) -> list[str]:
     """The files of ``files`` (keyed by path) that import one of the modules ``changed`` (dotted names),
-    directly or through a package whose ``__init__.py`` does; none of the changed modules' own files."""
-    reach = frozenset(changed)
+    directly or through a package whose ``__init__.py`` does; none of the changed modules' own files.
+
+    A package that re-exports the change is reached by its own name only: ``from pkg.other import f`` runs
+    ``pkg/__init__.py`` but sees none of its names, and a package's ``__init__.py`` that star-imports one
+    module would otherwise make every importer of any of its modules one of these."""
+    within = frozenset(changed)
+    reach = within
     taken = {path for path, file in files.items() if file.names & reach}
     while True:
         packages = {
             path
             for path, file in files.items()
-            if file.is_package and path not in taken and imports_any(file.imported, reach)
+            if file.is_package and path not in taken and imports_any(file.imported, reach, within)
         }
         if not packages:
             break
         taken |= packages
         reach = reach.union(*(files[path].names for path in packages))
-    own = {path for path, file in files.items() if file.names & frozenset(changed)}
+    own = {path for path, file in files.items() if file.names & within}
     return sorted(
-        path for path, file in files.items() if path not in own and imports_any(file.imported, reach)
+        path for path, file in files.items() if path not in own and imports_any(file.imported, reach, within)
     )
 
 
