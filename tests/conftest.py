@@ -104,3 +104,42 @@ def collect_tests(
 # ============================================================================================================
 # end of discovery block
 # ============================================================================================================
+
+
+# ============================================================================================================
+# pytest plugins: the projects the tests make run pytest with none of this environment's plugins autoloaded
+# ============================================================================================================
+
+# The projects these tests make have no environment of their own, so their tests run on this one's Python,
+# with every pytest11 plugin installed here for lsp-verify's own tests: pytest-lsp (importing lsprotocol:
+# 0.9 s of CPU), pytest-asyncio, xdist, pytest-cov, pytest-timeout, Hypothesis. Imported by each fresh pytest
+# process and fork server a `check` starts, they were about half of its CPU and nothing a test here judges.
+# So each test's environment sets PYTEST_DISABLE_PLUGIN_AUTOLOAD, as a user's may: pytest then loads no
+# plugin by entry point, and lsp-verify's fork server imports none (`_worker._preimport`). It is set after
+# this process's own plugins are loaded, so only the processes the tests start see it. A test of how a
+# project's installed plugins are handled is marked `installed_plugins` and runs with them.
+PLUGIN_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _projects_autoload_no_plugins() -> Iterator[None]:
+    import os
+
+    before = os.environ.get(PLUGIN_AUTOLOAD)
+    os.environ[PLUGIN_AUTOLOAD] = "1"
+    yield
+    if before is None:
+        os.environ.pop(PLUGIN_AUTOLOAD, None)
+    else:
+        os.environ[PLUGIN_AUTOLOAD] = before
+
+
+@pytest.fixture(autouse=True)
+def _installed_plugins_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("installed_plugins"):
+        monkeypatch.delenv(PLUGIN_AUTOLOAD, raising=False)
+
+
+# ============================================================================================================
+# end of pytest plugins block
+# ============================================================================================================

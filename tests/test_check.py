@@ -435,6 +435,7 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
     assert run_check(repo, tmp_path).returncode == 0
 
 
+@pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,
     # read-only; Hypothesis warned that it could not use it, `filterwarnings = error` made that an error of

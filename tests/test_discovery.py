@@ -280,6 +280,7 @@ def test_inherited_tests_are_matched_where_they_are_defined(tmp_path: Path, coll
     assert near(root, collection, "geo.py", "area") == {"tests/test_inherit.py::TestIt::test_area": True}
 
 
+@pytest.mark.installed_plugins
 def test_warnings_as_errors_keep_the_fork_server(tmp_path: Path, collect_tests: Collect) -> None:
     """``filterwarnings = error`` (humanize, dateutil, wcwidth...) used to mean a fresh ``python -m pytest``
     per run (~2 s each). The fork server's only warning of its own - it cannot rewrite the asserts of the
@@ -297,6 +298,7 @@ def test_warnings_as_errors_keep_the_fork_server(tmp_path: Path, collect_tests: 
     assert [test.nodeid for test in collection.tests] == ["tests/test_geo.py::test_area"]
 
 
+@pytest.mark.installed_plugins
 def test_a_warning_the_projects_filterwarnings_make_an_error_fails_a_candidate_in_the_fork_server(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:
@@ -344,6 +346,29 @@ def test_a_fork_server_that_fails_falls_back_to_a_fresh_pytest(
         # The project's own `python -m pytest` passes: it must never hear "the tests could not run".
         assert not run.problem
         assert [(o.nodeid, o.outcome) for o in run.outcomes] == [("tests/test_geo.py::test_area", "passed")]
+
+
+@pytest.mark.parametrize("autoload", [True, False], ids=["autoload", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"])
+def test_a_run_in_the_fork_server_has_the_plugins_pytest_would_load_loaded(
+    tmp_path: Path, make_test_runner: MakeRunner, monkeypatch: pytest.MonkeyPatch, autoload: bool
+) -> None:
+    """The fork server imports the installed plugins ahead of every run, as ``python -m pytest`` loads
+    them; where the environment turns their autoloading off, pytest imports none, and neither may it."""
+    pytest.importorskip("xdist")
+    if autoload:
+        monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    else:
+        monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    test = (
+        "import sys\n\nfrom geo import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n"
+        f"    assert ('xdist' in sys.modules) is {autoload}\n"
+    )
+    root = write(tmp_path, {"geo.py": GEO, "tests/test_geo.py": test})
+    runner, shadows, _ = make_test_runner(root)
+    shadow = shadows.create(Path("geo.py"), GEO)
+    assert runner.collect(shadow, CancelToken()).fresh_process == ""  # the runs are the fork server's
+    run = runner.run(shadow, ["tests/test_geo.py::test_area"], None, root / "geo.py", CancelToken())
+    assert [(o.nodeid, o.outcome) for o in run.outcomes] == [("tests/test_geo.py::test_area", "passed")]
 
 
 # -- what the user is told ---------------------------------------------------------------------------------
@@ -396,6 +421,7 @@ UNITTEST_PROJECT = {
 }
 
 
+@pytest.mark.installed_plugins
 def test_a_unittest_suite_guards_a_candidate_and_a_broken_file_is_named_not_hidden(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:
@@ -678,6 +704,7 @@ PLAIN_RUNS_TESTS = """\
 """
 
 
+@pytest.mark.installed_plugins
 def test_coverage_and_xdist_in_the_projects_addopts_are_switched_off_for_its_runs(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:
@@ -860,6 +887,7 @@ def test_a_repository_at_the_home_directory_is_never_shown_around_a_project(
     assert verifier(root)._shadows.top is None
 
 
+@pytest.mark.installed_plugins
 def test_a_plugin_option_in_addopts_that_no_installed_plugin_knows_names_the_plugin(
     tmp_path: Path, verifier: Callable[..., Verifier]
 ) -> None:

@@ -233,6 +233,7 @@ def test_mypy_reads_the_projects_installed_packages_from_its_own_python(
 
 
 @needs_bwrap
+@pytest.mark.installed_plugins
 def test_a_pytest_plugin_under_development_is_tested_as_the_candidate_has_it(
     tmp_path: Path, verifiers: list[Verifier]
 ) -> None:

@@ -53,7 +53,10 @@ def _preimport(mode: str) -> None:
         import pytest  # noqa: F401
 
         # Installed plugins (pytest11 entry points) are third-party code, not the workspace's: importing
-        # them here saves each child the import; pytest still registers them as usual.
+        # them here saves each child the import; pytest still registers them as usual. Where the user's
+        # environment turns their autoloading off, pytest imports none of them, and neither does this.
+        if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+            return
         # The project's Python may be older than lsp-verify's: before 3.10 entry_points() is a dict by group.
         found: Any = importlib.metadata.entry_points()
         plugins = found.select(group="pytest11") if hasattr(found, "select") else found.get("pytest11", ())
