@@ -371,6 +371,32 @@ def test_a_run_in_the_fork_server_has_the_plugins_pytest_would_load_loaded(
     assert [(o.nodeid, o.outcome) for o in run.outcomes] == [("tests/test_geo.py::test_area", "passed")]
 
 
+def test_a_property_test_draws_the_same_inputs_in_every_run(
+    tmp_path: Path, make_test_runner: MakeRunner
+) -> None:
+    """Hypothesis draws new inputs per run unless seeded: the baseline and a candidate would then see
+    different inputs, and a property test that a change leaves alone could pass on one and fail on the
+    other (a false alarm; hyperlink's health check did it). Every run draws the same inputs."""
+    pytest.importorskip("hypothesis")
+    test = (
+        "from hypothesis import Phase, given, settings, strategies as st\n\nfrom geo import area\n\n\n"
+        "@settings(max_examples=2, database=None, phases=[Phase.generate], deadline=None)\n"
+        "@given(st.integers(0, 2**32))\n"
+        "def test_even(x):\n    assert area(x, 1) % 2 == 0  # 1 in 2 of the inputs after the first\n"
+    )
+    root = write(tmp_path, {"geo.py": GEO, "tests/test_geo.py": test})
+    runner, shadows, _ = make_test_runner(root)
+    shadow = shadows.create(Path("geo.py"), GEO)
+    runner.collect(shadow, CancelToken())
+    outcomes = {
+        runner.run(shadow, ["tests/test_geo.py::test_even"], None, root / "geo.py", CancelToken())
+        .outcomes[0]
+        .outcome
+        for _ in range(6)
+    }
+    assert len(outcomes) == 1, outcomes  # unseeded, 6 runs agree 1 time in 32
+
+
 # -- what the user is told ---------------------------------------------------------------------------------
 
 

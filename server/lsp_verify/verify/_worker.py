@@ -96,6 +96,16 @@ class _ResultPlugin:
         # the user was told instead of pytest's own error.
         self._out.close()
 
+    def pytest_collection_finish(self, session: object) -> None:
+        # Hypothesis draws new inputs on every run unless it is given a seed: a property test would then
+        # pass on the baseline and fail on a candidate (or the other way round) by chance - hyperlink's
+        # health check "filtering out a lot of inputs" did, for a change to another function. Every run of
+        # a check draws the same inputs, as `pytest --hypothesis-seed=0` would, unless the project or the
+        # test chose its own seed (`@seed`, `derandomize`, `--hypothesis-seed`, which Hypothesis prefers).
+        core = sys.modules.get("hypothesis.core")
+        if core is not None and getattr(core, "global_force_seed", 0) is None:
+            setattr(core, "global_force_seed", 0)  # noqa: B010 - an attribute only some versions have
+
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         self._write({"event": "start", "nodeid": nodeid})
 
