@@ -47,12 +47,18 @@ def _memory_limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
-def suite(root: Path, timeout: float) -> tuple[int, int, float]:
+UNITTEST_FILES = ("-o", "python_files=test*.py")
+"""Where plain pytest collects nothing (exit 5: decorator's suite is ``tests/test.py``, unittest classes
+that pytest's default ``test_*.py`` never picks up), the suite is run as lsp-verify collects it: with the
+files unittest's default pattern names too."""
+
+
+def suite(root: Path, timeout: float, *extra: str) -> tuple[int, int, float]:
     """(exit code or -9 past the limit, failures and errors in pytest's summary line, seconds)."""
     start = time.monotonic()
     try:
         done = subprocess.run(
-            [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
             cwd=root, capture_output=True, text=True, timeout=timeout, preexec_fn=_memory_limit,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -80,6 +86,10 @@ def library(
     root: Path, killed_wanted: int, seed: int, server: Path, timeout: float
 ) -> list[dict[str, object]]:
     base_rc, base_failures, base_s = suite(root, timeout)
+    extra: tuple[str, ...] = ()
+    if base_rc == 5:
+        extra = UNITTEST_FILES
+        base_rc, base_failures, base_s = suite(root, timeout, *extra)
     report = json.loads((root.parent / f"{root.name}.base.json").read_text(encoding="utf-8"))
     functions = [
         f for f in report["functions"]
@@ -111,7 +121,7 @@ def library(
         mutant = mutants[0]
         path.write_text(mutant.text, encoding="utf-8")
         try:
-            rc, failures, suite_s = suite(root, timeout)
+            rc, failures, suite_s = suite(root, timeout, *extra)
             caught = rc == -9 or (rc != 0 and (base_rc == 0 or failures > base_failures))
             subprocess.run(["git", "add", f["file"]], cwd=root, check=True)
             check_rc, said, check_s = check(root, server)
@@ -128,7 +138,7 @@ def library(
             "library": root.name, "function": f["qualname"], "mutation": mutant.description,
             "caught_by_suite": caught, "suite_exit": rc, "check_exit": check_rc, "verdict": verdict,
             "check_said": said[:300], "suite_s": round(suite_s, 1), "check_s": round(check_s, 1),
-            "suite_at_head_s": round(base_s, 1),
+            "suite_at_head_s": round(base_s, 1), "suite_args": " ".join(extra),
         }  # fmt: skip
         print(json.dumps(record), file=sys.stderr, flush=True)
         records.append(record)
