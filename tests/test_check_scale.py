@@ -244,6 +244,36 @@ def test_a_test_already_failing_at_base_is_not_charged_and_a_fixed_one_is_counte
     assert by_name(fixed)["neg"].tests_fixed == ("tests/test_geo.py::test_neg",)
 
 
+def test_a_test_slower_than_a_run_may_take_leaves_the_batch_the_word_on_the_tests_before_it(
+    tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mccabe's suite ends in a property test that runs 60 s, past ``test_timeout_s``: the batch's run
+    stopped there, and every function of the module was then checked alone - two runs each, both stopped by
+    the same test (a minute per function). Each function's tests all have an outcome in the batch's run,
+    made on the very text its own runs would be: its word is theirs."""
+    repo = make_repo(tmp_path / "repo")
+    slow = "\n\ndef test_slow() -> None:\n    import time\n\n    time.sleep(60)\n"
+    (repo / "tests/test_geo.py").write_text(TEST_GEO + slow, encoding="utf-8")
+    git(repo, "commit", "-qam", "a slow test")
+    quick = dataclasses.replace(trusted_settings(repo), test_timeout_s=2.0)
+
+    def check_geo(batch: bool) -> RunReport:
+        monkeypatch.setattr(check, "BATCH_ABOVE", 3 if batch else 1_000_000)
+        runs.pytest = 0
+        return run_check(CheckOptions(paths=(repo / GEO_PATH,)), settings_for=lambda _: quick, cwd=repo)
+
+    one_by_one = check_geo(batch=False)
+    alone = runs.pytest
+    batched = check_geo(batch=True)
+
+    assert comparable(batched) == comparable(one_by_one)
+    assert batched.exit_code == 0
+    assert by_name(batched)["neg"].message == (
+        "mypy: no new errors, tests: 5/6 passed, 1 failing before this change too (not counted)"
+    )
+    assert runs.pytest == 1 and alone >= 5  # the batch alone; before, it and then each function again (7)
+
+
 def test_nearby_tests_are_looked_up_by_name_not_found_by_scanning_every_test(
     tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:

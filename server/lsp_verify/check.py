@@ -1606,8 +1606,11 @@ def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
 
 
 def _clean(run: TestRun) -> bool:
-    """Whether a run's outcomes can be trusted item by item (else every function is checked alone)."""
-    return not (run.problem or run.leaked_imports or run.collect_errors or run.timed_out)
+    """Whether a run's outcomes can be trusted item by item (else every function is checked alone). One
+    stopped at its time limit can: the test it stopped in is "timeout" and those after it have no outcome,
+    so :func:`_passing_subset` gives a function the run's word only where every test of its ran to an end
+    (a suite ending in a test slower than ``test_timeout_s``, mccabe's, checked every function alone)."""
+    return not (run.problem or run.leaked_imports or run.collect_errors)
 
 
 def _passing_subset(
