@@ -16,7 +16,8 @@ did not change, so its baseline *is* the file), gets its verdict from those runs
 ``Verifier.prepare``/``verify`` code (:class:`~lsp_verify.verify.cascade.KnownRuns`). Every other function -
 a failing or missing test, a mypy error its change could cause, a new function (judged against a stub),
 doctests that only one side has - is verified on its own as before, so the batch never reports a pass that
-the per-function path would fail.
+the per-function path would fail. A run stopped at its time limit (a test slower than ``test_timeout_s``)
+still serves the functions whose tests all ran to an end in it.
 
 Nearby tests are found by name, and a test can reach a function without naming it: through a fixture, a
 re-export under another name, or another function of the module that calls it. So a trusted check of a
