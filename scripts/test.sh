@@ -56,8 +56,8 @@ pytest_phase() {  # one pytest run; exit code 5 (nothing selected in this phase)
 # The tests that decode with the model then run one after the other on a quiet machine: llama.cpp's
 # threads spin while they wait for each other, and next to other work on 2 cores a 6 s test took 90-160 s.
 # 2026-12-05, 2 cores: all in one process 17:34. 2026-12-07: the projects the tests make run pytest without
-# this environment's plugins (tests/conftest.py), and the first phase went from 13:46 to 8:03 here. A `-m` of your own, or LSP_VERIFY_TEST_WORKERS=0: one
-# phase, in this process.
+# this environment's plugins (tests/conftest.py), and the first phase went from 13:46 to 8:03 here.
+# A `-m` of your own, or LSP_VERIFY_TEST_WORKERS=0: one phase, in this process.
 own_marker=false
 for arg in "$@"; do
   case $arg in -m*) own_marker=true ;; esac
