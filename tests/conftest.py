@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,8 +124,6 @@ PLUGIN_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 @pytest.fixture(scope="session", autouse=True)
 def _projects_autoload_no_plugins() -> Iterator[None]:
-    import os
-
     before = os.environ.get(PLUGIN_AUTOLOAD)
     os.environ[PLUGIN_AUTOLOAD] = "1"
     yield

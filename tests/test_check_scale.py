@@ -140,14 +140,20 @@ def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Runs]:
 
 
 def check_all(
-    repo: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch, *, batch: bool, only: str | None = None
+    repo: Path,
+    runs: Runs,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    batch: bool,
+    only: str | None = None,
+    settings: Settings | None = None,
 ) -> RunReport:
     """``lsp-verify check --all`` in ``repo`` (``only``: ``lsp-verify check ONLY``, every function of one
     file, which still batches); ``runs`` counts only this call's runs."""
     monkeypatch.setattr(check, "BATCH_ABOVE", 3 if batch else 1_000_000)
     runs.pytest = runs.mypy = 0
     options = CheckOptions(paths=(repo / only,)) if only else CheckOptions(all_files=True)
-    return run_check(options, settings_for=trusted_settings, cwd=repo)
+    return run_check(options, settings_for=(lambda _: settings) if settings else trusted_settings, cwd=repo)
 
 
 def trusted_settings(root: Path) -> Settings:
@@ -257,14 +263,9 @@ def test_a_test_slower_than_a_run_may_take_leaves_the_batch_the_word_on_the_test
     git(repo, "commit", "-qam", "a slow test")
     quick = dataclasses.replace(trusted_settings(repo), test_timeout_s=2.0)
 
-    def check_geo(batch: bool) -> RunReport:
-        monkeypatch.setattr(check, "BATCH_ABOVE", 3 if batch else 1_000_000)
-        runs.pytest = 0
-        return run_check(CheckOptions(paths=(repo / GEO_PATH,)), settings_for=lambda _: quick, cwd=repo)
-
-    one_by_one = check_geo(batch=False)
+    one_by_one = check_all(repo, runs, monkeypatch, batch=False, only=GEO_PATH, settings=quick)
     alone = runs.pytest
-    batched = check_geo(batch=True)
+    batched = check_all(repo, runs, monkeypatch, batch=True, only=GEO_PATH, settings=quick)
 
     assert comparable(batched) == comparable(one_by_one)
     assert batched.exit_code == 0

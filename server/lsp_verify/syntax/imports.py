@@ -44,9 +44,7 @@ def imported_modules(text: str, module: str, is_package: bool) -> frozenset[str]
     return frozenset(names)
 
 
-def imports_any(
-    imported: Iterable[str], modules: frozenset[str], within: frozenset[str] = frozenset()
-) -> bool:
+def imports_any(imported: Iterable[str], modules: frozenset[str], within: frozenset[str]) -> bool:
     """Whether a module importing ``imported`` (:func:`imported_modules`) sees one of ``modules``: it imports
     one of them, or a submodule of one of ``within`` (which runs that package's ``__init__.py`` first)."""
     return any(name in modules or _within(name, within) for name in imported)
