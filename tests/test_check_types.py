@@ -270,6 +270,23 @@ def test_importers_follow_packages_that_import_the_change() -> None:
     assert importers(files, ["other"]) == []
 
 
+def test_a_package_that_re_exports_the_change_is_reached_by_its_own_name_only() -> None:
+    # pkg/__init__.py star-imports pkg.core: `import pkg` sees the change, `from pkg.other import g` runs
+    # the same __init__.py but sees none of its names (before: every module of the package an importer).
+    def module(names: set[str], imported: set[str], is_package: bool = False) -> ModuleImports:
+        return ModuleImports(frozenset(names), frozenset(imported), is_package)
+
+    files = {
+        "pkg/__init__.py": module({"pkg"}, {"pkg.core"}, is_package=True),
+        "pkg/core.py": module({"pkg.core"}, set()),
+        "pkg/other.py": module({"pkg.other"}, set()),
+        "app.py": module({"app"}, {"pkg"}),
+        "tool.py": module({"tool"}, {"pkg.other", "pkg.other.g"}),
+    }
+
+    assert importers(files, ["pkg.core"]) == ["app.py", "pkg/__init__.py"]
+
+
 def test_a_stub_that_now_disagrees_with_its_users_fails_the_stub(tmp_path: Path) -> None:
     # A stub holds no code to run: no test runs it, mypy alone reads it (before: every function of the .pyi
     # was an ERROR, "imports resolved outside the shadow workspace").
