@@ -244,13 +244,27 @@ def test_only_the_verifiers_of_the_projects_used_last_are_kept(tmp_path: Path) -
         pipeline.close()
 
 
-def test_a_change_to_a_member_that_another_member_imports_says_its_tests_did_not_run(tmp_path: Path) -> None:
-    # Each member is checked with its own tests alone: a change to alpha that breaks beta's tests (beta
-    # imports alpha) passed with nothing said about beta.
+@pytest.mark.parametrize(
+    ("setting", "why"),
+    [
+        ("suite_guard_timeout_s = 0", "suite_guard_timeout_s = 0"),
+        (
+            'sandbox = "none"',
+            "its tests are shown another project's change only under bubblewrap, which this machine or the "
+            "`sandbox` setting does not give",
+        ),
+    ],
+)
+def test_a_change_to_a_member_whose_importers_tests_cannot_run_on_it_says_so(
+    tmp_path: Path, setting: str, why: str
+) -> None:
+    # beta imports alpha: where beta's tests cannot be run on alpha's change (see below), the report says so.
     uses = (
         "from alpha.core import clamp\n\n\ndef bounded(value: int) -> int:\n    return clamp(value, 0, 9)\n"
     )
-    repo = gitrepo.make_repo(tmp_path / "mono", {**WORKSPACE, "packages/beta/src/beta/uses.py": uses})
+    beta = MEMBER.format(name="beta") + f"\n[tool.lsp-verify]\n{setting}\n"
+    files = {**WORKSPACE, "packages/beta/src/beta/uses.py": uses, "packages/beta/pyproject.toml": beta}
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
     make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
     core = "packages/alpha/src/alpha/core.py"
     stage(repo, core, WORKSPACE[core].replace("cm * units.MM_PER_CM", "units.MM_PER_CM * cm"))
@@ -262,5 +276,89 @@ def test_a_change_to_a_member_that_another_member_imports_says_its_tests_did_not
     assert isinstance(notes, list)
     assert (
         "packages/beta imports `alpha`, which this change touches (packages/alpha), and is a project of its "
-        "own: its tests were not run on the change (run `python -m pytest` there)"
+        f"own: its tests were not run on the change ({why}; run `python -m pytest` there)"
     ) in notes, notes
+
+
+# A member that imports another (beta uses alpha): a change to alpha that breaks beta's tests must fail, found
+# by beta's suite run on alpha's change - as `python -m pytest` in packages/beta would find it on the tree.
+SCALE = "def double(value: int) -> int:\n    return value * 2\n"
+USES_SCALE = """\
+from alpha.scale import double
+
+
+def test_double() -> None:
+    assert double(3) == 6
+"""
+
+
+def dependent_workspace(tmp_path: Path, reach: str) -> Path:
+    """The workspace with ``alpha.scale`` (no tests of alpha's own) that beta's tests use, beta reaching
+    alpha by a relative ``pythonpath`` (``reach = "pythonpath"``) or through an editable install of alpha in
+    the workspace's .venv (``"editable"``)."""
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": SCALE,
+        "packages/beta/tests/test_uses.py": USES_SCALE,
+    }
+    if reach == "pythonpath":
+        files["packages/beta/pyproject.toml"] = MEMBER.format(name="beta").replace(
+            '["src"]', '["src", "../alpha/src"]'
+        )
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    if reach == "editable":
+        site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
+        (site / "_alpha.pth").write_text(f"{repo / 'packages/alpha/src'}\n")
+    return repo
+
+
+@needs_bwrap
+@pytest.mark.parametrize("reach", ["pythonpath", "editable"])
+def test_a_change_to_a_member_that_breaks_another_members_tests_fails(tmp_path: Path, reach: str) -> None:
+    repo = dependent_workspace(tmp_path, reach)
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value * 3"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    double = by_function(report)[f"{scale}:double"]
+    assert double["status"] == "fail", double
+    assert double["tests"]["failed"] == ["packages/beta/tests/test_uses.py::test_double"], double
+    assert "packages/beta/tests/test_uses.py::test_double failed" in double["message"], double
+    notes = report["notes"]
+    assert isinstance(notes, list)
+    assert not any("its tests were not run on the change" in note for note in notes), notes
+
+
+@needs_bwrap
+@pytest.mark.parametrize("reach", ["pythonpath", "editable"])
+def test_a_change_to_a_member_that_another_members_tests_pass_with_passes(tmp_path: Path, reach: str) -> None:
+    repo = dependent_workspace(tmp_path, reach)
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value + value"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 0, report
+    assert by_function(report)[f"{scale}:double"]["status"] == "pass", report
+    notes = report["notes"]
+    assert isinstance(notes, list)
+    assert any(note.startswith("packages/beta: the whole test suite") for note in notes), notes
+
+
+@needs_bwrap
+def test_a_change_to_a_member_that_stops_another_members_tests_from_being_collected_fails(
+    tmp_path: Path,
+) -> None:
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("def double(", "def twice("))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    failed = [f for f in report["functions"] if f["status"] == "fail"]  # type: ignore[union-attr]
+    assert failed and all(f["file"] == scale for f in failed), report
+    assert any("packages/beta/tests/test_uses.py" in f["message"] for f in failed), failed

@@ -157,9 +157,10 @@ def run_check(
     root = git_root or (next(iter(projects)) if len(projects) == 1 else Path(os.path.commonpath(projects)))
     report.root = str(root)
     staged_tree = _staged_tree(options, git_root, report)
+    checked: dict[Path, _Checked] = {}
     for project, (items, project_others) in projects.items():
         part = RunReport(command="check", root=str(project))
-        _check_project(
+        changes = _check_project(
             project,
             items,
             project_others,
@@ -171,9 +172,12 @@ def run_check(
             root,
             staged_tree,
         )
+        checked[project] = _Checked(part, changes, len(report.functions))
         _merge(report, part, relpath_in(project, root))
     if git_root is not None and len(projects) < _MAX_DEPENDENT_SCAN_PROJECTS:
-        report.notes.extend(_unchecked_dependents(git_root, projects, root))
+        for dependent, touched in _importers(git_root, projects).items():
+            guard = _DependentGuard(dependent, touched, checked, report, root, options.base or "HEAD")
+            guard.run(settings_for(dependent), staged_tree, status, cancel)
     if not report.functions and report.error is None and not others:
         report.notes.append("the change touches no function: nothing to verify")
     return report
@@ -185,13 +189,12 @@ _MAX_DEPENDENT_SCAN_FILES = 5000
 files, is not read for the members that import it."""
 
 
-def _unchecked_dependents(
-    git_root: Path, projects: Mapping[Path, tuple[list[_FileToCheck], list[_Change]]], shown_from: Path
-) -> list[str]:
-    """What the check did not run: the other projects of the repository (a monorepo's members) whose code
-    imports a package this change touches. Each project is checked with its own tests alone, so a change to
-    ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passes here; say so, naming where to run
-    them."""
+def _importers(
+    git_root: Path, projects: Mapping[Path, tuple[list[_FileToCheck], list[_Change]]]
+) -> dict[Path, dict[str, Path]]:
+    """The other projects of the repository (a monorepo's members) whose code imports a package this change
+    touches: each with those packages (top-level names), each with the changed project it is in. A static
+    scan of the tracked files, none past :data:`_MAX_DEPENDENT_SCAN_FILES`."""
     from . import gitdiff
     from .verify.test_index import module_name
 
@@ -203,16 +206,16 @@ def _unchecked_dependents(
             if top and not is_test_file(relpath_in(path, project)):
                 touched.setdefault(top, project)
     if not touched:
-        return []
+        return {}
     try:
         files = gitdiff.tracked_python_files(git_root)
     except gitdiff.GitError:
-        return []
+        return {}
     if len(files) > _MAX_DEPENDENT_SCAN_FILES:
-        return []
+        return {}
     imports = re.compile(rf"^\s*(?:from|import)\s+({'|'.join(map(re.escape, touched))})\b", re.MULTILINE)
     roots: dict[Path, Path] = {}
-    found: dict[Path, set[str]] = {}
+    found: dict[Path, dict[str, Path]] = {}
     for relpath in files:
         path = git_root / relpath
         if path.parent not in roots:
@@ -227,17 +230,154 @@ def _unchecked_dependents(
             continue
         for match in imports.finditer(text):
             if not path.is_relative_to(touched[match[1]]):  # the changed project's own file
-                found.setdefault(project, set()).add(match[1])
+                found.setdefault(project, {})[match[1]] = touched[match[1]]
+    return dict(sorted(found.items()))
 
-    def named(path: Path) -> str:
-        return relpath_in(path, shown_from) or "."
 
-    return [
-        f"{named(project)} imports {', '.join(f'`{t}`' for t in sorted(tops))}, which this change touches "
-        f"({', '.join(sorted({named(touched[top]) for top in tops}))}), and is a project of its own: its "
-        "tests were not run on the change (run `python -m pytest` there)"
-        for project, tops in sorted(found.items())
-    ]
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    """A project's part of the check: its report (paths relative to the project), its changed files as the
+    guards see them, and where its functions start in the whole report."""
+
+    report: RunReport
+    changes: list[_Change]
+    offset: int
+
+
+@dataclasses.dataclass
+class _DependentGuard:
+    """The guards of the change run with the tests of ``project``, another project of the repository (a
+    monorepo's member) whose code imports packages the change touches (``touched``: each with the changed
+    project it is in, see :func:`_importers`). Each project is checked with its own tests, so a change to
+    ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passed: here ``packages/b``'s collection and
+    whole suite run on ``packages/a``'s change as :func:`_collection_guard` and :func:`_suite_guard` run a
+    project's own, in ``packages/b``'s shadow with the change shown where ``packages/a`` lies beside it
+    (``ShadowRoot(top=...)``: its ``pythonpath = ["../a/src"]`` and an editable install of ``alib`` both lead
+    there). What they find is charged to the change's functions and files in ``report``, test ids from the
+    repository's top. Where the runs cannot show the change (no bubblewrap: a copied shadow is the project
+    alone), or the tests do not run (an untrusted workspace, ``suite_guard_timeout_s = 0``), a note says that
+    they were not run."""
+
+    project: Path
+    touched: dict[str, Path]
+    checked: dict[Path, _Checked]
+    report: RunReport
+    root: Path
+    """The report's root: paths and test ids are shown from there."""
+    base_name: str
+
+    def run(
+        self, settings: Settings, tree: dict[Path, Content], status: StatusSink, cancel: CancelToken
+    ) -> None:
+        from .verify.cascade import Verifier, VerifyError
+
+        changed = sorted(set(self.touched.values()))
+        if not settings.trusted:
+            self._not_run(changed, "an untrusted workspace's tests do not run")
+            return
+        if settings.suite_guard_timeout_s <= 0:
+            self._not_run(changed, "suite_guard_timeout_s = 0")
+            return
+        try:
+            verifier = Verifier(self.project, settings, tree=tree, reach="off")
+        except VerifyError as exc:
+            self._not_run(changed, str(exc))
+            return
+        with verifier:
+            shown = [p for p in changed if p.is_relative_to(verifier.root) or _sees(verifier.around, p)]
+            if len(shown) < len(changed):
+                why = (
+                    "its tests are shown another project's change only under bubblewrap, which this machine "
+                    "or the `sandbox` setting does not give"
+                )
+                self._not_run([p for p in changed if p not in shown], why)
+            for project in shown:
+                if self.checked[project].changes:
+                    self._guard(verifier, project, settings, status, cancel)
+
+    def _guard(
+        self, verifier: Verifier, changed: Path, settings: Settings, status: StatusSink, cancel: CancelToken
+    ) -> None:
+        from .verify.cascade import VerifyError
+
+        checked = self.checked[changed]
+        part = RunReport(command="check", root=str(changed), functions=list(checked.report.functions))
+        lost = ""
+        try:
+            lost = _collection_guard(verifier, checked.changes, part, self.base_name, cancel)
+        except VerifyError as exc:
+            part.notes.append(f"whether the change stops its tests from being collected is unknown: {exc}")
+        timeout_s = settings.suite_guard_timeout_s
+        now = _suite_guard(verifier, checked.changes, part, self.base_name, timeout_s, status, cancel, lost)
+        if now is not None and now.leaked_imports:
+            part.notes.append(
+                f"its tests imported the changed module from {', '.join(now.leaked_imports)}, not from "
+                f"{relpath_in(changed, self.root)}: the change was not tested there"
+            )
+        self._fold(part, checked, [lost.split(": ", 1)[0]] if lost else [])
+
+    def _fold(self, part: RunReport, checked: _Checked, names: list[str]) -> None:
+        """What the guards found (``part``: the changed project's functions, then its files' failures) into
+        the whole report, the dependent's test ids (and the files of the test ``names``) shown from the
+        report's root."""
+        dependent = relpath_in(self.project, self.root)
+        prefix = "" if dependent == "." else f"{dependent}/"
+        for function in part.functions:
+            names += [*function.tests_failed, *(n.split("::", 1)[0] for n in function.tests_failed)]
+        names = sorted(set(filter(None, names)), key=len, reverse=True)
+        ours = re.compile(rf"(?<![\w./-])(?:{'|'.join(map(re.escape, names))})") if names and prefix else None
+
+        def shown(text: str) -> str:
+            text = text.replace(f"{self.root}{os.sep}", "")  # the change's files, named from the dependent
+            return ours.sub(lambda match: prefix + match[0], text) if ours else text
+
+        def tests(nodeids: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(prefix + nodeid for nodeid in nodeids)
+
+        original = checked.report.functions
+        for index, function in enumerate(part.functions):
+            if index >= len(original):  # a file of the change failed as a whole
+                self.report.functions.append(
+                    dataclasses.replace(
+                        function,
+                        file=relpath_in(Path(function.file), self.root),
+                        message=shown(function.message),
+                        tests_selected=tests(function.tests_selected),
+                        tests_failed=tests(function.tests_failed),
+                        details=tuple(map(shown, function.details)),
+                    )
+                )
+                continue
+            was = self.report.functions[checked.offset + index]
+            if function is original[index] or was.status != "pass":
+                continue
+            added = tests(function.tests_failed[len(original[index].tests_failed) :])
+            details = function.details[: len(function.details) - len(original[index].details)]
+            self.report.functions[checked.offset + index] = dataclasses.replace(
+                was,
+                status=function.status,
+                evidence=function.evidence,
+                message=shown(function.message),
+                tests_selected=was.tests_selected + added,
+                tests_failed=was.tests_failed + added,
+                details=tuple(map(shown, details)) + was.details,
+            )
+        self.report.notes.extend(f"{dependent}: {note}" for note in part.notes)
+
+    def _not_run(self, changed: list[Path], why: str) -> None:
+        def named(path: Path) -> str:
+            return relpath_in(path, self.root) or "."
+
+        tops = ", ".join(f"`{top}`" for top, project in sorted(self.touched.items()) if project in changed)
+        self.report.notes.append(
+            f"{named(self.project)} imports {tops}, which this change touches "
+            f"({', '.join(named(project) for project in changed)}), and is a project of its own: its tests "
+            f"were not run on the change ({why}; run `python -m pytest` there)"
+        )
+
+
+def _sees(around: Path | None, project: Path) -> bool:
+    return around is not None and project.resolve().is_relative_to(around)
 
 
 def _check_project(
@@ -251,11 +391,12 @@ def _check_project(
     cancel: CancelToken,
     shown_from: Path,
     tree: dict[Path, Content],
-) -> None:
+) -> list[_Change]:
     """Check ``files``, all of the project at ``root``, into ``report`` (paths relative to ``root``; the
     progress shown relative to ``shown_from``, the final report's root); ``others``, the project's changed
     files that are not Python sources, only through the guards; every run sees the files of ``tree`` with
-    that content instead of the work tree's (:func:`_staged_tree`)."""
+    that content instead of the work tree's (:func:`_staged_tree`). Returns the project's changed files as
+    the guards saw them (for the guards of the projects that import it: :class:`_DependentGuard`)."""
     report.problems.extend(settings.problems)
     from .verify.cascade import Verifier, VerifyError
 
@@ -265,7 +406,7 @@ def _check_project(
         verifier = Verifier(root, settings, tree=tree, reach="off")
     except VerifyError as exc:  # e.g. sandbox = "bwrap" where bubblewrap cannot run: nothing ran
         report.error = str(exc)
-        return
+        return []
     with verifier:
         tests: frozenset[str] = frozenset()
         if settings.trusted and files:
@@ -315,6 +456,7 @@ def _check_project(
             report.notes.append(_unguarded(others, root, settings.trusted))
         if changed:
             _type_guard(verifier, changed, tests, report, base_name, status, cancel)
+        return changed
 
 
 def _unguarded(others: list[_Change], root: Path, trusted: bool) -> str:
@@ -604,13 +746,14 @@ def _suite_guard(
     status: StatusSink,
     cancel: CancelToken,
     collection_lost: str = "",
-) -> None:
+) -> TestRun | None:
     """The whole suite on the change (see the module docstring); adds what it finds to ``report``.
-    ``collection_lost``: what the collection guard found the change stops from being collected."""
+    ``collection_lost``: what the collection guard found the change stops from being collected. Returns the
+    suite's run with the change (None: it did not run)."""
     from .verify.cascade import VerifyError
 
     if not changed:
-        return
+        return None
     first = changed[0]
     status.started("running the whole test suite on the change (for tests that reach a function unnamed)")
     try:
@@ -620,20 +763,20 @@ def _suite_guard(
                 report.notes.append(
                     "no test is collected here: what the change to files without functions broke is unknown"
                 )
-            return
+            return None
         also = {change.path: change.now for change in changed[1:]}  # staged texts, not the work tree's
         now, unfinished = _run_through(verifier, first.path, first.now, suite, also, timeout_s, cancel)
     except VerifyError as exc:
         # Said once: the collection guard's failure already says why, and what to do is to undo the change.
         why = "its tests cannot be collected with it (above)" if collection_lost else str(exc)
         report.notes.append(f"the whole test suite was not run on the change: {why}")
-        return
+        return None
     if unfinished and not now.outcomes:
         report.notes.append(
             f"the whole test suite was not run on the change ({unfinished}; suite_guard_timeout_s): only the "
             "tests near each function guarded it"
         )
-        return
+        return now
     for nodeid in now.stopped:
         report.notes.append(
             f"the whole test suite stopped in {nodeid}; run again on its own: {_stop(now, nodeid)}"
@@ -656,7 +799,7 @@ def _suite_guard(
         where, message = now.collect_errors[0]
         report.notes.append(f"part of the whole test suite did not run ({where}): {message}")
     if not failing:
-        return
+        return now
     at_base = _base_tests(verifier, changed, cancel)
     added = _added(at_base, failing)
     if added:
@@ -665,7 +808,7 @@ def _suite_guard(
         failing = tuple(nodeid for nodeid in failing if nodeid not in added)
         report.functions.extend(_added_failures(added, base_name, now))
     if not failing:
-        return
+        return now
     unexplained = failing
     now_of: dict[Path, Content] = {change.path: change.now for change in changed}
     if len(changed) > 1:
@@ -683,7 +826,7 @@ def _suite_guard(
             )
         except VerifyError as exc:
             report.notes.append(f"the whole test suite's failures were not traced to the change: {exc}")
-            return
+            return now
         failing = _not_failing(undone, failing)
     explained: set[str] = set()
     deadline = time.monotonic() + timeout_s
@@ -735,6 +878,7 @@ def _suite_guard(
     left = tuple(nodeid for nodeid in unexplained if nodeid not in reported)
     if left:
         _in_order(verifier, changed, suite, left, at_base, now, report, base_name, deadline, cancel)
+    return now
 
 
 def _in_order(

@@ -295,13 +295,23 @@ def _prefer_shadow(request: dict[str, Any]) -> None:
         return
     real_workspace = os.path.realpath(workspace)
     shadow = request["cwd"]
+    # For a monorepo's member, the mirror of the repository around it, where another member's change may be
+    # shown (for the tests of a member that imports it, whose editable install names the user's directory).
+    top, outer = request.get("top"), request.get("outer")
+    real_top = os.path.realpath(top) if top else None
+    real_outer = os.path.realpath(outer) if outer else ""
 
     def redirect(entry: str) -> str:
         real = os.path.realpath(entry or os.getcwd())
-        if real != real_workspace and not real.startswith(real_workspace + os.sep):
-            return entry
-        counterpart = os.path.normpath(os.path.join(shadow, os.path.relpath(real, real_workspace)))
-        return counterpart if os.path.exists(counterpart) else entry
+        if real == real_workspace or real.startswith(real_workspace + os.sep):
+            counterpart = os.path.normpath(os.path.join(shadow, os.path.relpath(real, real_workspace)))
+            return counterpart if os.path.exists(counterpart) else entry
+        if real_top and outer and real.startswith(real_top + os.sep):
+            # Only where the mirror holds something of its own: elsewhere it links to the user's entry.
+            counterpart = os.path.normpath(os.path.join(outer, os.path.relpath(real, real_top)))
+            if os.path.realpath(counterpart).startswith(real_outer + os.sep):
+                return counterpart
+        return entry
 
     # The Pythons the tests start (a console script, ``python -m pkg``) read the same .pth files and would
     # import the user's copy: what is redirected here goes first on their PYTHONPATH too.

@@ -710,11 +710,20 @@ class Verifier:
         """``also`` (absolute paths) relative to the root, as a shadow takes them."""
         return {self._relative(path): content for path, content in (also or {}).items()}
 
+    @property
+    def around(self) -> Path | None:
+        """The directory above the workspace whose files its runs see around it (the repository's top, for
+        a monorepo's member: see ``ShadowRoot(top=...)``), or None. A path there may be given a content of
+        its own like one inside (another member's change, for the tests of this one, which imports it)."""
+        return self._top.resolve() if self._top is not None else None
+
     def _relative(self, path: Path) -> Path:
-        try:
-            return path.resolve().relative_to(self.root)
-        except ValueError:
-            raise VerifyError(f"{path} is not inside the workspace {self.root}; cannot verify it") from None
+        resolved = path.resolve()
+        if resolved.is_relative_to(self.root):
+            return resolved.relative_to(self.root)
+        if self.around is not None and resolved.is_relative_to(self.around):
+            return Path(os.path.relpath(resolved, self.root))
+        raise VerifyError(f"{path} is not inside the workspace {self.root}; cannot verify it")
 
     def _baseline_mypy(
         self, relative: Path, text: str, config_file: Path | None, cancel: CancelToken

@@ -286,6 +286,7 @@ class PytestRunner:
             "op": op,
             "cwd": str(shadow.root),
             "workspace": str(self._shadows.workspace),
+            **({"top": str(self._shadows.top), "outer": str(shadow.outer)} if self._shadows.top else {}),
             "args": args if fresh else [*args, "-W", _PREIMPORTED],
             "result_file": str(result_file),
             "log_file": str(log_file),

@@ -139,10 +139,11 @@ class ShadowRoot:
         written in its declared encoding; bytes, written as they are (a data file as a revision has it); or
         None, the file absent (a module as a change deletes it). ``also``: more paths, each holding its own
         content (a change of several files, all undone at once). Both come before the root's ``tree``."""
-        overlays = {**self.tree, relative: text, **(also or {})}
-        for path in overlays:
-            if not path.parts or path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"expected a path inside the workspace, got {path}")
+        overlays: dict[Path, Content] = {}
+        around: dict[Path, Content] = {}  # relative to the top
+        for path, content in {**self.tree, relative: text, **(also or {})}.items():
+            inside, placed = self._placed(path)
+            (overlays if inside else around)[placed] = content
         with self._lock:
             name = f"s{next(self._counter)}"
         outer = self.path / name
@@ -150,28 +151,39 @@ class ShadowRoot:
         if self.top is not None:
             # The directories from the repository's top down to the workspace, their other entries linked: a
             # path out of the project (pytest's `pythonpath = ["../a/src"]`, a conftest.py's
-            # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree.
-            for depth, part in enumerate(self.nest.parts):
-                shadow_dir.mkdir(mode=0o700)
-                _link_entries(self.top.joinpath(*self.nest.parts[:depth]), shadow_dir, {part})
-                shadow_dir = shadow_dir / part
+            # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree - or to
+            # the content given for it there (another member's change, for the tests of one that imports it).
+            outer.mkdir(mode=0o700)
+            _link_tree(self.top, outer, [self.nest.parts, *(path.parts for path in around)])
+            shadow_dir = outer / self.nest
         if self.copy:
             _copy_tree(self.workspace, shadow_dir)
         else:
             shadow_dir.mkdir(mode=0o700)
             _link_tree(self.workspace, shadow_dir, [path.parts for path in overlays])
-        for path, content in overlays.items():
-            target = shadow_dir / path
-            if content is None:
-                target.unlink(missing_ok=True)
-                _remove_made_directories(target.parent, shadow_dir, self.workspace / path.parent)
-                continue
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            target.write_bytes(_encoded(content))
+        _write(shadow_dir, self.workspace, overlays)
+        if self.top is not None:
+            _write(outer, self.top, around)
         linked = None if self.copy else self.workspace
-        return Shadow(
-            root=shadow_dir, relative=relative, edited=shadow_dir / relative, linked=linked, outer=outer
+        edited = Path(os.path.normpath(shadow_dir / relative))
+        return Shadow(root=shadow_dir, relative=relative, edited=edited, linked=linked, outer=outer)
+
+    def _placed(self, path: Path) -> tuple[bool, Path]:
+        """Where a path given to :meth:`create` goes: (True, the path relative to the workspace) for a path
+        inside it, (False, relative to the top) for one that leads out of it into what the shadows show
+        around it (``../a/src/alib/m.py``: another member of the repository). Raises ValueError for any
+        other."""
+        if path.parts and not path.is_absolute():
+            if ".." not in path.parts:
+                return True, path
+            if self.top is not None:
+                placed = Path(os.path.normpath(self.nest / path))
+                if placed.is_relative_to(self.nest) and placed != self.nest:
+                    return True, placed.relative_to(self.nest)
+                if placed.parts and placed.parts[0] != ".." and not self.nest.is_relative_to(placed):
+                    return False, placed
+        raise ValueError(
+            f"expected a path inside the workspace or what its shadows show around it, got {path}"
         )
 
     def scratch(self, name: str) -> Path:
@@ -257,6 +269,20 @@ def _encoded(content: str | bytes) -> bytes:
         return content.encode(declared_encoding(content))
     except (UnicodeEncodeError, LookupError):
         return content.encode("utf-8", "surrogatepass")
+
+
+def _write(shadow_dir: Path, original: Path, contents: Mapping[Path, Content]) -> None:
+    """Each path of ``contents`` (relative) in ``shadow_dir``, the shadow of ``original``, holding its
+    content (see :meth:`ShadowRoot.create`)."""
+    for path, content in contents.items():
+        target = shadow_dir / path
+        if content is None:
+            target.unlink(missing_ok=True)
+            _remove_made_directories(target.parent, shadow_dir, original / path.parent)
+            continue
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        target.write_bytes(_encoded(content))
 
 
 def _remove_made_directories(directory: Path, shadow_dir: Path, original: Path) -> None:
