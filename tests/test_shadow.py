@@ -78,6 +78,40 @@ def test_a_linked_shadow_of_a_member_shows_the_repository_around_it(tmp_path: Pa
     assert (tmp_path / "packages" / "a" / "src" / "alib.py").read_text() == "X = 1\n"
 
 
+def test_a_shadow_of_a_member_shows_another_members_change_where_it_lies(tmp_path: Path) -> None:
+    # packages/b imports packages/a: b's tests run on a's change (check's guard of the members that import
+    # it), with a's file changed (or deleted) in the mirror around b and the rest of a still linked.
+    source = tmp_path / "packages" / "a" / "src" / "alib"
+    source.mkdir(parents=True)
+    (source / "m.py").write_text("X = 1\n")
+    (source / "n.py").write_text("Y = 1\n")
+    workspace = tmp_path / "packages" / "b"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    shadows = ShadowRoot(workspace, top=tmp_path)
+    try:
+        shadow = shadows.create(Path("../a/src/alib/m.py"), "X = 2\n", {Path("../a/src/alib/n.py"): None})
+        mirrored = shadow.outer / "packages" / "a" / "src" / "alib"
+        assert shadow.edited == mirrored / "m.py" and shadow.edited.read_text() == "X = 2\n"
+        assert not (mirrored / "n.py").exists() and not mirrored.is_symlink()
+        assert (shadow.root / "calc").is_symlink(), "the member itself is linked as before"
+        plain = shadows.create(Path("calc/core.py"), "X = 3\n")
+        assert (plain.outer / "packages" / "a").is_symlink(), "only the shadow given the change shows it"
+        for outside in (Path("../../../elsewhere.py"), Path("../b/../../../x.py"), Path("..")):
+            with pytest.raises(ValueError):
+                shadows.create(outside, "")
+        inside = shadows.create(Path("../b/calc/core.py"), "X = 4\n")
+        assert inside.edited == inside.root / "calc" / "core.py" and inside.edited.read_text() == "X = 4\n"
+    finally:
+        shadows.close()
+    assert (source / "m.py").read_text() == "X = 1\n" and (source / "n.py").exists()
+    alone = ShadowRoot(workspace)
+    try:
+        with pytest.raises(ValueError):  # no mirror around a shadow of the project alone
+            alone.create(Path("../a/src/alib/m.py"), "")
+    finally:
+        alone.close()
+
+
 def test_a_linked_shadow_has_its_own_copy_of_hypothesiss_example_database(tmp_path: Path) -> None:
     # Linked, it was read-only: Hypothesis refused it with a warning, an error of every @given test under
     # `filterwarnings = error` (see test_check.py), and the failures it saved were not replayed.

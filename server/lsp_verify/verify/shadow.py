@@ -138,7 +138,9 @@ class ShadowRoot:
         """A new shadow of the workspace in which ``relative`` (a path inside it) holds ``text``: source text,
         written in its declared encoding; bytes, written as they are (a data file as a revision has it); or
         None, the file absent (a module as a change deletes it). ``also``: more paths, each holding its own
-        content (a change of several files, all undone at once). Both come before the root's ``tree``."""
+        content (a change of several files, all undone at once). Both come before the root's ``tree``. With a
+        ``top``, a path may also lead out of the workspace to what lies around it (``../a/src/alib/m.py``:
+        another member's change, for the tests of this one): the mirror around the workspace then shows it."""
         overlays: dict[Path, Content] = {}
         around: dict[Path, Content] = {}  # relative to the top
         for path, content in {**self.tree, relative: text, **(also or {})}.items():
