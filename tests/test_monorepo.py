@@ -362,3 +362,31 @@ def test_a_change_to_a_member_that_stops_another_members_tests_from_being_collec
     failed = [f for f in report["functions"] if f["status"] == "fail"]  # type: ignore[union-attr]
     assert failed and all(f["file"] == scale for f in failed), report
     assert any("packages/beta/tests/test_uses.py" in f["message"] for f in failed), failed
+
+
+@needs_bwrap
+def test_a_member_whose_tests_import_an_installed_copy_of_the_changed_one_says_they_did_not_test_it(
+    tmp_path: Path,
+) -> None:
+    # beta's tests import alpha from the environment's site-packages (installed, not editable): they cannot
+    # see alpha's change, as plain pytest in packages/beta would not; said, never taken for a guard.
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": SCALE,
+        "packages/beta/tests/test_uses.py": USES_SCALE,
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n", "alpha/": ""})
+    installed = next((python.parent.parent / "lib").glob("python3*/site-packages")) / "alpha" / "scale.py"
+    installed.write_text(SCALE)
+    stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value * 3"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 0, report
+    notes = report["notes"]
+    assert isinstance(notes, list)
+    assert (
+        f"packages/beta: its tests imported the changed module from {installed}, not from packages/alpha: "
+        "the change was not tested there"
+    ) in notes, notes
