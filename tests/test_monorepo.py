@@ -18,8 +18,12 @@ from pathlib import Path
 import pytest
 
 import gitrepo
+from lsp_verify import check
+from lsp_verify.check import CheckOptions
+from lsp_verify.check import run_check as run_check_here
 from lsp_verify.config import find_project_root
 from test_check import run_check, stage
+from test_check_scale import trusted_settings
 from test_interpreter import make_venv, needs_bwrap
 
 MEMBER = """\
@@ -390,3 +394,53 @@ def test_a_member_whose_tests_import_an_installed_copy_of_the_changed_one_says_t
         f"packages/beta: its tests imported the changed module from {installed}, not from packages/alpha: "
         "the change was not tested there"
     ) in notes, notes
+
+
+@needs_bwrap
+def test_another_members_tests_see_the_staged_change_not_the_work_trees(tmp_path: Path) -> None:
+    # The commit holds alpha's staged files: beta's tests run on them, not on an unstaged edit of alpha's
+    # other module that hides the breakage (quad no longer calls double in the work tree only).
+    other = (
+        "from alpha.scale import double\n\n\ndef quad(value: int) -> int:\n    return double(double(value))\n"
+    )
+    test_quad = "from alpha.other import quad\n\n\ndef test_quad() -> None:\n    assert quad(1) == 4\n"
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": SCALE,
+        "packages/alpha/src/alpha/other.py": other,
+        "packages/beta/pyproject.toml": MEMBER.format(name="beta").replace(
+            '["src"]', '["src", "../alpha/src"]'
+        ),
+        "packages/beta/tests/test_quad.py": test_quad,
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value * 3"))
+    (repo / "packages/alpha/src/alpha/other.py").write_text(
+        other.replace("double(double(value))", "value * 4")
+    )
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    double = by_function(report)[f"{scale}:double"]
+    assert double["tests"]["failed"] == ["packages/beta/tests/test_quad.py::test_quad"], double
+
+
+def test_past_the_most_importers_run_the_rest_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each importer's suite may take up to suite_guard_timeout_s: past _MAX_DEPENDENT_GUARDS, said, not run.
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value * 3"))
+    monkeypatch.setattr(check, "_MAX_DEPENDENT_GUARDS", 0)
+
+    report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
+
+    assert report.exit_code == 0, report
+    assert (
+        "packages/beta imports `alpha`, which this change touches (packages/alpha), and is a project of its "
+        "own: its tests were not run on the change (the first 0 of the 1 that import it were run; run "
+        "`python -m pytest` there)"
+    ) in report.notes, report.notes

@@ -175,15 +175,23 @@ def run_check(
         checked[project] = _Checked(part, changes, len(report.functions))
         _merge(report, part, relpath_in(project, root))
     if git_root is not None and len(projects) < _MAX_DEPENDENT_SCAN_PROJECTS:
-        for dependent, touched in _importers(git_root, projects).items():
+        dependents = _importers(git_root, projects)
+        for n, (dependent, touched) in enumerate(dependents.items()):
             guard = _DependentGuard(dependent, touched, checked, report, root, options.base or "HEAD")
-            guard.run(settings_for(dependent), staged_tree, status, cancel)
+            if n < _MAX_DEPENDENT_GUARDS:
+                guard.run(settings_for(dependent), staged_tree, status, cancel)
+            else:
+                why = f"the first {_MAX_DEPENDENT_GUARDS} of the {len(dependents)} that import it were run"
+                guard.not_run(sorted(set(touched.values())), why)
     if not report.functions and report.error is None and not others:
         report.notes.append("the change touches no function: nothing to verify")
     return report
 
 
 _MAX_DEPENDENT_SCAN_PROJECTS = 8
+_MAX_DEPENDENT_GUARDS = 8
+"""At most this many other projects that import the change have their tests run on it (each up to
+``suite_guard_timeout_s``); the rest are named in the notes."""
 _MAX_DEPENDENT_SCAN_FILES = 5000
 """How far :func:`_unchecked_dependents` looks: a change to more projects, or a repository of more Python
 files, is not read for the members that import it."""
@@ -273,15 +281,15 @@ class _DependentGuard:
 
         changed = sorted(set(self.touched.values()))
         if not settings.trusted:
-            self._not_run(changed, "an untrusted workspace's tests do not run")
+            self.not_run(changed, "an untrusted workspace's tests do not run")
             return
         if settings.suite_guard_timeout_s <= 0:
-            self._not_run(changed, "suite_guard_timeout_s = 0")
+            self.not_run(changed, "suite_guard_timeout_s = 0")
             return
         try:
             verifier = Verifier(self.project, settings, tree=tree, reach="off")
         except VerifyError as exc:
-            self._not_run(changed, str(exc))
+            self.not_run(changed, str(exc))
             return
         with verifier:
             shown = [p for p in changed if p.is_relative_to(verifier.root) or _sees(verifier.around, p)]
@@ -290,7 +298,7 @@ class _DependentGuard:
                     "its tests are shown another project's change only under bubblewrap, which this machine "
                     "or the `sandbox` setting does not give"
                 )
-                self._not_run([p for p in changed if p not in shown], why)
+                self.not_run([p for p in changed if p not in shown], why)
             for project in shown:
                 if self.checked[project].changes:
                     self._guard(verifier, project, settings, status, cancel)
@@ -364,7 +372,9 @@ class _DependentGuard:
             )
         self.report.notes.extend(f"{dependent}: {note}" for note in part.notes)
 
-    def _not_run(self, changed: list[Path], why: str) -> None:
+    def not_run(self, changed: list[Path], why: str) -> None:
+        """Say that this project's tests were not run on the change to the projects ``changed``, and why."""
+
         def named(path: Path) -> str:
             return relpath_in(path, self.root) or "."
 

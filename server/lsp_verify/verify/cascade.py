@@ -213,8 +213,12 @@ class Verifier:
         linked = settings.trusted and self.isolation == "bwrap"
         self._top = around(self.root, workspace) if linked else None
         try:
+            # The tree's files in the project, and those of the repository around it that its runs show.
+            shown = [self.root, *([self._top.resolve()] if self._top else [])]
             inside = {
-                path: content for path, content in (tree or {}).items() if path.is_relative_to(self.root)
+                path: content
+                for path, content in (tree or {}).items()
+                if any(path.is_relative_to(place) for place in shown)
             }
             self._shadows = ShadowRoot(
                 self.root, copy=self.isolation != "bwrap", tree=self._overlays(inside), top=self._top
