@@ -32,6 +32,10 @@ without any test failing: :func:`_collection_guard` compares the collection with
 or without the suite guard, and fails the file whose base collects what the change does not. A changed file
 that holds no function to check (a data file, a deleted module, conftest.py, a test module) goes through the
 two guards alone, and fails as a whole when putting it back as the base has it is what the tests need.
+
+Each file is checked in its own project (a monorepo's member), with that project's tests. The other projects
+of the repository whose code imports a package the change touches run the same two guards with their own
+tests on the change (:class:`_DependentGuard`), so a change to one member that breaks another's tests fails.
 """
 
 from __future__ import annotations
