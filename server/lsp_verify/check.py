@@ -291,7 +291,7 @@ class _DependentGuard:
             self.not_run(changed, "suite_guard_timeout_s = 0")
             return
         try:
-            verifier = Verifier(self.project, settings, tree=tree, reach="off")
+            verifier = Verifier(self.project, settings, tree=tree, reach="off", tests_only=True)
         except VerifyError as exc:
             self.not_run(changed, str(exc))
             return
@@ -313,6 +313,10 @@ class _DependentGuard:
         from .verify.cascade import VerifyError
 
         checked = self.checked[changed]
+        tops = ", ".join(f"`{top}`" for top, project in sorted(self.touched.items()) if project == changed)
+        status.started(
+            f"running the tests of {relpath_in(self.project, self.root)}, which imports {tops}, on the change"
+        )
         part = RunReport(command="check", root=str(changed), functions=list(checked.report.functions))
         lost = ""
         try:

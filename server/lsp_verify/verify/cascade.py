@@ -180,15 +180,18 @@ class Verifier:
         *,
         tree: Mapping[Path, Content] | None = None,
         reach: ReachMode = "off",
+        tests_only: bool = False,
     ) -> None:
         """``workspace``: the folder whose trust covers ``root`` (the editor's workspace folder), up to which
         the project's own environment is looked for; None: up to the repository's top (the CLI). ``tree``:
         files (absolute paths) that every run sees with other content than the workspace has - the staged
-        tree, where it differs from the work tree; those outside ``root`` are no part of its runs.
-        ``reach``: whether and how requests use the traced run of the suite that finds the tests reaching each
-        function through others (:mod:`.callers`): "background" (the editor: a request that comes before it
-        is done goes without them), "wait" (the CLI's ``fix``), "off" (``check``, which runs the whole suite
-        anyway)."""
+        tree, where it differs from the work tree; those neither inside ``root`` nor in what its runs show
+        around it (:attr:`around`) are no part of its runs. ``reach``: whether and how requests use the
+        traced run of the suite that finds the tests reaching each function through others
+        (:mod:`.callers`): "background" (the editor: a request that comes before it is done goes without
+        them), "wait" (the CLI's ``fix``), "off" (``check``, which runs the whole suite anyway).
+        ``tests_only``: only tests will run (``check``'s guards of the projects that import a change), so
+        mypy's worker is not started ahead of a first request."""
         self.root = root.resolve()
         self.reach_mode = reach
         self._tracing = Tracing()
@@ -259,7 +262,11 @@ class Verifier:
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
-        for worker in (self._mypy_worker, self._pytest_worker) if settings.trusted else (self._mypy_worker,):
+        warmed = [
+            *([] if tests_only else [self._mypy_worker]),
+            *([self._pytest_worker] if settings.trusted else []),
+        ]
+        for worker in warmed:
             threading.Thread(
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
