@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import gitrepo
+from gitrepo import git
 from lsp_verify import check
 from lsp_verify.check import CheckOptions
 from lsp_verify.check import run_check as run_check_here
@@ -340,6 +341,13 @@ def test_a_change_to_a_member_that_breaks_another_members_tests_fails(tmp_path: 
 @pytest.mark.parametrize("reach", ["pythonpath", "editable"])
 def test_a_change_to_a_member_that_another_members_tests_pass_with_passes(tmp_path: Path, reach: str) -> None:
     repo = dependent_workspace(tmp_path, reach)
+    # A project under a tests directory is test data, run by the tests around it: never run as an importer.
+    fixture = repo / "packages/beta/tests/fixtures/demo"
+    fixture.mkdir(parents=True)
+    (fixture / "pyproject.toml").write_text(MEMBER.format(name="demo"))
+    (fixture / "test_demo.py").write_text("import alpha\n\n\ndef test_imports() -> None:\n    assert alpha\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fixture")
     scale = "packages/alpha/src/alpha/scale.py"
     stage(repo, scale, SCALE.replace("value * 2", "value + value"))
 
@@ -350,6 +358,7 @@ def test_a_change_to_a_member_that_another_members_tests_pass_with_passes(tmp_pa
     notes = report["notes"]
     assert isinstance(notes, list)
     assert any(note.startswith("packages/beta: the whole test suite") for note in notes), notes
+    assert not any("demo" in note for note in notes), notes
 
 
 @needs_bwrap

@@ -233,8 +233,8 @@ def _importers(
         if path.parent not in roots:
             roots[path.parent] = find_project_root(path.parent)
         project = roots[path.parent]
-        if project in projects:
-            continue
+        if project in projects or _TEST_DIRECTORIES.intersection(relpath_in(project, git_root).split("/")):
+            continue  # (a project under a tests directory is test data: the tests around it run it)
         try:
             with path.open("rb") as source:
                 text = source.read(1 << 20).decode("utf-8", "replace")
@@ -244,6 +244,9 @@ def _importers(
             if not path.is_relative_to(touched[match[1]]):  # the changed project's own file
                 found.setdefault(project, {})[match[1]] = touched[match[1]]
     return dict(sorted(found.items()))
+
+
+_TEST_DIRECTORIES = frozenset({"tests", "test", "testing"})
 
 
 @dataclasses.dataclass(frozen=True)
