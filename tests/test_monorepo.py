@@ -453,3 +453,29 @@ def test_past_the_most_importers_run_the_rest_are_named(
         "own: its tests were not run on the change (the first 0 of the 1 that import it were run; run "
         "`python -m pytest` there)"
     ) in report.notes, report.notes
+
+
+@needs_bwrap
+@pytest.mark.parametrize("reach", ["pythonpath", "editable"])
+def test_a_change_to_a_member_that_breaks_another_members_types_fails(tmp_path: Path, reach: str) -> None:
+    # No test fails (double(3) is still 6 at run time): mypy finds beta's call wrong once alpha's signature
+    # changes, as `mypy` run over beta would.
+    repo = dependent_workspace(tmp_path, reach)
+    uses = "from alpha.scale import double\n\n\ndef bounded(value: int) -> int:\n    return double(value)\n"
+    (repo / "packages/beta/src/beta/uses.py").write_text(uses)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "uses")
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, "def double(value: str) -> str:\n    return value * 2\n")
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    double = by_function(report)[f"{scale}:double"]
+    assert double["status"] == "fail", double
+    uses_errors = "packages/beta/src/beta/uses.py: line 5: "
+    assert double["mypy_new_errors"] == [
+        uses_errors + 'Incompatible return value type (got "str", expected "int")  [return-value]',
+        uses_errors + 'Argument 1 to "double" has incompatible type "int"; expected "str"  [arg-type]',
+    ], double
+    assert "found by type-checking packages/beta/src/beta/uses.py" in double["message"], double

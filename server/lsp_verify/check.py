@@ -34,8 +34,9 @@ that holds no function to check (a data file, a deleted module, conftest.py, a t
 two guards alone, and fails as a whole when putting it back as the base has it is what the tests need.
 
 Each file is checked in its own project (a monorepo's member), with that project's tests. The other projects
-of the repository whose code imports a package the change touches run the same two guards with their own
-tests on the change (:class:`_DependentGuard`), so a change to one member that breaks another's tests fails.
+of the repository whose code imports a package the change touches run the same guards with their own
+tests and modules on the change (:class:`_DependentGuard`), so a change to one member that breaks another's
+tests or types fails.
 """
 
 from __future__ import annotations
@@ -261,17 +262,18 @@ class _Checked:
 
 @dataclasses.dataclass
 class _DependentGuard:
-    """The guards of the change run with the tests of ``project``, another project of the repository (a
-    monorepo's member) whose code imports packages the change touches (``touched``: each with the changed
-    project it is in, see :func:`_importers`). Each project is checked with its own tests, so a change to
-    ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passed: here ``packages/b``'s collection and
-    whole suite run on ``packages/a``'s change as :func:`_collection_guard` and :func:`_suite_guard` run a
-    project's own, in ``packages/b``'s shadow with the change shown where ``packages/a`` lies beside it
-    (``ShadowRoot(top=...)``: its ``pythonpath = ["../a/src"]`` and an editable install of ``alib`` both lead
-    there). What they find is charged to the change's functions and files in ``report``, test ids from the
-    repository's top. Where the runs cannot show the change (no bubblewrap: a copied shadow is the project
-    alone), or the tests do not run (an untrusted workspace, ``suite_guard_timeout_s = 0``), a note says that
-    they were not run."""
+    """The guards of the change run with the tests and modules of ``project``, another project of the
+    repository (a monorepo's member) whose code imports packages the change touches (``touched``: each with
+    the changed project it is in, see :func:`_importers`). Each project is checked with its own tests, so a
+    change to ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passed: here ``packages/b``'s
+    collection, whole suite and modules that import the change are run and type-checked on it as
+    :func:`_collection_guard`, :func:`_suite_guard` and :func:`_type_guard` do a project's own (only
+    ``packages/b``'s modules' errors count), in its shadow with the change shown where ``packages/a`` lies
+    beside it (``ShadowRoot(top=...)``: its ``pythonpath = ["../a/src"]`` and an editable install of
+    ``alib`` both lead there). What they find is charged to the change's functions and files in
+    ``report``, paths and test ids from the repository's top. Where the runs cannot show the change (no
+    bubblewrap: a copied shadow is the project alone), or the tests do not run (an untrusted workspace,
+    ``suite_guard_timeout_s = 0``), a note says that they were not run."""
 
     project: Path
     touched: dict[str, Path]
@@ -294,7 +296,7 @@ class _DependentGuard:
             self.not_run(changed, "suite_guard_timeout_s = 0")
             return
         try:
-            verifier = Verifier(self.project, settings, tree=tree, reach="off", tests_only=True)
+            verifier = Verifier(self.project, settings, tree=tree, reach="off")
         except VerifyError as exc:
             self.not_run(changed, str(exc))
             return
@@ -328,6 +330,10 @@ class _DependentGuard:
             part.notes.append(f"whether the change stops its tests from being collected is unknown: {exc}")
         timeout_s = settings.suite_guard_timeout_s
         now = _suite_guard(verifier, checked.changes, part, self.base_name, timeout_s, status, cancel, lost)
+        first = checked.changes[0]
+        collection = verifier.collection(first.path, first.now, cancel)
+        tests = frozenset(test.file for test in collection.tests if not test.doctest)
+        _type_guard(verifier, checked.changes, tests, part, self.base_name, status, cancel, changed)
         if now is not None and now.leaked_imports:
             part.notes.append(
                 f"its tests imported the changed module from {', '.join(now.leaked_imports)}, not from "
@@ -337,14 +343,19 @@ class _DependentGuard:
 
     def _fold(self, part: RunReport, checked: _Checked, names: list[str]) -> None:
         """What the guards found (``part``: the changed project's functions, then its files' failures) into
-        the whole report, the dependent's test ids (and the files of the test ``names``) shown from the
+        the whole report, the dependent's test ids and files (and the test files ``names``) shown from the
         report's root."""
         dependent = relpath_in(self.project, self.root)
         prefix = "" if dependent == "." else f"{dependent}/"
         for function in part.functions:
             names += [*function.tests_failed, *(n.split("::", 1)[0] for n in function.tests_failed)]
-        names = sorted(set(filter(None, names)), key=len, reverse=True)
-        ours = re.compile(rf"(?<![\w./-])(?:{'|'.join(map(re.escape, names))})") if names and prefix else None
+            names += [error.split(": ", 1)[0] for error in function.mypy_new_errors]
+        names = sorted({name for name in names if name and not name.startswith(("/", "../"))}, key=len)
+        ours = (
+            re.compile(rf"(?<![\w./-])(?:{'|'.join(map(re.escape, names[::-1]))})")
+            if names and prefix
+            else None
+        )
 
         def shown(text: str) -> str:
             text = text.replace(f"{self.root}{os.sep}", "")  # the change's files, named from the dependent
@@ -355,32 +366,32 @@ class _DependentGuard:
 
         original = checked.report.functions
         for index, function in enumerate(part.functions):
-            if index >= len(original):  # a file of the change failed as a whole
-                self.report.functions.append(
-                    dataclasses.replace(
-                        function,
-                        file=relpath_in(Path(function.file), self.root),
-                        message=shown(function.message),
-                        tests_selected=tests(function.tests_selected),
-                        tests_failed=tests(function.tests_failed),
-                        details=tuple(map(shown, function.details)),
-                    )
-                )
-                continue
-            was = self.report.functions[checked.offset + index]
-            if function is original[index] or was.status != "pass":
-                continue
-            added = tests(function.tests_failed[len(original[index].tests_failed) :])
-            details = function.details[: len(function.details) - len(original[index].details)]
-            self.report.functions[checked.offset + index] = dataclasses.replace(
+            if index < len(original):  # a function of the change, failed by the guards
+                before, at = original[index], checked.offset + index
+                was = self.report.functions[at]
+                if function is before or was.status != "pass":
+                    continue
+            else:  # a file of the change, failed as a whole
+                before = FunctionReport(function.file, function.qualname, function.line, "pass", "none", "")
+                at, was = None, dataclasses.replace(before, file=relpath_in(Path(function.file), self.root))
+            # The guards append tests and mypy errors to a function's report, and prepend details.
+            folded = dataclasses.replace(
                 was,
                 status=function.status,
                 evidence=function.evidence,
                 message=shown(function.message),
-                tests_selected=was.tests_selected + added,
-                tests_failed=was.tests_failed + added,
-                details=tuple(map(shown, details)) + was.details,
+                tests_selected=was.tests_selected
+                + tests(function.tests_selected[len(before.tests_selected) :]),
+                tests_failed=was.tests_failed + tests(function.tests_failed[len(before.tests_failed) :]),
+                mypy_new_errors=was.mypy_new_errors
+                + tuple(map(shown, function.mypy_new_errors[len(before.mypy_new_errors) :])),
+                details=tuple(map(shown, function.details[: len(function.details) - len(before.details)]))
+                + was.details,
             )
+            if at is None:
+                self.report.functions.append(folded)
+            else:
+                self.report.functions[at] = folded
         self.report.notes.extend(f"{dependent}: {note}" for note in part.notes)
 
     def not_run(self, changed: list[Path], why: str) -> None:
@@ -1131,6 +1142,7 @@ def _type_guard(
     base_name: str,
     status: StatusSink,
     cancel: CancelToken,
+    changed_in: Path | None = None,
 ) -> None:
     """A change breaks code that no test runs: a caller of a function whose signature changed, a module that
     imports a name the change removes, a module-level statement mypy rejects - and each function's own
@@ -1138,7 +1150,9 @@ def _type_guard(
     changed modules and the modules that import them (:func:`~.syntax.imports.importers`) with the change,
     and once with the whole change undone; an error only the first run has, that no function's check
     already charged, is charged to the changed function whose revert alone removes it, else to the file
-    (``<module>``) whose revert does, else to the change as a whole."""
+    (``<module>``) whose revert does, else to the change as a whole. ``changed_in``: the project the change
+    is in, when it is not the verifier's (:class:`_DependentGuard`): only the errors of the verifier's own
+    modules that import it count (the changed modules are their project's to check, by its configuration)."""
     from .verify.mypy_check import added_errors
 
     root = verifier.root
@@ -1147,7 +1161,9 @@ def _type_guard(
     ]
     if not sources:
         return
-    dependents, more = _dependents(root, sources, tests)
+    dependents, more = _dependents(root, sources, tests, changed_in or root)
+    if changed_in is not None and not dependents:
+        return
     if more < 0:
         report.notes.append(
             f"the repository has {-more} Python files: the modules that import the change were not looked "
@@ -1191,7 +1207,7 @@ def _type_guard(
                 charged[shown] -= 1
             else:
                 errors.append(error)
-        if errors:
+        if errors and (changed_in is None or path in dependents):
             new[path] = errors
     deadline = time.monotonic() + _TRACE_BUDGET_S
     for change in sources:
@@ -1252,9 +1268,12 @@ def _is_test_module(path: Path, root: Path, tests: frozenset[str]) -> bool:
     return relpath in tests or is_test_file(relpath)
 
 
-def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tuple[list[Path], int]:
-    """The project's tracked modules (test modules aside) that import one of ``sources``, at most
-    :data:`_TYPE_GUARD_FILES` of them, and how many more there are (negative: the repository has more than
+def _dependents(
+    root: Path, sources: list[_Change], tests: frozenset[str], sources_in: Path
+) -> tuple[list[Path], int]:
+    """The project's tracked modules (test modules aside) that import one of ``sources`` (files of the
+    project at ``sources_in``: this one, or another that it imports), at most :data:`_TYPE_GUARD_FILES` of
+    them, and how many more there are (negative: the repository has more than
     :data:`_MAX_DEPENDENT_SCAN_FILES` Python files, this many, and none was read)."""
     from . import gitdiff
     from .syntax.imports import ModuleImports, imported_modules, importers
@@ -1269,7 +1288,7 @@ def _dependents(root: Path, sources: list[_Change], tests: frozenset[str]) -> tu
         return [], 0
     if len(tracked) > _MAX_DEPENDENT_SCAN_FILES:
         return [], -len(tracked)
-    changed = {name for change in sources for name in module_names(root, change.path)}
+    changed = {name for change in sources for name in module_names(sources_in, change.path)}
     paths = {change.path for change in sources}
     # Read only files that name a changed module or a package above one: the rest cannot import it.
     words = {part for name in changed for part in name.split(".")}

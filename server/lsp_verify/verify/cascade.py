@@ -180,7 +180,6 @@ class Verifier:
         *,
         tree: Mapping[Path, Content] | None = None,
         reach: ReachMode = "off",
-        tests_only: bool = False,
     ) -> None:
         """``workspace``: the folder whose trust covers ``root`` (the editor's workspace folder), up to which
         the project's own environment is looked for; None: up to the repository's top (the CLI). ``tree``:
@@ -189,9 +188,7 @@ class Verifier:
         around it (:attr:`around`) are no part of its runs. ``reach``: whether and how requests use the
         traced run of the suite that finds the tests reaching each function through others
         (:mod:`.callers`): "background" (the editor: a request that comes before it is done goes without
-        them), "wait" (the CLI's ``fix``), "off" (``check``, which runs the whole suite anyway).
-        ``tests_only``: only tests will run (``check``'s guards of the projects that import a change), so
-        mypy's worker is not started ahead of a first request."""
+        them), "wait" (the CLI's ``fix``), "off" (``check``, which runs the whole suite anyway)."""
         self.root = root.resolve()
         self.reach_mode = reach
         self._tracing = Tracing()
@@ -262,11 +259,7 @@ class Verifier:
         )  # fmt: skip
         # Worker start-up (importing mypy, pytest and its plugins) overlaps with whatever the caller does
         # next - loading the model, generating - instead of delaying the first check.
-        warmed = [
-            *([] if tests_only else [self._mypy_worker]),
-            *([self._pytest_worker] if settings.trusted else []),
-        ]
-        for worker in warmed:
+        for worker in (self._mypy_worker, self._pytest_worker) if settings.trusted else (self._mypy_worker,):
             threading.Thread(
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
