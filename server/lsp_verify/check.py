@@ -198,8 +198,8 @@ _MAX_DEPENDENT_GUARDS = 8
 """At most this many other projects that import the change have their tests run on it (each up to
 ``suite_guard_timeout_s``); the rest are named in the notes."""
 _MAX_DEPENDENT_SCAN_FILES = 5000
-"""How far :func:`_unchecked_dependents` looks: a change to more projects, or a repository of more Python
-files, is not read for the members that import it."""
+"""How far :func:`_importers` looks: a change to more projects, or a repository of more Python files, is not
+read for the members that import it."""
 
 
 def _importers(
@@ -339,27 +339,26 @@ class _DependentGuard:
                 f"its tests imported the changed module from {', '.join(now.leaked_imports)}, not from "
                 f"{relpath_in(changed, self.root)}: the change was not tested there"
             )
-        self._fold(part, checked, [lost.split(": ", 1)[0]] if lost else [])
+        self._fold(part, checked, (lost.split(": ", 1)[0],) if lost else ())
 
-    def _fold(self, part: RunReport, checked: _Checked, names: list[str]) -> None:
+    def _fold(self, part: RunReport, checked: _Checked, lost: tuple[str, ...]) -> None:
         """What the guards found (``part``: the changed project's functions, then its files' failures) into
-        the whole report, the dependent's test ids and files (and the test files ``names``) shown from the
-        report's root."""
+        the whole report, the dependent's test ids and files (and the test files that ``lost`` their tests)
+        shown from the report's root."""
         dependent = relpath_in(self.project, self.root)
         prefix = "" if dependent == "." else f"{dependent}/"
+        names = set(lost)
         for function in part.functions:
-            names += [*function.tests_failed, *(n.split("::", 1)[0] for n in function.tests_failed)]
-            names += [error.split(": ", 1)[0] for error in function.mypy_new_errors]
-        names = sorted({name for name in names if name and not name.startswith(("/", "../"))}, key=len)
-        ours = (
-            re.compile(rf"(?<![\w./-])(?:{'|'.join(map(re.escape, names[::-1]))})")
-            if names and prefix
-            else None
+            names.update(function.tests_failed, (n.split("::", 1)[0] for n in function.tests_failed))
+            names.update(error.split(": ", 1)[0] for error in function.mypy_new_errors)
+        ours = sorted((n for n in names if n and not n.startswith(("/", "../"))), key=len, reverse=True)
+        pattern = (
+            re.compile(rf"(?<![\w./-])(?:{'|'.join(map(re.escape, ours))})") if ours and prefix else None
         )
 
         def shown(text: str) -> str:
             text = text.replace(f"{self.root}{os.sep}", "")  # the change's files, named from the dependent
-            return ours.sub(lambda match: prefix + match[0], text) if ours else text
+            return pattern.sub(lambda match: prefix + match[0], text) if pattern else text
 
         def tests(nodeids: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(prefix + nodeid for nodeid in nodeids)
