@@ -479,3 +479,23 @@ def test_a_change_to_a_member_that_breaks_another_members_types_fails(tmp_path: 
         uses_errors + 'Argument 1 to "double" has incompatible type "int"; expected "str"  [arg-type]',
     ], double
     assert "found by type-checking packages/beta/src/beta/uses.py" in double["message"], double
+
+
+@needs_bwrap
+def test_a_change_to_two_members_where_one_breaks_the_others_tests_fails(tmp_path: Path) -> None:
+    # beta is checked as a project of the change too: its own guard undoes only beta's change, so a test that
+    # alpha's change breaks failed on both sides there ("failing before this change too") and passed.
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value * 3"))
+    util = "packages/beta/src/beta/util.py"
+    stage(repo, util, WORKSPACE[util].replace("min(max(value, 0), 100)", "max(0, min(value, 100))"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    functions = by_function(report)
+    assert functions[f"{util}:percent"]["status"] == "pass", functions
+    double = functions[f"{scale}:double"]
+    assert double["status"] == "fail", double
+    assert double["tests"]["failed"] == ["packages/beta/tests/test_uses.py::test_double"], double

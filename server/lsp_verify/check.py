@@ -205,9 +205,9 @@ read for the members that import it."""
 def _importers(
     git_root: Path, projects: Mapping[Path, tuple[list[_FileToCheck], list[_Change]]]
 ) -> dict[Path, dict[str, Path]]:
-    """The other projects of the repository (a monorepo's members) whose code imports a package this change
-    touches: each with those packages (top-level names), each with the changed project it is in. A static
-    scan of the tracked files, none past :data:`_MAX_DEPENDENT_SCAN_FILES`."""
+    """The projects of the repository (a monorepo's members) whose code imports a package that this change
+    touches in another project: each with those packages (top-level names), each with the changed project it
+    is in. A static scan of the tracked files, none past :data:`_MAX_DEPENDENT_SCAN_FILES`."""
     from . import gitdiff
     from .verify.test_index import module_name
 
@@ -234,8 +234,10 @@ def _importers(
         if path.parent not in roots:
             roots[path.parent] = find_project_root(path.parent)
         project = roots[path.parent]
-        if project in projects or _TEST_DIRECTORIES.intersection(relpath_in(project, git_root).split("/")):
-            continue  # (a project under a tests directory is test data: the tests around it run it)
+        # A project of the change is one too: its own guards undo its change alone, never another's. A
+        # project under a tests directory is test data: the tests around it run it.
+        if _TEST_DIRECTORIES.intersection(relpath_in(project, git_root).split("/")):
+            continue
         try:
             with path.open("rb") as source:
                 text = source.read(1 << 20).decode("utf-8", "replace")
