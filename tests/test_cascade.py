@@ -734,3 +734,32 @@ def test_a_namespace_packages_functions_are_tested_by_their_doctests_and_tests(t
         assert right.probe_shown[:3] == ("0", "180", "-8"), right.probe_shown
     finally:
         project.close()
+
+
+def test_guard_tests_that_take_longer_together_than_one_run_may_still_guard(tmp_path: Path) -> None:
+    """A guard module whose tests together outlast ``test_timeout_s`` (more_itertools: hundreds of tests, one
+    of them slow, on a loaded machine): the run was cut, the tests after the cut never ran on either side,
+    and so guarded nothing - or a candidate whose run was cut earlier than its baseline's failed for it. A
+    run cut in a test that had only just started is continued where it was cut; a test that holds a run up
+    for most of its limit stays a timeout (test_hanging_candidate_times_out_quickly_and_leaves_no_process)."""
+    root = tmp_path / "tables"
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "tables"\nversion = "0"\n')
+    text = "def double(n: int) -> int:\n    return n * 2\n\n\ndef quad(n: int) -> int:\n"
+    text += "    return double(double(n))\n"
+    (root / "tables.py").write_text(text)
+    slow = "".join(f"def test_slow_{n}() -> None:\n    time.sleep(0.5)\n\n\n" for n in range(8))
+    quad = "def test_quad() -> None:\n    assert quad(1) == 4\n"
+    (root / "tests" / "test_tables.py").write_text(
+        f"import time\n\nfrom tables import quad\n\n\n{slow}{quad}"
+    )
+    project = Project(root, Settings(trusted=True, test_timeout_s=3.0, probe_inputs=0))
+    try:
+        plan = project.verifier.prepare(target_for(root / "tables.py", "double"), text, CancelToken())
+        assert plan.baseline_by_nodeid["tests/test_tables.py::test_quad"].outcome == "passed", plan.baseline
+        wrong = project.verifier.verify(plan, candidate(0, text, "n * 2", "n * 3"), CancelToken())
+        assert not wrong.passed and wrong.tests_broken == ("tests/test_tables.py::test_quad",), wrong
+        right = project.verifier.verify(plan, candidate(1, text, "n * 2", "n + n"), CancelToken())
+        assert right.passed, right.first_error
+    finally:
+        project.close()

@@ -107,7 +107,9 @@ class _ResultPlugin:
             setattr(core, "global_force_seed", 0)  # noqa: B010 - an attribute only some versions have
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        self._write({"event": "start", "nodeid": nodeid})
+        # When (the system's monotonic clock, which the runner reads too): whether a test still running at
+        # the run's time limit had held it up, or had only just started.
+        self._write({"event": "start", "nodeid": nodeid, "t": time.monotonic()})
 
     def pytest_runtest_logfinish(self, nodeid: str, location: object) -> None:
         # After its teardown: a test whose call passed can still hang or crash the run in its teardown or

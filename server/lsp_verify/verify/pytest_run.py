@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ class TestRun:
     stopped: tuple[str, ...] = ()
     """The tests that were running when the run was cut at its time limit (outcome ``timeout``) or its
     process crashed (outcome ``error``): the tests after them did not run."""
+    stopped_for_s: float = 0.0
+    """How long the last of ``stopped`` had been running when the run was cut at its time limit."""
 
     @property
     def by_nodeid(self) -> dict[str, TestOutcome]:
@@ -90,6 +93,9 @@ DEFAULT_PYTHON_FILES = ("test_*.py", "*_test.py")
 UNITTEST_FILES = "test*.py"
 """unittest's discovery pattern: with the default ``python_files``, files it matches that hold ``TestCase``
 classes are collected too (``_worker._unittest_discovery``)."""
+_CONTINUATIONS = 3
+"""How many times a run cut at its time limit is continued where it was cut (see
+:meth:`PytestRunner._continued`): each continuation may take the whole limit again."""
 _RECHECKS = 8
 """At most this many files that failed to collect in the whole suite are collected again on their own (a
 fork-server collection of one file takes a few tenths of a second; a project with many broken files, e.g.
@@ -363,11 +369,50 @@ class PytestRunner:
         if trace_calls:
             files["trace_calls"] = True
         run = self._run(shadow, args, files, timeout, cancel, trace_calls)
-        if shadow.linked is None or not (_writes_refused(run) or _resolved_into(run, shadow.linked)):
+        if shadow.linked is not None and (_writes_refused(run) or _resolved_into(run, shadow.linked)):
+            self._shadows.copy = True
+            shadow.materialize()
+            run = self._run(shadow, args, files, timeout, cancel, trace_calls)
+        if timeout_s is None and not trace_calls:
+            run = self._continued(shadow, args, files, run, timeout, cancel)
+        return run
+
+    def _continued(
+        self,
+        shadow: Shadow,
+        args: list[str],
+        files: dict[str, object],
+        run: TestRun,
+        timeout: float,
+        cancel: CancelToken,
+    ) -> TestRun:
+        """``run``, continued where its time limit cut it when the test it cut had run for less than half
+        of it: the tests together took longer than one run may (a guard module of hundreds of tests, one of
+        them slow, on a loaded machine), which is no sign of a hang - a candidate whose run was cut where
+        its baseline's was not failed for it, its change harmless (more_itertools' ``test_primes``). The
+        tests that did not finish run again in a run of their own (those that did are deselected), at most
+        :data:`_CONTINUATIONS` times; a test that holds a run up for most of its limit stays a timeout."""
+        runs = [run]
+        while (
+            run.timed_out and run.stopped and run.stopped_for_s < timeout / 2 and len(runs) <= _CONTINUATIONS
+        ):
+            cancel.raise_if_cancelled()
+            finished = [o.nodeid for r in runs for o in r.outcomes if o.nodeid not in r.stopped]
+            deselected = [part for nodeid in finished for part in ("--deselect", nodeid)]
+            run = self._run(shadow, [*args, *deselected], files, timeout, cancel, False)
+            runs.append(run)
+        if len(runs) == 1:
             return run
-        self._shadows.copy = True
-        shadow.materialize()
-        return self._run(shadow, args, files, timeout, cancel, trace_calls)
+        outcomes: dict[str, TestOutcome] = {}
+        for each in runs:
+            outcomes.update((o.nodeid, o) for o in each.outcomes)
+        return dataclasses.replace(
+            run,
+            outcomes=tuple(outcomes.values()),
+            collect_errors=runs[0].collect_errors,
+            leaked_imports=tuple(sorted({path for each in runs for path in each.leaked_imports})),
+            seconds=sum(each.seconds for each in runs),
+        )
 
     def _run(
         self,
@@ -386,9 +431,11 @@ class PytestRunner:
             # `python -m pytest`, and a project whose tests pass must not be told they could not run.
             self._fresh_reason = self._fresh_reason or "the pre-imported pytest server failed"
             events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, True, files)
+        ended = time.monotonic()
         timed_out = answer.get("status") == "timeout"
         outcomes: dict[str, TestOutcome] = {}
         started: list[str] = []
+        since: dict[str, float] = {}
         finished: set[str] = set()
         collect_errors: list[tuple[str, str]] = []
         leaked: list[str] = []
@@ -400,6 +447,7 @@ class PytestRunner:
                 calls.append((str(event["nodeid"]), entered))
             elif kind == "start":
                 started.append(str(event["nodeid"]))
+                since[str(event["nodeid"])] = float(event.get("t", ended))
             elif kind == "finish":
                 finished.add(str(event["nodeid"]))
             elif kind == "report":
@@ -454,6 +502,7 @@ class PytestRunner:
             seconds=float(answer.get("seconds", 0.0)),
             calls=tuple(calls),
             stopped=unfinished if stop else (),
+            stopped_for_s=ended - since[unfinished[-1]] if timed_out and unfinished else 0.0,
         )
 
 
