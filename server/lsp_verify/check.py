@@ -333,8 +333,7 @@ class _DependentGuard:
         timeout_s = settings.suite_guard_timeout_s
         now = _suite_guard(verifier, checked.changes, part, self.base_name, timeout_s, status, cancel, lost)
         first = checked.changes[0]
-        collection = verifier.collection(first.path, first.now, cancel)
-        tests = frozenset(test.file for test in collection.tests if not test.doctest)
+        tests = verifier.test_modules(first.path, first.now, cancel)
         _type_guard(verifier, checked.changes, tests, part, self.base_name, status, cancel, changed)
         if now is not None and now.leaked_imports:
             part.notes.append(

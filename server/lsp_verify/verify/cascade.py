@@ -212,9 +212,13 @@ class Verifier:
         # around it there too, read-only; never above the editor's workspace folder.
         linked = settings.trusted and self.isolation == "bwrap"
         self._top = around(self.root, workspace) if linked else None
+        self.around = self._top.resolve() if self._top is not None else None
+        """The directory above the workspace whose files its runs see around it (the repository's top, for
+        a monorepo's member: see ``ShadowRoot(top=...)``), or None. A path there may be given a content of
+        its own like one inside (another member's change, for the tests of this one, which imports it)."""
         try:
             # The tree's files in the project, and those of the repository around it that its runs show.
-            shown = [self.root, *([self._top.resolve()] if self._top else [])]
+            shown = [self.root, *([self.around] if self.around else [])]
             inside = {
                 path: content
                 for path, content in (tree or {}).items()
@@ -566,7 +570,7 @@ class Verifier:
             raise VerifyError(self._no_collection(collection.problem))
         return function_ids(test.nodeid for test in collection.tests)
 
-    def test_modules(self, path: Path, text: str, cancel: CancelToken) -> frozenset[str]:
+    def test_modules(self, path: Path, text: Content, cancel: CancelToken) -> frozenset[str]:
         """The files (relative to the root) pytest collects tests from, doctests aside: the project's test
         modules, whatever their names. Empty in an untrusted workspace or when nothing can be collected."""
         collection = self.collection(path, text, cancel)
@@ -713,13 +717,6 @@ class Verifier:
     def _overlays(self, also: Mapping[Path, Content] | None) -> dict[Path, Content]:
         """``also`` (absolute paths) relative to the root, as a shadow takes them."""
         return {self._relative(path): content for path, content in (also or {}).items()}
-
-    @property
-    def around(self) -> Path | None:
-        """The directory above the workspace whose files its runs see around it (the repository's top, for
-        a monorepo's member: see ``ShadowRoot(top=...)``), or None. A path there may be given a content of
-        its own like one inside (another member's change, for the tests of this one, which imports it)."""
-        return self._top.resolve() if self._top is not None else None
 
     def _relative(self, path: Path) -> Path:
         resolved = path.resolve()
