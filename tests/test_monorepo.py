@@ -499,3 +499,67 @@ def test_a_change_to_two_members_where_one_breaks_the_others_tests_fails(tmp_pat
     double = functions[f"{scale}:double"]
     assert double["status"] == "fail", double
     assert double["tests"]["failed"] == ["packages/beta/tests/test_uses.py::test_double"], double
+
+
+@needs_bwrap
+def test_a_change_that_breaks_the_tests_of_a_member_importing_it_through_another_fails(
+    tmp_path: Path,
+) -> None:
+    # gamma's code imports beta only, beta's imports alpha (a uv workspace: every member installed editable in
+    # the one .venv). alpha's change breaks gamma's tests through beta; beta's own tests do not see it.
+    twice = (
+        "from alpha.scale import double\n\n\n"
+        "def quadruple(value: int) -> int:\n    return double(double(value))\n"
+    )
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": SCALE,
+        "packages/beta/src/beta/twice.py": twice,
+        "packages/gamma/pyproject.toml": MEMBER.format(name="gamma"),
+        "packages/gamma/src/gamma/__init__.py": "",
+        "packages/gamma/src/gamma/area.py": (
+            "import beta.twice\n\n\ndef square_of(side: int) -> int:\n    return beta.twice.quadruple(side)\n"
+        ),
+        "packages/gamma/tests/test_area.py": (
+            "from gamma.area import square_of\n\n\n"
+            "def test_square_of() -> None:\n    assert square_of(1) == 4\n"
+        ),
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
+    (site / "_members.pth").write_text(
+        "".join(f"{repo / 'packages' / m / 'src'}\n" for m in ("alpha", "beta"))
+    )
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value + 2"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    double = by_function(report)[f"{scale}:double"]
+    assert double["status"] == "fail", double
+    assert double["tests"]["failed"] == ["packages/gamma/tests/test_area.py::test_square_of"], double
+
+
+def test_a_member_importing_the_change_only_through_another_is_named_with_the_package_it_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": SCALE,
+        "packages/beta/src/beta/twice.py": "from alpha.scale import double\n",
+        "packages/gamma/pyproject.toml": MEMBER.format(name="gamma"),
+        "packages/gamma/src/gamma/area.py": "import os, beta.twice as twice\n",
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value + 2"))
+    monkeypatch.setattr(check, "_MAX_DEPENDENT_GUARDS", 1)
+
+    report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
+
+    assert (
+        "packages/gamma imports `alpha` (through `beta`), which this change touches (packages/alpha), and is "
+        "a project of its own: its tests were not run on the change (the first 1 of the 2 that import it "
+        "were run; run `python -m pytest` there)"
+    ) in report.notes, report.notes

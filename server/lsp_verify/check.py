@@ -181,13 +181,13 @@ def run_check(
         _merge(report, part, relpath_in(project, root))
     if git_root is not None and len(projects) < _MAX_DEPENDENT_SCAN_PROJECTS:
         dependents = _importers(git_root, projects)
-        for n, (dependent, touched) in enumerate(dependents.items()):
-            guard = _DependentGuard(dependent, touched, checked, report, root, options.base or "HEAD")
+        for n, (dependent, imports) in enumerate(dependents.items()):
+            guard = _DependentGuard(dependent, imports, checked, report, root, options.base or "HEAD")
             if n < _MAX_DEPENDENT_GUARDS:
                 guard.run(settings_for(dependent), staged_tree, status, cancel)
             else:
                 why = f"the first {_MAX_DEPENDENT_GUARDS} of the {len(dependents)} that import it were run"
-                guard.not_run(sorted(set(touched.values())), why)
+                guard.not_run(sorted(set(imports.touched.values())), why)
     if not report.functions and report.error is None and not others:
         report.notes.append("the change touches no function: nothing to verify")
     return report
@@ -204,19 +204,19 @@ read for the members that import it."""
 
 def _importers(
     git_root: Path, projects: Mapping[Path, tuple[list[_FileToCheck], list[_Change]]]
-) -> dict[Path, dict[str, Path]]:
+) -> dict[Path, _Imports]:
     """The projects of the repository (a monorepo's members) whose code imports a package that this change
-    touches in another project: each with those packages (top-level names), each with the changed project it
-    is in. A static scan of the tracked files, none past :data:`_MAX_DEPENDENT_SCAN_FILES`."""
+    touches in another project - directly, or through a package of a third project that imports it (``app``
+    imports ``lib``, which imports the changed ``core``: ``app``'s tests run ``core``'s change as much as
+    ``lib``'s do) - those that import one directly first. A static scan of the tracked files, none past
+    :data:`_MAX_DEPENDENT_SCAN_FILES`."""
     from . import gitdiff
-    from .verify.test_index import module_name
 
     touched: dict[str, Path] = {}  # top-level package -> its project
     for project, (items, others) in projects.items():
-        paths = [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]
-        for path in paths:
-            top = module_name(project, path).split(".", 1)[0]
-            if top and not is_test_file(relpath_in(path, project)):
+        for path in [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]:
+            top = _top_level(project, path)
+            if top:
                 touched.setdefault(top, project)
     if not touched:
         return {}
@@ -226,9 +226,9 @@ def _importers(
         return {}
     if len(files) > _MAX_DEPENDENT_SCAN_FILES:
         return {}
-    imports = re.compile(rf"^\s*(?:from|import)\s+({'|'.join(map(re.escape, touched))})\b", re.MULTILINE)
     roots: dict[Path, Path] = {}
-    found: dict[Path, dict[str, Path]] = {}
+    imported: dict[Path, list[tuple[Path, frozenset[str]]]] = {}  # project -> its files' imported packages
+    own: dict[Path, set[str]] = {}  # project -> the top-level packages its code defines
     for relpath in files:
         path = git_root / relpath
         if path.parent not in roots:
@@ -243,10 +243,78 @@ def _importers(
                 text = source.read(1 << 20).decode("utf-8", "replace")
         except OSError:
             continue
-        for match in imports.finditer(text):
-            if not path.is_relative_to(touched[match[1]]):  # the changed project's own file
-                found.setdefault(project, {})[match[1]] = touched[match[1]]
-    return dict(sorted(found.items()))
+        imported.setdefault(project, []).append((path, _imported_packages(text)))
+        top = _top_level(project, path)
+        if top:
+            own.setdefault(project, set()).add(top)
+    # Which touched packages importing a package runs (a touched one: itself), and whose that package is.
+    reaches = {top: {top} for top in touched}
+    owner = dict(touched)
+    found: dict[Path, dict[str, str]] = {}  # project -> touched package -> the package it imports it by
+    grown = True
+    while grown:
+        grown = False
+        for project, modules in imported.items():
+            for path, names in modules:
+                for name in names.intersection(reaches):
+                    if path.is_relative_to(owner[name]):  # the package's own project
+                        continue
+                    for top in reaches[name] - found.get(project, {}).keys():
+                        found.setdefault(project, {})[top] = name
+                        grown = True
+                        for package in own.get(project, ()):
+                            if owner.setdefault(package, project) == project:
+                                reaches.setdefault(package, set()).add(top)
+    imports = {
+        project: _Imports({top: touched[top] for top in by}, {top: n for top, n in by.items() if n != top})
+        for project, by in found.items()
+    }
+    # Under the cap, those that import the change directly run first.
+    return dict(sorted(imports.items(), key=lambda item: (item[1].only_through, item[0])))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Imports:
+    """What a project imports of a change: the touched top-level packages, each with the changed project it
+    is in; and, for those it imports only through another project's package, that package."""
+
+    touched: dict[str, Path]
+    through: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def only_through(self) -> bool:
+        return len(self.through) == len(self.touched)
+
+    def named(self, changed: Iterable[Path]) -> str:
+        """The packages of the projects ``changed`` it imports: "`core` (through `lib`), `util`"."""
+        return ", ".join(
+            f"`{top}`" + (f" (through `{self.through[top]}`)" if top in self.through else "")
+            for top, project in sorted(self.touched.items())
+            if project in changed
+        )
+
+
+def _top_level(project: Path, path: Path) -> str:
+    """The top-level package a source file of ``project`` is imported under (none for a test file)."""
+    from .verify.test_index import import_name
+
+    if is_test_file(relpath_in(path, project)):
+        return ""
+    return import_name(project, path).split(".", 1)[0]
+
+
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^\n#;]+))", re.MULTILINE)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _imported_packages(text: str) -> frozenset[str]:
+    """The top-level packages a module's text imports (``from a.b import c``, ``import a, b.c as d``), read
+    line by line, indented imports included; relative imports are its own package's."""
+    names: set[str] = set()
+    for match in _IMPORT.finditer(text):
+        parts = [match[1]] if match[1] else match[2].split(",")
+        names.update(m[0] for m in map(_NAME.match, map(str.strip, parts)) if m)
+    return frozenset(names)
 
 
 _TEST_DIRECTORIES = frozenset({"tests", "test", "testing"})
@@ -265,8 +333,8 @@ class _Checked:
 @dataclasses.dataclass
 class _DependentGuard:
     """The guards of the change run with the tests and modules of ``project``, another project of the
-    repository (a monorepo's member) whose code imports packages the change touches (``touched``: each with
-    the changed project it is in, see :func:`_importers`). Each project is checked with its own tests, so a
+    repository (a monorepo's member) whose code imports packages the change touches (``imports``, see
+    :func:`_importers`). Each project is checked with its own tests, so a
     change to ``packages/a``'s ``alib`` that breaks ``packages/b``'s tests passed: here ``packages/b``'s
     collection, whole suite and modules that import the change are run and type-checked on it as
     :func:`_collection_guard`, :func:`_suite_guard` and :func:`_type_guard` do a project's own (only
@@ -278,7 +346,7 @@ class _DependentGuard:
     ``suite_guard_timeout_s = 0``), a note says that they were not run."""
 
     project: Path
-    touched: dict[str, Path]
+    imports: _Imports
     checked: dict[Path, _Checked]
     report: RunReport
     root: Path
@@ -290,7 +358,7 @@ class _DependentGuard:
     ) -> None:
         from .verify.cascade import Verifier, VerifyError
 
-        changed = sorted(set(self.touched.values()))
+        changed = sorted(set(self.imports.touched.values()))
         if not settings.trusted:
             self.not_run(changed, "an untrusted workspace's tests do not run")
             return
@@ -320,7 +388,7 @@ class _DependentGuard:
         from .verify.cascade import VerifyError
 
         checked = self.checked[changed]
-        tops = ", ".join(f"`{top}`" for top, project in sorted(self.touched.items()) if project == changed)
+        tops = self.imports.named([changed])
         status.started(
             f"running the tests of {relpath_in(self.project, self.root)}, which imports {tops}, on the change"
         )
@@ -400,7 +468,7 @@ class _DependentGuard:
         def named(path: Path) -> str:
             return relpath_in(path, self.root) or "."
 
-        tops = ", ".join(f"`{top}`" for top, project in sorted(self.touched.items()) if project in changed)
+        tops = self.imports.named(changed)
         self.report.notes.append(
             f"{named(self.project)} imports {tops}, which this change touches "
             f"({', '.join(named(project) for project in changed)}), and is a project of its own: its tests "
