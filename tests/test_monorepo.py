@@ -563,3 +563,32 @@ def test_a_member_importing_the_change_only_through_another_is_named_with_the_pa
         "a project of its own: its tests were not run on the change (the first 1 of the 2 that import it "
         "were run; run `python -m pytest` there)"
     ) in report.notes, report.notes
+
+
+def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp_path: Path) -> None:
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": "import beta.twice\n",  # alpha and beta import each other
+        "packages/beta/src/beta/twice.py": "from alpha.scale import double\n",
+        "packages/gamma/pyproject.toml": MEMBER.format(name="gamma"),
+        "packages/gamma/src/gamma/area.py": "import os, beta.twice as twice\n",
+        "packages/delta/pyproject.toml": MEMBER.format(name="delta"),
+        "packages/delta/src/delta/uses.py": "    from gamma.area import twice  # indented\n",
+        "packages/epsilon/pyproject.toml": MEMBER.format(name="epsilon"),
+        "packages/epsilon/src/epsilon/uses.py": "from .gamma import area\nimport alphabet\n",
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    alpha = repo / "packages/alpha"
+    change = check._Change(alpha / "src/alpha/scale.py", "", "")
+
+    found = check._importers(repo, {alpha: ([], [change])})
+
+    assert {
+        relpath: imports
+        for relpath, imports in ((p.relative_to(repo).as_posix(), i) for p, i in found.items())
+    } == {
+        "packages/beta": check._Imports({"alpha": alpha}),
+        "packages/gamma": check._Imports({"alpha": alpha}, {"alpha": "beta"}),
+        "packages/delta": check._Imports({"alpha": alpha}, {"alpha": "gamma"}),
+    }
+    assert next(iter(found)) == repo / "packages/beta", "those that import the change directly run first"

@@ -215,8 +215,7 @@ def _importers(
     touched: dict[str, Path] = {}  # top-level package -> its project
     for project, (items, others) in projects.items():
         for path in [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]:
-            top = _top_level(project, path)
-            if top:
+            for top in _top_levels(project, path):
                 touched.setdefault(top, project)
     if not touched:
         return {}
@@ -244,9 +243,7 @@ def _importers(
         except OSError:
             continue
         imported.setdefault(project, []).append((path, _imported_packages(text)))
-        top = _top_level(project, path)
-        if top:
-            own.setdefault(project, set()).add(top)
+        own.setdefault(project, set()).update(_top_levels(project, path))
     # Which touched packages importing a package runs (a touched one: itself), and whose that package is.
     reaches = {top: {top} for top in touched}
     owner = dict(touched)
@@ -260,6 +257,8 @@ def _importers(
                     if path.is_relative_to(owner[name]):  # the package's own project
                         continue
                     for top in reaches[name] - found.get(project, {}).keys():
+                        if path.is_relative_to(touched[top]):  # back to the change (a imports b imports a)
+                            continue
                         found.setdefault(project, {})[top] = name
                         grown = True
                         for package in own.get(project, ()):
@@ -294,13 +293,14 @@ class _Imports:
         )
 
 
-def _top_level(project: Path, path: Path) -> str:
-    """The top-level package a source file of ``project`` is imported under (none for a test file)."""
-    from .verify.test_index import import_name
+def _top_levels(project: Path, path: Path) -> set[str]:
+    """The top-level packages a source file of ``project`` is imported under (none for a test file): its
+    name on its own, and from its project (``src/``) where a namespace package lies between (PEP 420)."""
+    from .verify.test_index import import_name, module_names
 
     if is_test_file(relpath_in(path, project)):
-        return ""
-    return import_name(project, path).split(".", 1)[0]
+        return set()
+    return {import_name(project, path).split(".", 1)[0], module_names(project, path)[-1].split(".", 1)[0]}
 
 
 _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^\n#;]+))", re.MULTILINE)
