@@ -340,11 +340,11 @@ def test_a_suite_that_is_only_slow_is_cut_at_its_limit_once(tmp_path: Path) -> N
 
 def test_when_the_suite_guards_time_is_spent_the_tests_not_run_in_order_are_named() -> None:
     # Nothing is run past the deadline (the verifier is never asked), and the report says what is unknown.
-    from lsp_verify.check import _Change, _in_order
+    from lsp_verify.check_guards import Change, _in_order
     from lsp_verify.verify.pytest_run import TestRun
 
     report = RunReport(command="check", root="/nowhere")
-    changed = [_Change(Path("/nowhere/geo/shapes.py"), "x = 1\n", "x = 0\n")]
+    changed = [Change(Path("/nowhere/geo/shapes.py"), "x = 1\n", "x = 0\n")]
     failing = ("tests/test_2.py::test_seen", "tests/test_2.py::test_other")
 
     _in_order(

@@ -19,9 +19,10 @@ import pytest
 
 import gitrepo
 from gitrepo import git
-from lsp_verify import check
+from lsp_verify import monorepo
 from lsp_verify.check import CheckOptions
 from lsp_verify.check import run_check as run_check_here
+from lsp_verify.check_guards import Change
 from lsp_verify.config import find_project_root
 from test_check import run_check, stage
 from test_check_scale import trusted_settings
@@ -440,10 +441,10 @@ def test_another_members_tests_see_the_staged_change_not_the_work_trees(tmp_path
 def test_past_the_most_importers_run_the_rest_are_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Each importer's suite may take up to suite_guard_timeout_s: past _MAX_DEPENDENT_GUARDS, said, not run.
+    # Each importer's suite may take up to suite_guard_timeout_s: past monorepo.MAX_GUARDS, said, not run.
     repo = dependent_workspace(tmp_path, "pythonpath")
     stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value * 3"))
-    monkeypatch.setattr(check, "_MAX_DEPENDENT_GUARDS", 0)
+    monkeypatch.setattr(monorepo, "MAX_GUARDS", 0)
 
     report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
 
@@ -554,7 +555,7 @@ def test_a_member_importing_the_change_only_through_another_is_named_with_the_pa
     }
     repo = gitrepo.make_repo(tmp_path / "mono", files)
     stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value + 2"))
-    monkeypatch.setattr(check, "_MAX_DEPENDENT_GUARDS", 1)
+    monkeypatch.setattr(monorepo, "MAX_GUARDS", 1)
 
     report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
 
@@ -579,16 +580,16 @@ def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp
     }
     repo = gitrepo.make_repo(tmp_path / "mono", files)
     alpha = repo / "packages/alpha"
-    change = check._Change(alpha / "src/alpha/scale.py", "", "")
+    change = Change(alpha / "src/alpha/scale.py", "", "")
 
-    found = check._importers(repo, {alpha: ([], [change])})
+    found = monorepo.importers(repo, {alpha: ([], [change])})
 
     assert {
         relpath: imports
         for relpath, imports in ((p.relative_to(repo).as_posix(), i) for p, i in found.items())
     } == {
-        "packages/beta": check._Imports({"alpha": alpha}),
-        "packages/gamma": check._Imports({"alpha": alpha}, {"alpha": "beta"}),
-        "packages/delta": check._Imports({"alpha": alpha}, {"alpha": "gamma"}),
+        "packages/beta": monorepo.Imports({"alpha": alpha}),
+        "packages/gamma": monorepo.Imports({"alpha": alpha}, {"alpha": "beta"}),
+        "packages/delta": monorepo.Imports({"alpha": alpha}, {"alpha": "gamma"}),
     }
     assert next(iter(found)) == repo / "packages/beta", "those that import the change directly run first"

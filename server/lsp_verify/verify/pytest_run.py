@@ -142,7 +142,7 @@ class Collection:
     unimported: tuple[tuple[str, str], ...] = ()
     """(file, one-line reason) of each file only unittest's discovery pattern found (``tests.py``) that could
     not be imported: no error (a framework's tests that need its runner), but a change that causes it breaks
-    every test in it (``check._collection_guard`` compares with the base revision)."""
+    every test in it (``check_guards.collection_guard`` compares with the base revision)."""
     order_dependent: tuple[tuple[str, str], ...] = ()
     """(node id or file, one-line reason) of what failed to collect in the whole suite only: collected on
     its own, the file collects (another test file changed global state first, e.g. turned warnings into
