@@ -593,3 +593,44 @@ def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp
         "packages/delta": monorepo.Imports({"alpha": alpha}, {"alpha": "gamma"}),
     }
     assert next(iter(found)) == repo / "packages/beta", "those that import the change directly run first"
+
+
+@needs_bwrap
+def test_a_change_that_breaks_the_types_of_a_member_importing_it_through_another_fails(
+    tmp_path: Path,
+) -> None:
+    # gamma never names alpha: beta.make() returns alpha's Scale, whose factor() the change makes a str.
+    # mypy run over gamma finds gamma's doubled() wrong; no test runs it.
+    files = {
+        **WORKSPACE,
+        "packages/alpha/src/alpha/scale.py": "class Scale:\n    def factor(self) -> int:\n        return 2\n",
+        "packages/beta/src/beta/make.py": (
+            "from alpha.scale import Scale\n\n\ndef make() -> Scale:\n    return Scale()\n"
+        ),
+        "packages/gamma/pyproject.toml": MEMBER.format(name="gamma"),
+        "packages/gamma/src/gamma/__init__.py": "",
+        # Typed packages: mypy reads an installed one only with the marker (PEP 561).
+        "packages/alpha/src/alpha/py.typed": "",
+        "packages/beta/src/beta/py.typed": "",
+        "packages/gamma/src/gamma/area.py": (
+            "import beta.make\n\n\ndef doubled(n: int) -> int:\n    return n * beta.make.make().factor()\n"
+        ),
+    }
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
+    (site / "_members.pth").write_text(
+        "".join(f"{repo / 'packages' / m / 'src'}\n" for m in ("alpha", "beta"))
+    )
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, "class Scale:\n    def factor(self) -> str:\n        return '2'\n")
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    factor = by_function(report)[f"{scale}:Scale.factor"]
+    assert factor["status"] == "fail", factor
+    assert factor["mypy_new_errors"] == [
+        "packages/gamma/src/gamma/area.py: line 5: "
+        'Incompatible return value type (got "str", expected "int")  [return-value]'
+    ], factor

@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -483,6 +483,7 @@ def type_guard(
     status: StatusSink,
     cancel: CancelToken,
     changed_in: Path | None = None,
+    through: Iterable[str] = (),
 ) -> None:
     """A change breaks code that no test runs: a caller of a function whose signature changed, a module that
     imports a name the change removes, a module-level statement mypy rejects - and each function's own
@@ -493,7 +494,9 @@ def type_guard(
     (``<module>``) whose revert does, else to the change as a whole. ``changed_in``: the project the change
     is in, when it is not the verifier's (:class:`.monorepo.DependentGuard`): only the errors of the
     verifier's own modules that import it count (the changed modules are their project's to check, by its
-    configuration)."""
+    configuration); ``through``: the packages of a third project by which they import it - their modules that
+    import those are checked too (``lib.make() -> core.Scale``: a change to ``Scale`` breaks a caller of
+    ``make`` that never names ``core``)."""
     from .verify.mypy_check import added_errors
 
     root = verifier.root
@@ -502,7 +505,7 @@ def type_guard(
     ]
     if not sources:
         return
-    dependents, more = _dependents(root, sources, tests, changed_in or root)
+    dependents, more = _dependents(root, sources, tests, changed_in or root, frozenset(through))
     if changed_in is not None and not dependents:
         return
     if more < 0:
@@ -610,10 +613,11 @@ def _is_test_module(path: Path, root: Path, tests: frozenset[str]) -> bool:
 
 
 def _dependents(
-    root: Path, sources: list[Change], tests: frozenset[str], sources_in: Path
+    root: Path, sources: list[Change], tests: frozenset[str], sources_in: Path, through: frozenset[str]
 ) -> tuple[list[Path], int]:
     """The project's tracked modules (test modules aside) that import one of ``sources`` (files of the
-    project at ``sources_in``: this one, or another that it imports), at most :data:`_TYPE_GUARD_FILES` of
+    project at ``sources_in``: this one, or another that it imports), or a module of the packages
+    ``through`` (by which it imports them), at most :data:`_TYPE_GUARD_FILES` of
     them, and how many more there are (negative: the repository has more than
     :data:`MAX_SCAN_FILES` Python files, this many, and none was read)."""
     from . import gitdiff
@@ -629,7 +633,7 @@ def _dependents(
         return [], 0
     if len(tracked) > MAX_SCAN_FILES:
         return [], -len(tracked)
-    changed = {name for change in sources for name in module_names(sources_in, change.path)}
+    changed = {name for change in sources for name in module_names(sources_in, change.path)} | through
     paths = {change.path for change in sources}
     # Read only files that name a changed module or a package above one: the rest cannot import it.
     words = {part for name in changed for part in name.split(".")}

@@ -268,7 +268,8 @@ class DependentGuard:
         now = suite_guard(verifier, checked.changes, part, self.base_name, timeout_s, status, cancel, lost)
         first = checked.changes[0]
         tests = verifier.test_modules(first.path, first.now, cancel)
-        type_guard(verifier, checked.changes, tests, part, self.base_name, status, cancel, changed)
+        through = [name for top, name in self.imports.through.items() if self.imports.touched[top] == changed]
+        type_guard(verifier, checked.changes, tests, part, self.base_name, status, cancel, changed, through)
         if now is not None and now.leaked_imports:
             part.notes.append(
                 f"its tests imported the changed module from {', '.join(now.leaked_imports)}, not from "
