@@ -576,7 +576,9 @@ def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp
         "packages/delta/pyproject.toml": MEMBER.format(name="delta"),
         "packages/delta/src/delta/uses.py": "    from gamma.area import twice  # indented\n",
         "packages/epsilon/pyproject.toml": MEMBER.format(name="epsilon"),
-        "packages/epsilon/src/epsilon/uses.py": "from .gamma import area\nimport alphabet\n",
+        # beta's example script is no package that others import: `import logging` is the standard library's.
+        "packages/beta/examples/logging.py": "print('hello')\n",
+        "packages/epsilon/src/epsilon/uses.py": "from .gamma import area\nimport alphabet\nimport logging\n",
     }
     repo = gitrepo.make_repo(tmp_path / "mono", files)
     alpha = repo / "packages/alpha"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,12 +160,15 @@ class Imports:
 
 def _top_levels(project: Path, path: Path) -> set[str]:
     """The top-level packages a source file of ``project`` is imported under (none for a test file): its
-    name on its own, and from its project (``src/``) where a namespace package lies between (PEP 420)."""
+    name on its own, and from its project (``src/``) where a namespace package lies between (PEP 420). Not a
+    standard library module's name: another project's ``import logging`` is the standard library's, not
+    that of a script ``examples/logging.py`` beside the changed code."""
     from .verify.test_index import import_name, module_names
 
     if is_test_file(relpath_in(path, project)):
         return set()
-    return {import_name(project, path).split(".", 1)[0], module_names(project, path)[-1].split(".", 1)[0]}
+    names = {import_name(project, path).split(".", 1)[0], module_names(project, path)[-1].split(".", 1)[0]}
+    return names - sys.stdlib_module_names
 
 
 _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^\n#;]+))", re.MULTILINE)
