@@ -12,7 +12,8 @@ missing test data - still tells), or it runs past its time limit (a loop without
     python bench/check_sampled_mutants.py --libs /tmp/rw9 --killed 6 addict-2.4.0 munch-4.0.0 ...
 
 Each library is a git repository of an unmodified sdist with its own .venv, and `<lib>.base.json` beside it
-(`lsp-verify check --all --format json` on the unmodified tree). Prints a Markdown table and one line per
+(`lsp-verify check --all --format json` on the unmodified tree) or, without one, its functions and methods
+read from the syntax trees of its tracked modules. Prints a Markdown table and one line per
 mutant: OK (blocked and caught, or passed and not caught), FALSE PASS, FALSE ALARM, ERROR (check exit 2).
 """
 
@@ -90,11 +91,12 @@ def library(
     if base_rc == 5:
         extra = UNITTEST_FILES
         base_rc, base_failures, base_s = suite(root, timeout, *extra)
-    report = json.loads((root.parent / f"{root.name}.base.json").read_text(encoding="utf-8"))
-    functions = [
-        f for f in report["functions"]
-        if not any(part.startswith("test") for part in Path(f["file"]).parts)
-    ]  # fmt: skip
+    base_json = root.parent / f"{root.name}.base.json"
+    if base_json.exists():
+        functions = json.loads(base_json.read_text(encoding="utf-8"))["functions"]
+    else:
+        functions = defined_functions(root)
+    functions = [f for f in functions if not any(part.startswith("test") for part in Path(f["file"]).parts)]
     random.Random(seed).shuffle(functions)
     records: list[dict[str, object]] = []
     killed = 0
@@ -143,6 +145,28 @@ def library(
         print(json.dumps(record), file=sys.stderr, flush=True)
         records.append(record)
     return records
+
+
+def defined_functions(root: Path) -> list[dict[str, object]]:
+    """The functions and methods (nested ones aside) of the library's tracked modules, in file and line
+    order: what ``check --all`` reports, read from the syntax trees instead (no ``<lib>.base.json``)."""
+    listed = ["git", "ls-files", "*.py"]
+    tracked = subprocess.run(listed, cwd=root, capture_output=True, text=True, check=True)
+    found: list[dict[str, object]] = []
+
+    def walk(node: ast.AST, relpath: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef):
+                found.append({"file": relpath, "qualname": prefix + child.name, "line": child.lineno})
+            elif isinstance(child, ast.ClassDef):
+                walk(child, relpath, f"{prefix}{child.name}.")
+
+    for relpath in sorted(tracked.stdout.split()):
+        try:
+            walk(ast.parse((root / relpath).read_text(encoding="utf-8")), relpath, "")
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+    return found
 
 
 def markdown(records: list[dict[str, object]]) -> str:
