@@ -584,7 +584,7 @@ def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp
     alpha = repo / "packages/alpha"
     change = Change(alpha / "src/alpha/scale.py", "", "")
 
-    found = monorepo.importers(repo, {alpha: ([], [change])})
+    found = monorepo.importers(repo, {alpha: ([], [change])}, git(repo, "ls-files", "*.py").stdout.split())
 
     assert {
         relpath: imports
@@ -636,3 +636,40 @@ def test_a_change_that_breaks_the_types_of_a_member_importing_it_through_another
         "packages/gamma/src/gamma/area.py: line 5: "
         'Incompatible return value type (got "str", expected "int")  [return-value]'
     ], factor
+
+
+@pytest.mark.parametrize(
+    ("limit", "why"),
+    [
+        ("MAX_SCAN_PROJECTS", "the change touches 1 projects"),
+        ("MAX_SCAN_FILES", "the repository has 8 Python files, more than 1"),
+    ],
+)
+def test_where_the_importers_are_not_looked_for_the_report_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, why: str
+) -> None:
+    # Past either bound the scan is not made: never silently (before, nothing said beta was not run).
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    stage(repo, "packages/alpha/src/alpha/scale.py", SCALE.replace("value * 2", "value * 3"))
+    monkeypatch.setattr(monorepo, limit, 1)
+
+    report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
+
+    assert (
+        f"the other projects of the repository that import the change were not looked for ({why}): their "
+        "tests were not run on it"
+    ) in report.notes, report.notes
+
+
+def test_a_repository_of_one_project_past_the_scans_bound_says_nothing_of_importers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {path[len("packages/alpha/") :]: text for path, text in WORKSPACE.items() if "alpha" in path}
+    repo = gitrepo.make_repo(tmp_path / "alpha", {**files, "src/alpha/scale.py": SCALE})
+    stage(repo, "src/alpha/scale.py", SCALE.replace("value * 2", "value + value"))
+    monkeypatch.setattr(monorepo, "MAX_SCAN_FILES", 1)
+
+    report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
+
+    assert report.functions, report
+    assert not [note for note in report.notes if "import the change" in note], report.notes

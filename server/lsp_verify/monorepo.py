@@ -17,25 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
+from .check_guards import MAX_SCAN_FILES, Change, FileToCheck, collection_guard, suite_guard, type_guard
 from .config import Settings, find_project_root
-from .headless import (
-    SettingsFor,
-    StatusSink,
-    is_test_file,
-    relpath_in,
-)
+from .headless import SettingsFor, StatusSink, is_test_file, relpath_in
 from .report import FunctionReport, RunReport
 from .verify.shadow import Content
 
 if TYPE_CHECKING:
     from .verify.cascade import Verifier
 
-
-from .check_guards import MAX_SCAN_FILES, Change, FileToCheck, collection_guard, suite_guard, type_guard
-
 MAX_SCAN_PROJECTS = 8
-
-
+"""A change to this many projects or more is not scanned for the other projects that import it (a note
+says so)."""
 MAX_GUARDS = 8
 """At most this many other projects that import the change have their tests run on it (each up to
 ``suite_guard_timeout_s``); the rest are named in the notes."""
@@ -54,9 +47,25 @@ def guard_importers(
 ) -> None:
     """Run the guards of the change (``checked``: each changed project's part) in the other projects of the
     repository that import it (:func:`importers`), up to :data:`MAX_GUARDS` of them, into ``report``."""
-    if len(projects) >= MAX_SCAN_PROJECTS:
+    from . import gitdiff
+
+    try:
+        files = gitdiff.tracked_python_files(git_root)
+    except gitdiff.GitError:
         return
-    dependents = importers(git_root, projects)
+    if len(projects) >= MAX_SCAN_PROJECTS or len(files) > MAX_SCAN_FILES:
+        if len(projects) >= MAX_SCAN_PROJECTS:
+            why = f"the change touches {len(projects)} projects"
+        elif _other_projects(git_root, projects):
+            why = f"the repository has {len(files)} Python files, more than {MAX_SCAN_FILES}"
+        else:
+            return  # one project: nothing else imports it
+        report.notes.append(
+            f"the other projects of the repository that import the change were not looked for ({why}): "
+            "their tests were not run on it"
+        )
+        return
+    dependents = importers(git_root, projects, files)
     root = Path(report.root)
     for n, (dependent, imports) in enumerate(dependents.items()):
         guard = DependentGuard(dependent, imports, checked, report, root, base_name)
@@ -68,27 +77,19 @@ def guard_importers(
 
 
 def importers(
-    git_root: Path, projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]]
+    git_root: Path, projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]], files: list[str]
 ) -> dict[Path, Imports]:
     """The projects of the repository (a monorepo's members) whose code imports a package that this change
     touches in another project - directly, or through a package of a third project that imports it (``app``
     imports ``lib``, which imports the changed ``core``: ``app``'s tests run ``core``'s change as much as
-    ``lib``'s do) - those that import one directly first. A static scan of the tracked files, none past
-    :data:`~lsp_verify.check_guards.MAX_SCAN_FILES`."""
-    from . import gitdiff
-
+    ``lib``'s do) - those that import one directly first. A static scan of ``files``, the tracked Python
+    files."""
     touched: dict[str, Path] = {}  # top-level package -> its project
     for project, (items, others) in projects.items():
         for path in [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]:
             for top in _top_levels(project, path):
                 touched.setdefault(top, project)
     if not touched:
-        return {}
-    try:
-        files = gitdiff.tracked_python_files(git_root)
-    except gitdiff.GitError:
-        return {}
-    if len(files) > MAX_SCAN_FILES:
         return {}
     roots: dict[Path, Path] = {}
     imported: dict[Path, list[tuple[Path, frozenset[str]]]] = {}  # project -> its files' imported packages
@@ -135,6 +136,24 @@ def importers(
     }
     # Under the cap, those that import the change directly run first.
     return dict(sorted(imports.items(), key=lambda item: (item[1].only_through, item[0])))
+
+
+def _other_projects(git_root: Path, projects: Iterable[Path]) -> bool:
+    """Whether the repository holds a project besides ``projects`` and its top: a tracked configuration file
+    of one elsewhere."""
+    from . import gitdiff
+
+    names = ["pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini"]
+    try:
+        out = gitdiff.run_git(["ls-files", "-z", "--", *(f"*{name}" for name in names)], git_root).stdout
+    except gitdiff.GitError:
+        return False
+    known = {git_root, *projects}
+    return any(
+        (git_root / os.fsdecode(relpath)).parent not in known
+        for relpath in out.split(b"\0")
+        if relpath and os.fsdecode(relpath).rsplit("/", 1)[-1] in names
+    )
 
 
 @dataclasses.dataclass(frozen=True)
