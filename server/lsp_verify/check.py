@@ -36,29 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
-from .config import Settings, find_project_root
-from .headless import (
-    Quiet,
-    SettingsFor,
-    StatusSink,
-    UsageError,
-    def_line,
-    describe,
-    function_report,
-    is_test_file,
-    relpath_in,
-)
-from .report import FunctionReport, RunReport
-from .sourcefile import SourceError, read_source
-from .syntax.target import EditTarget, TargetError
-from .verify.shadow import Content, mirrored
-from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
-
-if TYPE_CHECKING:
-    from .gitdiff import FileChange
-    from .verify.cascade import KnownRuns, Verifier, VerifyPlan
-    from .verify.pytest_run import TestRun
-
 from .check_guards import (
     FAILING,
     Change,
@@ -72,7 +49,29 @@ from .check_guards import (
     suite_guard,
     type_guard,
 )
+from .config import Settings, find_project_root
+from .headless import (
+    Quiet,
+    SettingsFor,
+    StatusSink,
+    UsageError,
+    def_line,
+    describe,
+    function_report,
+    is_test_file,
+    relpath_in,
+)
 from .monorepo import Checked, guard_importers
+from .report import FunctionReport, RunReport
+from .sourcefile import SourceError, read_source
+from .syntax.target import EditTarget, TargetError
+from .verify.shadow import Content, mirrored
+from .verify.types import Candidate, CandidateResult, Evidence, TestOutcome
+
+if TYPE_CHECKING:
+    from .gitdiff import FileChange
+    from .verify.cascade import KnownRuns, Verifier, VerifyPlan
+    from .verify.pytest_run import TestRun
 
 BATCH_ABOVE = 3
 """Batch when more functions than this are checked. Below it the batch's fixed cost (a mypy and a test run

@@ -29,12 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
-from .headless import (
-    StatusSink,
-    def_line,
-    is_test_file,
-    relpath_in,
-)
+from .headless import StatusSink, def_line, is_test_file, relpath_in
 from .report import FunctionReport, RunReport
 from .syntax.target import EditTarget
 from .verify.shadow import Content, mirrored
@@ -51,6 +46,8 @@ FAILING = frozenset({"failed", "error", "timeout"})
 
 @dataclasses.dataclass(frozen=True)
 class FileToCheck:
+    """A Python source file whose functions ``check`` verifies, as it is now and at the base."""
+
     path: Path
     relpath: str
     text: str
