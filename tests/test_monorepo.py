@@ -502,6 +502,17 @@ def test_a_change_to_two_members_where_one_breaks_the_others_tests_fails(tmp_pat
     assert double["tests"]["failed"] == ["packages/beta/tests/test_uses.py::test_double"], double
 
 
+def editable_workspace(tmp_path: Path, files: dict[str, str]) -> Path:
+    """The workspace of ``files``, alpha and beta installed editable in its one .venv (as `uv sync` does)."""
+    repo = gitrepo.make_repo(tmp_path / "mono", files)
+    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
+    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
+    (site / "_members.pth").write_text(
+        "".join(f"{repo / 'packages' / m / 'src'}\n" for m in ("alpha", "beta"))
+    )
+    return repo
+
+
 @needs_bwrap
 def test_a_change_that_breaks_the_tests_of_a_member_importing_it_through_another_fails(
     tmp_path: Path,
@@ -526,12 +537,7 @@ def test_a_change_that_breaks_the_tests_of_a_member_importing_it_through_another
             "def test_square_of() -> None:\n    assert square_of(1) == 4\n"
         ),
     }
-    repo = gitrepo.make_repo(tmp_path / "mono", files)
-    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
-    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
-    (site / "_members.pth").write_text(
-        "".join(f"{repo / 'packages' / m / 'src'}\n" for m in ("alpha", "beta"))
-    )
+    repo = editable_workspace(tmp_path, files)
     scale = "packages/alpha/src/alpha/scale.py"
     stage(repo, scale, SCALE.replace("value * 2", "value + 2"))
 
@@ -618,12 +624,7 @@ def test_a_change_that_breaks_the_types_of_a_member_importing_it_through_another
             "import beta.make\n\n\ndef doubled(n: int) -> int:\n    return n * beta.make.make().factor()\n"
         ),
     }
-    repo = gitrepo.make_repo(tmp_path / "mono", files)
-    python = make_venv(repo / ".venv", with_pytest=True, packages={"units": "MM_PER_CM = 10\n"})
-    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
-    (site / "_members.pth").write_text(
-        "".join(f"{repo / 'packages' / m / 'src'}\n" for m in ("alpha", "beta"))
-    )
+    repo = editable_workspace(tmp_path, files)
     scale = "packages/alpha/src/alpha/scale.py"
     stage(repo, scale, "class Scale:\n    def factor(self) -> str:\n        return '2'\n")
 
