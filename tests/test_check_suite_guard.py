@@ -72,6 +72,31 @@ def test_a_test_given_the_function_by_a_fixture_fails_the_change(tmp_path: Path)
 
 
 @pytest.mark.usefixtures("cache")
+def test_a_function_that_fails_its_own_tests_also_lists_the_unnamed_ones_it_breaks(tmp_path: Path) -> None:
+    # Its own test's failure stays the reason; the fixture's test it breaks too was left out of the report.
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "geo/shapes.py": AREA,
+            "tests/test_shapes.py": (
+                "from geo.shapes import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n"
+            ),
+            "tests/conftest.py": "import pytest\nfrom geo.shapes import area\n\n\n@pytest.fixture\n"
+            "def calc():\n    return area\n",
+            "tests/test_calc.py": "def test_calc(calc):\n    assert calc(2, 3) == 6\n",
+        },
+    )
+    (repo / "geo/shapes.py").write_text(AREA.replace("w * h", "w + h"), encoding="utf-8")
+
+    (area,) = check(repo).functions
+
+    assert area.status == "fail"
+    assert area.message == "tests: tests/test_shapes.py::test_area failed: assert 5 == 6", area.message
+    assert area.tests_failed == ("tests/test_shapes.py::test_area", "tests/test_calc.py::test_calc")
+    assert any("test_calc" in detail for detail in area.details), area.details
+
+
+@pytest.mark.usefixtures("cache")
 def test_a_test_of_a_caller_charges_the_callee_that_changed_not_the_caller(tmp_path: Path) -> None:
     shapes = AREA + "\n\ndef volume(w: int, h: int, d: int) -> int:\n    return area(w, h) * d\n"
     repo = make_repo(

@@ -674,3 +674,26 @@ def test_a_repository_of_one_project_past_the_scans_bound_says_nothing_of_import
 
     assert report.functions, report
     assert not [note for note in report.notes if "import the change" in note], report.notes
+
+
+@needs_bwrap
+def test_a_change_failing_its_own_members_tests_also_lists_the_other_members_tests_it_breaks(
+    tmp_path: Path,
+) -> None:
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    own = "from alpha.scale import double\n\n\ndef test_double() -> None:\n    assert double(1) == 2\n"
+    (repo / "packages/alpha/tests/test_scale.py").write_text(own)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "alpha's own test")
+    scale = "packages/alpha/src/alpha/scale.py"
+    stage(repo, scale, SCALE.replace("value * 2", "value * 3"))
+
+    code, report = check_json(repo, tmp_path)
+
+    assert code == 1, report
+    double = by_function(report)[f"{scale}:double"]
+    assert double["message"] == "tests: tests/test_scale.py::test_double failed: assert 3 == 2", double
+    assert double["tests"]["failed"] == [
+        "packages/alpha/tests/test_scale.py::test_double",
+        "packages/beta/tests/test_uses.py::test_double",
+    ], double

@@ -937,8 +937,17 @@ def _charge(
     for n, function in enumerate(report.functions):
         if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
             continue
-        if function.status != "pass":
-            return  # already failed (or could not be checked): its own reason stands
+        if function.status == "error":
+            return  # could not be checked: that is what it says
+        if function.status == "fail":
+            # Its own reason stands, and comes first; the suite's tests that the change breaks too are listed.
+            report.functions[n] = dataclasses.replace(
+                function,
+                tests_selected=function.tests_selected + fixed,
+                tests_failed=function.tests_failed + fixed,
+                details=_failure_lines(now, fixed) + function.details,
+            )
+            return
         more = f" (and {len(fixed) - 1} more)" if len(fixed) > 1 else ""
         report.functions[n] = dataclasses.replace(
             function,

@@ -327,17 +327,19 @@ class DependentGuard:
             if index < len(original):  # a function of the change, failed by the guards
                 before, at = original[index], checked.offset + index
                 was = self.report.functions[at]
-                if function is before or was.status != "pass":
+                if function is before or was.status == "error":
                     continue
             else:  # a file of the change, failed as a whole
                 before = FunctionReport(function.file, function.qualname, function.line, "pass", "none", "")
                 at, was = None, dataclasses.replace(before, file=relpath_in(Path(function.file), self.root))
-            # The guards append tests and mypy errors to a function's report, and prepend details.
+            # The guards append tests and mypy errors to a function's report, and prepend details; a function
+            # that failed already keeps its reason (:func:`~.check_guards._charge`).
+            failed = was.status == "fail"
             folded = dataclasses.replace(
                 was,
                 status=function.status,
-                evidence=function.evidence,
-                message=shown(function.message),
+                evidence=was.evidence if failed else function.evidence,
+                message=was.message if failed else shown(function.message),
                 tests_selected=was.tests_selected
                 + tests(function.tests_selected[len(before.tests_selected) :]),
                 tests_failed=was.tests_failed + tests(function.tests_failed[len(before.tests_failed) :]),
