@@ -662,6 +662,20 @@ def test_where_the_importers_are_not_looked_for_the_report_says_so(
     ) in report.notes, report.notes
 
 
+def test_a_change_to_tests_alone_past_the_scans_bound_says_nothing_of_importers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No package changed: there is nothing another member could import, looked for or not.
+    repo = dependent_workspace(tmp_path, "pythonpath")
+    stage(repo, "packages/beta/tests/test_uses.py", USES_SCALE.replace("double(3) == 6", "double(4) == 8"))
+    monkeypatch.setattr(monorepo, "MAX_SCAN_FILES", 1)
+
+    report = run_check_here(CheckOptions(), settings_for=trusted_settings, cwd=repo)
+
+    assert report.exit_code == 0, report
+    assert not [note for note in report.notes if "import the change" in note], report.notes
+
+
 def test_a_repository_of_one_project_past_the_scans_bound_says_nothing_of_importers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,6 +49,8 @@ def guard_importers(
     repository that import it (:func:`importers`), up to :data:`MAX_GUARDS` of them, into ``report``."""
     from . import gitdiff
 
+    if not _touched(projects):
+        return  # no package: nothing to import
     try:
         files = gitdiff.tracked_python_files(git_root)
     except gitdiff.GitError:
@@ -84,11 +86,7 @@ def importers(
     imports ``lib``, which imports the changed ``core``: ``app``'s tests run ``core``'s change as much as
     ``lib``'s do) - those that import one directly first. A static scan of ``files``, the tracked Python
     files."""
-    touched: dict[str, Path] = {}  # top-level package -> its project
-    for project, (items, others) in projects.items():
-        for path in [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]:
-            for top in _top_levels(project, path):
-                touched.setdefault(top, project)
+    touched = _touched(projects)
     if not touched:
         return {}
     roots: dict[Path, Path] = {}
@@ -136,6 +134,16 @@ def importers(
     }
     # Under the cap, those that import the change directly run first.
     return dict(sorted(imports.items(), key=lambda item: (item[1].only_through, item[0])))
+
+
+def _touched(projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]]) -> dict[str, Path]:
+    """The top-level packages the change touches, each with its project."""
+    touched: dict[str, Path] = {}
+    for project, (items, others) in projects.items():
+        for path in [item.path for item in items] + [c.path for c in others if c.path.suffix == ".py"]:
+            for top in _top_levels(project, path):
+                touched.setdefault(top, project)
+    return touched
 
 
 def _other_projects(git_root: Path, projects: Iterable[Path]) -> bool:
