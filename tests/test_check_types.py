@@ -135,6 +135,25 @@ def test_a_signature_change_that_breaks_a_caller_no_test_runs_fails_the_function
     assert "found by type-checking shop/billing.py, which imports the change" in message
 
 
+def test_a_function_that_fails_its_own_tests_also_lists_the_callers_errors_its_change_adds(
+    tmp_path: Path,
+) -> None:
+    # The test is not updated: rate fails it, and that stays the reason; billing.py's new error is listed too.
+    repo = make_shop(tmp_path / "repo")
+    stage(repo, {"shop/rates.py": STRING_RATE})
+
+    code, report = check(repo, tmp_path)
+
+    assert code == 1, report
+    functions = report["functions"]
+    assert isinstance(functions, list)
+    (rate,) = [f for f in functions if f["qualname"] == "rate"]
+    assert rate["status"] == "fail" and rate["message"].startswith("tests: "), rate
+    assert rate["mypy_new_errors"] == [
+        'shop/billing.py: line 5: Unsupported operand types for + ("str" and "int")  [operator]'
+    ], rate
+
+
 def test_a_change_the_callers_accept_passes_though_their_old_errors_name_it(tmp_path: Path) -> None:
     # billing.py has an error already, and its message names rate's signature, which the change widens: the
     # same error at the same line, reworded, is not a new one.

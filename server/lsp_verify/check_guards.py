@@ -720,6 +720,9 @@ def _charge_types(
     for n, function in enumerate(report.functions):
         if (function.file, function.qualname, function.line) != (relpath, job.target.qualname, line):
             continue
+        if function.status == "fail":  # its own reason stands; the errors its change adds are listed
+            errors_now = function.mypy_new_errors + shown
+            report.functions[n] = dataclasses.replace(function, mypy_new_errors=errors_now)
         if function.status != "pass":
             return
         more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""
@@ -940,12 +943,12 @@ def _charge(
         if function.status == "error":
             return  # could not be checked: that is what it says
         if function.status == "fail":
-            # Its own reason stands, and comes first; the suite's tests that the change breaks too are listed.
+            # Its own reason stands, and comes first; the suite's tests that the change breaks too follow.
             report.functions[n] = dataclasses.replace(
                 function,
                 tests_selected=function.tests_selected + fixed,
                 tests_failed=function.tests_failed + fixed,
-                details=_failure_lines(now, fixed) + function.details,
+                details=function.details + _failure_lines(now, fixed),
             )
             return
         more = f" (and {len(fixed) - 1} more)" if len(fixed) > 1 else ""

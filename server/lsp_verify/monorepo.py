@@ -340,9 +340,14 @@ class DependentGuard:
             else:  # a file of the change, failed as a whole
                 before = FunctionReport(function.file, function.qualname, function.line, "pass", "none", "")
                 at, was = None, dataclasses.replace(before, file=relpath_in(Path(function.file), self.root))
-            # The guards append tests and mypy errors to a function's report, and prepend details; a function
-            # that failed already keeps its reason (:func:`~.check_guards._charge`).
-            failed = was.status == "fail"
+            # The guards append tests and mypy errors to a function's report, and details too where it failed
+            # already (it keeps its reason, :func:`~.check_guards._charge`), else prepend them.
+            if before.status == "fail":
+                added = function.details[len(before.details) :]
+            else:
+                added = function.details[: len(function.details) - len(before.details)]
+            failed, new = was.status == "fail", tuple(map(shown, added))
+            details = was.details + new if failed else new + was.details
             folded = dataclasses.replace(
                 was,
                 status=function.status,
@@ -353,8 +358,7 @@ class DependentGuard:
                 tests_failed=was.tests_failed + tests(function.tests_failed[len(before.tests_failed) :]),
                 mypy_new_errors=was.mypy_new_errors
                 + tuple(map(shown, function.mypy_new_errors[len(before.mypy_new_errors) :])),
-                details=tuple(map(shown, function.details[: len(function.details) - len(before.details)]))
-                + was.details,
+                details=details,
             )
             if at is None:
                 self.report.functions.append(folded)
