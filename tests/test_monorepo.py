@@ -590,7 +590,8 @@ def test_importers_are_followed_through_members_and_never_back_to_the_change(tmp
     alpha = repo / "packages/alpha"
     change = Change(alpha / "src/alpha/scale.py", "", "")
 
-    found = monorepo.importers(repo, {alpha: ([], [change])}, git(repo, "ls-files", "*.py").stdout.split())
+    touched = monorepo.touched_packages({alpha: ([], [change])})
+    found = monorepo.importers(repo, touched, git(repo, "ls-files", "*.py").stdout.split())
 
     assert {
         relpath: imports

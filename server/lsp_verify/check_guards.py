@@ -723,6 +723,7 @@ def _charge_types(
         if function.status == "fail":  # its own reason stands; the errors its change adds are listed
             errors_now = function.mypy_new_errors + shown
             report.functions[n] = dataclasses.replace(function, mypy_new_errors=errors_now)
+            return
         if function.status != "pass":
             return
         more = f" (and {len(shown) - 1} more)" if len(shown) > 1 else ""

@@ -262,7 +262,7 @@ PYTEST_CONFIG_FILES = (
 """pytest's configuration files in its order of preference, each with the section that makes it one (None:
 the file is one by being there)."""
 
-_PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+PROJECT_MARKERS = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
 
 
 _CONFIG_READ_LIMIT = 1 << 20
@@ -316,7 +316,7 @@ def find_project_root(start: Path, within: Path | None = None) -> Path:
     marked = (
         candidate
         for candidate in ancestors
-        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS)
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS)
     )
     return next(marked, bound or here)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
 from .check_guards import MAX_SCAN_FILES, Change, FileToCheck, collection_guard, suite_guard, type_guard
-from .config import Settings, find_project_root
+from .config import PROJECT_MARKERS, PYTEST_CONFIG_FILES, Settings, find_project_root
 from .headless import SettingsFor, StatusSink, is_test_file, relpath_in
 from .report import FunctionReport, RunReport
 from .verify.shadow import Content
@@ -49,7 +49,8 @@ def guard_importers(
     repository that import it (:func:`importers`), up to :data:`MAX_GUARDS` of them, into ``report``."""
     from . import gitdiff
 
-    if not _touched(projects):
+    touched = touched_packages(projects)
+    if not touched:
         return  # no package: nothing to import
     try:
         files = gitdiff.tracked_python_files(git_root)
@@ -67,7 +68,7 @@ def guard_importers(
             "their tests were not run on it"
         )
         return
-    dependents = importers(git_root, projects, files)
+    dependents = importers(git_root, touched, files)
     root = Path(report.root)
     for n, (dependent, imports) in enumerate(dependents.items()):
         guard = DependentGuard(dependent, imports, checked, report, root, base_name)
@@ -78,17 +79,13 @@ def guard_importers(
             guard.not_run(sorted(set(imports.touched.values())), why)
 
 
-def importers(
-    git_root: Path, projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]], files: list[str]
-) -> dict[Path, Imports]:
+def importers(git_root: Path, touched: Mapping[str, Path], files: list[str]) -> dict[Path, Imports]:
     """The projects of the repository (a monorepo's members) whose code imports a package that this change
-    touches in another project - directly, or through a package of a third project that imports it (``app``
+    touches in another project (``touched``: each top-level package with its project, see
+    :func:`touched_packages`) - directly, or through a package of a third project that imports it (``app``
     imports ``lib``, which imports the changed ``core``: ``app``'s tests run ``core``'s change as much as
     ``lib``'s do) - those that import one directly first. A static scan of ``files``, the tracked Python
     files."""
-    touched = _touched(projects)
-    if not touched:
-        return {}
     roots: dict[Path, Path] = {}
     imported: dict[Path, list[tuple[Path, frozenset[str]]]] = {}  # project -> its files' imported packages
     own: dict[Path, set[str]] = {}  # project -> the top-level packages its code defines
@@ -136,7 +133,7 @@ def importers(
     return dict(sorted(imports.items(), key=lambda item: (item[1].only_through, item[0])))
 
 
-def _touched(projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]]) -> dict[str, Path]:
+def touched_packages(projects: Mapping[Path, tuple[list[FileToCheck], list[Change]]]) -> dict[str, Path]:
     """The top-level packages the change touches, each with its project."""
     touched: dict[str, Path] = {}
     for project, (items, others) in projects.items():
@@ -151,7 +148,7 @@ def _other_projects(git_root: Path, projects: Iterable[Path]) -> bool:
     of one elsewhere."""
     from . import gitdiff
 
-    names = ["pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini"]
+    names = {name for name, _ in PYTEST_CONFIG_FILES}.union(PROJECT_MARKERS)
     try:
         out = gitdiff.run_git(["ls-files", "-z", "--", *(f"*{name}" for name in names)], git_root).stdout
     except gitdiff.GitError:
