@@ -763,3 +763,56 @@ def test_guard_tests_that_take_longer_together_than_one_run_may_still_guard(tmp_
         assert right.passed, right.first_error
     finally:
         project.close()
+
+
+SKIPPED_TESTS = """\
+import sys
+
+import pytest
+
+from ops import add
+
+
+@pytest.mark.skipif(sys.version_info > (3,), reason="needs a GPU")
+def test_add() -> None:
+    assert add(1, 2) == 3
+
+
+def test_add_later() -> None:
+    pytest.importorskip("a_module_no_one_installed")
+    assert add(2, 2) == 4
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_add_negative() -> None:
+    assert add(-1, -1) == 0
+"""
+
+
+@pytest.mark.parametrize("require_tests", [False, True])
+def test_tests_that_name_the_function_but_are_skipped_back_nothing(
+    tmp_path: Path, require_tests: bool
+) -> None:
+    """Its only tests are skipped here (a ``skipif``, an ``importorskip``, an xfail that fails as expected):
+    a candidate that passes checked nothing but types. It was "verified by tests" ("tests: 0/3 passed"),
+    and ``require_tests`` let it through."""
+    root = tmp_path / "ops"
+    (root / "tests").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "ops"\nversion = "0"\n')
+    text = f"def add(a: int, b: int) -> int:\n{STUB}"
+    (root / "ops.py").write_text(text)
+    (root / "tests" / "test_ops.py").write_text(SKIPPED_TESTS)
+    settings = Settings(trusted=True, test_timeout_s=20.0, probe_inputs=0, require_tests=require_tests)
+    project = Project(root, settings)
+    try:
+        plan = project.verifier.prepare(target_for(root / "ops.py", "add"), text, CancelToken())
+        said = "no test that calls `add` passed (3 skipped: tests/test_ops.py::test_add: needs a GPU)"
+        assert f"{said}: types only" in plan.notes, plan.notes
+        result = project.verifier.verify(plan, candidate(0, text, STUB, "    return a * b\n"), CancelToken())
+        if require_tests:
+            assert not result.passed and "require_tests is set" in (result.first_error or ""), result.stages
+            return
+        assert result.passed and result.evidence is Evidence.TYPES_ONLY, result.stages
+        assert result.evidence_parts[-1] == "types only (no test that names it passed: 3 skipped; 0/3 passed)"
+    finally:
+        project.close()

@@ -435,6 +435,33 @@ def test_a_failing_test_the_change_adds_or_unskips_fails_it_and_hides_no_other_f
     assert run_check(repo, tmp_path).returncode == 0
 
 
+@pytest.mark.parametrize("how", ["skipped", "failing at HEAD"])
+def test_a_change_whose_own_tests_are_skipped_or_failing_already_is_backed_by_types_only(
+    tmp_path: Path, how: str
+) -> None:
+    # Before, both passed "with tests" ("tests: 0/1 passed"), and `--require-tests` let them through: a
+    # skipped test ran nothing, and one failing with and without the change says nothing of it either.
+    marked = "@pytest.mark.skip(reason='later')\n" if how == "skipped" else ""
+    expected = "5" if how == "skipped" else "6"
+    tests = f"import pytest\n\nfrom calc.ops import add\n\n\n{marked}def test_add() -> None:\n"
+    tests += f"    assert add(2, 3) == {expected}\n"
+    for pyproject in (PYPROJECT, f"{PYPROJECT}\n[tool.lsp-verify]\nrequire_tests = true\n"):
+        repo = make_repo(
+            tmp_path / str(len(pyproject)), {"pyproject.toml": pyproject, "tests/test_ops.py": tests}
+        )
+        stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a + b + 0 * a"))
+
+        proc = run_check(repo, tmp_path)
+
+        if "require_tests" in pyproject:
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            assert "require_tests is set" in proc.stdout, proc.stdout
+            continue
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        count = "1 skipped" if how == "skipped" else "1 failing before this change too"
+        assert f"types only (no test that names it passed: {count}; 0/1 passed)" in proc.stdout, proc.stdout
+
+
 @pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,

@@ -449,7 +449,7 @@ def _check_function(
         result, plan = _verify_job(verifier, job, cancel, known)
     except VerifyError as exc:
         return _error_report(job, exc, time.monotonic() - started)
-    return _judge_check(target, result, plan, job.relpath, is_new=job.is_new)
+    return _judge_check(target, result, plan, job.relpath, is_new=job.is_new, settings=verifier.settings)
 
 
 def _verify_job(
@@ -539,7 +539,9 @@ def check_text(
         except VerifyError as exc:
             out.append(FunctionCheck(_error_report(job, exc, time.monotonic() - started), job.target))
             continue
-        report = _judge_check(job.target, result, plan, job.relpath, is_new=job.is_new)
+        report = _judge_check(
+            job.target, result, plan, job.relpath, is_new=job.is_new, settings=verifier.settings
+        )
         before = plan.baseline_by_nodeid
         charged = tuple(
             o
@@ -712,11 +714,18 @@ def _behaviour(run: TestRun) -> list[tuple[str, str]]:
 
 
 def _judge_check(
-    target: EditTarget, result: CandidateResult, plan: VerifyPlan, relpath: str, *, is_new: bool
+    target: EditTarget,
+    result: CandidateResult,
+    plan: VerifyPlan,
+    relpath: str,
+    *,
+    is_new: bool,
+    settings: Settings,
 ) -> FunctionReport:
     """The cascade's verdict, except that tests failing with and without the change do not count against an
     existing function: like mypy errors, only what the change breaks is charged to it. (A new function's
-    baseline is a stub, so every failing test counts for it.)"""
+    baseline is a stub, so every failing test counts for it.) Such a pass is backed by types only when no
+    test of the function passed, and ``require_tests`` then refuses it."""
     failing = [o for o in result.outcomes if o.outcome in ("failed", "error", "timeout")]
     stage = next((s for s in result.stages if not s.ok), None)
     before = plan.baseline_by_nodeid
@@ -732,8 +741,13 @@ def _judge_check(
     )
     if not only_old_failures:
         return function_report(target, result, relpath, details=plan.notes)
-    passed = dataclasses.replace(result, passed=True, evidence=Evidence.TESTS)
+    from .verify.cascade import tests_evidence
+
+    evidence = tests_evidence(plan, result.outcomes, result.tests_naming)
+    passed = dataclasses.replace(result, passed=True, evidence=evidence)
     message = f"{describe(passed)}: {', '.join(already)}"  # "..., 1 failing before this change too (...)"
+    if settings.require_tests and evidence is not Evidence.TESTS:
+        return function_report(target, result, relpath, message=f"{message}, and require_tests is set")
     return function_report(target, passed, relpath, message=message, details=plan.notes)
 
 

@@ -65,7 +65,7 @@ from .pytest_run import (
 from .sandbox import Limits, SandboxUnavailable, WorkerProcess, around, choose_isolation
 from .shadow import Content, Shadow, ShadowRoot, ShadowUnavailable
 from .test_index import TestIndex, import_name, module_name
-from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome
+from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome, unbacked_counts
 
 _FAILING = frozenset({"failed", "error", "timeout"})
 _CONFIG_NAMES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "conftest.py")
@@ -409,7 +409,13 @@ class Verifier:
                     else "no nearby tests: types only"
                 )
                 run_tests = False
-            elif not any(_is_direct_in(o.nodeid, direct, doctest_file, module, target) for o in baseline):
+            elif (
+                naming := [
+                    o for o in baseline if _is_direct_in(o.nodeid, direct, doctest_file, module, target)
+                ]
+            ) and all(o.outcome == "skipped" for o in naming):
+                notes.append(f"{_unbacked_summary(target, naming)}: types only")
+            elif not naming:
                 reached = [o for o in baseline if function_id(o.nodeid) in selection.reaching_tests]
                 if reached:
                     notes.append(_reached_summary(target, reached))
@@ -925,7 +931,11 @@ class Verifier:
         cancel.raise_if_cancelled()
         note = ""
         if not verdict.detail and verdict.evidence is Evidence.TYPES_ONLY:
-            note = _guard_summary(plan.target, verdict.outcomes, "still pass")
+            naming = [o for o in verdict.outcomes if o.nodeid in verdict.naming]
+            if naming:
+                note = _unbacked_summary(plan.target, naming)
+            else:
+                note = _guard_summary(plan.target, verdict.outcomes, "still pass")
             if self.settings.require_tests:
                 verdict = dataclasses.replace(verdict, detail=f"{note}, and require_tests is set")
         stage("tests", not verdict.detail, since, verdict.detail or note)
@@ -934,6 +944,7 @@ class Verifier:
             "tests_fixed": verdict.fixed,
             "tests_broken": verdict.broken,
             "outcomes": verdict.outcomes,
+            "tests_naming": verdict.naming,
         }
         return finish(not verdict.detail, verdict.evidence, **fields)
 
@@ -984,6 +995,8 @@ class _Verdict:
     detail: str
     """Why it fails (empty: it passes)."""
     evidence: Evidence
+    naming: tuple[str, ...]
+    """The outcomes' tests that name the target."""
 
 
 def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
@@ -1020,19 +1033,20 @@ def _test_verdict(plan: VerifyPlan, run: TestRun, module: str) -> _Verdict:
         others = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
         message = failure_summary(first.message)
         detail = f"{first.nodeid} {first.outcome}{others}" + (f": {message}" if message else "")
-    # Tests that merely guard the rest of the module say nothing about the target's own behaviour; one that
-    # ran it (through another function) and passes does.
-    reaching = set(plan.reaching_tests)
-    evidence = (
-        Evidence.TESTS
-        if any(
-            _is_direct(o.nodeid, plan, module)
-            or (o.outcome == "passed" and function_id(o.nodeid) in reaching)
-            for o in outcomes
-        )
-        else Evidence.TYPES_ONLY
+    naming = tuple(o.nodeid for o in outcomes if _is_direct(o.nodeid, plan, module))
+    return _Verdict(outcomes, passed, fixed, broken, detail, tests_evidence(plan, outcomes, naming), naming)
+
+
+def tests_evidence(plan: VerifyPlan, outcomes: Iterable[TestOutcome], naming: Sequence[str]) -> Evidence:
+    """What a run's ``outcomes`` back: tests, when one that names the target (``naming``) - or reaches it
+    through another function - passed; types only otherwise. Tests that merely guard the rest of the module
+    say nothing about the target's own behaviour, and neither does a test of its own that was skipped
+    (``skipif``, ``importorskip``, an xfail that failed as expected) or that failed before the change too."""
+    reaching, named = set(plan.reaching_tests), set(naming)
+    backed = any(
+        o.outcome == "passed" and (o.nodeid in named or function_id(o.nodeid) in reaching) for o in outcomes
     )
-    return _Verdict(outcomes, passed, fixed, broken, detail, evidence)
+    return Evidence.TESTS if backed else Evidence.TYPES_ONLY
 
 
 def _joined(first: TestRun, second: TestRun) -> TestRun:
@@ -1073,6 +1087,15 @@ def _guard_summary(target: EditTarget, outcomes: Iterable[TestOutcome], verb: st
         counts[path] = counts.get(path, 0) + 1
     files = ", ".join(sorted(counts))
     return f"no test calls `{target.name}`; {_count(sum(counts.values()), 'test')} of {files} {verb}"
+
+
+def _unbacked_summary(target: EditTarget, naming: Sequence[TestOutcome]) -> str:
+    """Why the tests that name the target back nothing: "no test that calls `add` passed (1 skipped:
+    tests/test_calc.py::test_add: needs a GPU)"."""
+    first = min(naming, key=lambda o: o.outcome != "skipped")
+    reason = failure_summary(first.message).removeprefix("Skipped: ")  # pytest's words for a skip's reason
+    shown = f"{first.nodeid}: {reason}" if reason else first.nodeid
+    return f"no test that calls `{target.name}` passed ({unbacked_counts(naming)}: {shown})"
 
 
 def _reached_summary(target: EditTarget, reached: Sequence[TestOutcome]) -> str:

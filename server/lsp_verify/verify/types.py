@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from typing import Literal
 
 StageName = Literal["parse", "mypy", "tests"]
@@ -39,6 +40,17 @@ class TestOutcome:
     message: str = ""
 
 
+def unbacked_counts(naming: Sequence[TestOutcome]) -> str:
+    """How the tests that name a function came to back nothing: "1 skipped, 2 failing before this change
+    too" (a skipped test - ``skipif``, ``importorskip``, an xfail that failed as expected - checked
+    nothing)."""
+    skipped = sum(1 for o in naming if o.outcome == "skipped")
+    counts = [f"{skipped} skipped"] if skipped else []
+    if len(naming) > skipped:
+        counts.append(f"{len(naming) - skipped} failing before this change too")
+    return ", ".join(counts)
+
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """One generated body, spliced into the document."""
@@ -71,6 +83,8 @@ class CandidateResult:
     """Tests that passed on the original code and fail (or error/time out) with this candidate."""
     new_mypy_errors: tuple[str, ...] = ()
     outcomes: tuple[TestOutcome, ...] = ()
+    tests_naming: tuple[str, ...] = ()
+    """Those of the outcomes' tests that name the target (the rest guard the module)."""
     mypy_restricted: bool = False
     """mypy ran with our restricted configuration (untrusted workspace), not the project's."""
     probe_outputs: tuple[str, ...] = ()
@@ -115,7 +129,16 @@ class CandidateResult:
             if self.tests_fixed:
                 parts.append(f"fixed {len(self.tests_fixed)}")
         elif self.evidence is Evidence.TYPES_ONLY:
-            if self.tests_selected:  # the module's tests ran as a guard, but none of them names the function
+            named = set(self.tests_naming)
+            naming = [o for o in self.outcomes if o.nodeid in named]
+            if naming:  # tests name it, but none of them passed
+                parts.append(
+                    f"types only (no test that names it passed: {unbacked_counts(naming)}; "
+                    f"{len(self.tests_passed)}/{len(self.tests_selected)} passed)"
+                )
+            elif (
+                self.tests_selected
+            ):  # the module's tests ran as a guard, but none of them names the function
                 parts.append(
                     f"types only (no test names it; guard tests: "
                     f"{len(self.tests_passed)}/{len(self.tests_selected)} passed{already})"
