@@ -1061,6 +1061,32 @@ def test_touched_lines_of_a_zero_context_diff() -> None:
     assert gitdiff.touched_lines(diff) == {2, 10, 11, 20, 21}
 
 
+def promisor_repository(repo: Path, command: str) -> None:
+    """Make ``repo`` claim to be a partial clone missing calc/ops.py's blob at HEAD, whose promisor remote
+    fetches it with ``command`` - allowed by the repository's own config, as a downloaded .git can say."""
+    blob = git(repo, "rev-parse", "HEAD:calc/ops.py").strip()
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    git(repo, "config", "core.repositoryformatversion", "1")
+    git(repo, "config", "extensions.partialClone", "origin")
+    git(repo, "config", "remote.origin.url", str(repo.parent / "nowhere"))
+    git(repo, "config", "remote.origin.promisor", "true")
+    git(repo, "config", "remote.origin.uploadpack", command)
+    git(repo, "config", "protocol.allow", "always")
+    git(repo, "config", "protocol.file.allow", "always")
+
+
+def test_reading_a_partial_clones_missing_object_runs_no_command_of_its_remote(
+    repo: Path, tmp_path: Path
+) -> None:
+    # Before, reading HEAD's text ran the remote's uploadpack: `-c protocol.allow=never` does not override
+    # the repository's `protocol.file.allow`, and git 2.39 fetches a missing object lazily.
+    marker = tmp_path / "ran"
+    promisor_repository(repo, f"sh -c 'touch {marker}; exit 1'")
+
+    assert gitdiff.head_text(repo, "calc/ops.py") is None
+    assert not marker.exists()
+
+
 def test_git_runs_with_repository_commands_disabled(repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     stage(repo, "calc/ops.py", CALC.replace("return a * b", "return b * a"))

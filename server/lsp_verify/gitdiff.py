@@ -1,8 +1,8 @@
 """The git questions the headless commands ask: which files and lines are staged, what HEAD holds.
 
 Every call goes through :func:`run_git`, which turns off the repository settings that can make git run a
-command of the repository's choosing (fsmonitor, hooks, external diff drivers, textconv, pagers) and
-ignores the system-wide configuration. Blobs are read with ``git cat-file blob``, which never applies
+command of the repository's choosing (fsmonitor, hooks, external diff drivers, textconv, pagers, the
+transports a partial clone's lazy fetch would start) and ignores the system-wide configuration. Blobs are read with ``git cat-file blob``, which never applies
 filters or textconv, so what is compared is exactly what is committed.
 """
 
@@ -41,6 +41,12 @@ def _env() -> dict[str, str]:
     # being committed. Everything that could start a program or wait for a person is switched off.
     env.update(
         GIT_CONFIG_NOSYSTEM="1",
+        # No transport at all: a repository whose config says it is a partial clone fetches the objects it
+        # lacks from its "promisor" remote on a read (`cat-file`, `ls-tree -l`), and that remote's
+        # `uploadpack` - or an `ext::` URL - is a command of the repository's choosing. An allow-list naming
+        # no protocol overrides `protocol.<name>.allow` in the repository's config, which `-c` would not.
+        GIT_ALLOW_PROTOCOL="none",
+        GIT_NO_LAZY_FETCH="1",
         GIT_TERMINAL_PROMPT="0",
         GIT_PAGER="cat",
         PAGER="cat",
