@@ -6,6 +6,7 @@ Real: the server process, the pipeline, the verifier (mypy, pytest in the sandbo
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types
+
+from lsp_verify.config import cache_home
 
 from .conftest import EditorClient, config, line_of, start, wait_until
 
@@ -338,6 +341,64 @@ async def test_untrusted_outside_git_types_only_against_the_opened_text(
     assert action.title == "Fix `double` (types only — workspace not trusted)"
     version = save(untrusted, uri, path, MODULE)
     assert await checked(untrusted, uri, version, mark) == []
+
+
+# -- an untrusted hostile git workspace -------------------------------------------------------------------
+PLUGIN_MARK = f"lsp-verify-test-plugin-ran-{os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository whose .git says it is a partial clone (HEAD's ordinal.py is "on the remote", fetched
+    by a command of its own), with a mypy plugin, and a new file whose function's stub cannot be spliced
+    in."""
+    root = make_project(tmp_path_factory.mktemp("onsave-hostile") / "ordinal", git=True)
+    marks = root.parent / "marks"
+    marks.mkdir()
+    git = ["git", "-C", str(root)]
+    blob = subprocess.run([*git, "rev-parse", "HEAD:ordinal.py"], capture_output=True, text=True, check=True)
+    (root / ".git" / "objects" / blob.stdout[:2] / blob.stdout.strip()[2:]).unlink()
+    for key, value in (
+        ("core.repositoryformatversion", "1"),
+        ("extensions.partialClone", "origin"),
+        ("remote.origin.url", str(root.parent / "nowhere")),
+        ("remote.origin.promisor", "true"),
+        ("remote.origin.uploadpack", f"sh -c 'touch {marks / 'git-ran'}; exit 1'"),
+        ("protocol.file.allow", "always"),
+    ):
+        subprocess.run([*git, "config", key, value], check=True)
+    (root / "mypy.ini").write_text("[mypy]\nplugins = evil_plugin.py\n", encoding="utf-8")
+    # Under bubblewrap mypy may write only to its cache: the plugin leaves its mark there.
+    (root / "evil_plugin.py").write_text(
+        "import pathlib\nfrom mypy.plugin import Plugin\n\n\nclass Evil(Plugin):\n"
+        "    def __init__(self, options):\n        super().__init__(options)\n"
+        f"        pathlib.Path(options.cache_dir, {PLUGIN_MARK!r}).write_text('ran')\n\n\n"
+        "def plugin(version):\n    return Evil\n",
+        encoding="utf-8",
+    )
+    # A new file: its function's stub baseline does not parse (`def g() -> int: "doc";` then an indented
+    # `raise`), and the check fell back to a run of mypy with the project's configuration, plugin included.
+    (root / "extra.py").write_text('def g() -> int: "doc"; return 1\n', encoding="utf-8")
+    return root
+
+
+@pytest_lsp.fixture(scope="module", config=config(ONSAVE_SERVER))
+async def hostile_client(lsp_client: EditorClient, hostile: Path):
+    await start(lsp_client, hostile, k=2, repairRounds=0)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_opening_a_file_of_an_untrusted_repository_runs_none_of_its_commands(
+    hostile_client: EditorClient, hostile: Path
+) -> None:
+    for name in ("ordinal.py", "extra.py"):
+        mark = len(hostile_client.log_messages)
+        uri = hostile_client.open(hostile / name)
+        await checked(hostile_client, uri, 1, mark)
+
+    assert sorted(p.name for p in (hostile.parent / "marks").iterdir()) == []
+    assert list(cache_home().glob(f"mypy/*/{PLUGIN_MARK}")) == []
 
 
 # -- what a check's findings look like as diagnostics (no server) -----------------------------------------

@@ -268,10 +268,24 @@ class Verifier:
                 target=worker.warm_up, name=f"lsp-verify-{worker.mode}-warm-up", daemon=True
             ).start()
         self._mypy = MypyChecker(
-            self._mypy_worker, self._shadows, self._mypy_cache, settings.mypy_timeout_s, packages_from
+            self._mypy_worker,
+            self._shadows,
+            self._mypy_cache,
+            settings.mypy_timeout_s,
+            packages_from,
+            restricted=None
+            if settings.trusted
+            else lambda: restricted_config(self.root).write(self._shadows.path),
         )
         fresh = FreshProcess(limits, self.isolation, (self._shadows.path,), tuple(readable), env, self.python)
-        self._pytest = PytestRunner(self._pytest_worker, self._shadows, settings.test_timeout_s, fresh)
+        # Every caller checks trust before it collects, runs or probes tests; the runners refuse as well, so
+        # that a path that forgets (a fallback, a new command) fails instead of running workspace code.
+        refused = "" if settings.trusted else "untrusted workspace: tests not run"
+        if refused:
+            self._pytest_worker.close()
+        self._pytest = PytestRunner(
+            self._pytest_worker, self._shadows, settings.test_timeout_s, fresh, refused
+        )
         self._probe = ProbeRunner(self._pytest_worker, self._shadows, min(settings.test_timeout_s, 5.0))
 
     # -- life cycle --------------------------------------------------------------------------------------
@@ -631,11 +645,10 @@ class Verifier:
         its content (None: absent): each file's errors, keyed as given. In an untrusted workspace with our
         restricted configuration (see :meth:`select`)."""
         relatives = [self._relative(path) for path in files]
-        config = None if self.settings.trusted else restricted_config(self.root).write(self._shadows.path)
         (first, text), *rest = self._overlays(overlays).items()
         shadow = self._shadows.create(first, text, dict(rest))
         try:
-            checked = self._mypy.check_files(shadow, relatives, cancel, config)
+            checked = self._mypy.check_files(shadow, relatives, cancel)
         finally:
             shadow.remove()
         return {path: checked[relative] for path, relative in zip(files, relatives, strict=True)}

@@ -38,7 +38,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
@@ -370,6 +370,7 @@ class MypyChecker:
         cache_dir: Path,
         timeout_s: float,
         python_executable: str | None = None,
+        restricted: Callable[[], Path] | None = None,
     ) -> None:
         self._worker = worker
         self._shadows = shadows
@@ -378,10 +379,15 @@ class MypyChecker:
         self._python_executable = python_executable
         """The project's interpreter, when it is not the one mypy runs in: mypy resolves third-party imports
         from its installed packages (``--python-executable``)."""
+        self._restricted = restricted
+        """In an untrusted workspace: writes our restricted configuration (:func:`restricted_config`) and
+        returns its path, for every run not given a configuration file - so that no caller can run mypy with
+        the project's own configuration (its plugins are code) by leaving ``config_file`` out."""
 
     def check(self, shadow: Shadow, cancel: CancelToken, config_file: Path | None = None) -> MypyRun:
         """mypy on ``shadow``: with ``config_file`` only (see :func:`restricted_config`), else with the
-        project's configuration, found from the shadow's root as mypy would find it in the user's tree."""
+        project's configuration, found from the shadow's root as mypy would find it in the user's tree - in a
+        trusted workspace; in an untrusted one, with ours."""
         return self.check_files(shadow, (shadow.relative,), cancel, config_file)[shadow.relative]
 
     def check_files(
@@ -393,6 +399,8 @@ class MypyChecker:
     ) -> dict[Path, MypyRun]:
         """One mypy run over several files of ``shadow`` (``lsp-verify check`` of many files): each file's
         errors, as :meth:`check` of that file reports them. A crash is every file's."""
+        if config_file is None and self._restricted is not None:
+            config_file = self._restricted()
         result_file = self._shadows.scratch("mypy-result")
         log_file = self._shadows.scratch("mypy-log")
         args = [

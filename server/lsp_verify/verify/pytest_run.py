@@ -196,12 +196,20 @@ class PytestRunner:
     fork server cannot reproduce, a fresh process per run; one run at a time."""
 
     def __init__(
-        self, worker: WorkerProcess, shadows: ShadowRoot, timeout_s: float, fresh: FreshProcess
+        self,
+        worker: WorkerProcess,
+        shadows: ShadowRoot,
+        timeout_s: float,
+        fresh: FreshProcess,
+        refused: str = "",
     ) -> None:
         self._worker = worker
         self._shadows = shadows
         self._timeout_s = timeout_s
         self._fresh = fresh
+        self._refused = refused
+        """Why nothing may be collected or run (an untrusted workspace): every collection and run is then
+        this problem, without starting a process."""
         self._fresh_reason = ""
         """Set by :meth:`collect`: why runs use a fresh process (empty: the fork server)."""
 
@@ -210,6 +218,8 @@ class PytestRunner:
     def collect(self, shadow: Shadow, cancel: CancelToken) -> Collection:
         """pytest's collection of the whole workspace (as seen through ``shadow``), made both in the fork
         server and in a fresh process; the fresh process's is the truth, and decides how runs are made."""
+        if self._refused:
+            return Collection((), problem=self._refused)
         timeout = max(2 * self._timeout_s, 15.0)  # a whole suite collects slower than a few tests run
         args = ["--collect-only", *pytest_args(shadow.root, (), None)]
         # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
@@ -363,6 +373,8 @@ class PytestRunner:
         conftest.py): a link resolves into the workspace, so they imported the user's module in place of the
         candidate (:attr:`TestRun.leaked_imports`) and the run could not judge it. In a copy they resolve
         inside the shadow."""
+        if self._refused:
+            return TestRun((), problem=self._refused)
         timeout = self._timeout_s if timeout_s is None else timeout_s
         args = pytest_args(shadow.root, node_ids, doctest_file)
         files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
