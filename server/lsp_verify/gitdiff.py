@@ -2,8 +2,9 @@
 
 Every call goes through :func:`run_git`, which turns off the repository settings that can make git run a
 command of the repository's choosing (fsmonitor, hooks, external diff drivers, textconv, pagers, the
-transports a partial clone's lazy fetch would start) and ignores the system-wide configuration. Blobs are read with ``git cat-file blob``, which never applies
-filters or textconv, so what is compared is exactly what is committed.
+transports a partial clone's lazy fetch would start) and ignores the system-wide configuration. Blobs are
+read with ``git cat-file blob``, which never applies filters or textconv, so what is compared is exactly
+what is committed.
 """
 
 from __future__ import annotations
