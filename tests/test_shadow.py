@@ -348,3 +348,22 @@ def test_the_candidate_is_written_in_the_files_declared_encoding(tmp_path: Path)
         assert shadow.edited.read_bytes() == text.encode("latin-1")
     finally:
         root.close()
+
+
+def test_a_copied_shadow_copies_a_files_stated_size_and_its_executable_bit(tmp_path: Path) -> None:
+    # A hostile repository's `leak -> /proc/self/pagemap` (size 0, endless to read) filled the disk with
+    # each copied shadow; a script the tests run (`scripts/version.sh`) lost its executable bit.
+    workspace = tmp_path / "calc"
+    shutil.copytree(FIXTURES / "calc", workspace)
+    (workspace / "leak").symlink_to("/proc/self/pagemap")
+    (workspace / "version.sh").write_text("#!/bin/sh\necho 1\n")
+    (workspace / "version.sh").chmod(0o755)
+    shadows = ShadowRoot(workspace, copy=True)
+    try:
+        shadow = shadows.create(Path("calc/core.py"), "X = 1\n")
+        assert (shadow.root / "leak").stat().st_size == 0
+        assert stat.S_IMODE((shadow.root / "version.sh").stat().st_mode) == 0o700
+        assert stat.S_IMODE((shadow.root / "calc" / "__init__.py").stat().st_mode) == 0o600
+        assert (shadow.root / "version.sh").read_text() == "#!/bin/sh\necho 1\n"
+    finally:
+        shadows.close()

@@ -35,6 +35,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -395,23 +396,30 @@ def _unlink_tree(source_dir: Path, target_dir: Path) -> None:
 
 
 def _copy_file(source: str, target: str) -> None:
+    """``source``'s first ``st_size`` bytes - no more: a symlink to ``/proc/self/pagemap`` (size 0, and
+    endless to read) would fill the disk - into a new private file, executable when the source is (a test
+    may run a script of the project's)."""
     # Plain os calls: per file this is about a third of shutil.copyfile's cost, and most files are small;
     # a large one is copied inside the kernel (copy_file_range: a reflink where the filesystem can).
     fd = os.open(source, os.O_RDONLY)
     try:
-        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        status = os.fstat(fd)
+        mode = 0o700 if status.st_mode & stat.S_IXUSR else 0o600
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            size = os.fstat(fd).st_size
-            if size > 1 << 20 and hasattr(os, "copy_file_range"):
+            left = status.st_size
+            if left > 1 << 20 and hasattr(os, "copy_file_range"):
                 try:
-                    while os.copy_file_range(fd, out, 1 << 30):
-                        pass
+                    while left > 0 and (copied := os.copy_file_range(fd, out, min(left, 1 << 30))):
+                        left -= copied
                 except OSError:  # not supported between these files: start over, plainly
                     os.lseek(fd, 0, os.SEEK_SET)
                     os.lseek(out, 0, os.SEEK_SET)
                     os.ftruncate(out, 0)
-            while chunk := os.read(fd, 1 << 20):  # what copy_file_range left (or all of a small file)
+                    left = status.st_size
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):  # what copy_file_range left
                 os.write(out, chunk)
+                left -= len(chunk)
         finally:
             os.close(out)
     finally:
