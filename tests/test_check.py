@@ -462,6 +462,33 @@ def test_a_change_whose_own_tests_are_skipped_or_failing_already_is_backed_by_ty
         assert f"types only (no test that names it passed: {count}; 0/1 passed)" in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize("config", ["pytest.toml", "pyproject.toml"])
+def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
+    tmp_path: Path, config: str
+) -> None:
+    # `python -m pytest` reads the root's configuration (filterwarnings = error): the warning the change
+    # adds fails test_add. A run naming tests/test_ops.py::test_add looked for a configuration from tests/
+    # up, read tests/pytest.ini (markers only) and passed it; pytest 9's pytest.toml was not known at all.
+    root_config = {
+        "pytest.toml": '[pytest]\nfilterwarnings = ["error"]\n',
+        "pyproject.toml": PYPROJECT + '\n[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n',
+    }[config]
+    files = {config: root_config, "tests/pytest.ini": "[pytest]\nmarkers =\n    slow: slow tests\n"}
+    files |= {"tests/test_ops.py": TESTS}
+    files.setdefault("pyproject.toml", PYPROJECT)
+    repo = make_repo(tmp_path / "repo", files)
+    warned = CALC.replace(
+        "    return a + b",
+        "    import warnings\n\n    warnings.warn('old', DeprecationWarning)\n    return a + b",
+    )
+    stage(repo, "calc/ops.py", warned)
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+
+
 @pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,

@@ -253,6 +253,8 @@ one of the two tables (a test checks it)."""
 
 
 PYTEST_CONFIG_FILES = (
+    ("pytest.toml", None),  # pytest 9
+    (".pytest.toml", None),
     ("pytest.ini", None),
     (".pytest.ini", None),
     ("pyproject.toml", re.compile(r"^\[tool\.pytest(\.ini_options)?\]", re.MULTILINE)),

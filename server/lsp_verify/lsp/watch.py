@@ -16,6 +16,8 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from ..config import PYTEST_CONFIG_FILES
+
 log = logging.getLogger(__name__)
 
 _IGNORED_DIRS = {
@@ -28,13 +30,11 @@ _IGNORED_DIRS = {
     "node_modules",
 }
 _RELEVANT_NAMES = {
-    "pyproject.toml",
-    "setup.cfg",
     "setup.py",
     "mypy.ini",
-    "pytest.ini",
-    "tox.ini",
+    ".mypy.ini",
     "conftest.py",
+    *(name for name, _ in PYTEST_CONFIG_FILES),
 }
 
 

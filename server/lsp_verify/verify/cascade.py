@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..cancel import CancelToken
-from ..config import Settings, repository_top
+from ..config import PYTEST_CONFIG_FILES, Settings, repository_top
 from ..syntax import pyast
 from ..syntax.target import EditTarget
 from .callers import Reach, ReachMode, Tracing, reach_of
@@ -68,7 +68,7 @@ from .test_index import TestIndex, import_name, module_name
 from .types import Candidate, CandidateResult, Evidence, StageName, StageResult, TestOutcome, unbacked_counts
 
 _FAILING = frozenset({"failed", "error", "timeout"})
-_CONFIG_NAMES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", "conftest.py")
+_CONFIG_NAMES = (*(name for name, _ in PYTEST_CONFIG_FILES), "conftest.py")
 
 
 FIX_COLLECTION = "Fix it so that `python -m pytest --collect-only` succeeds."

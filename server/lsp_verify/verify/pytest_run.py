@@ -170,12 +170,32 @@ def function_id(node_id: str) -> str:
     return node_id[: case.start()] if case else node_id
 
 
-def pytest_args(root: Path, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
-    """Arguments for one run: no cache provider (it would write .pytest_cache), fixed rootdir."""
+def pytest_args(shadow: Shadow, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
+    """Arguments for one run: no cache provider (it would write .pytest_cache), fixed rootdir, and the
+    configuration file a plain ``python -m pytest`` at the project's root reads."""
+    root = shadow.root
     args = ["-p", "no:cacheprovider", "-q", "--no-header", "--color=no", f"--rootdir={root}"]
+    config = project_config_file(shadow)
+    if config is not None:
+        args.append(f"--config-file={config}")
     if doctest_file is not None:
         args += ["--doctest-modules", doctest_file]
     return [*args, *node_ids]
+
+
+def project_config_file(shadow: Shadow) -> Path | None:
+    """The pytest configuration file of the project: in the first directory from the shadow's root up
+    (within the shadow: a monorepo's top is mirrored around a member) that holds one, as pytest finds it with
+    no arguments. Without it a run naming ``tests/test_x.py::test_y`` looks from ``tests/`` up, and a
+    ``tests/pytest.ini`` that declares markers there replaced the project's ``filterwarnings = error``
+    (and its conftest.py files above, which ``confcutdir`` then cut off)."""
+    for directory in (shadow.root, *shadow.root.parents):
+        name = pytest_config_file(directory)
+        if name:
+            return directory / name
+        if directory == shadow.outer:
+            return None
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +241,7 @@ class PytestRunner:
         if self._refused:
             return Collection((), problem=self._refused)
         timeout = max(2 * self._timeout_s, 15.0)  # a whole suite collects slower than a few tests run
-        args = ["--collect-only", *pytest_args(shadow.root, (), None)]
+        args = ["--collect-only", *pytest_args(shadow, (), None)]
         # Both at once: the fork server mostly waits on its own child, and a wall-clock second saved here
         # is saved on every `lsp-verify check` run.
         forked_run, (fresh_events, fresh_answer, fresh_log) = alongside(
@@ -262,7 +282,7 @@ class PytestRunner:
         )[:_RECHECKS]
         alone: dict[str, Collection] = {}
         for file in files:
-            args = ["--collect-only", *pytest_args(shadow.root, (file,), None)]
+            args = ["--collect-only", *pytest_args(shadow, (file,), None)]
             try:
                 events, answer, log = self._request(
                     shadow, "collect", args, timeout, cancel, bool(self._fresh_reason)
@@ -376,7 +396,7 @@ class PytestRunner:
         if self._refused:
             return TestRun((), problem=self._refused)
         timeout = self._timeout_s if timeout_s is None else timeout_s
-        args = pytest_args(shadow.root, node_ids, doctest_file)
+        args = pytest_args(shadow, node_ids, doctest_file)
         files: dict[str, object] = {"edited_file": str(shadow.edited), "forbidden_file": str(original_file)}
         if trace_calls:
             files["trace_calls"] = True

@@ -43,6 +43,7 @@ import tree_sitter
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
+from ..config import PYTEST_CONFIG_FILES
 from ..syntax.doctests_scan import DoctestSource, read_doctests
 from ..syntax.parse import parse
 from ..syntax.tests_scan import TestFunction, test_functions
@@ -79,9 +80,7 @@ class TestFile:
 
 
 # Changes to these may change what pytest collects, wherever they are.
-_COLLECTION_FILES = frozenset(
-    {"conftest.py", "__init__.py", "pyproject.toml", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg"}
-)
+_COLLECTION_FILES = frozenset({"conftest.py", "__init__.py", *(name for name, _ in PYTEST_CONFIG_FILES)})
 
 
 def module_name(root: Path, path: Path) -> str:
