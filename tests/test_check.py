@@ -489,6 +489,27 @@ def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
     assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
 
 
+def test_a_test_using_pytests_cache_fixture_runs_and_fails_a_change(tmp_path: Path) -> None:
+    # `-p no:cacheprovider` took the `cache` fixture away: the test errored with and without the change
+    # ("fixture 'cache' not found"), was forgiven as failing before, and the broken `add` passed.
+    tests = (
+        "from calc.ops import add\n\n\ndef test_add(cache) -> None:\n"
+        "    assert cache.get('calc/runs', 0) == 0\n"
+        "    cache.set('calc/runs', 1)\n"
+        "    assert add(2, 3) == 5\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "tests/test_ops.py": tests})
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+    # Each run's cache is its own: the value the baseline's run stored is not what the next run reads.
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return b + a"))
+    assert run_check(repo, tmp_path).returncode == 0
+
+
 @pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,

@@ -389,9 +389,8 @@ def _plain_runs() -> object:
 
     And every run goes on to its end: ``-x`` or ``--maxfail`` in addopts stopped a run at its first failure,
     so a test that failed before the change too hid every test after it (a change that broke one passed).
-    The options of the plugins our ``-p no:cacheprovider`` blocks (``--lf``, ``--ff``, ``--sw``: which tests
-    run first, or which alone, from the cache a run must not write) are taken out: pytest would refuse
-    them, and nothing could be checked."""
+    The options that pick tests from pytest's cache (``--lf``, ``--ff``, ``--sw``: which tests run first, or
+    which alone) are taken out: a shadow's cache is empty, and every selected test must run."""
     import pytest
 
     class PlainRuns:

@@ -171,10 +171,18 @@ def function_id(node_id: str) -> str:
 
 
 def pytest_args(shadow: Shadow, node_ids: Sequence[str], doctest_file: str | None) -> list[str]:
-    """Arguments for one run: no cache provider (it would write .pytest_cache), fixed rootdir, and the
+    """Arguments for one run: pytest's cache inside the shadow (a fresh one per shadow: the ``cache``
+    fixture works, and nothing one candidate's run stored is read by another's), fixed rootdir, and the
     configuration file a plain ``python -m pytest`` at the project's root reads."""
     root = shadow.root
-    args = ["-p", "no:cacheprovider", "-q", "--no-header", "--color=no", f"--rootdir={root}"]
+    args = [
+        "-o",
+        f"cache_dir={root / '.pytest_cache'}",
+        "-q",
+        "--no-header",
+        "--color=no",
+        f"--rootdir={root}",
+    ]
     config = project_config_file(shadow)
     if config is not None:
         args.append(f"--config-file={config}")
