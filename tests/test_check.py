@@ -510,6 +510,42 @@ def test_a_test_using_pytests_cache_fixture_runs_and_fails_a_change(tmp_path: Pa
     assert run_check(repo, tmp_path).returncode == 0
 
 
+REACHED_THROUGH = {
+    # main() parses the command line: under plain pytest it sees none; in the worker it saw the worker's own
+    # arguments and exited 2.
+    "argv": (
+        "import argparse\n\nfrom calc.ops import add\n\n\ndef main() -> int:\n"
+        "    argparse.ArgumentParser().parse_args()\n    return add(2, 3)\n",
+        "from calc.front import main\n\n\ndef test_main() -> None:\n    assert main() == 5\n",
+    ),
+    # Colour unless NO_COLOR is set, as the user's terminal has it: the sandbox set it for every run.
+    "NO_COLOR": (
+        "import os\n\nfrom calc.ops import add\n\n\ndef main() -> str:\n"
+        "    text = str(add(2, 3))\n    return text if os.environ.get('NO_COLOR') else f'\\x1b[1m{text}'\n",
+        "from calc.front import main\n\n\ndef test_main() -> None:\n    assert main() == '\\x1b[1m5'\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", sorted(REACHED_THROUGH))
+def test_a_test_reaching_the_change_runs_as_under_plain_pytest(tmp_path: Path, how: str) -> None:
+    # Its test names only `main`, which calls the changed `add`: it failed before the change too in the
+    # sandbox (not under plain pytest), was forgiven, and the broken `add` passed.
+    front, test = REACHED_THROUGH[how]
+    files = {"pyproject.toml": PYPROJECT, "calc/front.py": front, "tests/test_front.py": test}
+    repo = make_repo(tmp_path / "repo", files)
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest"], cwd=repo, env=cli_env(tmp_path), capture_output=True
+    )
+    assert plain.returncode == 0, plain.stdout
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_front.py::test_main failed" in proc.stdout, proc.stdout
+
+
 @pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,

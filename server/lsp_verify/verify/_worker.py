@@ -362,6 +362,13 @@ def _bare_main() -> None:
     sys.modules["__main__"] = bare
 
 
+def _plain_argv(pytest: Any) -> None:
+    """Make ``sys.argv`` what ``python -m pytest`` gives a test: pytest's ``__main__.py`` and no argument,
+    not this worker's (``lsp-verify-worker pytest``). A test that runs the project's ``main()``, whose
+    ``argparse`` reads the command line, exited 2 with and without a change alike and guarded nothing."""
+    sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py")]
+
+
 def _without_cache_options(args: list[str]) -> list[str]:
     """``args`` without the cacheprovider's and stepwise's options (``--lfnf`` with its value, given as
     ``--lfnf=all`` or as the next argument)."""
@@ -607,6 +614,7 @@ def _run_pytest(request: dict[str, Any]) -> int:
     sys.path.insert(0, request["cwd"])
     import pytest
 
+    _plain_argv(pytest)
     plugin = _ResultPlugin(request["result_file"])
     plugins = [plugin, _plain_runs(), _unittest_discovery(plugin)]
     if request.get("trace_calls"):
@@ -649,6 +657,7 @@ def _run_collect(request: dict[str, Any]) -> int:
     sys.path.insert(0, request["cwd"])
     import pytest
 
+    _plain_argv(pytest)
     plugin = _CollectPlugin(request["result_file"], os.path.abspath(request["cwd"]), preloaded)
     try:
         return int(pytest.main(request["args"], plugins=[plugin, _plain_runs(), _unittest_discovery(plugin)]))

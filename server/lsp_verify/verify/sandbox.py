@@ -399,12 +399,13 @@ def kill_tree(process: subprocess.Popen[Any]) -> None:
 
 
 def sandbox_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for workspace code: no bytecode written, no colour, no pytest plugin caches."""
+    """The environment for workspace code: the user's, with no bytecode written and one hash seed (every run
+    of a check orders sets alike). ``NO_COLOR`` is left as the user has it: a test of the project's own
+    colour output (``NO_COLOR`` turns it off) failed with and without a change alike when it was set."""
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONSTARTUP", None)
     env["PYTHONHASHSEED"] = "0"
-    env["NO_COLOR"] = "1"
     if extra:
         env.update(extra)
     return env
