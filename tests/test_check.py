@@ -574,6 +574,48 @@ def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp
     assert not any((repo / ".hypothesis" / "examples").iterdir())
 
 
+SAVE_EXAMPLE = """\
+import sys
+
+sys.path.insert(0, ".")
+from hypothesis.database import DirectoryBasedExampleDatabase, choices_to_bytes
+from hypothesis.internal.reflection import function_digest
+
+from tests.test_prop import test_add_zero
+
+database = DirectoryBasedExampleDatabase(".hypothesis/examples")
+database.save(function_digest(test_add_zero.hypothesis.inner_test), choices_to_bytes((9876543,)))
+"""
+
+
+@pytest.mark.installed_plugins
+def test_a_failure_saved_in_the_users_example_database_is_replayed(tmp_path: Path) -> None:
+    # `python -m pytest` replays the failures Hypothesis saved in .hypothesis first: this change fails
+    # there every time. The runs' fixed seed (Hypothesis's global_force_seed) made Hypothesis ignore the
+    # database, and random draws never hit the value (built at run time: Hypothesis also draws the
+    # literals of the code under test): the change passed.
+    pytest.importorskip("hypothesis")
+    prop = (
+        "from hypothesis import given, strategies as st\n\nfrom calc.ops import add\n\n\n"
+        "@given(st.integers())\ndef test_add_zero(a: int) -> None:\n    assert add(a, 0) == a\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": PYPROJECT, "tests/test_prop.py": prop})
+    (repo / ".git" / "info" / "exclude").write_text(".hypothesis/\n")
+    saved = subprocess.run([sys.executable, "-c", SAVE_EXAMPLE], cwd=repo, capture_output=True, text=True)
+    if saved.returncode != 0:
+        pytest.skip(f"this Hypothesis keeps its database otherwise: {saved.stderr.strip().splitlines()[-1]}")
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a + b + (a == int('98' + '76543'))"))
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest"], cwd=repo, env=cli_env(tmp_path), capture_output=True
+    )
+    assert plain.returncode == 1, plain.stdout
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_prop.py::test_add_zero failed" in proc.stdout, proc.stdout
+
+
 THERMOMETER = """\
 class Thermometer:
     def __init__(self) -> None:

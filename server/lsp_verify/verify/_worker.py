@@ -80,6 +80,8 @@ class _ResultPlugin:
 
     def __init__(self, path: str) -> None:
         self._out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child exits
+        self._hypothesis: Any = None
+        """``hypothesis.core``, when its unseeded tests' seeds are to be made alike (see below)."""
 
     def _write(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record) + "\n")
@@ -99,12 +101,25 @@ class _ResultPlugin:
     def pytest_collection_finish(self, session: object) -> None:
         # Hypothesis draws new inputs on every run unless it is given a seed: a property test would then
         # pass on the baseline and fail on a candidate (or the other way round) by chance - hyperlink's
-        # health check "filtering out a lot of inputs" did, for a change to another function. Every run of
-        # a check draws the same inputs, as `pytest --hypothesis-seed=0` would, unless the project or the
-        # test chose its own seed (`@seed`, `derandomize`, `--hypothesis-seed`, which Hypothesis prefers).
+        # health check "filtering out a lot of inputs" did, for a change to another function. Every test
+        # of a check's runs draws the same inputs, unless the project or the test chose its own seed
+        # (`@seed`, `derandomize`, `--hypothesis-seed`, which Hypothesis prefers).
         core = sys.modules.get("hypothesis.core")
-        if core is not None and getattr(core, "global_force_seed", 0) is None:
-            setattr(core, "global_force_seed", 0)  # noqa: B010 - an attribute only some versions have
+        self._hypothesis = (
+            core if core is not None and getattr(core, "global_force_seed", 0) is None else None
+        )
+        if self._hypothesis is not None and not _hypothesis_random(self._hypothesis):
+            # A version without the generator below: its global seed (`pytest --hypothesis-seed=0`).
+            setattr(self._hypothesis, "global_force_seed", 0)  # noqa: B010 - only some versions have it
+            self._hypothesis = None
+
+    def pytest_runtest_setup(self, item: object) -> None:
+        # The generator Hypothesis draws each test's seed from, reset before every test: the test's draws
+        # are the same whichever tests ran before it (a candidate's run of its own tests first, the rest
+        # after). Not its global seed, with which Hypothesis ignores the example database - the failures
+        # it saved in the user's runs, which `python -m pytest` replays first, were never tried.
+        if self._hypothesis is not None:
+            _hypothesis_random(self._hypothesis, reset=True)
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         # When (the system's monotonic clock, which the runner reads too): whether a test still running at
@@ -367,6 +382,19 @@ def _plain_argv(pytest: Any) -> None:
     not this worker's (``lsp-verify-worker pytest``). A test that runs the project's ``main()``, whose
     ``argparse`` reads the command line, exited 2 with and without a change alike and guarded nothing."""
     sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py")]
+
+
+def _hypothesis_random(core: Any, *, reset: bool = False) -> bool:
+    """Whether ``hypothesis.core`` keeps the generator it draws unseeded tests' seeds from (a thread-local
+    ``_hypothesis_global_random``); ``reset``: set it to a fresh ``Random(0)``."""
+    import random
+
+    local = getattr(core, "threadlocal", None)
+    if local is None or not hasattr(local, "_hypothesis_global_random"):
+        return False
+    if reset:
+        local._hypothesis_global_random = random.Random(0)
+    return True
 
 
 def _without_cache_options(args: list[str]) -> list[str]:
