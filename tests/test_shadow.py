@@ -27,6 +27,7 @@ def test_shadow_is_private_links_the_rest_and_makes_the_edited_path_real(tmp_pat
         assert stat.S_IMODE(shadows.path.stat().st_mode) == 0o700
         assert workspace not in shadows.path.parents
         shadow = shadows.create(Path("calc/core.py"), "X = 1\n")
+        assert shadow.root.name == "calc"  # as the workspace is named: a test may read it
         # The package directory and the edited file are real: realpath stays inside the shadow.
         assert not (shadow.root / "calc").is_symlink()
         assert not shadow.edited.is_symlink()

@@ -150,13 +150,15 @@ class ShadowRoot:
         with self._lock:
             name = f"s{next(self._counter)}"
         outer = self.path / name
-        shadow_dir = outer
+        outer.mkdir(mode=0o700)
+        # Named as the workspace is: a test may read its project's directory name (`Path.cwd().name`, a
+        # slug made from `Path(__file__).parents[1].name`), which a shadow named `s14` changed.
+        shadow_dir = outer / (self.workspace.name or "workspace")
         if self.top is not None:
             # The directories from the repository's top down to the workspace, their other entries linked: a
             # path out of the project (pytest's `pythonpath = ["../a/src"]`, a conftest.py's
             # `os.path.dirname(__file__) + "/../../shared"`) leads where it leads in the user's tree - or to
             # the content given for it there (another member's change, for the tests of one that imports it).
-            outer.mkdir(mode=0o700)
             _link_tree(self.top, outer, [self.nest.parts, *(path.parts for path in around)])
             shadow_dir = outer / self.nest
         if self.copy:
@@ -210,7 +212,8 @@ class Shadow:
         self.edited = edited
         self.linked = linked
         self.outer = outer or root
-        """The directory holding the whole shadow: ``root``, or the mirror of the repository around it."""
+        """The directory holding the whole shadow: ``root``'s parent, or the mirror of the repository around
+        it."""
 
     def materialize(self) -> None:
         """Turn this linked shadow into a copied one, in place: every symlink into the workspace becomes a
