@@ -546,6 +546,25 @@ def test_a_test_reaching_the_change_runs_as_under_plain_pytest(tmp_path: Path, h
     assert "tests/test_front.py::test_main failed" in proc.stdout, proc.stdout
 
 
+def test_tests_failing_with_and_without_the_change_are_said_to_have_checked_nothing(tmp_path: Path) -> None:
+    # A test that fails here and at HEAD alike cannot tell a change; where it passes for the user, the
+    # sandbox differs from their environment (their home directory, the network), and they should know.
+    home = "from pathlib import Path\n\n\ndef test_config() -> None:\n"
+    home += "    assert (Path.home() / '.calc-settings-nowhere').exists(), 'no settings'\n"
+    files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tests/test_home.py": home}
+    repo = make_repo(tmp_path / "repo", files)
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return b + a"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = (
+        "1 test of the whole suite fails here with the change and as HEAD has it, so checked nothing of it "
+        "(tests/test_home.py::test_config: AssertionError: no settings"
+    )
+    assert said in proc.stdout.replace("\n  ", " "), proc.stdout
+
+
 @pytest.mark.installed_plugins
 def test_a_property_test_fails_a_change_beside_the_users_hypothesis_database(tmp_path: Path) -> None:
     # The user ran the suite before: .hypothesis/ is in the tree. Under bubblewrap the shadow linked it,
