@@ -415,6 +415,7 @@ class Verifier:
             # Every doctest of the edited module counts: the target's own must pass, and another function's
             # (one that calls the target, say) guards it like any other selected test.
             baseline = run.outcomes
+            naming = [o for o in baseline if _is_direct_in(o.nodeid, direct, doctest_file, module, target)]
             run_tests = True
             if not baseline:
                 notes.append(
@@ -423,16 +424,12 @@ class Verifier:
                     else "no nearby tests: types only"
                 )
                 run_tests = False
-            elif (
-                naming := [
-                    o for o in baseline if _is_direct_in(o.nodeid, direct, doctest_file, module, target)
-                ]
-            ) and all(o.outcome == "skipped" for o in naming):
-                notes.append(f"{_unbacked_summary(target, naming)}: types only")
-            elif not naming:
+            elif all(o.outcome == "skipped" for o in naming):  # none names it, or those that do skip
                 reached = [o for o in baseline if function_id(o.nodeid) in selection.reaching_tests]
                 if reached:
                     notes.append(_reached_summary(target, reached))
+                elif naming:
+                    notes.append(f"{_unbacked_summary(target, naming)}: types only")
                 else:
                     notes.append(f"{_guard_summary(target, baseline, 'run as a guard')}: types only")
         return VerifyPlan(

@@ -136,9 +136,7 @@ class CandidateResult:
                     f"types only (no test that names it passed: {unbacked_counts(naming)}; "
                     f"{len(self.tests_passed)}/{len(self.tests_selected)} passed)"
                 )
-            elif (
-                self.tests_selected
-            ):  # the module's tests ran as a guard, but none of them names the function
+            elif self.tests_selected:  # the module's tests ran as guards, and none of them names it
                 parts.append(
                     f"types only (no test names it; guard tests: "
                     f"{len(self.tests_passed)}/{len(self.tests_selected)} passed{already})"
