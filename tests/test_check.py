@@ -489,6 +489,21 @@ def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
     assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
 
 
+def test_runs_by_node_id_read_a_bare_pyproject_toml_as_a_plain_run_does(tmp_path: Path) -> None:
+    # No pytest table anywhere: a plain run takes the root's pyproject.toml as its (empty) configuration
+    # and collects test_add; a run naming it read tests/pytest.ini, whose python_functions found no such
+    # test: "cannot be collected ... not found: tests/test_ops.py::test_add", exit 2, for a change its own
+    # tests catch.
+    files = {"pyproject.toml": PYPROJECT, "tests/pytest.ini": "[pytest]\npython_functions = check_*\n"}
+    repo = make_repo(tmp_path / "repo", files | {"tests/test_ops.py": TESTS})
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+
+
 def test_a_test_using_pytests_cache_fixture_runs_and_fails_a_change(tmp_path: Path) -> None:
     # `-p no:cacheprovider` took the `cache` fixture away: the test errored with and without the change
     # ("fixture 'cache' not found"), was forgiven as failing before, and the broken `add` passed.

@@ -196,14 +196,16 @@ def project_config_file(shadow: Shadow) -> Path | None:
     (within the shadow: a monorepo's top is mirrored around a member) that holds one, as pytest finds it with
     no arguments. Without it a run naming ``tests/test_x.py::test_y`` looks from ``tests/`` up, and a
     ``tests/pytest.ini`` that declares markers there replaced the project's ``filterwarnings = error``
-    (and its conftest.py files above, which ``confcutdir`` then cut off)."""
+    (and its conftest.py files above, which ``confcutdir`` then cut off). Where none holds one, the root's
+    ``pyproject.toml`` even without a pytest table, as pytest (8.1 on) takes it then."""
     for directory in (shadow.root, *shadow.root.parents):
         name = pytest_config_file(directory)
         if name:
             return directory / name
         if directory == shadow.outer:
-            return None
-    return None
+            break
+    fallback = shadow.root / "pyproject.toml"
+    return fallback if fallback.is_file() else None
 
 
 @dataclasses.dataclass(frozen=True)
