@@ -623,12 +623,17 @@ database.save(function_digest(test_add_zero.hypothesis.inner_test), choices_to_b
 
 
 @pytest.mark.installed_plugins
-def test_a_failure_saved_in_the_users_example_database_is_replayed(tmp_path: Path) -> None:
+def test_a_failure_saved_in_the_users_example_database_is_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # `python -m pytest` replays the failures Hypothesis saved in .hypothesis first: this change fails
     # there every time. The runs' fixed seed (Hypothesis's global_force_seed) made Hypothesis ignore the
     # database, and random draws never hit the value (built at run time: Hypothesis also draws the
     # literals of the code under test): the change passed.
     pytest.importorskip("hypothesis")
+    # As on a developer's machine: under `CI` Hypothesis loads its "ci" profile, which has no database (a
+    # plain run replays nothing there, nor do ours - the environment is passed on).
+    monkeypatch.delenv("CI", raising=False)
     prop = (
         "from hypothesis import given, strategies as st\n\nfrom calc.ops import add\n\n\n"
         "@given(st.integers())\ndef test_add_zero(a: int) -> None:\n    assert add(a, 0) == a\n"
