@@ -175,6 +175,21 @@ def test_one_line_definition_moves_its_body_to_the_next_line() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "header", ['def g(x: int) -> int: "Twice x."; ', "def g(x: int) -> int:  'Twice' \"x.\" ;  "]
+)
+def test_a_one_line_definition_with_a_docstring_keeps_it_on_a_line_of_its_own(header: str) -> None:
+    # `def g() -> int: "doc"; return 1`: the body went on its own line after `"doc";`, which does not parse
+    # (the check of such a new function then fell back to a mypy run that, untrusted, used the project's
+    # configuration).
+    text = f"{header}return x + x\n"
+    target = target_at(text, PATH, 0)
+    spliced = splice_body(text, target, "    return 2 * x")
+    ast.parse(spliced)
+    docstring = header.split(":", 2)[2].strip().rstrip(";").strip()
+    assert spliced == f"def g(x: int) -> int:\n    {docstring}\n    return 2 * x\n", spliced
+
+
 def test_splice_into_changed_text_is_refused() -> None:
     target = stub("mean")
     with pytest.raises(StaleTargetError):

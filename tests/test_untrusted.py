@@ -145,6 +145,29 @@ def test_a_mypy_plugin_never_runs_but_the_strictness_still_counts(
     assert not outcome.explicit_any.passed and "Any" in (outcome.explicit_any.first_error or "")
 
 
+def test_every_run_of_an_untrusted_verifier_keeps_to_our_configuration_and_runs_no_test(
+    hostile: Hostile,
+) -> None:
+    """Not only the cascade's own calls: `check`'s fallbacks (``run_once`` for a new function whose stub
+    could not be used, ``run_together``, ``type_check``) called mypy with no configuration file - the
+    project's, plugins included - and nothing stopped a test run either."""
+    hostile.write("evil_plugin.py", plugin(hostile.marks / "plugin"))
+    hostile.write("mypy.ini", "[mypy]\nplugins = evil_plugin.py\n")
+    hostile.write(
+        "test_mod.py", payload(hostile.marks / "test") + "\n\ndef test_double() -> None:\n    pass\n"
+    )
+    path, cancel = hostile.root / "mod.py", CancelToken()
+    with Verifier(hostile.root, Settings(trusted=False, sandbox="none")) as verifier:
+        once = verifier.run_once(path, MODULE, ("test_mod.py::test_double",), None, cancel)
+        together = verifier.run_together([(path, MODULE)], ("test_mod.py::test_double",), cancel)
+        typed = verifier.type_check([path], {path: MODULE}, cancel)
+        tests = verifier.run_tests(path, MODULE, ("test_mod.py::test_double",), cancel)
+    assert hostile.ran() == []
+    assert not once.mypy.crashed and not together[path].mypy.crashed and not typed[path].crashed
+    assert once.tests.problem == tests.problem == "untrusted workspace: tests not run"
+    assert not tests.outcomes
+
+
 def test_mypy_reads_no_configuration_but_ours(hostile: Hostile, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not even the user-level one mypy would fall back to (~/.config/mypy/config): exactly our file."""
     home = hostile.out.parent / "home"

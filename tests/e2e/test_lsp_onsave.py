@@ -376,8 +376,10 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "def plugin(version):\n    return Evil\n",
         encoding="utf-8",
     )
-    # A new file: its function's stub baseline does not parse (`def g() -> int: "doc";` then an indented
-    # `raise`), and the check fell back to a run of mypy with the project's configuration, plugin included.
+    # A new file whose function's stub baseline did not parse (`def g() -> int: "doc";` then an indented
+    # `raise`): the check fell back to a run of mypy with the project's configuration, plugin included.
+    # Such a stub parses now; every mypy run of an untrusted workspace keeps to our configuration anyway
+    # (tests/test_untrusted.py tests each fallback).
     (root / "extra.py").write_text('def g() -> int: "doc"; return 1\n', encoding="utf-8")
     return root
 

@@ -148,14 +148,43 @@ def _replacement(text: str, target: EditTarget, body: str) -> tuple[SourceText, 
     if prefix.strip():
         # The body range starts on the header's or the docstring's line: the new body goes on lines of its
         # own, and the blanks left between the colon (or docstring) and the old body go with it.
+        newline = "\r\n" if b"\r\n" in source.data else "\n"
         while prefix and prefix[-1:] in {b" ", b"\t"}:
             prefix = prefix[:-1]
             start -= 1
-        return source, start, end, ("\r\n" if b"\r\n" in source.data else "\n") + body
+        docstring = _same_line_docstring(prefix.decode("utf-8"))
+        if docstring is not None:
+            # `def g() -> int: "doc"; return 1`: after `"doc";` no indented line may follow - the docstring
+            # goes on a line of its own too, indented as the body is.
+            column, literal = docstring
+            start -= len(prefix) - len(prefix.decode("utf-8")[:column].rstrip(" \t").encode("utf-8"))
+            indentation = body[: len(body) - len(body.lstrip(" \t"))]
+            return source, start, end, f"{newline}{indentation}{literal}{newline}{body}"
+        return source, start, end, newline + body
     indentation = prefix.decode("utf-8")
     if body.startswith(indentation):
         return source, start, end, body[len(indentation) :]
     return source, start - len(prefix), end, body
+
+
+def _same_line_docstring(line: str) -> tuple[int, str] | None:
+    """For a header line whose suite starts with a docstring statement ended by ``;`` (``def g(): "doc";``):
+    the docstring's column and source (``"doc"``); None for any other line."""
+    if not line.endswith(";"):
+        return None
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(line).readline) if t.string.strip()]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if len(tokens) < 3 or tokens[-1].string != ";":
+        return None
+    first = len(tokens) - 1
+    while first > 0 and tokens[first - 1].type == tokenize.STRING:
+        first -= 1
+    if first == len(tokens) - 1 or tokens[first - 1].string != ":":
+        return None
+    column = tokens[first].start[1]
+    return column, line[column : tokens[-1].start[1]].rstrip(" \t")
 
 
 def _snippets(text: str) -> Iterator[str]:
