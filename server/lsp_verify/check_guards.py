@@ -148,7 +148,7 @@ def suite_guard(
         return now
     for nodeid in now.stopped:
         report.notes.append(
-            f"the whole test suite stopped in {nodeid}; run again on its own: {_stop(now, nodeid)}"
+            f"the whole test suite stopped in {nodeid}; run again on its own: {_outcome_in(now, nodeid)}"
         )
     if unfinished:
         report.notes.append(
@@ -258,7 +258,7 @@ def _checked_nothing(now: TestRun, old: list[str], base_name: str) -> str:
     """What the tests that fail with and without the change say: nothing of it. Failing here and passing
     in the user's own runs, they are where this environment differs from theirs (a test reading the home
     directory, the network, a tool that is not installed) - a change they would catch passed unseen."""
-    shown = f"{old[0]}: {_stop(now, old[0])}" + (", ..." if len(old) > 1 else "")
+    shown = f"{old[0]}: {_outcome_in(now, old[0])}" + (", ..." if len(old) > 1 else "")
     tests, fail, they = ("tests", "fail", "they pass") if len(old) > 1 else ("test", "fails", "it passes")
     return (
         f"{len(old)} {tests} of the whole suite {fail} here with the change and as {base_name} has it, so "
@@ -439,8 +439,9 @@ def _fares(run: TestRun, nodeid: str) -> str:
     return "it passes" if outcome == "passed" else "it is skipped"
 
 
-def _stop(run: TestRun, nodeid: str) -> str:
-    """How a test stopped the whole suite's run, and how it fared on its own."""
+def _outcome_in(run: TestRun, nodeid: str) -> str:
+    """How a test fared in ``run``, as a message says it: "it passes", or why it failed (a test that
+    stopped the whole suite's run, run again on its own; one failing with and without a change)."""
     outcome = run.by_nodeid.get(nodeid)
     if outcome is None or outcome.outcome == "passed":
         return "it passes"
