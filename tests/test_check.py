@@ -256,6 +256,39 @@ def test_a_change_that_stops_the_tests_from_being_collected_fails(
     assert "No module named 'not_a_module_anywhere'" in fail and "as HEAD has it" in fail
 
 
+@pytest.mark.parametrize("unrelated", [True, False], ids=["some-collect", "none-collect"])
+def test_a_function_whose_change_stops_its_tests_from_being_collected_fails_with_them(
+    tmp_path: Path, unrelated: bool
+) -> None:
+    # The module calls `add` as it is imported: with the change every test file that imports it fails to
+    # collect. Before, where another file collected, `add`'s own tests (the second file lost) were "could
+    # not be checked" (exit 2) with "fix the test files" said of the change's own breakage; where none did,
+    # "the whole test suite (0 tests) also ran".
+    checked_at_import = CALC + "\n\nassert add(1, 1) == 2\n"
+    other = "from calc.ops import mul\n\n\ndef test_mul_again() -> None:\n    assert mul(1, 1) == 1\n"
+    files = {"pyproject.toml": PYPROJECT, "tests/test_a_first.py": other, "tests/test_ops.py": TESTS}
+    if unrelated:
+        files["tests/test_z_last.py"] = "def test_nothing_of_calc() -> None:\n    pass\n"
+    repo = make_repo(tmp_path / "repo", files)
+    stage(repo, "calc/ops.py", checked_at_import)
+    git(repo, "commit", "-q", "-m", "checked at import")
+    stage(repo, "calc/ops.py", checked_at_import.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    add = next(line for line in proc.stdout.splitlines() if " add " in line)
+    assert add.startswith("FAIL  calc/ops.py:4 add — with this change, the tests"), add
+    module = next(line for line in proc.stdout.splitlines() if "<module>" in line)
+    assert module.startswith("FAIL"), module
+    assert "Fix the test files" not in proc.stdout
+    if unrelated:
+        assert "(and 1 more file)" in module
+        assert "the whole test suite (1 test) also ran on the change" in proc.stdout
+    else:
+        assert "the whole test suite was not run on the change: its tests cannot be collected" in proc.stdout
+
+
 TABLE = """\
 import json
 from pathlib import Path

@@ -231,11 +231,11 @@ def _check_project(
         ]
         changed += others  # after the sources: the suite runs with the first change as it is
         base_name = options.base or "HEAD"
-        lost = ""
+        lost = None
         if settings.trusted and changed:
             try:
                 lost = collection_guard(verifier, changed, report, base_name, cancel)
-                if lost:
+                if lost is not None:
                     failed_by_collection(report, lost)
             except VerifyError as exc:
                 report.notes.append(f"whether the change stops tests from being collected is unknown: {exc}")

@@ -114,7 +114,7 @@ def suite_guard(
     timeout_s: float,
     status: StatusSink,
     cancel: CancelToken,
-    collection_lost: str = "",
+    collection_lost: Lost | None = None,
 ) -> TestRun | None:
     """The whole suite on the change (see the module docstring); adds what it finds to ``report``.
     ``collection_lost``: what the collection guard found the change stops from being collected. Returns the
@@ -160,6 +160,11 @@ def suite_guard(
     caught = {nodeid for f in report.functions if f.status != "pass" for nodeid in f.tests_failed}
     failing = tuple(o.nodeid for o in now.outcomes if o.outcome in FAILING and o.nodeid not in caught)
     ran = len(now.outcomes)
+    if collection_lost and not ran:  # pytest stops at a collection error before running any test
+        report.notes.append(
+            "the whole test suite was not run on the change: its tests cannot be collected with it (above)"
+        )
+        return now
     report.notes.append(
         f"the whole test suite ({ran} test{'s' if ran != 1 else ''}) also ran on the change"
         + (f": {len(failing)} failing that no function's own check ran" if failing else "")
@@ -768,32 +773,32 @@ def collection_guard(
     report: RunReport,
     base_name: str,
     cancel: CancelToken,
-) -> str:
+) -> Lost | None:
     """A change that stops tests from being collected breaks every one of them, whichever function they
     test: a module-level import that fails, a syntax error in a module every test file imports. When the
     collection with the change has errors (or files it could not import) that the collection with the whole
     change undone has not, the changed files are put back one at a time (those the error names first), and
     the first whose base collects what the change does not fails as a whole; when none does alone (a package
-    deleted whole), the change fails as a whole. Returns what the change lost (empty: nothing)."""
+    deleted whole), the change fails as a whole. Returns what the change lost (None: nothing)."""
     first = changed[0]
     now = verifier.collection(first.path, first.now, cancel)
     if not (now.problem or now.errors or now.unimported):
-        return ""
-    lost = ""
+        return None
+    lost = None
     if len(changed) > 1:
         undone = verifier.collection(first.path, first.base, cancel, cached=False, also=_undone(changed[1:]))
         lost = _collection_lost(undone, now)
-        if not lost:
-            return ""  # the tests collected no better before the change
+        if lost is None:
+            return None  # the tests collected no better before the change
     deadline = time.monotonic() + _TRACE_BUDGET_S
-    for change in sorted(changed, key=lambda change: not _named_in(change, verifier.root, lost)):
+    for change in sorted(changed, key=lambda change: not _named_in(change, verifier.root, str(lost or ""))):
         found = collection_failure(verifier, change, now, base_name, cancel)
         if found is not None:
             report.functions.append(found[0])
             return found[1]
         if time.monotonic() > deadline:
             break
-    if lost:
+    if lost is not None:
         why = _untraced(deadline, "stops them", f"{_TRACE_BUDGET_S:g} s")
         report.functions.append(
             FunctionReport(
@@ -809,22 +814,21 @@ def collection_guard(
     return lost
 
 
-def failed_by_collection(report: RunReport, lost: str) -> None:
-    """Once the change is known to stop tests from being collected (``lost``: where, then why): a function
+def failed_by_collection(report: RunReport, lost: Lost) -> None:
+    """Once the change is known to stop tests from being collected (``lost``): a function
     that could not be checked for that reason (an error, exit 2, as for a broken environment) fails - the
     change breaks its tests (a function renamed, its old name still imported by them)."""
     report.functions[:] = [blamed_on_collection(function, lost) for function in report.functions]
 
 
-def blamed_on_collection(function: FunctionReport, lost: str) -> FunctionReport:
-    """``function`` failed, when it could not be checked because its tests cannot be collected where the
-    change lost them (``lost``: where, then why); else as it is."""
-    from .verify.pytest_run import NOTHING_COLLECTED
-
-    # The function's own check may have seen the file's error where the change's collection saw nothing at
-    # all collect ("no test could be collected; tests/test_x.py: ..."): the file is what they share.
-    where = lost.removeprefix(NOTHING_COLLECTED).split(": ", 1)[0]
-    if function.status == "error" and "cannot be collected" in function.message and where in function.message:
+def blamed_on_collection(function: FunctionReport, lost: Lost) -> FunctionReport:
+    """``function`` failed, when it could not be checked because its tests cannot be collected in a file
+    the change lost (one file's import error can stop others that import it); else as it is."""
+    if (
+        function.status == "error"
+        and "cannot be collected" in function.message
+        and any(where in function.message for where in lost.files())
+    ):
         from .verify.cascade import FIX_COLLECTION, FIX_TEST_FILES
 
         message = function.message.removesuffix(f" {FIX_TEST_FILES}").removesuffix(f" {FIX_COLLECTION}")
@@ -842,7 +846,7 @@ def _named_in(change: Change, root: Path, message: str) -> bool:
 
 def collection_failure(
     verifier: Verifier, change: Change, now: Collection, base_name: str, cancel: CancelToken
-) -> tuple[FunctionReport, str] | None:
+) -> tuple[FunctionReport, Lost] | None:
     """The failure of ``change``'s file as a whole, and what was lost, when the collection with it as the
     base has it holds what ``now`` (the collection with the change) lost; None when ``now`` has no error to
     look into, or the base collection has the same (see :func:`collection_guard`)."""
@@ -850,7 +854,7 @@ def collection_failure(
         return None
     cancel.raise_if_cancelled()
     lost = _collection_lost(verifier.collection(change.path, change.base, cancel, cached=False), now)
-    if not lost:
+    if lost is None:
         return None
     return FunctionReport(
         relpath_in(change.path, verifier.root),
@@ -862,16 +866,36 @@ def collection_failure(
     ), lost
 
 
-def _collection_lost(base: Collection, now: Collection) -> str:
-    """What collects in ``base`` and not in ``now``, in one line (empty: nothing)."""
+def _collection_lost(base: Collection, now: Collection) -> Lost | None:
+    """What collects in ``base`` and not in ``now`` (None: nothing)."""
     if now.problem and not base.problem:
-        return now.problem
-    for failed, known in ((now.errors, base.errors), (now.unimported, base.unimported)):
-        before = {where for where, _ in known}
-        for where, why in failed:
-            if where not in before:
-                return f"{where}: {why}"
-    return ""
+        return Lost((now.problem,))
+    lost = tuple(
+        f"{where}: {why}"
+        for failed, known in ((now.errors, base.errors), (now.unimported, base.unimported))
+        for where, why in failed
+        if where not in {where for where, _ in known}
+    )
+    return Lost(lost) if lost else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Lost:
+    """What the base collects and the change does not: ``where: why`` of each file, or of the whole
+    collection (:attr:`Collection.problem`). Said as its first, with how many more."""
+
+    each: tuple[str, ...]
+
+    def __str__(self) -> str:
+        more = len(self.each) - 1
+        return self.each[0] + (f" (and {more} more file{'s' if more > 1 else ''})" if more else "")
+
+    def files(self) -> tuple[str, ...]:
+        """The files lost. Where nothing at all collects ("no test could be collected; tests/test_x.py:
+        ..."), the file named: a function's own check may have seen that file's error."""
+        from .verify.pytest_run import NOTHING_COLLECTED
+
+        return tuple(each.removeprefix(NOTHING_COLLECTED).split(": ", 1)[0] for each in self.each)
 
 
 def _not_failing(run: TestRun, node_ids: tuple[str, ...]) -> tuple[str, ...]:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
-from .check_guards import MAX_SCAN_FILES, Change, FileToCheck, collection_guard, suite_guard, type_guard
+from .check_guards import (
+    MAX_SCAN_FILES,
+    Change,
+    FileToCheck,
+    Lost,
+    collection_guard,
+    suite_guard,
+    type_guard,
+)
 from .config import PROJECT_MARKERS, PYTEST_CONFIG_FILES, Settings, find_project_root
 from .headless import SettingsFor, StatusSink, is_test_file, relpath_in
 from .report import FunctionReport, RunReport
@@ -287,7 +295,7 @@ class DependentGuard:
             f"running the tests of {relpath_in(self.project, self.root)}, which imports {tops}, on the change"
         )
         part = RunReport(command="check", root=str(changed), functions=list(checked.report.functions))
-        lost = ""
+        lost: Lost | None = None
         try:
             lost = collection_guard(verifier, checked.changes, part, self.base_name, cancel)
         except VerifyError as exc:
@@ -303,7 +311,7 @@ class DependentGuard:
                 f"its tests imported the changed module from {', '.join(now.leaked_imports)}, not from "
                 f"{relpath_in(changed, self.root)}: the change was not tested there"
             )
-        self._fold(part, checked, (lost.split(": ", 1)[0],) if lost else ())
+        self._fold(part, checked, lost.files() if lost else ())
 
     def _fold(self, part: RunReport, checked: Checked, lost: tuple[str, ...]) -> None:
         """What the guards found (``part``: the changed project's functions, then its files' failures) into
