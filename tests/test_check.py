@@ -537,6 +537,23 @@ def test_runs_by_node_id_read_a_bare_pyproject_toml_as_a_plain_run_does(tmp_path
     assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
 
 
+def test_runs_by_node_id_read_no_configuration_where_a_plain_run_reads_none(tmp_path: Path) -> None:
+    # No configuration at or above the root: a plain run reads none and runs the test marked slow, which
+    # fails. A run naming it looked from tests/ up and took tests/pytest.ini, which deselects it: nothing
+    # ran, with the change or without, and the broken `add` passed on types alone.
+    deselects = '[pytest]\naddopts = -m "not slow"\nmarkers =\n    slow: slow tests\n'
+    tests = TESTS.replace("def test_add", "@pytest.mark.slow\ndef test_add").replace(
+        "from", "import pytest\nfrom", 1
+    )
+    repo = make_repo(tmp_path / "repo", {"tests/pytest.ini": deselects, "tests/test_ops.py": tests})
+    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+
+
 def test_a_test_using_pytests_cache_fixture_runs_and_fails_a_change(tmp_path: Path) -> None:
     # `-p no:cacheprovider` took the `cache` fixture away: the test errored with and without the change
     # ("fixture 'cache' not found"), was forgiven as failing before, and the broken `add` passed.

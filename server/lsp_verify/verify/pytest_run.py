@@ -186,6 +186,11 @@ def pytest_args(shadow: Shadow, node_ids: Sequence[str], doctest_file: str | Non
     config = project_config_file(shadow)
     if config is not None:
         args.append(f"--config-file={config}")
+    else:
+        # None, as plain pytest at the root reads none; left to itself, a run naming tests/test_x.py::test_y
+        # would look from tests/ up and take a tests/pytest.ini (deselecting, say, what it marks slow). An
+        # empty configuration, and conftest.py files looked up no higher than the root, as without one.
+        args += [f"--config-file={os.devnull}", f"--confcutdir={root}"]
     if doctest_file is not None:
         args += ["--doctest-modules", doctest_file]
     return [*args, *node_ids]
