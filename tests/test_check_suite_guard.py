@@ -323,6 +323,23 @@ def test_a_change_that_crashes_the_test_process_fails_and_the_rest_of_the_suite_
 
 
 @pytest.mark.usefixtures("cache")
+@pytest.mark.parametrize("status", [1, 0])
+def test_a_change_that_ends_the_test_process_with_a_status_of_its_own_fails(
+    tmp_path: Path, status: int
+) -> None:
+    """A change that ends the process inside a test (``os._exit(1)``, a library's ``exit()``): plain pytest's
+    run ends there, the tests after it never run. The suite's run had the test started and never finished,
+    with exit 1 (or 0): no outcome, nothing failing, and the change passed."""
+    repo = make_repo(tmp_path / "repo", BY_FIXTURE)
+
+    area = break_both(
+        repo, f"    if w == 2:\n        import os\n\n        os._exit({status})\n    return w * h"
+    )
+
+    assert f"the test run ended while this test ran (exit {status})" in area.details[0], area.details
+
+
+@pytest.mark.usefixtures("cache")
 @pytest.mark.parametrize("addopts", ["-x", "--maxfail=1", "--sw"])
 def test_a_project_that_stops_its_runs_at_the_first_failure_still_has_every_test_run(
     tmp_path: Path, addopts: str
