@@ -791,7 +791,9 @@ def collection_guard(
         if lost is None:
             return None  # the tests collected no better before the change
     deadline = time.monotonic() + _TRACE_BUDGET_S
-    for change in sorted(changed, key=lambda change: not _named_in(change, verifier.root, str(lost or ""))):
+    for change in sorted(
+        changed, key=lambda change: not _named_in(change, verifier.root, " ".join(lost.each if lost else ()))
+    ):
         found = collection_failure(verifier, change, now, base_name, cancel)
         if found is not None:
             report.functions.append(found[0])

@@ -530,8 +530,8 @@ class PytestRunner:
             problem = f"the test run crashed {crash}"
             stop = TestOutcome("", "error", f"the test run crashed while this test ran {crash}")
         elif not timed_out and unfinished:
-            # The process ended inside a test with a status of its own (os._exit(1), a library's exit(0)
-            # after a fork): plain pytest's run ends there too, and no test after it runs.
+            # The process ended inside a test with a status of its own (os._exit(1), a C library's
+            # exit(0)): plain pytest's run ends there too, and no test after it runs.
             stop = TestOutcome("", "error", f"the test run ended while this test ran (exit {exit_code})")
         elif not timed_out and exit_code == 1 and not outcomes and not collect_errors:
             # Exit 1 is "tests failed", but none ran: pytest stopped on an exception of its own.
