@@ -110,3 +110,35 @@ def test_reader_recovers_from_bad_headers_and_lengths() -> None:
     while (body := reader.read_body()) is not None:
         bodies.append(body)
     assert bodies == [b'{"a": 1}', b"{}", b'{"b": 2}', b"[1]"]
+
+
+def test_trust_covers_the_workspace_folders_and_nothing_outside_them(tmp_path: Path) -> None:
+    from pygls.workspace import Workspace
+
+    from lsp_verify.config import Settings
+    from lsp_verify.lsp.server import build_server
+
+    folder, other, elsewhere = (tmp_path / name for name in ("folder", "other", "elsewhere"))
+    for directory in (folder, other, elsewhere):
+        directory.mkdir()
+    (elsewhere / "mod.py").write_text("", encoding="utf-8")
+    (folder / "link.py").symlink_to(elsewhere / "mod.py")
+    ls = build_server()
+    ls.settings = Settings(trusted=True)
+    ls.protocol._workspace = Workspace(  # what initialize sets up
+        folder.as_uri(), workspace_folders=[types.WorkspaceFolder(uri=folder.as_uri(), name="folder")]
+    )
+
+    assert ls.trusts(folder / "pkg" / "mod.py")
+    assert not ls.trusts(elsewhere / "mod.py")
+    assert not ls.trusts(folder / "link.py"), "a link out of the folder is outside it"
+    request = ls.request_for(elsewhere / "mod.py", "", None, None)
+    assert (request.trusted, request.workspace, request.root) == (False, None, elsewhere)
+    assert not ls.settings_for(request).trusted
+    assert not ls.trusts(other / "mod.py")
+    ls.workspace.add_folder(
+        types.WorkspaceFolder(uri=other.as_uri(), name="other")
+    )  # didChangeWorkspaceFolders
+    assert ls.trusts(other / "mod.py") and ls.request_for(other / "m.py", "", 0, 1).workspace == other
+    ls.settings = Settings(trusted=False)
+    assert not ls.trusts(folder / "mod.py")

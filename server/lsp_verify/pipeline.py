@@ -54,6 +54,10 @@ class FixRequest:
     workspace: Path | None = None
     """The editor's workspace folder, whose trust covers ``root``: the project's environment is looked for
     up to it (see :class:`~lsp_verify.verify.cascade.Verifier`); None: up to the repository's top."""
+    trusted: bool = True
+    """Whether the settings' trust covers this file. The editor trusts its workspace folders: a file outside
+    them (another clone opened beside them, a link out of a folder) is False, and none of its project's
+    code runs, whatever ``Settings.trusted`` says."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +143,7 @@ class Pipeline:
         self._engine_factory = engine_factory or load_engine
         self._engine: GenerationEngine | None = None
         self._engine_key: tuple[object, ...] | None = None
-        self._verifiers: dict[Path, Verifier] = {}
+        self._verifiers: dict[tuple[Path, bool], Verifier] = {}
         self._lock = threading.Lock()
 
     # -- cheap queries -----------------------------------------------------------------------------
@@ -181,24 +185,27 @@ class Pipeline:
                 self._engine_key = key
             return self._engine
 
-    def warm_up(self, root: Path, workspace: Path | None = None) -> None:
+    def warm_up(self, root: Path, workspace: Path | None = None, trusted: bool = True) -> None:
         """Start what the first request for ``root`` needs besides the model: the verifier's mypy and
         pytest workers (they import in the background). The model stays unloaded until a request needs it,
         so an idle editor does not hold its memory."""
-        self.verifier(root, workspace)
+        self.verifier(root, workspace, trusted)
 
-    def verifier(self, root: Path, workspace: Path | None = None) -> Verifier:
-        """The verifier of the project at ``root`` (``workspace``: see :attr:`FixRequest.workspace`).
+    def verifier(self, root: Path, workspace: Path | None = None, trusted: bool = True) -> Verifier:
+        """The verifier of the project at ``root`` (``workspace``, ``trusted``: see :class:`FixRequest`;
+        not trusted, it runs with ``Settings.trusted`` off).
 
         Each holds worker processes and a shadow: in a monorepo whose members are edited one after another,
         only the :data:`LIVE_VERIFIERS` used last are kept (the others are closed, and made again when
         needed: their caches are gone, their results are not). Called from the one worker thread that runs
         requests, so a verifier is never closed while a request holds it."""
+        key = (root, trusted and self.settings.trusted)
         with self._lock:
-            verifier = self._verifiers.pop(root, None)
+            verifier = self._verifiers.pop(key, None)
             if verifier is None:
-                verifier = Verifier(root, self.settings, workspace, reach=self.reach)
-            self._verifiers[root] = verifier  # the most recently used last
+                settings = self.settings if key[1] else dataclasses.replace(self.settings, trusted=False)
+                verifier = Verifier(root, settings, workspace, reach=self.reach)
+            self._verifiers[key] = verifier  # the most recently used last
             idle = [self._verifiers.pop(key) for key in list(self._verifiers)[:-LIVE_VERIFIERS]]
         for old in idle:
             old.close()
@@ -236,7 +243,7 @@ class Pipeline:
         cancel = cancel or CancelToken()
         start = time.monotonic()
         target = self.target(request)
-        verifier = self.verifier(request.root, request.workspace)
+        verifier = self.verifier(request.root, request.workspace, request.trusted)
         selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
         verifier.baseline(selection, cancel)
@@ -320,7 +327,7 @@ class Pipeline:
         cancel.raise_if_cancelled()
 
         report.stage("baseline", f"checking the original {target.qualname} (baseline)")
-        verifier = self.verifier(request.root, request.workspace)
+        verifier = self.verifier(request.root, request.workspace, request.trusted)
         selection = verifier.select(target, request.text, cancel)
         cancel.raise_if_cancelled()
         baseline = _Baseline(verifier, selection, cancel, background=self.overlap_baseline)

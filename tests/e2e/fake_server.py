@@ -43,7 +43,7 @@ class ScriptedPipeline:
             with open(log, "a", encoding="utf-8") as out:
                 out.writelines(f"invalidated {p}\n" for p in paths)
 
-    def warm_up(self, root: Path) -> None:
+    def warm_up(self, root: Path, workspace: Path | None = None, trusted: bool = True) -> None:
         if log := os.environ.get("LSPV_FAKE_LOG"):
             with open(log, "a", encoding="utf-8") as out:
                 out.write(f"warm_up {root}\n")

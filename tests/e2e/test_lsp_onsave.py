@@ -6,6 +6,7 @@ Real: the server process, the pipeline, the verifier (mypy, pytest in the sandbo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from lsprotocol import types
 
 from lsp_verify.config import cache_home
 
-from .conftest import EditorClient, config, line_of, start, wait_until
+from .conftest import EditorClient, code_actions, config, line_of, start, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -341,6 +342,37 @@ async def test_untrusted_outside_git_types_only_against_the_opened_text(
     assert action.title == "Fix `double` (types only — workspace not trusted)"
     version = save(untrusted, uri, path, MODULE)
     assert await checked(untrusted, uri, version, mark) == []
+
+
+async def test_a_file_outside_the_trusted_folder_runs_none_of_its_projects_code(
+    client: EditorClient, tmp_path: Path
+) -> None:
+    # The editor trusts its workspace folder, not another clone whose file the user opens beside it: that
+    # project's conftest.py ran (opening the changed file checked it with its tests; resting the cursor in
+    # a function prepared the request's baseline), and its code action said "verified".
+    foreign = make_project(tmp_path / "elsewhere", git=True)
+    (foreign / "tests" / "conftest.py").write_text("raise RuntimeError('foreign conftest ran')\n", "utf-8")
+    path = foreign / "ordinal.py"
+    path.write_text(MODULE.replace('return "st"', 'return "th"'), encoding="utf-8")
+    mark = len(client.log_messages)
+
+    uri = client.open(path)
+    diagnostics = await checked(client, uri, 1, mark)
+    (action,) = await code_actions(client, uri, line_of(MODULE, "return x * 2"))
+    await asyncio.sleep(1.0)  # the cursor's preparation, had it run the tests
+
+    shown = [d.message for d in diagnostics] + [m.message for m in client.log_messages[mark:]]
+    assert not [m for m in shown if "foreign conftest ran" in m], shown
+    assert action.title == "Fix `double` (types only — workspace not trusted)", action.title
+
+    # A folder the user adds to the workspace is covered by its trust, as the editor's is.
+    folder = types.WorkspaceFolder(uri=foreign.as_uri(), name=foreign.name)
+    changed = types.WorkspaceFoldersChangeEvent(added=[folder], removed=[])
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(event=changed))
+    (action,) = await code_actions(client, uri, line_of(MODULE, "return x * 2"))
+    assert action.title == "Fix `double` (verified)", action.title
+    changed = types.WorkspaceFoldersChangeEvent(added=[], removed=[folder])
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(event=changed))
 
 
 # -- an untrusted hostile git workspace -------------------------------------------------------------------

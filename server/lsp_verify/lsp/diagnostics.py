@@ -124,7 +124,7 @@ class OnSaveChecks:
         if doc.version != version:
             return  # typed after the save: the text saved is gone, and the next save checks the new one
         text, path = doc.source, Path(doc.path)
-        root = ls.root_for(path)
+        where = ls.request_for(path, text, None, version)  # its project, folder and trust
         opened = self._opened.get(uri, text)
         pipeline = ls.pipeline
         if pipeline is None:
@@ -134,7 +134,8 @@ class OnSaveChecks:
             base = base_text(path, opened)
             if base == text:
                 return []  # nothing changed: no verifier needed
-            return check_text(pipeline.verifier(root, ls.root), path, text, base, token)
+            verifier = pipeline.verifier(where.root, where.workspace, where.trusted)
+            return check_text(verifier, path, text, base, token)
 
         job = ls.worker.submit(work, key=(uri, "check on save"), uri=uri)
         try:
@@ -154,7 +155,7 @@ class OnSaveChecks:
         current = ls.workspace.text_documents.get(unquote(uri))  # pygls keys its documents unquoted
         if current is None or current.version != version:
             return  # closed or edited meanwhile: the next save checks the new text
-        diagnostics = to_diagnostics(checks, uri, text, root, doc)
+        diagnostics = to_diagnostics(checks, uri, text, where.root, doc)
         if not checks and uri not in self._published:
             return  # nothing changed, nothing shown
         self._published.add(uri)
@@ -242,7 +243,8 @@ def quick_fixes(
         if hint is None or hint.uri != doc.uri or (hint.line, hint.name) in seen:
             continue
         seen.add((hint.line, hint.name))
-        title = f"Fix `{hint.name}` ({'verified' if ls.settings.trusted else actions.UNTRUSTED_LABEL})"
+        trusted = ls.trusts(Path(doc.path))
+        title = f"Fix `{hint.name}` ({'verified' if trusted else actions.UNTRUSTED_LABEL})"
         # The diagnostic's own line: inside the function, and moved by the client if lines were added above.
         line = diagnostic.range.start.line
         args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version, feedback=hint.feedback)

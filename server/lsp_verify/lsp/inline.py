@@ -29,7 +29,7 @@ from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
 from ..cancel import Cancelled
-from ..pipeline import FixRequest, describe_evidence
+from ..pipeline import describe_evidence
 from ..syntax.target import EditTarget, TargetError
 from ..syntax.targets import find_stub_targets
 from ..verify.types import CandidateResult
@@ -132,14 +132,7 @@ class InlineCompletions:
             self._started.pop(uri, None)
             return  # edited while debouncing: the next request starts the run for the new version
         path = Path(doc.path)
-        request = FixRequest(
-            path=path,
-            text=doc.source,
-            root=ls.root_for(path),
-            line=target.def_start_line,
-            version=doc.version,
-            workspace=ls.root,
-        )
+        request = ls.request_for(path, doc.source, target.def_start_line, doc.version)
         progress = WorkDoneProgress(ls, f"{PROGRESS_TITLE} for {target.qualname}", enabled=ls.shows_progress)
         await progress.begin(f"queued: {target.qualname}")
         key = (uri, doc.version, target.qualname)

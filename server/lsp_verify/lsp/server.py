@@ -76,9 +76,9 @@ class PipelineLike(Protocol):
 
     def invalidate(self, paths: Sequence[Path]) -> None: ...
 
-    def verifier(self, root: Path, workspace: Path | None = None) -> Verifier: ...
+    def verifier(self, root: Path, workspace: Path | None = None, trusted: bool = True) -> Verifier: ...
 
-    def warm_up(self, root: Path, workspace: Path | None = None) -> None: ...
+    def warm_up(self, root: Path, workspace: Path | None = None, trusted: bool = True) -> None: ...
 
     def prepare(self, request: FixRequest, cancel: CancelToken | None = None) -> object: ...
 
@@ -241,10 +241,52 @@ class VerifyServer(LanguageServer):
         log.warning("%s: %s", getattr(source, "__name__", source), error)
 
     # -- the work --------------------------------------------------------------------------------------
-    def root_for(self, path: Path) -> Path:
-        """The root of the project ``path`` belongs to, never above the workspace folder: each member of a
-        monorepo opened at its top is a project of its own (``config.find_project_root``)."""
-        return find_project_root(path, within=self.root)
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The workspace folders, resolved: as the client gave them at initialize and changed them since
+        (pygls keeps the list), else its root."""
+        try:
+            uris = [folder.uri for folder in self.workspace.folders.values()]
+        except RuntimeError:  # before initialize
+            uris = []
+        paths = [Path(path) for path in map(to_fs_path, uris) if path]
+        return tuple(path.resolve() for path in paths or ([self.root] if self.root else []))
+
+    def folder_of(self, path: Path) -> Path | None:
+        """The innermost workspace folder that holds ``path`` once links are resolved (a link inside a
+        folder to a file outside it is outside it); None when none does."""
+        real = path.resolve()
+        return max(
+            (f for f in self.folders if real.is_relative_to(f)), key=lambda f: len(f.parts), default=None
+        )
+
+    def trusts(self, path: Path) -> bool:
+        """Whether the code of ``path``'s project may run: the client trusts the workspace, and the file
+        lies in one of its folders. Trust is the editor's for the folders it opened, not for another clone
+        whose file was opened beside them; with no folder at all (a lone file), the client's word stands."""
+        return self.settings.trusted and (not self.folders or self.folder_of(path) is not None)
+
+    def request_for(
+        self, path: Path, text: str, line: int | None, version: int | None, feedback: str | None = None
+    ) -> FixRequest:
+        """A request for the function at ``line`` of ``path``: its project's root, never above the folder
+        that holds it (each member of a monorepo opened at its top is a project of its own:
+        ``config.find_project_root``), and whether the workspace's trust covers it."""
+        folder = self.folder_of(path)
+        return FixRequest(
+            path=path,
+            text=text,
+            root=find_project_root(path, within=folder),
+            line=line,
+            version=version,
+            feedback=feedback,
+            workspace=folder,
+            trusted=self.trusts(path),
+        )
+
+    def settings_for(self, request: FixRequest) -> Settings:
+        """The settings a run for ``request`` goes by: untrusted outside the workspace's folders."""
+        return self.settings if request.trusted else dataclasses.replace(self.settings, trusted=False)
 
     async def fix(self, args: actions.FixArgs, title: str) -> Outcome:
         """Generate, verify and rank candidates for the function at ``args``; an edit for the best one.
@@ -258,15 +300,7 @@ class VerifyServer(LanguageServer):
                 f"now {doc.version}); ask for the action again"
             )
         text, version, path = doc.source, doc.version, Path(doc.path)
-        request = FixRequest(
-            path=path,
-            text=text,
-            root=self.root_for(path),
-            line=args.line,
-            version=version,
-            feedback=args.feedback,
-            workspace=self.root,
-        )
+        request = self.request_for(path, text, args.line, version, args.feedback)
         try:
             target = Pipeline.target(request)
         except TargetError as exc:
@@ -346,7 +380,7 @@ class VerifyServer(LanguageServer):
         asker = None
         if can_ask(capabilities):
             asker = EditorAsker(self, loop, token, values=can_ask_value(capabilities))
-        return ask_and_keep(self.settings, request, run(request), asker, run)
+        return ask_and_keep(self.settings_for(request), request, run(request), asker, run)
 
     def _outcome(
         self,
@@ -364,14 +398,15 @@ class VerifyServer(LanguageServer):
                 f"{report.target.qualname}: the document changed while it was verified "
                 f"(version {version}, now {current.version}); not applied"
             )
+        settings = self.settings_for(request) if request is not None else self.settings
         best = report.best
         if best is None:
             message = report.message
-            if not self.settings.trusted:
+            if not settings.trusted:
                 message += "\n" + actions.UNTRUSTED_HELP
             self.show(types.MessageType.Warning, f"lsp-verify: no candidate passed.\n{message}")
             return Outcome(message, report=report)
-        question = None if asked is None or asked.answers else first_question(report, self.settings)
+        question = None if asked is None or asked.answers else first_question(report, settings)
         if (
             asked is not None
             and request is not None
@@ -380,7 +415,7 @@ class VerifyServer(LanguageServer):
         ):
             # Cannot ask: one code action per answer, offered at the function, instead of a guess.
             choices = answer_actions(
-                self.settings, request, asked, question, codec, uri=uri, documents=self.takes_document_changes
+                settings, request, asked, question, codec, uri=uri, documents=self.takes_document_changes
             )
             if choices:
                 self.answers[uri] = (version, report.target, choices)
@@ -561,15 +596,17 @@ def text_document_code_action(
         return fixes or None
     line = params.range.start.line
     path = Path(doc.path)
-    request = FixRequest(
-        path=path, text=doc.source, root=ls.root_for(path), line=line, version=doc.version, workspace=ls.root
-    )
+    request = ls.request_for(path, doc.source, line, doc.version)
     try:
         target: EditTarget = Pipeline.target(request)
     except TargetError:
         return fixes or None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
-    offered = [actions.code_action(target, args, trusted=ls.settings.trusted, lazy_edit=ls.resolves_edit)]
+    offered = [
+        actions.code_action(
+            target, args, trusted=request.trusted and ls.settings.trusted, lazy_edit=ls.resolves_edit
+        )
+    ]
     ls.preparer.cursor(ls, request, doc.uri, target.qualname)
     answers = ls.answers.get(doc.uri)
     if answers is not None and answers[0] == doc.version and answers[1].qualname == target.qualname:
@@ -615,7 +652,7 @@ def show_report(ls: VerifyServer, *arguments: Any) -> str | None:
         ls.show(types.MessageType.Info, "lsp-verify: no verification has run yet")
         return None
     report, uri = ls.last_report
-    markdown = actions.report_markdown(report, uri=uri, trusted=ls.settings.trusted)
+    markdown = actions.report_markdown(report, uri=uri, trusted=ls.trusts(Path(to_fs_path(uri) or uri)))
     ls.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=markdown))
     if ls.shows_documents:
         path = ls.report_path()
