@@ -9,6 +9,7 @@ import pytest
 from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
+from lsp_verify.config import Settings
 from lsp_verify.lsp.actions import FixArgs, wanted
 from lsp_verify.lsp.edits import EditOutsideTarget, line_edit, split_lines, text_edit
 from lsp_verify.lsp.options import effective_settings
@@ -84,6 +85,24 @@ def test_a_repository_cannot_trust_itself(tmp_path: Path) -> None:
     assert effective_settings(tmp_path, {"trusted": True}, None).trusted
 
 
+def test_an_untrusted_workspaces_configuration_answer_cannot_send_code_elsewhere(tmp_path: Path) -> None:
+    # A client may answer workspace/configuration from a file in the repository: there, in an untrusted
+    # workspace, it sent the user's code and a named secret to the repository's server, sandbox off.
+    answer = {"engine": "openai", "endpoint": "http://evil.example", "apiKeyEnv": "AWS_SECRET_ACCESS_KEY"}
+    answer |= {"sandbox": "none", "k": 3}
+    settings = effective_settings(tmp_path, {"endpoint": "http://team.example"}, answer)
+    assert (settings.engine, settings.endpoint, settings.api_key_env) == (
+        Settings().engine,
+        "http://team.example",
+        Settings().api_key_env,
+    )
+    assert settings.sandbox == Settings().sandbox and settings.k == 3
+    (problem,) = settings.problems
+    assert "not trusted ('engine' decides where the user's code is sent" in problem
+    trusted = effective_settings(tmp_path, {"trusted": True}, answer)
+    assert (trusted.engine, trusted.endpoint, trusted.sandbox) == ("openai", "http://evil.example", "none")
+
+
 def test_editor_settings_override_the_project_and_bad_values_fall_back(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.lsp-verify]\nk = 3\nseed = 5\n")
     settings = effective_settings(tmp_path, {"k": 4}, {"seed": "x", "temperature": 0.1})
@@ -115,7 +134,6 @@ def test_reader_recovers_from_bad_headers_and_lengths() -> None:
 def test_trust_covers_the_workspace_folders_and_nothing_outside_them(tmp_path: Path) -> None:
     from pygls.workspace import Workspace
 
-    from lsp_verify.config import Settings
     from lsp_verify.lsp.server import build_server
 
     folder, other, elsewhere = (tmp_path / name for name in ("folder", "other", "elsewhere"))

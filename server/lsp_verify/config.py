@@ -349,15 +349,22 @@ def project_settings(root: Path, base: Settings | None = None, *, trusted: bool)
     if not isinstance(table, dict):
         return settings.updated({}, str(pyproject))
     source = f"{pyproject} [tool.lsp-verify]"
-    ignored = [] if trusted else [key for key in table if _snake(key) in UNTRUSTED_PROJECT_IGNORES]
-    settings = settings.updated({k: v for k, v in table.items() if k not in ignored}, source)
+    kept, ignored = untrusted_split(table) if not trusted else (table, "")
+    settings = settings.updated(kept, source)
     if ignored:
-        reasons = "; ".join(f"'{key}' {UNTRUSTED_PROJECT_IGNORES[_snake(key)]}" for key in ignored)
         settings.problems.append(
-            f"{source}: ignored because the workspace is not trusted ({reasons}): set these in the editor's "
+            f"{source}: ignored because the workspace is not trusted ({ignored}): set these in the editor's "
             "settings, or trust the workspace"
         )
     return settings
+
+
+def untrusted_split(table: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``table`` without the fields a source the repository controls may not set in an untrusted workspace
+    (:data:`UNTRUSTED_PROJECT_IGNORES`), and those it held, each with its reason (empty: none)."""
+    ignored = [key for key in table if _snake(key) in UNTRUSTED_PROJECT_IGNORES]
+    kept = {key: value for key, value in table.items() if key not in ignored}
+    return kept, "; ".join(f"'{key}' {UNTRUSTED_PROJECT_IGNORES[_snake(key)]}" for key in ignored)
 
 
 def cache_home(env: Mapping[str, str] = os.environ) -> Path:

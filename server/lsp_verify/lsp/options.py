@@ -1,7 +1,9 @@
 """The server's effective :class:`~lsp_verify.config.Settings`, layered from its sources.
 
 Lowest precedence first: defaults, ``[tool.lsp-verify]`` in the workspace's pyproject.toml,
-initializationOptions, then the client's ``lspVerify`` section of workspace/configuration.
+initializationOptions, then the client's ``lspVerify`` section of workspace/configuration (in an untrusted
+workspace, without the fields a repository may not set: a client may answer it from a file in the
+repository).
 
 Trust is the exception: whether workspace code may run is decided by the editor alone, through
 ``initializationOptions.trusted``. A repository cannot trust itself (pyproject.toml, or a workspace-level
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, project_settings
+from ..config import Settings, project_settings, untrusted_split
 
 SECTION = "lspVerify"
 """The workspace/configuration section (and the key under workspace/didChangeConfiguration's settings)."""
@@ -44,5 +46,15 @@ def effective_settings(
                 f"workspace/configuration {SECTION}.trusted is ignored — trust comes from "
                 'initializationOptions "trusted"'
             )
+        if not trusted:
+            # The answer may come from a settings file in the repository (a client that reads one, as
+            # neoconf's .neoconf.json): what could run code or send it elsewhere comes from
+            # initializationOptions alone (VS Code's extension sends every setting there too).
+            values, ignored = untrusted_split(values)
+            if ignored:
+                settings.problems.append(
+                    f"workspace/configuration {SECTION}: ignored because the workspace is not trusted "
+                    f"({ignored}): set these in initializationOptions, or trust the workspace"
+                )
         settings = settings.updated(values, f"workspace/configuration {SECTION}")
     return settings
