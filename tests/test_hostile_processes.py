@@ -100,11 +100,12 @@ def snapshot(root: Path) -> dict[str, str]:
     return found
 
 
-def make_repo(root: Path) -> Path:
+def make_repo(root: Path, addopts: str = "") -> Path:
     (root / "hostile").mkdir(parents=True)
     (root / "tests").mkdir()
     (root / "data").mkdir()
-    (root / "pyproject.toml").write_text("[project]\nname = 'hostile'\nversion = '0'\n")
+    pytest_table = f"\n[tool.pytest.ini_options]\naddopts = {addopts!r}\n" if addopts else ""
+    (root / "pyproject.toml").write_text("[project]\nname = 'hostile'\nversion = '0'\n" + pytest_table)
     (root / "hostile" / "__init__.py").write_text("")
     (root / "hostile" / "core.py").write_text(CORE)
     (root / "tests" / "test_core.py").write_text(TEST)
@@ -126,9 +127,9 @@ def candidate(body: str) -> Candidate:
 
 
 class Repo:
-    def __init__(self, root: Path, **settings: object) -> None:
+    def __init__(self, root: Path, addopts: str = "", **settings: object) -> None:
         self.root = root
-        self.path = make_repo(root)
+        self.path = make_repo(root, addopts)
         self.before = snapshot(root)
         values = {"trusted": True, "test_timeout_s": 30.0, "probe_inputs": 0, **settings}
         self.verifier = Verifier(root, Settings().updated(values, "test"))
@@ -216,7 +217,7 @@ import os, sys, threading
 from pathlib import Path
 sys.path[:0] = [sys.argv[1]]
 from test_hostile_processes import Repo
-project = Repo(Path(sys.argv[2]), test_timeout_s=600.0)
+project = Repo(Path(sys.argv[2]), sys.argv[4], test_timeout_s=600.0)
 body = Path(sys.argv[3]).read_text()
 threading.Thread(target=project.verify, args=(body,), daemon=True).start()
 sys.stdin.readline()  # the test says when: end the process without closing anything
@@ -224,15 +225,29 @@ os._exit(0)
 """
 
 
-@pytest.mark.parametrize("how", ["sigkill", "exit"])
-def test_nothing_outlives_the_server_process(tmp_path: Path, marker: str, how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "addopts"),
+    [("sigkill", ""), ("exit", ""), ("sigkill", "-p no:lsp_verify_no_such_plugin")],
+    ids=["sigkill", "exit", "sigkill-fresh-process"],
+)
+def test_nothing_outlives_the_server_process(tmp_path: Path, marker: str, how: str, addopts: str) -> None:
     """The process that owns the verifier (the language server) is SIGKILLed, or exits without closing
-    the verifier, while a test run that detached a process is in progress."""
+    the verifier, while a test run that detached a process is in progress: in the fork server, or in a
+    fresh process of its own (a project whose addopts load a plugin with -p), which kept running."""
+    if addopts and ISOLATION != "bwrap":
+        pytest.skip("without bubblewrap a fresh process dies with the server, not what it detached")
     body = tmp_path / "body.txt"
     body.write_text(detach(marker) + "    import time\n    time.sleep(1000)\n    return 1\n")
     script = tmp_path / "server.py"
     script.write_text(SERVER)
-    argv = [sys.executable, str(script), str(Path(__file__).parent), str(tmp_path / "repo"), str(body)]
+    argv = [
+        sys.executable,
+        str(script),
+        str(Path(__file__).parent),
+        str(tmp_path / "repo"),
+        str(body),
+        addopts,
+    ]
     # A temporary directory of its own: another test's server, starting meanwhile, removes a dead server's
     # shadow root from the shared one (as it should) before this test could see it left behind.
     private_tmp = tmp_path / "tmp"

@@ -16,6 +16,10 @@ Nothing a run starts outlives it, even a process that left the run's session (``
   server, not ``PR_SET_PDEATHSIG`` / ``--die-with-parent``: those fire when the *thread* that started the
   process exits, and workers are started from short-lived warm-up and request threads.
 - under bubblewrap the worker also lives in its own PID namespace: when it exits the kernel kills the rest.
+- a single run (:func:`run_process`: a collection, a fresh process's test run, mypy) is waited for by the
+  thread that starts it, so there ``PR_SET_PDEATHSIG`` (``--die-with-parent`` under bubblewrap, whose PID
+  namespace then goes too) does tie it to the server: a server killed outright (SIGKILL, out of memory)
+  takes it along (without bubblewrap, the run's own process only: what it detached lives on).
 
 On a system without /proc or ``prctl`` (macOS) only the process group is killed.
 
@@ -315,10 +319,17 @@ def _mounted_back(workspace: Path | None, hidden: Sequence[Path]) -> str:
 
 
 def sandbox_argv(
-    argv: Sequence[str], isolation: Isolation, writable: Sequence[Path], readable: Sequence[Path] = ()
+    argv: Sequence[str],
+    isolation: Isolation,
+    writable: Sequence[Path],
+    readable: Sequence[Path] = (),
+    *,
+    die_with_caller: bool = False,
 ) -> list[str]:
     """``argv`` wrapped in the chosen isolation; under bwrap only ``writable`` directories are writable and
-    ``readable`` ones that live under a hidden directory are mounted back read-only."""
+    ``readable`` ones that live under a hidden directory are mounted back read-only. ``die_with_caller``:
+    the run is killed when the thread that starts it ends (the caller waits for it: see
+    :func:`run_process`)."""
     if isolation in ("none", "off"):
         return list(argv)
     if isolation == "unshare":
@@ -334,8 +345,10 @@ def sandbox_argv(
             wrapped += ["--ro-bind", str(real), str(real)]
     for path in writable:
         wrapped += ["--bind", str(path), str(path)]
-    # No --die-with-parent: its PR_SET_PDEATHSIG fires when the *thread* that started bwrap exits (a warm-up
-    # thread). The worker exits on end-of-file on stdin instead, and the PID namespace goes with it.
+    # Not for the worker: --die-with-parent's PR_SET_PDEATHSIG fires when the *thread* that started bwrap
+    # exits (a warm-up thread). The worker exits on end-of-file on stdin instead, and the PID namespace goes
+    # with it.
+    wrapped += ["--die-with-parent"] if die_with_caller else []
     wrapped += ["--unshare-net", "--unshare-pid", "--"]
     return [*wrapped, *argv]
 
@@ -354,11 +367,18 @@ def _nproc_limit() -> int | None:
     return count + 256
 
 
-def limits_preexec(limits: Limits) -> Callable[[], None]:
-    """A ``preexec_fn`` that applies ``limits`` in the child before ``exec``."""
+def limits_preexec(limits: Limits, *, die_with_caller: bool = False) -> Callable[[], None]:
+    """A ``preexec_fn`` that applies ``limits`` in the child before ``exec`` (``die_with_caller``: see
+    :func:`sandbox_argv`; on Linux)."""
     nproc = _nproc_limit()
+    prctl = _prctl() if die_with_caller else None
+    caller = os.getpid()
 
     def apply() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != caller:  # the server died before the signal was asked for
+                os._exit(1)
         memory = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         size = limits.file_size_mb * 1024 * 1024
@@ -369,6 +389,22 @@ def limits_preexec(limits: Limits) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     return apply
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (None where there is none: macOS)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 def _kill_descendants(pid: int) -> None:
@@ -431,14 +467,16 @@ def run_process(
     started = time.monotonic()
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
-            sandbox_argv(argv, isolation, writable, readable),
+            # This thread waits for the run: it dies with the server even when the server is SIGKILLed
+            # (an out-of-memory kill: the model lives in the server), not left running workspace code.
+            sandbox_argv(argv, isolation, writable, readable, die_with_caller=True),
             cwd=cwd,
             env=sandbox_env(env),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=limits_preexec(limits),
+            preexec_fn=limits_preexec(limits, die_with_caller=True),
         )
         unregister = cancel.on_cancel(lambda: kill_tree(process)) if cancel else (lambda: None)
         timed_out = False
