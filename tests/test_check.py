@@ -611,11 +611,16 @@ def test_a_test_reaching_the_change_runs_as_under_plain_pytest(tmp_path: Path, h
     assert "tests/test_front.py::test_main failed" in proc.stdout, proc.stdout
 
 
-def test_tests_failing_with_and_without_the_change_are_said_to_have_checked_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("names_add", [False, True], ids=["unnamed", "naming-the-function"])
+def test_tests_failing_with_and_without_the_change_are_said_to_have_checked_nothing(
+    tmp_path: Path, names_add: bool
+) -> None:
     # A test that fails here and at HEAD alike cannot tell a change; where it passes for the user, the
     # sandbox differs from their environment (their home directory, the network), and they should know.
-    home = "from pathlib import Path\n\n\ndef test_config() -> None:\n"
+    # One that names the changed function was left unsaid: its function's own check had listed it.
+    home = "from pathlib import Path\n\nfrom calc.ops import add\n\n\ndef test_config() -> None:\n"
     home += "    assert (Path.home() / '.calc-settings-nowhere').exists(), 'no settings'\n"
+    home += "    assert add(2, 3) == 5\n" if names_add else ""
     files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tests/test_home.py": home}
     repo = make_repo(tmp_path / "repo", files)
     stage(repo, "calc/ops.py", CALC.replace("return a + b", "return b + a"))

@@ -415,12 +415,14 @@ def _without_cache_options(args: list[str]) -> list[str]:
 
 
 def _plain_runs() -> object:
-    """A plugin that switches off, for every run, the installed plugins that change how tests are run but
-    never whether one passes: pytest-cov (coverage tracing slows each run several-fold, its report files may
-    be read-only symlinks in a shadow, and ``--cov-fail-under`` fails a run of a few tests) and pytest-xdist
-    (``-n auto`` in addopts starts that many more interpreters per run, whose imports the result plugin
-    never sees). Their own switches, added after the project's addopts, so the last word is ours; only when
-    the plugin is loaded (an option of a plugin that is not would be a usage error).
+    """A plugin that switches off, for every run, the installed plugins that change how tests are run
+    rather than what a test checks: pytest-cov (coverage tracing slows each run several-fold, its report
+    files may be read-only symlinks in a shadow, and ``--cov-fail-under`` fails a run of a few tests) and
+    pytest-xdist (``-n auto`` in addopts starts that many more interpreters per run, whose imports the result
+    plugin never sees). Their own switches, added after the project's addopts, so the last word is ours; only
+    when the plugin is loaded (an option of a plugin that is not would be a usage error). The price, which
+    the README states: a coverage threshold is not checked, and a test that fails only in a worker of its
+    own (state an earlier test left behind in one process) passes here.
 
     And every run goes on to its end: ``-x`` or ``--maxfail`` in addopts stopped a run at its first failure,
     so a test that failed before the change too hid every test after it (a change that broke one passed).
