@@ -264,7 +264,11 @@ class VerifyServer(LanguageServer):
         """Whether the code of ``path``'s project may run: the client trusts the workspace, and the file
         lies in one of its folders. Trust is the editor's for the folders it opened, not for another clone
         whose file was opened beside them; with no folder at all (a lone file), the client's word stands."""
-        return self.settings.trusted and (not self.folders or self.folder_of(path) is not None)
+        return self._covered(self.folder_of(path))
+
+    def _covered(self, folder: Path | None) -> bool:
+        """Whether the client's trust covers a file in ``folder`` (None: in no workspace folder)."""
+        return self.settings.trusted and (folder is not None or not self.folders)
 
     def request_for(
         self, path: Path, text: str, line: int | None, version: int | None, feedback: str | None = None
@@ -281,7 +285,7 @@ class VerifyServer(LanguageServer):
             version=version,
             feedback=feedback,
             workspace=folder,
-            trusted=self.trusts(path),
+            trusted=self._covered(folder),
         )
 
     def settings_for(self, request: FixRequest) -> Settings:
@@ -602,11 +606,7 @@ def text_document_code_action(
     except TargetError:
         return fixes or None
     args = actions.FixArgs(uri=doc.uri, line=line, version=doc.version)
-    offered = [
-        actions.code_action(
-            target, args, trusted=request.trusted and ls.settings.trusted, lazy_edit=ls.resolves_edit
-        )
-    ]
+    offered = [actions.code_action(target, args, trusted=request.trusted, lazy_edit=ls.resolves_edit)]
     ls.preparer.cursor(ls, request, doc.uri, target.qualname)
     answers = ls.answers.get(doc.uri)
     if answers is not None and answers[0] == doc.version and answers[1].qualname == target.qualname:
