@@ -554,6 +554,26 @@ def test_runs_by_node_id_read_no_configuration_where_a_plain_run_reads_none(tmp_
     assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
 
 
+def test_runs_by_node_id_load_the_conftest_files_a_whole_run_walks_past(tmp_path: Path) -> None:
+    # A plain run walks into tools/ (no test there) and loads its conftest.py, whose pytest_configure turns
+    # DeprecationWarning into an error: the warning the change adds fails test_add. A run naming
+    # tests/test_ops.py::test_add loaded only the conftests on that path, and the change passed.
+    errors = "def pytest_configure(config):\n"
+    errors += '    config.addinivalue_line("filterwarnings", "error::DeprecationWarning")\n'
+    files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tools/conftest.py": errors}
+    repo = make_repo(tmp_path / "repo", files)
+    warned = CALC.replace(
+        "    return a + b",
+        "    import warnings\n\n    warnings.warn('old', DeprecationWarning)\n    return a + b",
+    )
+    stage(repo, "calc/ops.py", warned)
+
+    proc = run_check(repo, tmp_path)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+
+
 def test_a_test_using_pytests_cache_fixture_runs_and_fails_a_change(tmp_path: Path) -> None:
     # `-p no:cacheprovider` took the `cache` fixture away: the test errored with and without the change
     # ("fixture 'cache' not found"), was forgiven as failing before, and the broken `add` passed.

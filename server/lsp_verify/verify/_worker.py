@@ -234,6 +234,11 @@ class _CollectPlugin(_ResultPlugin):
     def pytest_collection_finish(self, session: Any) -> None:
         import inspect
 
+        # The conftest.py files the walk loaded, those of directories without a selected test included:
+        # a run by node id loads only those on its tests' paths (see _conftests_of_the_walk).
+        loaded = getattr(session.config.pluginmanager, "_conftest_plugins", ())
+        files = sorted({str(f) for m in loaded if isinstance(f := getattr(m, "__file__", None), str)})
+        self._write({"event": "conftests", "files": [self._relative(f) for f in files]})
         for item in session.items:
             function = getattr(item, "function", None)
             def_file, qualname, line = "", "", -1
@@ -649,12 +654,53 @@ def _run_pytest(request: dict[str, Any]) -> int:
     plugins = [plugin, _plain_runs(), _unittest_discovery(plugin)]
     if request.get("trace_calls"):
         plugins.append(_CallRecorder(plugin, request["cwd"]).plugin())
+    if request.get("conftests"):
+        plugins.append(_conftests_of_the_walk(request["cwd"], request["conftests"]))
     try:
         code = int(pytest.main(request["args"], plugins=plugins))
         _check_imports(request, plugin)
     finally:
         plugin.close()
     return code
+
+
+def _conftests_of_the_walk(root: str, conftests: list[str]) -> object:
+    """A plugin that loads, before a run by node id collects, the conftest.py files the project's whole
+    collection loaded (``conftests``, relative to ``root``). ``python -m pytest`` loads every one it walks
+    past, in directories that hold no selected test too: a ``tools/conftest.py`` whose ``pytest_configure``
+    turns warnings into errors, a ``src/conftest.py`` that puts ``src`` on ``sys.path``. A run naming
+    ``tests/test_x.py::test_y`` loads only those on that path; a change that only such a hook would fail
+    passed. Their fixtures still apply to their own directory alone. Through pytest's own loader (private:
+    ``_loadconftestmodules`` from pytest 8, ``_getconftestmodules`` before, each asked for what it takes)."""
+    import inspect
+    from pathlib import Path
+
+    import pytest
+
+    class ConftestsOfTheWalk:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session: Any) -> None:
+            config = session.config
+            plugins = config.pluginmanager
+            load = getattr(plugins, "_loadconftestmodules", None) or getattr(
+                plugins, "_getconftestmodules", None
+            )
+            if load is None:
+                return
+            wanted = inspect.signature(load).parameters
+            options: dict[str, Any] = {}
+            if "importmode" in wanted:
+                options["importmode"] = config.getoption("importmode")
+            if "rootpath" in wanted:
+                options["rootpath"] = config.rootpath
+            if "consider_namespace_packages" in wanted:
+                options["consider_namespace_packages"] = config.getini("consider_namespace_packages")
+            for relative in conftests:
+                path = Path(root, relative)
+                if path.name == "conftest.py" and path.is_file():  # the change may delete one
+                    load(path.parent, **options)
+
+    return ConftestsOfTheWalk()
 
 
 def _workspace_modules(request: dict[str, Any]) -> list[str]:

@@ -247,6 +247,9 @@ class PytestRunner:
         this problem, without starting a process."""
         self._fresh_reason = ""
         """Set by :meth:`collect`: why runs use a fresh process (empty: the fork server)."""
+        self._conftests: list[str] = []
+        """Set by :meth:`collect`: the conftest.py files the whole collection loaded (relative to the
+        shadow's root), which every run loads too."""
 
     # -- collection --------------------------------------------------------------------------------------
 
@@ -277,6 +280,9 @@ class PytestRunner:
         if differs and not reason and not fresh.problem:
             reason = "a pre-imported pytest collects this project differently from `python -m pytest`"
         self._fresh_reason = reason
+        self._conftests = next(
+            (list(map(str, e.get("files", ()))) for e in fresh_events if e.get("event") == "conftests"), []
+        )
         return self._recheck_alone(shadow, dataclasses.replace(fresh, fresh_process=reason), timeout, cancel)
 
     def _recheck_alone(
@@ -471,6 +477,8 @@ class PytestRunner:
         trace_calls: bool,
     ) -> TestRun:
         fresh = bool(self._fresh_reason) or trace_calls
+        if self._conftests:  # what a whole run loads besides the conftests on the named tests' paths
+            files = {**files, "conftests": self._conftests}
         try:
             events, answer, log = self._request(shadow, "pytest", args, timeout, cancel, fresh, files)
         except WorkerError:
