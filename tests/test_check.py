@@ -495,6 +495,13 @@ def test_a_change_whose_own_tests_are_skipped_or_failing_already_is_backed_by_ty
         assert f"types only (no test that names it passed: {count}; 0/1 passed)" in proc.stdout, proc.stdout
 
 
+WARNED = CALC.replace(
+    "    return a + b",
+    "    import warnings\n\n    warnings.warn('old', DeprecationWarning)\n    return a + b",
+)
+"""``add`` as it is, with a DeprecationWarning."""
+
+
 @pytest.mark.parametrize("config", ["pytest.toml", "pyproject.toml"])
 def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
     tmp_path: Path, config: str
@@ -510,11 +517,7 @@ def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
     files |= {"tests/test_ops.py": TESTS}
     files.setdefault("pyproject.toml", PYPROJECT)
     repo = make_repo(tmp_path / "repo", files)
-    warned = CALC.replace(
-        "    return a + b",
-        "    import warnings\n\n    warnings.warn('old', DeprecationWarning)\n    return a + b",
-    )
-    stage(repo, "calc/ops.py", warned)
+    stage(repo, "calc/ops.py", WARNED)
 
     proc = run_check(repo, tmp_path)
 
@@ -522,30 +525,35 @@ def test_runs_by_node_id_read_the_projects_configuration_not_a_tests_directorys(
     assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
 
 
-def test_runs_by_node_id_read_a_bare_pyproject_toml_as_a_plain_run_does(tmp_path: Path) -> None:
-    # No pytest table anywhere: a plain run takes the root's pyproject.toml as its (empty) configuration
-    # and collects test_add; a run naming it read tests/pytest.ini, whose python_functions found no such
-    # test: "cannot be collected ... not found: tests/test_ops.py::test_add", exit 2, for a change its own
-    # tests catch.
-    files = {"pyproject.toml": PYPROJECT, "tests/pytest.ini": "[pytest]\npython_functions = check_*\n"}
-    repo = make_repo(tmp_path / "repo", files | {"tests/test_ops.py": TESTS})
-    stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
-
-    proc = run_check(repo, tmp_path)
-
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "tests/test_ops.py::test_add failed" in proc.stdout, proc.stdout
+SLOW_TESTS = TESTS.replace("def test_add", "@pytest.mark.slow\ndef test_add").replace(
+    "from", "import pytest\nfrom", 1
+)
+DESELECTS_SLOW = '[pytest]\naddopts = -m "not slow"\nmarkers =\n    slow: slow tests\n'
 
 
-def test_runs_by_node_id_read_no_configuration_where_a_plain_run_reads_none(tmp_path: Path) -> None:
-    # No configuration at or above the root: a plain run reads none and runs the test marked slow, which
-    # fails. A run naming it looked from tests/ up and took tests/pytest.ini, which deselects it: nothing
-    # ran, with the change or without, and the broken `add` passed on types alone.
-    deselects = '[pytest]\naddopts = -m "not slow"\nmarkers =\n    slow: slow tests\n'
-    tests = TESTS.replace("def test_add", "@pytest.mark.slow\ndef test_add").replace(
-        "from", "import pytest\nfrom", 1
-    )
-    repo = make_repo(tmp_path / "repo", {"tests/pytest.ini": deselects, "tests/test_ops.py": tests})
+@pytest.mark.parametrize(
+    "files",
+    [
+        # No pytest table anywhere: a plain run takes the root's pyproject.toml as its (empty) configuration
+        # and collects test_add; a run naming it read tests/pytest.ini, whose python_functions found no
+        # such test: "cannot be collected ... not found: tests/test_ops.py::test_add", exit 2, for a change
+        # its own tests catch.
+        {
+            "pyproject.toml": PYPROJECT,
+            "tests/pytest.ini": "[pytest]\npython_functions = check_*\n",
+            "tests/test_ops.py": TESTS,
+        },
+        # No configuration at or above the root: a plain run reads none and runs the test marked slow,
+        # which fails. A run naming it looked from tests/ up and took tests/pytest.ini, which deselects it:
+        # nothing ran, with the change or without, and the broken `add` passed on types alone.
+        {"tests/pytest.ini": DESELECTS_SLOW, "tests/test_ops.py": SLOW_TESTS},
+    ],
+    ids=["bare-pyproject", "none"],
+)
+def test_runs_by_node_id_read_the_configuration_a_plain_run_reads_where_there_is_no_pytest_table(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    repo = make_repo(tmp_path / "repo", files)
     stage(repo, "calc/ops.py", CALC.replace("return a + b", "return a - b"))
 
     proc = run_check(repo, tmp_path)
@@ -562,11 +570,7 @@ def test_runs_by_node_id_load_the_conftest_files_a_whole_run_walks_past(tmp_path
     errors += '    config.addinivalue_line("filterwarnings", "error::DeprecationWarning")\n'
     files = {"pyproject.toml": PYPROJECT, "tests/test_ops.py": TESTS, "tools/conftest.py": errors}
     repo = make_repo(tmp_path / "repo", files)
-    warned = CALC.replace(
-        "    return a + b",
-        "    import warnings\n\n    warnings.warn('old', DeprecationWarning)\n    return a + b",
-    )
-    stage(repo, "calc/ops.py", warned)
+    stage(repo, "calc/ops.py", WARNED)
 
     proc = run_check(repo, tmp_path)
 
